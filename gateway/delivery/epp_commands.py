@@ -1,0 +1,217 @@
+"""Turns a policy-minimised payload into typed EPP commands, and back from the outbox.
+
+Only values present in ``Minimised.values`` are read, so a field the policy withheld cannot reach
+an EPP frame by construction.  Object ids and auth codes are derived from the registration id so a
+retried (or crash-recovered) registration addresses the same objects instead of creating new ones.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import hmac
+import json
+from typing import Any, Literal, cast
+
+from adapters.epp.types import (
+    ContactCreate,
+    ContactExtension,
+    DiscloseSpec,
+    DkhmContactExt,
+    DomainCreate,
+    EuridContactExt,
+    IisContactExt,
+    PostalInfo,
+    RegistrationCommands,
+)
+from gateway.errors import RequiredFieldMissing
+from gateway.models import RegistrationRequest, epp_phone
+from gateway.policy.minimise import Minimised
+from gateway.policy.schema import ContactSource, RecipientPolicy
+
+#: RFC 5733 needs these to create a contact at all.
+CONTACT_MINIMUM = ("name", "city", "country", "email")
+
+
+@dataclasses.dataclass(frozen=True)
+class RegistrarContact:
+    """The registrar's own role contact (company data, not a data subject's)."""
+
+    id: str = "RGREGISTRAR"
+    name: str = "Registrar Operations"
+    org: str = "Example Hosting AB"
+    street: tuple[str, ...] = ("Box 1",)
+    city: str = "Stockholm"
+    pc: str = "10000"
+    cc: str = "SE"
+    email: str = "hostmaster@registrar.invalid"
+    voice: str = "+46.80000000"
+
+
+def _object_id(prefix: str, reg_id: str, role: str) -> str:
+    digest = hashlib.sha256(f"{reg_id}:{role}".encode()).digest()
+    return (prefix + base64.b32encode(digest).decode()[:12]).upper()
+
+
+def auth_code(secret: bytes, reg_id: str) -> str:
+    """Deterministic per registration, unguessable without the gateway's secret."""
+    mac = hmac.new(secret, f"authinfo:{reg_id}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac[:18]).decode()
+
+
+def _s(values: dict[str, Any], key: str) -> str | None:
+    v = values.get(key)
+    return v if isinstance(v, str) else None
+
+
+def _extensions(policy: RecipientPolicy, m: Minimised, kind: str) -> tuple[ContactExtension, ...]:
+    assert policy.epp is not None
+    v = m.values
+    out: list[ContactExtension] = []
+    for ext in policy.epp.extensions:
+        if ext == "iis":
+            out.append(IisContactExt(orgno=_s(v, "national_id"), vatno=_s(v, "vat_number")))
+        elif ext == "eurid":
+            out.append(
+                EuridContactExt(
+                    type="registrant",
+                    natural_person=kind == "person",
+                    lang=_s(v, "language"),
+                    vat=_s(v, "vat_number"),
+                    country_of_citizenship=_s(v, "citizenship"),
+                )
+            )
+        elif ext == "dkhm":
+            cvr = _s(v, "national_id") if v.get("national_id_scheme") == "dk_cvr" else None
+            out.append(DkhmContactExt(user_type="individual" if kind == "person" else "company", cvr=cvr))
+    return tuple(out)
+
+
+def build_commands(
+    req: RegistrationRequest,
+    reg_id: str,
+    m: Minimised,
+    policy: RecipientPolicy,
+    registrar: RegistrarContact,
+    secret: bytes,
+) -> RegistrationCommands:
+    assert policy.epp is not None
+    epp = policy.epp
+    pw = auth_code(secret, reg_id)
+    contacts: list[ContactCreate] = []
+    roles: dict[str, str] = {}
+    needs_subject = ContactSource.SUBJECT in epp.contacts.values()
+    if needs_subject:
+        missing = [f for f in CONTACT_MINIMUM if f not in m.values]
+        if missing:
+            raise RequiredFieldMissing(
+                f"policy for {policy.recipient} does not release {', '.join(missing)}, needed for a contact"
+            )
+        v = m.values
+        name = cast(str, v["name"])
+        street = v.get("street", ())
+        street_t = street if isinstance(street, tuple) else (street,)
+        texts = [name, cast(str, v["city"]), *street_t, _s(v, "organisation") or ""]
+        ptype: Literal["int", "loc"] = "int" if all(t.isascii() for t in texts) else "loc"
+        disclose = (
+            DiscloseSpec(flag=m.disclose.flag, elements=tuple(m.disclose.elements)) if m.disclose else None
+        )
+        subject = ContactCreate(
+            id=_object_id(epp.contact_id_prefix, reg_id, "subject"),
+            postal_info=PostalInfo(
+                name=name,
+                org=_s(v, "organisation"),
+                street=street_t,
+                city=cast(str, v["city"]),
+                sp=_s(v, "state"),
+                pc=_s(v, "postal_code"),
+                cc=cast(str, v["country"]),
+                type=ptype,
+            ),
+            email=cast(str, v["email"]),
+            auth_pw=pw,
+            voice=epp_phone(p) if (p := _s(v, "phone")) else None,
+            fax=epp_phone(f) if (f := _s(v, "fax")) else None,
+            disclose=disclose,
+            extensions=_extensions(policy, m, req.registrant.kind),
+        )
+        contacts.append(subject)
+    needs_registrar = ContactSource.REGISTRAR in epp.contacts.values()
+    if needs_registrar:
+        contacts.append(
+            ContactCreate(
+                id=registrar.id,
+                postal_info=PostalInfo(
+                    name=registrar.name, org=registrar.org, street=registrar.street, city=registrar.city,
+                    pc=registrar.pc, cc=registrar.cc, type="int",
+                ),
+                email=registrar.email,
+                auth_pw=auth_code(secret, "registrar"),
+                voice=registrar.voice,
+            )
+        )
+    for role, source in epp.contacts.items():
+        roles[role] = contacts[0].id if source is ContactSource.SUBJECT else registrar.id
+    domain = DomainCreate(
+        name=req.domain,
+        period_years=req.period_years,
+        auth_pw=pw,
+        nameservers=tuple(req.nameservers),
+        registrant=roles.get("registrant"),
+        contacts=tuple(
+            (cast(Literal["admin", "tech", "billing"], r), cid) for r, cid in roles.items() if r != "registrant"
+        ),
+    )
+    return RegistrationCommands(contacts=tuple(contacts), domain=domain)
+
+
+# -- outbox codec ----------------------------------------------------------------------------------
+
+_EXT_TYPES: dict[str, type[Any]] = {
+    "iis": IisContactExt, "eurid": EuridContactExt, "dkhm": DkhmContactExt,
+}
+_EXT_NAMES = {v: k for k, v in _EXT_TYPES.items()}
+
+
+def commands_to_json(cmds: RegistrationCommands) -> dict[str, Any]:
+    def contact(c: ContactCreate) -> dict[str, Any]:
+        d = dataclasses.asdict(c)
+        d["extensions"] = [{"kind": _EXT_NAMES[type(e)], **dataclasses.asdict(e)} for e in c.extensions]
+        return d
+
+    return {"contacts": [contact(c) for c in cmds.contacts], "domain": dataclasses.asdict(cmds.domain)}
+
+
+def commands_from_json(data: dict[str, Any]) -> RegistrationCommands:
+    contacts = []
+    for c in data["contacts"]:
+        exts = []
+        for e in c["extensions"]:
+            e = dict(e)
+            exts.append(_EXT_TYPES[e.pop("kind")](**e))
+        pi = dict(c["postal_info"])
+        pi["street"] = tuple(pi["street"])
+        disclose = c.get("disclose")
+        contacts.append(
+            ContactCreate(
+                id=c["id"], postal_info=PostalInfo(**pi), email=c["email"], auth_pw=c["auth_pw"],
+                voice=c["voice"], fax=c["fax"],
+                disclose=DiscloseSpec(flag=disclose["flag"], elements=tuple(disclose["elements"]))
+                if disclose else None,
+                extensions=tuple(exts),
+            )
+        )
+    d = data["domain"]
+    domain = DomainCreate(
+        name=d["name"], period_years=d["period_years"], auth_pw=d["auth_pw"],
+        nameservers=tuple(d["nameservers"]), registrant=d["registrant"],
+        contacts=tuple((r, i) for r, i in d["contacts"]),
+    )
+    return RegistrationCommands(contacts=tuple(contacts), domain=domain)
+
+
+def payload_digest(payload: dict[str, Any]) -> str:
+    """SHA-256 over the canonical JSON of exactly what the adapter will send."""
+    canon = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(canon.encode()).hexdigest()

@@ -1,0 +1,164 @@
+"""The delivery worker: claims due outbox rows, sends them, records each outcome.
+
+Retries are durable (the outbox row goes back to ``pending`` with a backoff), not an in-memory
+loop, so a crash never forgets a retry.  Transient errors are retried with exponential backoff and
+full jitter up to ``max_attempts``; permanent ones are never retried.  Every attempt, success or
+not, becomes a disclosure entry in the same transaction as the outbox update.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import random
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+
+from adapters.epp.client import register
+from adapters.epp.types import Endpoint, RegistrationCommands, RegistrationOutcome
+from gateway.delivery.epp_commands import commands_from_json
+from gateway.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from gateway.policy.loader import PolicySet
+from gateway.registrations import Clock, iso, utcnow
+from gateway.store.sqlite import DisclosureEntry, OutboxItem, SqliteStore
+
+log = structlog.get_logger("gateway.delivery")
+
+EppSender = Callable[[Endpoint, RegistrationCommands, str], Awaitable[RegistrationOutcome]]
+
+
+class DeliveryWorker:
+    def __init__(
+        self,
+        store: SqliteStore,
+        policies: PolicySet,
+        endpoints: Callable[[str], Endpoint],
+        *,
+        clock: Clock = utcnow,
+        max_attempts: int = 6,
+        backoff_base_s: float = 1.0,
+        backoff_max_s: float = 300.0,
+        batch: int = 8,
+        concurrency: int = 4,
+        send_epp: EppSender = register,
+    ) -> None:
+        self.store = store
+        self.policies = policies
+        self.endpoints = endpoints
+        self.clock = clock
+        self.max_attempts = max_attempts
+        self.backoff_base_s = backoff_base_s
+        self.backoff_max_s = backoff_max_s
+        self.batch = batch
+        self._sem = asyncio.Semaphore(concurrency)
+        self.send_epp = send_epp
+        self.wakeup = asyncio.Event()
+
+    async def recover(self) -> int:
+        n = await self.store.run(lambda: self.store.requeue_in_flight(iso(self.clock())))
+        if n:
+            log.info("outbox.requeued_after_restart", count=n)
+        return n
+
+    async def run_once(self) -> int:
+        items = await self.store.run(lambda: self.store.claim_due(iso(self.clock()), self.batch))
+        await asyncio.gather(*(self._deliver(item) for item in items))
+        return len(items)
+
+    async def run(self, stop: asyncio.Event, poll_s: float) -> None:
+        await self.recover()
+        while not stop.is_set():
+            try:
+                n = await self.run_once()
+            except Exception:  # the loop must survive a bad row; the row itself is logged
+                log.exception("worker.loop_error")
+                n = 0
+            if n == 0:
+                self.wakeup.clear()
+                waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self.wakeup.wait())]
+                _, pending = await asyncio.wait(waiters, timeout=poll_s, return_when=asyncio.FIRST_COMPLETED)
+                for w in waiters:
+                    w.cancel()
+
+    def _backoff(self, attempts: int) -> float:
+        cap = min(self.backoff_max_s, self.backoff_base_s * (2 ** (attempts - 1)))
+        return random.uniform(0, cap)  # full jitter (not for security)
+
+    async def _deliver(self, item: OutboxItem) -> None:
+        async with self._sem:
+            started = self.clock()
+            policy = self.policies.recipients.get(item.recipient)
+            outcome: RegistrationOutcome | None = None
+            error: DeliveryError | None = None
+            try:
+                if policy is None:
+                    raise PermanentDeliveryError("recipient no longer configured")
+                if item.payload.get("protocol") != "epp":
+                    raise PermanentDeliveryError(
+                        f"protocol '{item.payload.get('protocol')}' has no adapter yet; nothing was sent"
+                    )
+                commands = commands_from_json(item.payload["commands"])
+                outcome = await self.send_epp(self.endpoints(item.recipient), commands, item.registration_id)
+            except DeliveryError as exc:
+                error = exc
+            except Exception:  # an adapter bug must not lose the attempt
+                log.exception("delivery.adapter_bug", recipient=item.recipient)
+                error = TransientDeliveryError("unexpected adapter error")
+            await self._record(item, started, outcome, error)
+
+    async def _record(
+        self,
+        item: OutboxItem,
+        started: dt.datetime,
+        outcome: RegistrationOutcome | None,
+        error: DeliveryError | None,
+    ) -> None:
+        policy = self.policies.recipients.get(item.recipient)
+        now = self.clock()
+        transfer: dict[str, Any] = item.transfer
+        base = {
+            "id": uuid.uuid4().hex,
+            "registration_id": item.registration_id,
+            "recipient": item.recipient,
+            "recipient_name": policy.name if policy else item.recipient,
+            "recipient_country": transfer["country"],
+            "category": transfer["category"],
+            "article": transfer["article"],
+            "instrument": transfer["instrument"],
+            "purpose": "domain_registration",
+            "withheld": tuple(item.fields["withheld"]),
+            "payload_digest": item.payload_digest,
+            "attempted_at": iso(started),
+            "recorded_at": iso(now),
+        }
+        if outcome is not None:
+            r = outcome.domain_result
+            entry = DisclosureEntry(
+                **base, outcome="delivered", fields=tuple(item.fields["sent"]), objects=dict(outcome.objects),
+                result_code=str(r.code), sv_trid=r.sv_trid, cl_trid=r.cl_trid,
+                reason="reconciled after restart" if outcome.reconciled else None,
+            )
+            state, next_at = "done", None
+            log.info("delivery.delivered", recipient=item.recipient, registration=item.registration_id,
+                     code=r.code, sv_trid=r.sv_trid, reconciled=outcome.reconciled)
+        else:
+            assert error is not None
+            retry = isinstance(error, TransientDeliveryError) and item.attempts < self.max_attempts
+            code = str(error.result_code) if error.result_code is not None else error.code
+            entry = DisclosureEntry(
+                **base, outcome="failed", retryable=retry,
+                fields=tuple(item.fields["sent"]) if isinstance(error, TransientDeliveryError) else (),
+                objects={}, result_code=code, reason=error.detail,
+            )
+            if retry:
+                state = "pending"
+                next_at = iso(now + dt.timedelta(seconds=self._backoff(item.attempts)))
+            else:
+                state, next_at = "failed", None
+            log.warning("delivery.failed", recipient=item.recipient, registration=item.registration_id,
+                        code=code, retry=retry, attempt=item.attempts)
+        await self.store.run(lambda: self.store.finish(item, entry, state=state, next_attempt_at=next_at,
+                                                       now=iso(now)))

@@ -1,0 +1,272 @@
+"""The ordering system's request, validated strictly at the edge.
+
+Validation normalises as it checks (A-label domains, E.164 phones, compact ID numbers), so the
+policy engine downstream works on one canonical form and never re-parses input.  Error messages
+raised here name the rule broken, never the value, because pydantic echoes messages into the
+problem body and values are personal data.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated, Literal
+
+import idna
+import phonenumbers
+import pycountry
+from email_validator import EmailNotValidError, validate_email
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from stdnum import luhn
+from stdnum.dk import cpr as dk_cpr
+from stdnum.dk import cvr as dk_cvr
+from stdnum.exceptions import ValidationError as StdnumError
+from stdnum.fi import hetu as fi_hetu
+from stdnum.fi import ytunnus as fi_ytunnus
+from stdnum.no import fodselsnummer as no_fnr
+from stdnum.no import orgnr as no_orgnr
+from stdnum.se import orgnr as se_orgnr
+from stdnum.se import personnummer as se_pnr
+
+
+class Strict(BaseModel):
+    """Unknown fields are rejected, strings are stripped, types are not coerced."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, str_strip_whitespace=True, frozen=True)
+
+
+class IdScheme(StrEnum):
+    SE_PERSONNUMMER = "se_personnummer"
+    SE_SAMORDNINGSNUMMER = "se_samordningsnummer"
+    SE_ORGANISATIONSNUMMER = "se_organisationsnummer"
+    DK_CPR = "dk_cpr"
+    DK_CVR = "dk_cvr"
+    NO_FODSELSNUMMER = "no_fodselsnummer"
+    NO_ORGANISASJONSNUMMER = "no_organisasjonsnummer"
+    FI_HETU = "fi_hetu"
+    FI_YTUNNUS = "fi_ytunnus"
+    PASSPORT = "passport"
+
+
+#: Which schemes identify a natural person and which an organisation.
+PERSON_SCHEMES = frozenset(
+    {
+        IdScheme.SE_PERSONNUMMER,
+        IdScheme.SE_SAMORDNINGSNUMMER,
+        IdScheme.DK_CPR,
+        IdScheme.NO_FODSELSNUMMER,
+        IdScheme.FI_HETU,
+        IdScheme.PASSPORT,
+    }
+)
+
+
+def _se_personal(value: str, *, coordination: bool) -> str:
+    """Swedish personnummer / samordningsnummer: 12-digit canonical YYYYMMDDNNNC.
+
+    stdnum validates the Luhn digit and the date; a samordningsnummer is a personnummer with
+    60 added to the day, which stdnum accepts only as a personnummer when the day is real, so
+    the coordination case is checked by subtracting 60 first.
+    """
+    digits = re.sub(r"[\s+-]", "", value)
+    if not digits.isdigit() or len(digits) not in (10, 12):
+        raise ValueError("must be 10 or 12 digits (YYMMDD-NNNC or YYYYMMDDNNNC)")
+    day = int(digits[-6:-4])
+    is_coordination = day > 60
+    if coordination != is_coordination:
+        raise ValueError(
+            "samordningsnummer must have day+60" if coordination else "personnummer day must be 01-31"
+        )
+    probe = digits
+    if is_coordination:
+        probe = digits[:-6] + f"{day - 60:02d}" + digits[-4:]
+    try:
+        se_pnr.validate(probe)
+    except StdnumError:
+        raise ValueError("invalid date or check digit") from None
+    if not luhn.is_valid(digits[-10:]):
+        raise ValueError("invalid check digit")
+    compact = se_pnr.compact(probe)
+    full = compact if len(compact) == 12 else se_pnr.format(probe).replace("-", "").replace("+", "")
+    if is_coordination:
+        full = full[:6] + f"{day:02d}" + full[8:]
+    return full
+
+
+def normalise_national_id(scheme: IdScheme, value: str) -> str:
+    """Check the number's checksum and return its canonical compact form."""
+    try:
+        match scheme:
+            case IdScheme.SE_PERSONNUMMER:
+                return _se_personal(value, coordination=False)
+            case IdScheme.SE_SAMORDNINGSNUMMER:
+                return _se_personal(value, coordination=True)
+            case IdScheme.SE_ORGANISATIONSNUMMER:
+                compact = str(se_orgnr.validate(value))
+                return f"{compact[:6]}-{compact[6:]}"
+            case IdScheme.DK_CPR:
+                return str(dk_cpr.validate(value))
+            case IdScheme.DK_CVR:
+                return str(dk_cvr.validate(value))
+            case IdScheme.NO_FODSELSNUMMER:
+                return str(no_fnr.validate(value))
+            case IdScheme.NO_ORGANISASJONSNUMMER:
+                return str(no_orgnr.validate(value))
+            case IdScheme.FI_HETU:
+                return str(fi_hetu.validate(value))
+            case IdScheme.FI_YTUNNUS:
+                return str(fi_ytunnus.validate(value))
+            case IdScheme.PASSPORT:
+                if not re.fullmatch(r"[A-Z0-9]{5,20}", value.upper()):
+                    raise ValueError("passport number must be 5-20 letters or digits")
+                return value.upper()
+    except StdnumError:
+        raise ValueError(f"not a valid {scheme.value} (format or check digit)") from None
+    raise ValueError("unknown scheme")  # pragma: no cover - enum is exhaustive
+
+
+def _country(value: str) -> str:
+    if len(value) != 2 or not value.isalpha() or not value.isupper():
+        raise ValueError("must be an ISO 3166-1 alpha-2 code in upper case")
+    if pycountry.countries.get(alpha_2=value) is None:
+        raise ValueError("not an assigned ISO 3166-1 alpha-2 code")
+    return value
+
+
+def _phone(value: str) -> str:
+    """E.164; the EPP ``+CC.NNNN`` form is derived from this by :func:`epp_phone`."""
+    try:
+        parsed = phonenumbers.parse(value, None)
+    except phonenumbers.NumberParseException:
+        raise ValueError("must be an international number starting with + and a country code") from None
+    if not phonenumbers.is_valid_number(parsed):
+        raise ValueError("not a valid phone number for its country code")
+    return str(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
+
+
+def epp_phone(e164: str) -> str:
+    """RFC 5733 ``e164Type``: ``+CC.NUMBER``."""
+    parsed = phonenumbers.parse(e164, None)
+    return f"+{parsed.country_code}.{parsed.national_number}"
+
+
+def to_a_label(value: str) -> str:
+    """IDNA 2008 (UTS 46 mapping off: the ordering system must send the name it means)."""
+    name = value.rstrip(".")
+    if not name or len(name) > 253:
+        raise ValueError("domain name must be 1-253 characters")
+    try:
+        ascii_name = idna.encode(name.lower(), uts46=False).decode("ascii")
+    except idna.IDNAError:
+        raise ValueError("not a valid IDNA 2008 domain name") from None
+    labels = ascii_name.split(".")
+    if len(labels) < 2:
+        raise ValueError("domain name must have at least two labels")
+    for label in labels:
+        if not re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", label):
+            raise ValueError("each label must be LDH, 1-63 characters, not starting or ending with '-'")
+    return ascii_name
+
+
+Text = Annotated[str, Field(min_length=1, max_length=255)]
+
+
+class NationalId(Strict):
+    scheme: IdScheme
+    value: Annotated[str, Field(min_length=1, max_length=32)]
+
+    @model_validator(mode="after")
+    def _checksum(self) -> NationalId:
+        object.__setattr__(self, "value", normalise_national_id(self.scheme, self.value))
+        return self
+
+
+class PostalAddress(Strict):
+    street: Annotated[list[Text], Field(min_length=1, max_length=3)]
+    city: Text
+    state: Annotated[str, Field(max_length=255)] | None = None
+    postal_code: Annotated[str, Field(min_length=1, max_length=16)] | None = None
+    country: str
+
+    @field_validator("country")
+    @classmethod
+    def _check_country(cls, v: str) -> str:
+        return _country(v)
+
+
+class Registrant(Strict):
+    kind: Literal["person", "organisation"]
+    name: Text
+    organisation: Text | None = None
+    national_id: NationalId | None = None
+    vat_number: Annotated[str, Field(pattern=r"^[A-Z]{2}[0-9A-Z]{2,13}$")] | None = None
+    address: PostalAddress
+    email: Annotated[str, Field(min_length=3, max_length=254)]
+    phone: Annotated[str, Field(max_length=32)]
+    fax: Annotated[str, Field(max_length=32)] | None = None
+    language: Annotated[str, Field(pattern=r"^[a-z]{2}$")] = "sv"
+    citizenship: str | None = None
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, v: str) -> str:
+        try:
+            return str(validate_email(v, check_deliverability=False).normalized)
+        except EmailNotValidError:
+            raise ValueError("not a valid e-mail address") from None
+
+    @field_validator("phone", "fax")
+    @classmethod
+    def _phones(cls, v: str | None) -> str | None:
+        return None if v is None else _phone(v)
+
+    @field_validator("citizenship")
+    @classmethod
+    def _citizenship(cls, v: str | None) -> str | None:
+        return None if v is None else _country(v)
+
+    @field_validator("language")
+    @classmethod
+    def _language(cls, v: str) -> str:
+        if pycountry.languages.get(alpha_2=v) is None:
+            raise ValueError("not an ISO 639-1 language code")
+        return v
+
+    @model_validator(mode="after")
+    def _kind_consistent(self) -> Registrant:
+        if self.kind == "organisation" and self.organisation is None:
+            raise ValueError("an organisation registrant needs 'organisation'")
+        if self.national_id is not None:
+            is_person_id = self.national_id.scheme in PERSON_SCHEMES
+            if is_person_id != (self.kind == "person"):
+                raise ValueError("national_id scheme does not match registrant kind")
+        return self
+
+
+Hostname = Annotated[str, Field(min_length=1, max_length=253)]
+
+
+class RegistrationRequest(Strict):
+    order_ref: Annotated[str, Field(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
+    domain: Annotated[str, Field(min_length=1, max_length=253)]
+    period_years: Annotated[int, Field(ge=1, le=10)] = 1
+    nameservers: Annotated[list[Hostname], Field(max_length=13)] = []
+    purpose: Literal["domain_registration"] = "domain_registration"
+    registrant: Registrant
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, v: str) -> str:
+        return to_a_label(v)
+
+    @field_validator("nameservers")
+    @classmethod
+    def _nameservers(cls, v: list[str]) -> list[str]:
+        out = [to_a_label(ns) for ns in v]
+        if len(set(out)) != len(out):
+            raise ValueError("name servers must be distinct")
+        return out
+
+    @property
+    def tld(self) -> str:
+        return self.domain.rsplit(".", 1)[1]

@@ -1,0 +1,200 @@
+"""Accepting a registration: plan (pure) then persist (one transaction).
+
+The plan says, per recipient, what goes, what is withheld, and on which Chapter V basis.  If any
+recipient of a registration is refused, nothing is sent to anyone (fail closed): a registration
+is one act towards its registry, and a half-delivered one would be worse than none.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.delivery.epp_commands import (
+    RegistrarContact,
+    build_commands,
+    commands_to_json,
+    payload_digest,
+)
+from gateway.errors import GatewayError, IdempotencyConflict, NoRecipientPolicy, RequiredFieldMissing, TransferBlocked
+from gateway.models import RegistrationRequest
+from gateway.policy.classify import TransferDecision, classify_transfer
+from gateway.policy.loader import PolicySet
+from gateway.policy.minimise import Minimised, minimise
+from gateway.policy.schema import RecipientPolicy
+from gateway.store.sqlite import DisclosureEntry, NewOutbox, SqliteStore
+
+Clock = Callable[[], dt.datetime]
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def iso(t: dt.datetime) -> str:
+    return t.astimezone(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class RecipientPlan:
+    policy: RecipientPolicy
+    decision: TransferDecision
+    minimised: Minimised
+    refusal: GatewayError | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "recipient": self.policy.recipient,
+            "recipient_name": self.policy.name,
+            "kind": self.policy.kind,
+            "country": self.policy.country,
+            "transfer": self.decision.as_dict(),
+            "fields_sent": list(self.minimised.fields_sent),
+            "fields_withheld": dict(sorted(self.minimised.withheld.items())),
+            "disclose": self.minimised.disclose.model_dump() if self.minimised.disclose else None,
+            "refused": None if self.refusal is None else {
+                "code": self.refusal.code, "detail": self.refusal.detail,
+            },
+        }
+
+
+def plan_registration(req: RegistrationRequest, policies: PolicySet, at: dt.datetime) -> list[RecipientPlan]:
+    """Pure: which recipients get what, on which basis, at time ``at``."""
+    registry = policies.registry_for(req.tld)
+    if registry is None:
+        raise NoRecipientPolicy(f"no recipient policy for .{req.tld}")
+    plans = []
+    for policy in (registry,):
+        m = minimise(req.registrant, policy)
+        decision = classify_transfer(
+            policy, policies.jurisdictions, at, req.purpose, carries_personal_data=bool(m.values)
+        )
+        refusal: GatewayError | None = None
+        if not decision.allowed:
+            refusal = TransferBlocked(f"transfer to {policy.recipient} blocked: {decision.reason}")
+        elif m.missing_required:
+            refusal = RequiredFieldMissing(
+                f"{policy.recipient} requires: {', '.join(m.missing_required)}",
+            )
+        plans.append(RecipientPlan(policy, decision, m, refusal))
+    return plans
+
+
+def request_hash(raw: Any) -> str:
+    return hashlib.sha256(json.dumps(raw, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+class RegistrationService:
+    def __init__(
+        self,
+        store: SqliteStore,
+        policies: PolicySet,
+        registrar: RegistrarContact,
+        secret: bytes,
+        clock: Clock = utcnow,
+    ) -> None:
+        self.store = store
+        self.policies = policies
+        self.registrar = registrar
+        self.secret = secret
+        self.clock = clock
+
+    async def submit(
+        self, client: str, key: str, raw: Any, req: RegistrationRequest
+    ) -> tuple[int, dict[str, Any]]:
+        """Returns (HTTP status, body); replays the stored answer for a repeated key."""
+        rhash = request_hash(raw)
+        prior = await self.store.run(lambda: self.store.idempotent_response(client, key))
+        if prior is not None:
+            return self._replay(prior, rhash)
+
+        now = self.clock()
+        reg_id = uuid.uuid4().hex
+        plans = plan_registration(req, self.policies, now)
+        refused = [p for p in plans if p.refusal is not None]
+        outbox: list[NewOutbox] = []
+        entries: list[DisclosureEntry] = []
+        if refused:
+            status_text = "blocked"
+            for p in refused:
+                assert p.refusal is not None
+                entries.append(self._blocked_entry(reg_id, req, p, now))
+        else:
+            status_text = "accepted"
+            for p in plans:
+                payload = self._payload(req, reg_id, p)
+                outbox.append(
+                    NewOutbox(
+                        recipient=p.policy.recipient, payload=payload, payload_digest=payload_digest(payload),
+                        transfer=p.decision.as_dict(),
+                        fields={"sent": list(p.minimised.fields_sent), "withheld": sorted(p.minimised.withheld)},
+                    )
+                )
+        plan_view = [p.as_dict() for p in plans]
+        body: dict[str, Any] = {
+            "id": reg_id,
+            "status": status_text,
+            "order_ref": req.order_ref,
+            "domain": req.domain,
+            "accepted_at": iso(now),
+            "transfers": plan_view,
+            "links": {"self": f"/v1/registrations/{reg_id}"},
+        }
+        if refused:
+            first = refused[0].refusal
+            assert first is not None
+            http_status = first.status
+            body = first.problem(instance=f"/v1/registrations/{reg_id}") | {
+                "registration_id": reg_id, "transfers": plan_view,
+            }
+        else:
+            http_status = 202
+        registration = {
+            "id": reg_id, "order_ref": req.order_ref, "domain": req.domain, "tld": req.tld,
+            "status": status_text, "plan": plan_view,
+        }
+        raced = await self.store.run(
+            lambda: self.store.accept(
+                registration=registration, idempotency=(client, key, rhash), status=http_status,
+                response=body, outbox=outbox, entries=entries, now=iso(now),
+            )
+        )
+        if raced is not None:
+            return self._replay(raced, rhash)
+        return http_status, body
+
+    @staticmethod
+    def _replay(prior: tuple[str, int, dict[str, Any]], rhash: str) -> tuple[int, dict[str, Any]]:
+        prior_hash, status, body = prior
+        if prior_hash != rhash:
+            raise IdempotencyConflict("this Idempotency-Key was used with a different request body")
+        return status, body
+
+    def _payload(self, req: RegistrationRequest, reg_id: str, p: RecipientPlan) -> dict[str, Any]:
+        if p.policy.protocol == "epp":
+            cmds = build_commands(req, reg_id, p.minimised, p.policy, self.registrar, self.secret)
+            return {"protocol": "epp", "commands": commands_to_json(cmds)}
+        return {"protocol": p.policy.protocol, "domain": req.domain, "values": {
+            k: list(v) if isinstance(v, tuple) else v for k, v in p.minimised.values.items()
+        }}
+
+    @staticmethod
+    def _blocked_entry(
+        reg_id: str, req: RegistrationRequest, p: RecipientPlan, now: dt.datetime
+    ) -> DisclosureEntry:
+        assert p.refusal is not None
+        return DisclosureEntry(
+            id=uuid.uuid4().hex, registration_id=reg_id, recipient=p.policy.recipient,
+            recipient_name=p.policy.name, recipient_country=p.policy.country,
+            category=p.decision.category.value, article=p.decision.article, instrument=p.decision.instrument,
+            purpose=req.purpose, outcome="blocked", fields=(), withheld=tuple(
+                sorted({*p.minimised.fields_sent, *p.minimised.withheld})
+            ),
+            objects={}, attempted_at=iso(now), recorded_at=iso(now),
+            result_code=p.refusal.code, reason=p.refusal.detail,
+        )

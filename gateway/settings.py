@@ -1,0 +1,57 @@
+"""Runtime settings (environment ``GATEWAY_*``), with embedded defaults that run on one machine.
+
+Defaults point every registry at the local sandbox with development TLS material under
+``var/``; production overrides endpoints per recipient with ``GATEWAY_ENDPOINTS_FILE``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    config_dir: Path = ROOT / "config"
+    var_dir: Path = ROOT / "var"
+    db_path: Path | None = None
+    db_synchronous: str = "FULL"
+    tokens_file: Path | None = None
+    endpoints_file: Path | None = None
+    secret_file: Path | None = None
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=10 * 1024 * 1024)
+
+    # default registry endpoint: the sandbox
+    sandbox_host: str = "127.0.0.1"
+    sandbox_port: int = 7700
+    registrar_client_id: str = "registrar1"
+    registrar_password: str = "sandbox-pass-1"
+    pki_dir: Path | None = None
+
+    worker_enabled: bool = True
+    worker_poll_s: float = Field(default=0.2, gt=0)
+    worker_batch: int = Field(default=8, ge=1, le=256)
+    worker_concurrency: int = Field(default=4, ge=1, le=64)
+    max_attempts: int = Field(default=6, ge=1, le=50)
+    backoff_base_s: float = Field(default=1.0, ge=0)
+    backoff_max_s: float = Field(default=300.0, ge=0)
+    epp_timeout_s: float = Field(default=10.0, gt=0)
+
+    def resolved_db(self) -> Path:
+        return self.db_path or self.var_dir / "gateway.sqlite3"
+
+    def resolved_pki(self) -> Path:
+        return self.pki_dir or self.var_dir / "pki"
+
+    def resolved_tokens(self) -> Path:
+        return self.tokens_file or self.var_dir / "tokens.yaml"
+
+    def resolved_secret(self) -> Path:
+        return self.secret_file or self.var_dir / "secret.key"

@@ -1,0 +1,139 @@
+"""Versioned schema migrations for the embedded SQLite store.
+
+Each migration runs once, in its own transaction, and is recorded in ``schema_version``; a store
+written by a newer gateway refuses to open with an older one rather than guess.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from gateway.errors import ConfigError
+
+MIGRATIONS: tuple[tuple[int, str], ...] = (
+    (
+        1,
+        """
+        CREATE TABLE registrations (
+            id            TEXT PRIMARY KEY,
+            client        TEXT NOT NULL,
+            order_ref     TEXT NOT NULL,
+            domain        TEXT NOT NULL,
+            tld           TEXT NOT NULL,
+            status        TEXT NOT NULL CHECK (status IN ('accepted','delivering','delivered','failed','blocked')),
+            plan_json     TEXT NOT NULL,
+            created_at    TEXT NOT NULL,
+            updated_at    TEXT NOT NULL
+        );
+        CREATE INDEX registrations_client ON registrations(client, created_at);
+
+        CREATE TABLE idempotency (
+            client          TEXT NOT NULL,
+            key             TEXT NOT NULL,
+            request_hash    TEXT NOT NULL,
+            registration_id TEXT NOT NULL REFERENCES registrations(id),
+            status          INTEGER NOT NULL,
+            response_json   TEXT NOT NULL,
+            created_at      TEXT NOT NULL,
+            PRIMARY KEY (client, key)
+        );
+
+        -- One row per (registration, recipient) to deliver. payload_json holds the minimised,
+        -- policy-released commands only; it is what the worker sends after a restart.
+        CREATE TABLE outbox (
+            id              INTEGER PRIMARY KEY AUTOINCREMENT,
+            registration_id TEXT NOT NULL REFERENCES registrations(id),
+            recipient       TEXT NOT NULL,
+            state           TEXT NOT NULL CHECK (state IN ('pending','in_flight','done','failed')),
+            attempts        INTEGER NOT NULL DEFAULT 0,
+            payload_json    TEXT NOT NULL,
+            payload_digest  TEXT NOT NULL,
+            transfer_json   TEXT NOT NULL,
+            fields_json     TEXT NOT NULL,
+            next_attempt_at TEXT NOT NULL,
+            last_code       TEXT,
+            updated_at      TEXT NOT NULL,
+            UNIQUE (registration_id, recipient)
+        );
+        CREATE INDEX outbox_due ON outbox(state, next_attempt_at);
+
+        -- Append-only: the triggers below make UPDATE and DELETE fail for every SQL path.
+        CREATE TABLE disclosures (
+            seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+            id               TEXT NOT NULL UNIQUE,
+            registration_id  TEXT NOT NULL,
+            recipient        TEXT NOT NULL,
+            recipient_name   TEXT NOT NULL,
+            recipient_country TEXT NOT NULL,
+            category         TEXT NOT NULL,
+            article          TEXT,
+            instrument       TEXT,
+            purpose          TEXT NOT NULL,
+            outcome          TEXT NOT NULL CHECK (outcome IN ('delivered','failed','blocked')),
+            retryable        INTEGER NOT NULL DEFAULT 0,
+            fields_json      TEXT NOT NULL,
+            withheld_json    TEXT NOT NULL,
+            payload_digest   TEXT,
+            result_code      TEXT,
+            sv_trid          TEXT,
+            cl_trid          TEXT,
+            objects_json     TEXT NOT NULL,
+            reason           TEXT,
+            attempted_at     TEXT NOT NULL,
+            recorded_at      TEXT NOT NULL
+        );
+        CREATE INDEX disclosures_recipient ON disclosures(recipient, recorded_at);
+        CREATE INDEX disclosures_country ON disclosures(recipient_country, recorded_at);
+        CREATE INDEX disclosures_category ON disclosures(category, recorded_at);
+        CREATE INDEX disclosures_registration ON disclosures(registration_id);
+        CREATE TRIGGER disclosures_no_update BEFORE UPDATE ON disclosures
+            BEGIN SELECT RAISE(ABORT, 'disclosures are append-only'); END;
+        CREATE TRIGGER disclosures_no_delete BEFORE DELETE ON disclosures
+            BEGIN SELECT RAISE(ABORT, 'disclosures are append-only'); END;
+        """,
+    ),
+)
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
+    )
+    row = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()
+    current = int(row[0])
+    latest = MIGRATIONS[-1][0]
+    if current > latest:
+        raise ConfigError(f"store schema version {current} is newer than this gateway ({latest})")
+    for version, sql in MIGRATIONS:
+        if version <= current:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _split(sql):
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO schema_version(version, applied_at) VALUES (?, datetime('now'))", (version,)
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        current = version
+    return current
+
+
+def _split(sql: str) -> list[str]:
+    """Split on ';' outside trigger bodies (sqlite3.complete_statement knows BEGIN…END)."""
+    out: list[str] = []
+    buf = ""
+    for line in sql.splitlines(keepends=True):
+        if line.strip().startswith("--"):
+            continue
+        buf += line
+        if sqlite3.complete_statement(buf):
+            if buf.strip():
+                out.append(buf.strip())
+            buf = ""
+    if buf.strip():
+        out.append(buf.strip())
+    return out

@@ -1,0 +1,204 @@
+"""The registration spine end to end: HTTP in, EPP over real TLS out, disclosure entries logged."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lxml import etree
+
+from gateway.policy.loader import load_policies
+from tests.conftest import ORG_BODY, ROOT, VALID_BODY, Gateway, body
+
+pytestmark = pytest.mark.integration
+
+EPP_NS = "urn:ietf:params:xml:ns:epp-1.0"
+CONTACT_NS = "urn:ietf:params:xml:ns:contact-1.0"
+DOMAIN_NS = "urn:ietf:params:xml:ns:domain-1.0"
+
+
+def commands(frames: list[bytes]) -> list[etree._Element]:
+    out = []
+    for f in frames:
+        cmd = etree.fromstring(f).find(f"{{{EPP_NS}}}command")
+        if cmd is not None:
+            out.append(cmd)
+    return out
+
+
+def contact_creates(frames: list[bytes]) -> list[etree._Element]:
+    return [c for c in commands(frames) if c.find(f"{{{EPP_NS}}}create/{{{CONTACT_NS}}}create") is not None]
+
+
+async def test_register_exempel_se_delivers_and_logs(gateway: Gateway) -> None:
+    r = await gateway.post(VALID_BODY)
+    assert r.status == 202, await r.text()
+    plan = await r.json()
+    assert plan["domain"] == "exempel.se"
+    [t] = plan["transfers"]
+    assert t["recipient"] == "iis-se"
+    assert t["transfer"]["category"] == "eea"
+    assert "national_id" in t["fields_sent"] and "email" in t["fields_sent"]
+    assert "fax" not in t["fields_sent"]
+    reg = await gateway.wait_status(plan["id"], {"delivered", "failed"})
+    assert reg["status"] == "delivered", reg
+    assert "exempel.se" in gateway.sandbox.sandbox.domains
+
+    r = await gateway.client.get("/v1/disclosures", params={"registration_id": plan["id"]},
+                                 headers=gateway.tokens.h("privacy"))
+    assert r.status == 200
+    [entry] = (await r.json())["items"]
+    assert entry["outcome"] == "delivered"
+    assert entry["recipient"] == "iis-se" and entry["recipient_country"] == "SE"
+    assert entry["transfer"]["category"] == "eea"
+    assert entry["purpose"] == "domain_registration"
+    assert entry["sv_trid"] and entry["result_code"] == "1000"
+    assert entry["payload_digest"].startswith("sha256:")
+    assert sorted(entry["fields"]) == sorted(t["fields_sent"])
+    assert entry["objects"]["domain"] == "exempel.se"
+
+    # the .se extension carried the personnummer in Internetstiftelsen's [SE]YYMMDD-NNNN form
+    [cc] = contact_creates(gateway.sandbox.sandbox.frames)
+    orgno = cc.find(".//{urn:se:iis:xml:epp:iis-1.2}orgno")
+    assert orgno is not None and orgno.text == "[SE]811218-9876"
+    # a natural person: the disclose element withholds publication
+    disclose = cc.find(f".//{{{CONTACT_NS}}}disclose")
+    assert disclose is not None and disclose.get("flag") == "0"
+
+
+async def test_idempotent_replay_and_conflict(gateway: Gateway) -> None:
+    r1 = await gateway.post(VALID_BODY, key="key-000000001")
+    r2 = await gateway.post(VALID_BODY, key="key-000000001")
+    assert r1.status == r2.status == 202
+    assert await r1.json() == await r2.json()
+    r3 = await gateway.post(body(order_ref="ORD-OTHER"), key="key-000000001")
+    assert r3.status == 409
+    assert (await r3.json())["code"] == "idempotency_conflict"
+    reg = await gateway.wait_status((await r1.json())["id"], {"delivered", "failed"})
+    assert reg["status"] == "delivered"
+    domain_creates = [c for c in commands(gateway.sandbox.sandbox.frames)
+                      if c.find(f"{{{EPP_NS}}}create/{{{DOMAIN_NS}}}create") is not None]
+    assert len(domain_creates) == 1
+
+
+async def test_com_is_thin_no_contact_data(gateway: Gateway) -> None:
+    r = await gateway.post(body(domain="exempel.com"))
+    assert r.status == 202, await r.text()
+    plan = await r.json()
+    assert plan["transfers"][0]["fields_sent"] == []
+    assert plan["transfers"][0]["transfer"]["category"] == "no_personal_data"
+    reg = await gateway.wait_status(plan["id"], {"delivered", "failed"})
+    assert reg["status"] == "delivered"
+    frames = gateway.sandbox.sandbox.frames
+    assert contact_creates(frames) == []
+    [dc] = [c for c in commands(frames) if c.find(f"{{{EPP_NS}}}create/{{{DOMAIN_NS}}}create") is not None]
+    assert dc.find(f".//{{{DOMAIN_NS}}}registrant") is None
+    assert dc.find(f".//{{{DOMAIN_NS}}}contact") is None
+    raw = b"".join(frames)
+    for value in (b"Andersson", b"anna.andersson", b"Storgatan", b"811218"):
+        assert value not in raw
+
+
+async def test_cn_without_safeguard_is_blocked_and_nothing_sent(gateway: Gateway) -> None:
+    r = await gateway.post(body(domain="exempel.cn"))
+    assert r.status == 422
+    problem = await r.json()
+    assert r.content_type == "application/problem+json"
+    assert problem["code"] == "transfer_blocked"
+    assert "Andersson" not in await r.text()
+    reg_id = problem["registration_id"]
+    reg = await gateway.wait_status(reg_id, {"blocked"})
+    assert reg["status"] == "blocked"
+    assert reg["deliveries"] == []
+    [entry] = reg["disclosures"]
+    assert entry["outcome"] == "blocked" and entry["recipient_country"] == "CN"
+    assert entry["fields"] == []
+    assert gateway.sandbox.sandbox.frames == []
+
+
+async def test_ordering_role_cannot_list_disclosures(gateway: Gateway) -> None:
+    r = await gateway.client.get("/v1/disclosures", headers=gateway.tokens.h("ordering"))
+    assert r.status == 403
+    assert (await r.json())["code"] == "forbidden"
+    r = await gateway.client.get("/v1/disclosures", headers=gateway.tokens.h("auditor"))
+    assert r.status == 200
+
+
+async def test_ordering_client_sees_only_its_own_registrations(gateway: Gateway) -> None:
+    r = await gateway.post(VALID_BODY)
+    reg_id = (await r.json())["id"]
+    mine = await gateway.client.get(f"/v1/registrations/{reg_id}", headers=gateway.tokens.h("ordering"))
+    assert mine.status == 200
+    other = await gateway.client.get(f"/v1/registrations/{reg_id}", headers=gateway.tokens.h("other_ordering"))
+    assert other.status == 404
+
+
+async def test_privacy_role_cannot_register(gateway: Gateway) -> None:
+    r = await gateway.post(VALID_BODY, role="privacy")
+    assert r.status == 403
+
+
+async def test_disclosure_filters(gateway: Gateway) -> None:
+    ids = []
+    for data in (VALID_BODY, body(domain="exempel.com"), body(domain="exempel.cn")):
+        ids.append(((await gateway.post(data)).status))
+    for reg in (await (await gateway.client.get(
+            "/v1/disclosures", headers=gateway.tokens.h("privacy"))).json())["items"]:
+        assert reg["outcome"] in {"delivered", "blocked", "failed"}
+    h = gateway.tokens.h("privacy")
+
+    async def q(**params: str) -> list[dict[str, Any]]:
+        r = await gateway.client.get("/v1/disclosures", params=params, headers=h)
+        assert r.status == 200, await r.text()
+        return list((await r.json())["items"])
+
+    blocked = await q(category="blocked")
+    assert [e["recipient_country"] for e in blocked] == ["CN"]
+    assert all(e["recipient_country"] == "CN" for e in await q(country="CN"))
+    assert await q(recipient="cnnic-cn", outcome="delivered") == []
+    assert await q(since="2999-01-01T00:00:00Z") == []
+    assert len(await q(until="2999-01-01T00:00:00Z")) >= 1
+    r = await gateway.client.get("/v1/disclosures", params={"country": "sweden"}, headers=h)
+    assert r.status == 422
+    r = await gateway.client.get("/v1/disclosures", params={"bogus": "1"}, headers=h)
+    assert r.status == 422
+
+
+def _tlds() -> list[str]:
+    return sorted(load_policies(ROOT / "config").by_tld)
+
+
+def _body_for(tld: str) -> dict[str, Any]:
+    b = copy.deepcopy(ORG_BODY if tld in {"dk", "no", "nl", "fi"} else VALID_BODY)
+    b["domain"] = f"exempel-{tld}.{tld}"
+    if tld == "eu":
+        b["registrant"]["citizenship"] = "SE"
+    return b
+
+
+@pytest.mark.parametrize("tld", _tlds())
+async def test_every_configured_tld_sends_schema_valid_epp(gateway: Gateway, tld: str) -> None:
+    """The sandbox fixture asserts afterwards that every frame validated against the official XSDs."""
+    policy = load_policies(ROOT / "config").by_tld[tld]
+    r = await gateway.post(_body_for(tld))
+    data = await r.json()
+    if r.status == 422:
+        assert data["code"] == "transfer_blocked"
+        assert policy.country not in load_policies(ROOT / "config").jurisdictions.eea
+        assert gateway.sandbox.sandbox.frames == []
+        return
+    assert r.status == 202, data
+    reg = await gateway.wait_status(data["id"], {"delivered", "failed"})
+    if policy.protocol != "epp":
+        assert reg["status"] == "failed"
+        assert reg["disclosures"][-1]["fields"] == []
+        return
+    assert reg["status"] == "delivered", reg
+    assert f"exempel-{tld}.{tld}" in gateway.sandbox.sandbox.domains
+
+
+def test_readme_starts_with_the_two_commands() -> None:
+    lines = [ln for ln in Path(ROOT / "README.md").read_text().splitlines() if ln.startswith("./scripts/")]
+    assert lines[:2] == ["./scripts/run", "./scripts/test"]
