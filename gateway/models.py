@@ -32,7 +32,9 @@ from stdnum.se import personnummer as se_pnr
 class Strict(BaseModel):
     """Unknown fields are rejected, strings are stripped, types are not coerced."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, str_strip_whitespace=True, frozen=True)
+    model_config = ConfigDict(
+        extra="forbid", strict=True, str_strip_whitespace=True, frozen=True, hide_input_in_errors=True
+    )
 
 
 class IdScheme(StrEnum):
@@ -62,35 +64,32 @@ PERSON_SCHEMES = frozenset(
 
 
 def _se_personal(value: str, *, coordination: bool) -> str:
-    """Swedish personnummer / samordningsnummer: 12-digit canonical YYYYMMDDNNNC.
+    """Swedish personnummer / samordningsnummer → canonical 12 digits YYYYMMDDNNNC.
 
-    stdnum validates the Luhn digit and the date; a samordningsnummer is a personnummer with
-    60 added to the day, which stdnum accepts only as a personnummer when the day is real, so
-    the coordination case is checked by subtracting 60 first.
+    A samordningsnummer is a personnummer with 60 added to the day; its check digit is computed
+    over the digits as written (day+60), while the date check needs the real day.  stdnum knows
+    only personnummer, so the date is checked on a copy with the day brought back, and the Luhn
+    digit on the number as given.  The '+' separator (aged 100 or more) decides the century of a
+    10-digit number, as in folkbokföringslagen § 18.
     """
-    digits = re.sub(r"[\s+-]", "", value)
-    if not digits.isdigit() or len(digits) not in (10, 12):
-        raise ValueError("must be 10 or 12 digits (YYMMDD-NNNC or YYYYMMDDNNNC)")
-    day = int(digits[-6:-4])
+    compact = se_pnr.compact(value)  # keeps the '-' or '+' before the last four digits
+    digits = compact[:-5] + compact[-4:]
+    if len(compact) not in (11, 13) or compact[-5] not in "-+" or not digits.isdigit():
+        raise ValueError("must be 10 or 12 digits (YYMMDD-NNNC, YYMMDD+NNNC or YYYYMMDDNNNC)")
+    day = int(compact[-7:-5])
     is_coordination = day > 60
     if coordination != is_coordination:
         raise ValueError(
             "samordningsnummer must have day+60" if coordination else "personnummer day must be 01-31"
         )
-    probe = digits
-    if is_coordination:
-        probe = digits[:-6] + f"{day - 60:02d}" + digits[-4:]
+    real = compact[:-7] + f"{day - 60:02d}" + compact[-5:] if is_coordination else compact
     try:
-        se_pnr.validate(probe)
+        birth = se_pnr.get_birth_date(real)
     except StdnumError:
-        raise ValueError("invalid date or check digit") from None
+        raise ValueError("invalid date") from None
     if not luhn.is_valid(digits[-10:]):
         raise ValueError("invalid check digit")
-    compact = se_pnr.compact(probe)
-    full = compact if len(compact) == 12 else se_pnr.format(probe).replace("-", "").replace("+", "")
-    if is_coordination:
-        full = full[:6] + f"{day:02d}" + full[8:]
-    return full
+    return f"{birth.year:04d}{digits[-8:]}"
 
 
 def normalise_national_id(scheme: IdScheme, value: str) -> str:

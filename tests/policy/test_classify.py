@@ -271,12 +271,12 @@ def test_no_basis_blocked_with_reason() -> None:
 
 def test_naive_datetime_rejected() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
-        classify_transfer(recipient("SE"), jurisdictions(), dt.datetime(2024, 5, 1, 12, 0), PURPOSE)  # noqa: DTZ001
+        classify_transfer(recipient("SE"), jurisdictions(), dt.datetime(2024, 5, 1, 12, 0), PURPOSE)
 
 
 def test_naive_datetime_rejected_even_without_personal_data() -> None:
     with pytest.raises(ValueError):
-        classify_transfer(recipient("SE"), jurisdictions(), dt.datetime(2024, 5, 1), PURPOSE,  # noqa: DTZ001
+        classify_transfer(recipient("SE"), jurisdictions(), dt.datetime(2024, 5, 1), PURPOSE,
                           carries_personal_data=False)
 
 

@@ -1,0 +1,21 @@
+"""A real EPP registry on loopback for tests and local runs (see ``server``)."""
+
+from gateway.sandbox.server import (
+    DEFAULT_PASSWORD,
+    Faults,
+    FrameValidator,
+    RegistrySandbox,
+    SandboxThread,
+    main,
+    schema_dir,
+)
+
+__all__ = [
+    "DEFAULT_PASSWORD",
+    "Faults",
+    "FrameValidator",
+    "RegistrySandbox",
+    "SandboxThread",
+    "main",
+    "schema_dir",
+]
