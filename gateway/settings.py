@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     sandbox_host: str = "127.0.0.1"
     sandbox_port: int = 7700
     registrar_client_id: str = "registrar1"
-    registrar_password: str = "sandbox-pass-1"
+    registrar_password: str = "sandbox-pass-1"  # noqa: S105 - the local sandbox's, not a secret
     pki_dir: Path | None = None
 
     worker_enabled: bool = True

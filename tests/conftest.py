@@ -130,9 +130,9 @@ class Gateway:
         headers = self.tokens.h(role) | {"Idempotency-Key": key or secrets.token_hex(8)}
         return await self.client.post("/v1/registrations", json=data, headers=headers)
 
-    async def wait_status(self, reg_id: str, want: set[str], timeout: float = 10.0) -> dict[str, Any]:
+    async def wait_status(self, reg_id: str, want: set[str], limit_s: float = 10.0) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = loop.time() + limit_s
         while True:
             r = await self.client.get(f"/v1/registrations/{reg_id}", headers=self.tokens.h("privacy"))
             data: dict[str, Any] = await r.json()

@@ -188,6 +188,8 @@ class EppClient:
             frame = build_login(ep.client_id, ep.password, self._greeting, self._trid("login"))
         except EppXmlError as exc:
             raise PermanentDeliveryError("EPP server does not speak a protocol we support") from exc
+        except ValueError as exc:  # e.g. a clTRID prefix that is not an XML token
+            raise PermanentDeliveryError("EPP login cannot be expressed") from exc
         response = await self._command(frame, "login", self._trid("login"))
         self._check(response, "login")
         self._logged_in = True

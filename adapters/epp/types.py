@@ -119,7 +119,7 @@ class RegistrationOutcome:
 
     domain_result: EppResult
     contact_results: dict[str, EppResult] = field(default_factory=dict)
-    objects: dict[str, str] = field(default_factory=dict)  # e.g. {"domain": "exempel.se", "contact:registrant": "RG1A2B"}
+    objects: dict[str, str] = field(default_factory=dict)  # e.g. {"domain": "exempel.se"}
     reconciled: bool = False  # True when a prior attempt's result was found via <info> after a crash
 
 

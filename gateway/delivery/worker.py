@@ -79,7 +79,7 @@ class DeliveryWorker:
             if n == 0:
                 self.wakeup.clear()
                 waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self.wakeup.wait())]
-                _, pending = await asyncio.wait(waiters, timeout=poll_s, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(waiters, timeout=poll_s, return_when=asyncio.FIRST_COMPLETED)
                 for w in waiters:
                     w.cancel()
 

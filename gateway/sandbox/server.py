@@ -613,7 +613,7 @@ class RegistrySandbox:
             errors = self.validator.errors(parsed.root)
         if errors:
             self.schema_errors.extend(f"{parsed.kind}: {error}" for error in errors)
-            log.warning("EPP sandbox rejected an invalid %s frame", parsed.kind)
+            log.warning("EPP sandbox answered 2001 to an invalid frame (%s)", parsed.kind)
             return _Reply(self._response(2001, cl_trid))
 
         kind = parsed.kind
@@ -625,7 +625,9 @@ class RegistrySandbox:
         if injected is not None:
             return _Reply(self._response(injected, cl_trid), close=injected in (2500, 2501, 2502))
         if kind == "login":
-            return self._login(parsed, session, cl_trid)
+            reply = self._login(parsed, session, cl_trid)
+            reply.stall = self.faults.take_stall(kind)
+            return reply
         if session.client_id is None:
             return _Reply(self._response(2002, cl_trid))
         if kind == "logout":
@@ -985,7 +987,9 @@ class SandboxThread:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m gateway.sandbox``: serve until SIGTERM/SIGINT; prints the bound port on stdout."""
-    parser = argparse.ArgumentParser(prog="python -m gateway.sandbox", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m gateway.sandbox", description="Run the EPP sandbox registry."
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=7700)
     parser.add_argument("--pki-dir", type=Path, default=Path("var/pki"))

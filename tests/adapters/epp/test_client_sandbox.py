@@ -19,11 +19,20 @@ from adapters.epp.framing import read_frame, write_frame
 from adapters.epp.tls import DevPki, ensure_dev_pki
 from adapters.epp.types import (
     DkhmContactExt,
+    Endpoint,
     EuridContactExt,
     IisContactExt,
     RegistrationCommands,
 )
-from adapters.epp.xml import NS_DKHM, NS_EURID_CONTACT, NS_IIS, build_login, parse_greeting, parse_response
+from adapters.epp.xml import (
+    NS_DKHM,
+    NS_EURID_CONTACT,
+    NS_IIS,
+    build_domain_info,
+    build_login,
+    parse_greeting,
+    parse_response,
+)
 from gateway.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from gateway.sandbox import Faults, RegistrySandbox, SandboxThread
 from tests.adapters.epp.test_xml import sample_contact, sample_domain
@@ -281,8 +290,6 @@ async def test_commands_before_login_are_refused(sandbox: RegistrySandbox) -> No
     )
     try:
         await read_frame(reader)
-        from adapters.epp.xml import build_domain_info
-
         await write_frame(writer, build_domain_info("exempel.se", "raw-info"))
         response = parse_response(await read_frame(reader))
         assert (response.result.code, response.result.cl_trid) == (2002, "raw-info")
@@ -339,9 +346,17 @@ def test_cli_serves_until_sigterm(tmp_path: Path) -> None:
         assert line.startswith("EPP sandbox listening on 127.0.0.1:"), line
         port = int(line.rsplit(":", 1)[1])
         pki = ensure_dev_pki(tmp_path / "pki")
-        template = RegistrySandbox(pki=pki, password="cli-password", validate_schemas=False)
-        template._port = port  # borrow the endpoint helper; this instance never listens
-        assert asyncio.run(find_domain(template.endpoint(), "exempel.se", "cli-find")) is None
+        endpoint = Endpoint(
+            host="127.0.0.1",
+            port=port,
+            client_id="registrar1",
+            password="cli-password",
+            ca_file=str(pki.ca_cert),
+            cert_file=str(pki.client_cert),
+            key_file=str(pki.client_key),
+            server_name="localhost",
+        )
+        assert asyncio.run(find_domain(endpoint, "exempel.se", "cli-find")) is None
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=5) == 0
     finally:
