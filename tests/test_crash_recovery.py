@@ -138,6 +138,16 @@ def test_kill9_mid_delivery_then_restart_delivers_exactly_once(
         assert len([e for e in reg["disclosures"] if e["outcome"] == "delivered"]) == 1
     finally:
         gw.stop()
+    _assert_no_personal_data(gw.log.read_text())
+
+
+PII = ("Anna", "Andersson", "anna.andersson", "Storgatan", "811218", "9876", "123 456", "12345678")
+
+
+def _assert_no_personal_data(text: str) -> None:
+    assert "delivery.delivered" in text  # the log is not empty: it has the worker's lines
+    for value in PII:
+        assert value not in text, value
 
 
 def test_kill9_right_after_accept_loses_nothing(
