@@ -34,7 +34,7 @@ async def _serve(settings: Settings, *, with_sandbox: bool) -> None:
         )
         await sandbox.start()
         print(f"registry sandbox: EPP over TLS on {settings.sandbox_host}:{sandbox.port}", flush=True)
-    app, _ = build(settings, dev_tokens=with_sandbox)
+    app, _ = await build(settings, dev_tokens=with_sandbox)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)

@@ -21,13 +21,20 @@ from gateway.delivery.epp_commands import (
     commands_to_json,
     payload_digest,
 )
-from gateway.errors import GatewayError, IdempotencyConflict, NoRecipientPolicy, RequiredFieldMissing, TransferBlocked
+from gateway.errors import (
+    GatewayError,
+    IdempotencyConflict,
+    NoRecipientPolicy,
+    RequiredFieldMissing,
+    TransferBlocked,
+)
+from gateway.ledger.service import Ledger
 from gateway.models import RegistrationRequest
 from gateway.policy.classify import TransferDecision, classify_transfer
 from gateway.policy.loader import PolicySet
 from gateway.policy.minimise import Minimised, minimise
 from gateway.policy.schema import RecipientPolicy
-from gateway.store.sqlite import DisclosureEntry, NewOutbox, SqliteStore
+from gateway.store.base import Accepted, DisclosureEntry, NewOutbox, Store
 
 Clock = Callable[[], dt.datetime]
 
@@ -85,6 +92,11 @@ def plan_registration(req: RegistrationRequest, policies: PolicySet, at: dt.date
     return plans
 
 
+def outbox_aad(reg_id: str, recipient: str) -> str:
+    """Binds a sealed outbox payload to its row, so a blob cannot be replayed into another one."""
+    return f"outbox:{reg_id}:{recipient}"
+
+
 def request_hash(raw: Any) -> str:
     return hashlib.sha256(json.dumps(raw, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
@@ -92,13 +104,15 @@ def request_hash(raw: Any) -> str:
 class RegistrationService:
     def __init__(
         self,
-        store: SqliteStore,
+        store: Store,
+        ledger: Ledger,
         policies: PolicySet,
         registrar: RegistrarContact,
         secret: bytes,
         clock: Clock = utcnow,
     ) -> None:
         self.store = store
+        self.ledger = ledger
         self.policies = policies
         self.registrar = registrar
         self.secret = secret
@@ -109,13 +123,14 @@ class RegistrationService:
     ) -> tuple[int, dict[str, Any]]:
         """Returns (HTTP status, body); replays the stored answer for a repeated key."""
         rhash = request_hash(raw)
-        prior = await self.store.run(lambda: self.store.idempotent_response(client, key))
+        prior = await self.store.idempotent_response(client, key)
         if prior is not None:
             return self._replay(prior, rhash)
 
         now = self.clock()
         reg_id = uuid.uuid4().hex
         plans = plan_registration(req, self.policies, now)
+        subject = await self.ledger.subject_for(req.registrant)
         refused = [p for p in plans if p.refusal is not None]
         outbox: list[NewOutbox] = []
         entries: list[DisclosureEntry] = []
@@ -123,14 +138,18 @@ class RegistrationService:
             status_text = "blocked"
             for p in refused:
                 assert p.refusal is not None
-                entries.append(self._blocked_entry(reg_id, req, p, now))
+                entries.append(self._blocked_entry(reg_id, subject.id, req, p, now))
         else:
             status_text = "accepted"
             for p in plans:
                 payload = self._payload(req, reg_id, p)
+                values = {k: list(v) if isinstance(v, tuple) else v for k, v in p.minimised.values.items()}
+                sealed = self.ledger.seal_json(
+                    subject.dek, {"payload": payload, "values": values}, outbox_aad(reg_id, p.policy.recipient)
+                )
                 outbox.append(
                     NewOutbox(
-                        recipient=p.policy.recipient, payload=payload, payload_digest=payload_digest(payload),
+                        recipient=p.policy.recipient, payload_ct=sealed, payload_digest=payload_digest(payload),
                         transfer=p.decision.as_dict(),
                         fields={"sent": list(p.minimised.fields_sent), "withheld": sorted(p.minimised.withheld)},
                     )
@@ -156,13 +175,14 @@ class RegistrationService:
             http_status = 202
         registration = {
             "id": reg_id, "order_ref": req.order_ref, "domain": req.domain, "tld": req.tld,
-            "status": status_text, "plan": plan_view,
+            "status": status_text, "plan": plan_view, "subject_id": subject.id,
         }
-        raced = await self.store.run(
-            lambda: self.store.accept(
+        raced = await self.store.accept(
+            Accepted(
                 registration=registration, idempotency=(client, key, rhash), status=http_status,
-                response=body, outbox=outbox, entries=entries, now=iso(now),
-            )
+                response=body, outbox=outbox, entries=entries, subject=subject.new, subject_links=subject.links,
+            ),
+            iso(now),
         )
         if raced is not None:
             return self._replay(raced, rhash)
@@ -179,13 +199,11 @@ class RegistrationService:
         if p.policy.protocol == "epp":
             cmds = build_commands(req, reg_id, p.minimised, p.policy, self.registrar, self.secret)
             return {"protocol": "epp", "commands": commands_to_json(cmds)}
-        return {"protocol": p.policy.protocol, "domain": req.domain, "values": {
-            k: list(v) if isinstance(v, tuple) else v for k, v in p.minimised.values.items()
-        }}
+        return {"protocol": p.policy.protocol, "domain": req.domain}
 
     @staticmethod
     def _blocked_entry(
-        reg_id: str, req: RegistrationRequest, p: RecipientPlan, now: dt.datetime
+        reg_id: str, subject_id: str, req: RegistrationRequest, p: RecipientPlan, now: dt.datetime
     ) -> DisclosureEntry:
         assert p.refusal is not None
         return DisclosureEntry(
@@ -196,5 +214,5 @@ class RegistrationService:
                 sorted({*p.minimised.fields_sent, *p.minimised.withheld})
             ),
             objects={}, attempted_at=iso(now), recorded_at=iso(now),
-            result_code=p.refusal.code, reason=p.refusal.detail,
+            result_code=p.refusal.code, reason=p.refusal.detail, subject_id=subject_id,
         )

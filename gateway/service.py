@@ -20,6 +20,10 @@ from gateway.errors import ConfigError, PermanentDeliveryError
 from gateway.policy.loader import PolicySet, load_model, load_policies
 from gateway.registrations import RegistrationService
 from gateway.settings import Settings
+from gateway.ledger.checkpoint import load_or_create_signing_key
+from gateway.ledger.keys import BlindIndexer, KeyRing
+from gateway.ledger.service import Ledger
+from gateway.store.base import Store
 from gateway.store.sqlite import SqliteStore
 
 
@@ -74,7 +78,38 @@ def endpoint_resolver(settings: Settings, policies: PolicySet) -> dict[str, Endp
     return dict.fromkeys(policies.recipients, sandbox)
 
 
-def build(settings: Settings, *, dev_tokens: bool = False) -> tuple[web.Application, SqliteStore]:
+def load_key_ring(settings: Settings) -> KeyRing:
+    if settings.kek is not None:
+        return KeyRing.from_env(settings.kek, name="GATEWAY_KEK")
+    path = settings.resolved_kek()
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return KeyRing.generate(path)
+    return KeyRing.from_file(path)
+
+
+def load_indexer(settings: Settings) -> BlindIndexer:
+    path = settings.resolved_blind_index_key()
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return BlindIndexer.generate(path)
+    return BlindIndexer.from_file(path)
+
+
+async def open_store(settings: Settings) -> Store:
+    if settings.database_url:
+        from gateway.store.postgres import PostgresStore
+
+        return await PostgresStore.open(settings.database_url)
+    return SqliteStore(settings.resolved_db(), synchronous=settings.db_synchronous)
+
+
+def open_ledger(settings: Settings, store: Store) -> Ledger:
+    signer = load_or_create_signing_key(settings.resolved_signing_key())
+    return Ledger(store, load_key_ring(settings), load_indexer(settings), signer)
+
+
+async def build(settings: Settings, *, dev_tokens: bool = False) -> tuple[web.Application, Store]:
     policies = load_policies(settings.config_dir)
     tokens_path = settings.resolved_tokens()
     if not tokens_path.exists():
@@ -84,7 +119,8 @@ def build(settings: Settings, *, dev_tokens: bool = False) -> tuple[web.Applicat
     tokens = TokenStore.load(tokens_path)
     secret = load_secret(settings.resolved_secret())
     endpoints = endpoint_resolver(settings, policies)
-    store = SqliteStore(settings.resolved_db(), synchronous=settings.db_synchronous)
+    store = await open_store(settings)
+    ledger = open_ledger(settings, store)
 
     def endpoint_for(recipient: str) -> Endpoint:
         try:
@@ -95,20 +131,20 @@ def build(settings: Settings, *, dev_tokens: bool = False) -> tuple[web.Applicat
     worker = None
     if settings.worker_enabled:
         worker = DeliveryWorker(
-            store, policies, endpoint_for, max_attempts=settings.max_attempts,
+            store, ledger, policies, endpoint_for, max_attempts=settings.max_attempts,
             backoff_base_s=settings.backoff_base_s, backoff_max_s=settings.backoff_max_s,
             batch=settings.worker_batch, concurrency=settings.worker_concurrency,
         )
     services = Services(
-        store=store, tokens=tokens,
-        registrations=RegistrationService(store, policies, RegistrarContact(), secret),
+        store=store, ledger=ledger, tokens=tokens,
+        registrations=RegistrationService(store, ledger, policies, RegistrarContact(), secret),
         worker=worker, max_body_bytes=settings.max_body_bytes, poll_s=settings.worker_poll_s,
-        metrics=Metrics.create(),
+        metrics=Metrics.create(), checkpoint_interval_s=settings.checkpoint_interval_s,
     )
     app = build_app(services)
 
     async def close_store(app: web.Application) -> None:
-        store.close()
+        await store.close()
 
     app.on_cleanup.append(close_store)
     return app, store

@@ -26,6 +26,12 @@ class Settings(BaseSettings):
     tokens_file: Path | None = None
     endpoints_file: Path | None = None
     secret_file: Path | None = None
+    database_url: str | None = None  # postgresql://… to use PostgreSQL instead of the embedded SQLite
+    kek_file: Path | None = None  # key-encryption key ring (JSON, mode 0600)
+    kek: str | None = None  # …or the same JSON in GATEWAY_KEK
+    blind_index_key_file: Path | None = None
+    signing_key_file: Path | None = None  # Ed25519 checkpoint key (PEM)
+    checkpoint_interval_s: float = Field(default=60.0, ge=0)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=10 * 1024 * 1024)
 
     # default registry endpoint: the sandbox
@@ -52,6 +58,15 @@ class Settings(BaseSettings):
 
     def resolved_tokens(self) -> Path:
         return self.tokens_file or self.var_dir / "tokens.yaml"
+
+    def resolved_kek(self) -> Path:
+        return self.kek_file or self.var_dir / "keys" / "kek.json"
+
+    def resolved_blind_index_key(self) -> Path:
+        return self.blind_index_key_file or self.var_dir / "keys" / "blind-index.key"
+
+    def resolved_signing_key(self) -> Path:
+        return self.signing_key_file or self.var_dir / "keys" / "checkpoint-signing.pem"
 
     def resolved_secret(self) -> Path:
         return self.secret_file or self.var_dir / "secret.key"

@@ -19,7 +19,7 @@ from gateway.auth import hash_token
 from gateway.sandbox.server import SandboxThread
 from gateway.service import build
 from gateway.settings import Settings
-from gateway.store.sqlite import SqliteStore
+from gateway.store.base import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -122,7 +122,7 @@ def gateway_settings(tmp_path: Path, pki: DevPki, sandbox_port: int, tokens: Tok
 @dataclass
 class Gateway:
     client: TestClient[Any, Any]
-    store: SqliteStore
+    store: Store
     tokens: Tokens
     sandbox: SandboxThread
 
@@ -146,7 +146,7 @@ async def gateway(
     tmp_path: Path, pki: DevPki, sandbox: SandboxThread, tokens: Tokens
 ) -> AsyncIterator[Gateway]:
     settings = gateway_settings(tmp_path, pki, sandbox.port, tokens)
-    app, store = build(settings)
+    app, store = await build(settings)
     client: TestClient[Any, Any] = TestClient(TestServer(app))
     await client.start_server()
     try:

@@ -2,29 +2,45 @@
 
 Frames are built as lxml trees, never from string templates: a registrant's name containing ``<`` or
 ``&`` must not be able to change the structure of a command, and element order (which the XSDs
-enforce) is easier to audit when it is spelled out as code.  Responses are parsed with entity
-expansion, DTD loading and network access switched off, because they come from a peer we do not
-control.
+enforce) is easier to audit when it is spelled out as code.  Registry extensions are built by their
+own modules under ``adapters.epp.extensions``; this module is the single entry point that puts them
+under <extension>.  Responses are parsed with entity expansion, DTD loading and network access
+switched off, because they come from a peer we do not control.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final, cast
 
 from lxml import etree
 
+from adapters.epp import extensions
+from adapters.epp._xmlutil import q as _q
+from adapters.epp._xmlutil import sub as _sub
+from adapters.epp.extensions import dkhm, eurid, iis, neulevel, norid
 from adapters.epp.types import (
+    Address,
     ContactCreate,
+    ContactDelete,
     ContactExtension,
-    DkhmContactExt,
+    ContactUpdate,
+    DiscloseSpec,
     DomainCreate,
+    DomainDelete,
     DomainInfo,
+    DomainRenew,
+    DomainTransfer,
+    DomainUpdate,
     EppResult,
-    EuridContactExt,
-    IisContactExt,
+    PollAck,
+    PollMessage,
+    PollRequest,
     PostalInfo,
+    TransferData,
 )
 
 NS_EPP: Final = "urn:ietf:params:xml:ns:epp-1.0"
@@ -34,18 +50,21 @@ NS_DOMAIN: Final = "urn:ietf:params:xml:ns:domain-1.0"
 NS_HOST: Final = "urn:ietf:params:xml:ns:host-1.0"
 NS_SECDNS: Final = "urn:ietf:params:xml:ns:secDNS-1.1"
 NS_RGP: Final = "urn:ietf:params:xml:ns:rgp-1.0"
-NS_IIS: Final = "urn:se:iis:xml:epp:iis-1.2"
-NS_EURID_CONTACT: Final = "http://www.eurid.eu/xml/epp/contact-ext-1.3"
-NS_DKHM: Final = "urn:dkhm:params:xml:ns:dkhm-4.5"
+NS_IIS: Final = iis.NS
+NS_EURID_CONTACT: Final = eurid.NS
+NS_DKHM: Final = dkhm.NS
+NS_NORID_CONTACT: Final = norid.NS
+NS_NEULEVEL: Final = neulevel.NS
 
 SUPPORTED_OBJ_URIS: Final = (NS_CONTACT, NS_DOMAIN, NS_HOST)
 """Object services we can speak; login asks for the ones the server also offers."""
 
-SUPPORTED_EXT_URIS: Final = (NS_IIS, NS_EURID_CONTACT, NS_DKHM)
+SUPPORTED_EXT_URIS: Final = extensions.SUPPORTED_EXT_URIS
 """Extensions we can emit; login announces only those the server also offers."""
 
 EPP_VERSION: Final = "1.0"
 MAX_CL_TRID: Final = 64
+MAX_PERIOD_YEARS: Final = 99
 
 NSMAP: Final = {
     "epp": NS_EPP,
@@ -55,6 +74,8 @@ NSMAP: Final = {
     "iis": NS_IIS,
     "contact-ext": NS_EURID_CONTACT,
     "dkhm": NS_DKHM,
+    "no-ext-contact": NS_NORID_CONTACT,
+    "neulevel": NS_NEULEVEL,
 }
 
 # RFC 5733 section 2.9 / contact-1.0.xsd discloseType: this order is enforced by the schema.
@@ -86,14 +107,15 @@ class Greeting:
 class ContactInfo:
     """The parts of <contact:infData> the client needs to decide whether a contact id is ours.
 
-    Deliberately no postal data: reconciliation only needs the sponsor, and not parsing personal
-    data means it cannot leak from here.
+    Deliberately no postal data: reconciliation only needs the sponsor and the statuses, and not
+    parsing personal data means it cannot leak from here.
     """
 
     id: str
     roid: str | None
     cl_id: str | None
     result: EppResult
+    statuses: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -107,21 +129,15 @@ class Response:
     expiry_date: str | None = None
     domain_info: DomainInfo | None = None
     contact_info: ContactInfo | None = None
+    renewed_name: str | None = None  # domain:renData/name
+    transfer: TransferData | None = None  # domain:trnData (transfer answers and poll messages)
+    msg_count: int | None = None  # msgQ/@count
+    message: PollMessage | None = None  # msgQ with content (poll req)
+    msg_id: str | None = None  # msgQ/@id
 
 
 # --------------------------------------------------------------------------------------------
 # building
-
-
-def _q(ns: str, name: str) -> str:
-    return f"{{{ns}}}{name}"
-
-
-def _sub(parent: etree._Element, ns: str, name: str, text: str | None = None) -> etree._Element:
-    el = etree.SubElement(parent, _q(ns, name))
-    if text is not None:
-        el.text = text
-    return el
 
 
 def _root() -> etree._Element:
@@ -154,12 +170,12 @@ def _finish(
     root: etree._Element,
     command: etree._Element,
     cl_trid: str,
-    extensions: Iterable[etree._Element] = (),
+    ext_elements: Iterable[etree._Element] = (),
 ) -> bytes:
-    ext_elements = list(extensions)
-    if ext_elements:
+    elements = list(ext_elements)
+    if elements:
         extension = _sub(command, NS_EPP, "extension")
-        for el in ext_elements:
+        for el in elements:
             extension.append(el)
     _sub(command, NS_EPP, "clTRID", _check_cl_trid(cl_trid))
     return _serialize(root)
@@ -213,68 +229,55 @@ def build_logout(cl_trid: str) -> bytes:
     return _finish(root, command, cl_trid)
 
 
-def _postal_info(parent: etree._Element, info: PostalInfo) -> None:
-    if len(info.street) > 3:
+def extension_namespace(ext: extensions.AnyExtension) -> str:
+    """The extURI an extension needs; the client checks it was negotiated at login."""
+    return extensions.namespace(ext)
+
+
+# ---- contacts --------------------------------------------------------------------------------
+
+
+def _addr(parent: etree._Element, street: tuple[str, ...], city: str, sp: str | None, pc: str | None, cc: str) -> None:
+    if len(street) > 3:
         raise ValueError("RFC 5733 allows at most three street lines")
+    addr = _sub(parent, NS_CONTACT, "addr")
+    for line in street:
+        _sub(addr, NS_CONTACT, "street", line)
+    _sub(addr, NS_CONTACT, "city", city)
+    if sp is not None:
+        _sub(addr, NS_CONTACT, "sp", sp)
+    if pc is not None:
+        _sub(addr, NS_CONTACT, "pc", pc)
+    _sub(addr, NS_CONTACT, "cc", cc)
+
+
+def _postal_info(parent: etree._Element, info: PostalInfo) -> None:
     el = _sub(parent, NS_CONTACT, "postalInfo")
     el.set("type", info.type)
     _sub(el, NS_CONTACT, "name", info.name)
     if info.org is not None:
         _sub(el, NS_CONTACT, "org", info.org)
-    addr = _sub(el, NS_CONTACT, "addr")
-    for line in info.street:
-        _sub(addr, NS_CONTACT, "street", line)
-    _sub(addr, NS_CONTACT, "city", info.city)
-    if info.sp is not None:
-        _sub(addr, NS_CONTACT, "sp", info.sp)
-    if info.pc is not None:
-        _sub(addr, NS_CONTACT, "pc", info.pc)
-    _sub(addr, NS_CONTACT, "cc", info.cc)
+    _addr(el, info.street, info.city, info.sp, info.pc, info.cc)
 
 
-def extension_namespace(ext: ContactExtension) -> str:
-    """The extURI a contact extension needs; the client checks it was negotiated at login."""
-    if isinstance(ext, IisContactExt):
-        return NS_IIS
-    if isinstance(ext, EuridContactExt):
-        return NS_EURID_CONTACT
-    return NS_DKHM
+def _disclose(parent: etree._Element, spec: DiscloseSpec | None, postal_type: str) -> None:
+    """RFC 5733 <contact:disclose>, elements in schema order; ``addr``/``name``/``org`` typed."""
+    if spec is None or not spec.elements:
+        return
+    unknown = set(spec.elements) - set(_DISCLOSE_ORDER)
+    if unknown:
+        raise ValueError(f"unknown disclose elements: {sorted(unknown)}")
+    disclose = _sub(parent, NS_CONTACT, "disclose")
+    disclose.set("flag", str(spec.flag))
+    for name in _DISCLOSE_ORDER:
+        if name in spec.elements:
+            el = _sub(disclose, NS_CONTACT, name)
+            if name in _DISCLOSE_TYPED:
+                el.set("type", postal_type)
 
 
-def _contact_extension(ext: ContactExtension) -> list[etree._Element]:
-    if isinstance(ext, IisContactExt):
-        create = etree.Element(_q(NS_IIS, "create"), nsmap={"iis": NS_IIS})
-        if ext.orgno is not None:
-            _sub(create, NS_IIS, "orgno", ext.orgno)
-        if ext.vatno is not None:
-            _sub(create, NS_IIS, "vatno", ext.vatno)
-        return [create]
-    if isinstance(ext, EuridContactExt):
-        create = etree.Element(_q(NS_EURID_CONTACT, "create"), nsmap={"contact-ext": NS_EURID_CONTACT})
-        _sub(create, NS_EURID_CONTACT, "type", ext.type)
-        if ext.vat is not None:
-            _sub(create, NS_EURID_CONTACT, "vat", ext.vat)
-        if ext.lang is not None:
-            _sub(create, NS_EURID_CONTACT, "lang", ext.lang)
-        if ext.whois_email is not None:
-            _sub(create, NS_EURID_CONTACT, "whoisEmail", ext.whois_email)
-        _sub(create, NS_EURID_CONTACT, "naturalPerson", "true" if ext.natural_person else "false")
-        if ext.country_of_citizenship is not None:
-            _sub(create, NS_EURID_CONTACT, "countryOfCitizenship", ext.country_of_citizenship)
-        return [create]
-    return _dkhm_elements(ext)
-
-
-def _dkhm_elements(ext: DkhmContactExt) -> list[etree._Element]:
-    """Punktum dk puts its elements directly under <extension> (dkhm-4.5.xsd global elements)."""
-    elements: list[etree._Element] = []
-    values = (("userType", ext.user_type), ("CVR", ext.cvr), ("pnumber", ext.pnumber), ("EAN", ext.ean))
-    for name, value in values:
-        if value is not None:
-            el = etree.Element(_q(NS_DKHM, name), nsmap={"dkhm": NS_DKHM})
-            el.text = value
-            elements.append(el)
-    return elements
+def _contact_ext_elements(exts: Iterable[ContactExtension]) -> list[etree._Element]:
+    return [el for ext in exts for el in extensions.contact_create_elements(ext)]
 
 
 def build_contact_create(cmd: ContactCreate, cl_trid: str) -> bytes:
@@ -290,30 +293,87 @@ def build_contact_create(cmd: ContactCreate, cl_trid: str) -> bytes:
     _sub(obj, NS_CONTACT, "email", cmd.email)
     auth = _sub(obj, NS_CONTACT, "authInfo")
     _sub(auth, NS_CONTACT, "pw", cmd.auth_pw)
-    if cmd.disclose is not None and cmd.disclose.elements:
-        unknown = set(cmd.disclose.elements) - set(_DISCLOSE_ORDER)
-        if unknown:
-            raise ValueError(f"unknown disclose elements: {sorted(unknown)}")
-        disclose = _sub(obj, NS_CONTACT, "disclose")
-        disclose.set("flag", str(cmd.disclose.flag))
-        for name in _DISCLOSE_ORDER:
-            if name in cmd.disclose.elements:
-                el = _sub(disclose, NS_CONTACT, name)
-                if name in _DISCLOSE_TYPED:
-                    el.set("type", cmd.postal_info.type)
-    ext_elements = [el for ext in cmd.extensions for el in _contact_extension(ext)]
+    _disclose(obj, cmd.disclose, cmd.postal_info.type)
+    return _finish(root, command, cl_trid, _contact_ext_elements(cmd.extensions))
+
+
+def _statuses(parent: etree._Element, ns: str, statuses: Iterable[str]) -> None:
+    for status in statuses:
+        _sub(parent, ns, "status").set("s", status)
+
+
+def build_contact_update(cmd: ContactUpdate, cl_trid: str) -> bytes:
+    """<contact:update>: add, rem, chg in schema order; only the members that are set."""
+    if len({p.type for p in cmd.postal_info}) != len(cmd.postal_info) or len(cmd.postal_info) > 2:
+        raise ValueError("at most one 'int' and one 'loc' postalInfo change")
+    root, command, update = _command("update")
+    obj = _object(update, "contact", NS_CONTACT, "update")
+    _sub(obj, NS_CONTACT, "id", cmd.id)
+    if cmd.add_status:
+        _statuses(_sub(obj, NS_CONTACT, "add"), NS_CONTACT, cmd.add_status)
+    if cmd.rem_status:
+        _statuses(_sub(obj, NS_CONTACT, "rem"), NS_CONTACT, cmd.rem_status)
+    changes = (cmd.postal_info, cmd.voice, cmd.fax, cmd.email, cmd.auth_pw, cmd.disclose)
+    if any(c for c in changes if c is not None and c != ()):
+        chg = _sub(obj, NS_CONTACT, "chg")
+        for change in cmd.postal_info:
+            pi = _sub(chg, NS_CONTACT, "postalInfo")
+            pi.set("type", change.type)
+            if change.name is not None:
+                _sub(pi, NS_CONTACT, "name", change.name)
+            if change.org is not None:
+                _sub(pi, NS_CONTACT, "org", change.org)
+            if change.addr is not None:
+                a: Address = change.addr
+                _addr(pi, a.street, a.city, a.sp, a.pc, a.cc)
+        if cmd.voice is not None:
+            _sub(chg, NS_CONTACT, "voice", cmd.voice)
+        if cmd.fax is not None:
+            _sub(chg, NS_CONTACT, "fax", cmd.fax)
+        if cmd.email is not None:
+            _sub(chg, NS_CONTACT, "email", cmd.email)
+        if cmd.auth_pw is not None:
+            _sub(_sub(chg, NS_CONTACT, "authInfo"), NS_CONTACT, "pw", cmd.auth_pw)
+        postal_type = cmd.postal_info[0].type if cmd.postal_info else "loc"
+        _disclose(chg, cmd.disclose, postal_type)
+    ext_elements = [el for ext in cmd.extensions for el in extensions.contact_update_elements(ext)]
+    if len(obj) == 1 and not ext_elements:
+        raise ValueError("contact update changes nothing")
     return _finish(root, command, cl_trid, ext_elements)
+
+
+def build_contact_delete(cmd: ContactDelete, cl_trid: str) -> bytes:
+    root, command, delete = _command("delete")
+    _sub(_object(delete, "contact", NS_CONTACT, "delete"), NS_CONTACT, "id", cmd.id)
+    return _finish(root, command, cl_trid)
+
+
+def build_contact_info(contact_id: str, cl_trid: str, *, auth_pw: str | None = None) -> bytes:
+    root, command, info = _command("info")
+    obj = _object(info, "contact", NS_CONTACT, "info")
+    _sub(obj, NS_CONTACT, "id", contact_id)
+    if auth_pw is not None:
+        _sub(_sub(obj, NS_CONTACT, "authInfo"), NS_CONTACT, "pw", auth_pw)
+    return _finish(root, command, cl_trid)
+
+
+# ---- domains ---------------------------------------------------------------------------------
+
+
+def _period(parent: etree._Element, years: int) -> None:
+    if not 1 <= years <= MAX_PERIOD_YEARS:
+        raise ValueError("domain period must be 1-99 years")
+    _sub(parent, NS_DOMAIN, "period", str(years)).set("unit", "y")
 
 
 def build_domain_create(cmd: DomainCreate, cl_trid: str) -> bytes:
     """<domain:create> with host objects (not host attributes) for name servers."""
-    if not 1 <= cmd.period_years <= 99:
+    if not 1 <= cmd.period_years <= MAX_PERIOD_YEARS:
         raise ValueError("domain period must be 1-99 years")
     root, command, create = _command("create")
     obj = _object(create, "domain", NS_DOMAIN, "create")
     _sub(obj, NS_DOMAIN, "name", cmd.name)
-    period = _sub(obj, NS_DOMAIN, "period", str(cmd.period_years))
-    period.set("unit", "y")
+    _period(obj, cmd.period_years)
     if cmd.nameservers:
         ns = _sub(obj, NS_DOMAIN, "ns")
         for host in cmd.nameservers:
@@ -324,6 +384,75 @@ def build_domain_create(cmd: DomainCreate, cl_trid: str) -> bytes:
         _sub(obj, NS_DOMAIN, "contact", contact_id).set("type", role)
     auth = _sub(obj, NS_DOMAIN, "authInfo")
     _sub(auth, NS_DOMAIN, "pw", cmd.auth_pw)
+    ext_elements = [el for ext in cmd.extensions for el in extensions.domain_create_elements(ext)]
+    return _finish(root, command, cl_trid, ext_elements)
+
+
+def _add_rem(
+    parent: etree._Element,
+    name: str,
+    ns_hosts: tuple[str, ...],
+    contacts: tuple[tuple[str, str], ...],
+    statuses: tuple[str, ...],
+) -> None:
+    if not (ns_hosts or contacts or statuses):
+        return
+    el = _sub(parent, NS_DOMAIN, name)
+    if ns_hosts:
+        ns = _sub(el, NS_DOMAIN, "ns")
+        for host in ns_hosts:
+            _sub(ns, NS_DOMAIN, "hostObj", host)
+    for role, contact_id in contacts:
+        _sub(el, NS_DOMAIN, "contact", contact_id).set("type", role)
+    _statuses(el, NS_DOMAIN, statuses)
+
+
+def build_domain_update(cmd: DomainUpdate, cl_trid: str) -> bytes:
+    """<domain:update>: add, rem, chg (registrant, authInfo) in schema order."""
+    root, command, update = _command("update")
+    obj = _object(update, "domain", NS_DOMAIN, "update")
+    _sub(obj, NS_DOMAIN, "name", cmd.name)
+    _add_rem(obj, "add", cmd.add_ns, cmd.add_contacts, cmd.add_status)
+    _add_rem(obj, "rem", cmd.rem_ns, cmd.rem_contacts, cmd.rem_status)
+    if cmd.registrant is not None or cmd.auth_pw is not None:
+        chg = _sub(obj, NS_DOMAIN, "chg")
+        if cmd.registrant is not None:
+            _sub(chg, NS_DOMAIN, "registrant", cmd.registrant)
+        if cmd.auth_pw is not None:
+            _sub(_sub(chg, NS_DOMAIN, "authInfo"), NS_DOMAIN, "pw", cmd.auth_pw)
+    ext_elements = [el for ext in cmd.extensions for el in extensions.domain_update_elements(ext)]
+    if len(obj) == 1 and not ext_elements:
+        raise ValueError("domain update changes nothing")
+    return _finish(root, command, cl_trid, ext_elements)
+
+
+def build_domain_delete(cmd: DomainDelete, cl_trid: str) -> bytes:
+    root, command, delete = _command("delete")
+    _sub(_object(delete, "domain", NS_DOMAIN, "delete"), NS_DOMAIN, "name", cmd.name)
+    return _finish(root, command, cl_trid)
+
+
+def build_domain_renew(cmd: DomainRenew, cl_trid: str) -> bytes:
+    root, command, renew = _command("renew")
+    obj = _object(renew, "domain", NS_DOMAIN, "renew")
+    _sub(obj, NS_DOMAIN, "name", cmd.name)
+    _sub(obj, NS_DOMAIN, "curExpDate", cmd.cur_exp_date.isoformat())
+    _period(obj, cmd.period_years)
+    return _finish(root, command, cl_trid)
+
+
+def build_domain_transfer(cmd: DomainTransfer, cl_trid: str) -> bytes:
+    """<transfer op=...><domain:transfer>: period only on request, authInfo where given."""
+    if cmd.period_years is not None and cmd.op != "request":
+        raise ValueError("a transfer period is only sent with op=request")
+    root, command, transfer = _command("transfer")
+    transfer.set("op", cmd.op)
+    obj = _object(transfer, "domain", NS_DOMAIN, "transfer")
+    _sub(obj, NS_DOMAIN, "name", cmd.name)
+    if cmd.period_years is not None:
+        _period(obj, cmd.period_years)
+    if cmd.auth_pw is not None:
+        _sub(_sub(obj, NS_DOMAIN, "authInfo"), NS_DOMAIN, "pw", cmd.auth_pw)
     return _finish(root, command, cl_trid)
 
 
@@ -336,13 +465,29 @@ def build_domain_info(name: str, cl_trid: str, *, auth_pw: str | None = None) ->
     return _finish(root, command, cl_trid)
 
 
-def build_contact_info(contact_id: str, cl_trid: str, *, auth_pw: str | None = None) -> bytes:
-    root, command, info = _command("info")
-    obj = _object(info, "contact", NS_CONTACT, "info")
-    _sub(obj, NS_CONTACT, "id", contact_id)
-    if auth_pw is not None:
-        _sub(_sub(obj, NS_CONTACT, "authInfo"), NS_CONTACT, "pw", auth_pw)
+# ---- poll --------------------------------------------------------------------------------------
+
+
+def build_poll(cmd: PollRequest | PollAck, cl_trid: str) -> bytes:
+    root, command, poll = _command("poll")
+    if isinstance(cmd, PollAck):
+        if not cmd.msg_id or cmd.msg_id != " ".join(cmd.msg_id.split()):
+            raise ValueError("msgID must be a non-empty token")
+        poll.set("op", "ack")
+        poll.set("msgID", cmd.msg_id)
+    else:
+        poll.set("op", "req")
     return _finish(root, command, cl_trid)
+
+
+def xs_date(value: str | None) -> dt.date | None:
+    """The date part of an XSD dateTime (``exDate``), as <domain:renew> wants ``curExpDate``."""
+    if not value:
+        return None
+    try:
+        return dt.date.fromisoformat(value.strip()[:10])
+    except ValueError:
+        return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -402,29 +547,28 @@ def parse_greeting(data: bytes) -> Greeting:
     )
 
 
-def parse_response(data: bytes) -> Response:
-    """Parse a <response>; unknown resData is ignored rather than rejected (registries add data)."""
-    root = parse_document(data)
-    response = root.find("epp:response", NSMAP)
-    if response is None:
-        raise EppXmlError("expected a response")
-    result_el = response.find("epp:result", NSMAP)
-    if result_el is None:
-        raise EppXmlError("response has no result")
-    try:
-        code = int(result_el.get("code", ""))
-    except ValueError as exc:
-        raise EppXmlError("result code is not a number") from exc
-    result = EppResult(
-        code=code,
-        message=_text(result_el, "epp:msg") or "",
-        cl_trid=_text(response, "epp:trID/epp:clTRID"),
-        sv_trid=_text(response, "epp:trID/epp:svTRID"),
+def _transfer_data(el: etree._Element) -> TransferData:
+    name = _text(el, "domain:name")
+    status = _text(el, "domain:trStatus")
+    if not name or not status:
+        raise EppXmlError("domain:trnData lacks name or trStatus")
+    return TransferData(
+        name=name,
+        tr_status=status,
+        re_id=_text(el, "domain:reID"),
+        re_date=_text(el, "domain:reDate"),
+        ac_id=_text(el, "domain:acID"),
+        ac_date=_text(el, "domain:acDate"),
+        ex_date=_text(el, "domain:exDate"),
     )
-    res_data = response.find("epp:resData", NSMAP)
-    if res_data is None:
-        return Response(result=result)
 
+
+def _statuses_of(el: etree._Element, path: str) -> tuple[str, ...]:
+    return tuple(s.get("s", "") for s in el.findall(path, NSMAP))
+
+
+def _res_data(result: EppResult, res_data: etree._Element) -> Response:
+    """Whichever resData we understand; unknown resData is ignored (registries add data)."""
     domain_cre = res_data.find("domain:creData", NSMAP)
     if domain_cre is not None:
         return Response(
@@ -445,14 +589,21 @@ def parse_response(data: bytes) -> Response:
         name = _text(domain_inf, "domain:name")
         if not name:
             raise EppXmlError("domain:infData has no name")
+        ex_date = _text(domain_inf, "domain:exDate")
         info = DomainInfo(
             name=name,
             roid=_text(domain_inf, "domain:roid"),
             cl_id=_text(domain_inf, "domain:clID"),
             registrant=_text(domain_inf, "domain:registrant"),
             result=result,
+            statuses=_statuses_of(domain_inf, "domain:status"),
+            nameservers=_texts(domain_inf, "domain:ns/domain:hostObj"),
+            contacts=tuple(
+                (c.get("type", ""), (c.text or "").strip()) for c in domain_inf.findall("domain:contact", NSMAP)
+            ),
+            ex_date=ex_date,
         )
-        return Response(result=result, domain_info=info, expiry_date=_text(domain_inf, "domain:exDate"))
+        return Response(result=result, domain_info=info, expiry_date=ex_date)
     contact_inf = res_data.find("contact:infData", NSMAP)
     if contact_inf is not None:
         contact_id = _text(contact_inf, "contact:id")
@@ -463,6 +614,56 @@ def parse_response(data: bytes) -> Response:
             roid=_text(contact_inf, "contact:roid"),
             cl_id=_text(contact_inf, "contact:clID"),
             result=result,
+            statuses=_statuses_of(contact_inf, "contact:status"),
         )
         return Response(result=result, contact_info=contact)
+    domain_ren = res_data.find("domain:renData", NSMAP)
+    if domain_ren is not None:
+        return Response(
+            result=result,
+            renewed_name=_text(domain_ren, "domain:name"),
+            expiry_date=_text(domain_ren, "domain:exDate"),
+        )
+    domain_trn = res_data.find("domain:trnData", NSMAP)
+    if domain_trn is not None:
+        return Response(result=result, transfer=_transfer_data(domain_trn))
     return Response(result=result)
+
+
+def parse_response(data: bytes) -> Response:
+    """Parse a <response>: result, msgQ (poll) and the resData we understand."""
+    root = parse_document(data)
+    response = root.find("epp:response", NSMAP)
+    if response is None:
+        raise EppXmlError("expected a response")
+    result_el = response.find("epp:result", NSMAP)
+    if result_el is None:
+        raise EppXmlError("response has no result")
+    try:
+        code = int(result_el.get("code", ""))
+    except ValueError as exc:
+        raise EppXmlError("result code is not a number") from exc
+    result = EppResult(
+        code=code,
+        message=_text(result_el, "epp:msg") or "",
+        cl_trid=_text(response, "epp:trID/epp:clTRID"),
+        sv_trid=_text(response, "epp:trID/epp:svTRID"),
+    )
+    res_data = response.find("epp:resData", NSMAP)
+    parsed = _res_data(result, res_data) if res_data is not None else Response(result=result)
+    msg_q = response.find("epp:msgQ", NSMAP)
+    if msg_q is None:
+        return parsed
+    try:
+        count = int(msg_q.get("count", ""))
+    except ValueError as exc:
+        raise EppXmlError("msgQ count is not a number") from exc
+    msg_id = (msg_q.get("id") or "").strip() or None
+    message = None
+    if msg_id is not None and (msg_q.find("epp:qDate", NSMAP) is not None or msg_q.find("epp:msg", NSMAP) is not None):
+        msg_el = msg_q.find("epp:msg", NSMAP)
+        text = " ".join("".join(str(t) for t in msg_el.itertext()).split()) if msg_el is not None else None
+        message = PollMessage(
+            id=msg_id, queued_at=_text(msg_q, "epp:qDate"), text=text, transfer=parsed.transfer
+        )
+    return dataclasses.replace(parsed, msg_count=count, message=message, msg_id=msg_id)

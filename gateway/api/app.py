@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import re
@@ -29,7 +30,8 @@ from gateway.errors import (
 from gateway.models import RegistrationRequest
 from gateway.policy.schema import TransferCategory
 from gateway.registrations import RegistrationService
-from gateway.store.sqlite import DisclosureFilter, SqliteStore
+from gateway.ledger.service import Ledger
+from gateway.store.base import DisclosureFilter, Store
 
 log = structlog.get_logger("gateway.api")
 
@@ -54,13 +56,15 @@ class Metrics:
 
 @dataclass
 class Services:
-    store: SqliteStore
+    store: Store
+    ledger: Ledger
     tokens: TokenStore
     registrations: RegistrationService
     worker: DeliveryWorker | None
     max_body_bytes: int
     poll_s: float
     metrics: Metrics
+    checkpoint_interval_s: float = 0.0
 
 
 SERVICES = web.AppKey("services", Services)
@@ -142,7 +146,7 @@ async def get_registration(request: web.Request) -> web.Response:
     reg_id = request.match_info["reg_id"]
     if not re.fullmatch(r"[0-9a-f]{32}", reg_id):
         raise NotFound("no such registration")
-    reg = await svc.store.run(lambda: svc.store.registration(reg_id))
+    reg = await svc.store.registration(reg_id)
     # An ordering client sees only its own registrations; others' ids look like absent ones.
     if reg is None or (principal.role is Role.ORDERING and reg["client"] != principal.name):
         raise NotFound("no such registration")
@@ -156,6 +160,8 @@ _FILTERS: dict[str, re.Pattern[str]] = {
     "category": re.compile("^(" + "|".join(c.value for c in TransferCategory) + ")$"),
     "outcome": re.compile(r"^(delivered|failed|blocked)$"),
     "registration_id": re.compile(r"^[0-9a-f]{32}$"),
+    "subject_id": re.compile(r"^[0-9a-f]{32}$"),
+    "third_country": re.compile(r"^(true|false)$"),
 }
 
 
@@ -185,25 +191,28 @@ async def list_disclosures(request: web.Request) -> web.Response:
             if not pattern.match(q[name]):
                 raise ValidationFailed(f"bad value for '{name}'",
                                        errors=[{"loc": ["query", name], "type": "pattern_mismatch"}])
-            values[name] = q[name]
+            values[name] = q[name] == "true" if name == "third_country" else q[name]
     for name in ("since", "until"):
         if name in q:
             values[name] = _parse_time(name, q[name])
-    for name, lo, hi, default in (("limit", 1, 1000, 100), ("after", 0, 2**62, 0)):
+    values["after_seq"] = -1
+    for name, lo, hi, default in (("limit", 1, 1000, 100), ("after", 0, 2**62, None)):
+        if default is None and name not in q:
+            continue
         raw = q.get(name, str(default))
         if not raw.isdigit() or not lo <= int(raw) <= hi:
             raise ValidationFailed(f"'{name}' must be an integer in [{lo}, {hi}]",
                                    errors=[{"loc": ["query", name], "type": "int_range"}])
         values["after_seq" if name == "after" else name] = int(raw)
-    rows = await svc.store.run(lambda: svc.store.disclosures(DisclosureFilter(**values)))
-    items = [e.as_dict() | {"seq": seq} for seq, e in rows]
-    nxt = rows[-1][0] if len(rows) == values["limit"] else None
+    rows = await svc.store.disclosures(DisclosureFilter(**values))
+    items = [e.as_dict() for e in rows]
+    nxt = rows[-1].leaf_index if len(rows) == values["limit"] else None
     return json_response({"items": items, "next_after": nxt})
 
 
 async def healthz(request: web.Request) -> web.Response:
     svc = _services(request)
-    pending = await svc.store.run(svc.store.pending_count)
+    pending = await svc.store.pending_count()
     return json_response({"status": "ok", "schema_version": svc.store.schema_version, "outbox_pending": pending})
 
 
@@ -236,6 +245,9 @@ def build_app(services: Services) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/metrics", metrics)
+    from gateway.api import ledger_routes  # routes module imports this one's helpers
+
+    ledger_routes.add_routes(app)
 
     if services.worker is not None:
         worker = services.worker
@@ -248,4 +260,22 @@ def build_app(services: Services) -> web.Application:
             await task
 
         app.cleanup_ctx.append(worker_ctx)
+    if services.checkpoint_interval_s > 0:
+
+        async def checkpoint_ctx(app: web.Application) -> Any:
+            async def loop() -> None:
+                while True:
+                    await asyncio.sleep(services.checkpoint_interval_s)
+                    try:
+                        await services.ledger.checkpoint()
+                    except Exception as exc:  # keep issuing later; say what failed, not with what
+                        log.error("ledger.checkpoint_failed", error_type=type(exc).__name__)
+
+            task = asyncio.create_task(loop())
+            yield
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+        app.cleanup_ctx.append(checkpoint_ctx)
     return app

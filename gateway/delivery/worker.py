@@ -21,9 +21,10 @@ from adapters.epp.client import register
 from adapters.epp.types import Endpoint, RegistrationCommands, RegistrationOutcome
 from gateway.delivery.epp_commands import commands_from_json
 from gateway.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from gateway.ledger.service import Ledger, SubjectErased
 from gateway.policy.loader import PolicySet
-from gateway.registrations import Clock, iso, utcnow
-from gateway.store.sqlite import DisclosureEntry, OutboxItem, SqliteStore
+from gateway.registrations import Clock, iso, outbox_aad, utcnow
+from gateway.store.base import DisclosureEntry, OutboxItem, Store
 
 log = structlog.get_logger("gateway.delivery")
 
@@ -33,7 +34,8 @@ EppSender = Callable[[Endpoint, RegistrationCommands, str], Awaitable[Registrati
 class DeliveryWorker:
     def __init__(
         self,
-        store: SqliteStore,
+        store: Store,
+        ledger: Ledger,
         policies: PolicySet,
         endpoints: Callable[[str], Endpoint],
         *,
@@ -46,6 +48,7 @@ class DeliveryWorker:
         send_epp: EppSender = register,
     ) -> None:
         self.store = store
+        self.ledger = ledger
         self.policies = policies
         self.endpoints = endpoints
         self.clock = clock
@@ -58,13 +61,13 @@ class DeliveryWorker:
         self.wakeup = asyncio.Event()
 
     async def recover(self) -> int:
-        n = await self.store.run(lambda: self.store.requeue_in_flight(iso(self.clock())))
+        n = await self.store.requeue_in_flight(iso(self.clock()))
         if n:
             log.info("outbox.requeued_after_restart", count=n)
         return n
 
     async def run_once(self) -> int:
-        items = await self.store.run(lambda: self.store.claim_due(iso(self.clock()), self.batch))
+        items = await self.store.claim_due(iso(self.clock()), self.batch)
         await asyncio.gather(*(self._deliver(item) for item in items))
         return len(items)
 
@@ -93,21 +96,31 @@ class DeliveryWorker:
             policy = self.policies.recipients.get(item.recipient)
             outcome: RegistrationOutcome | None = None
             error: DeliveryError | None = None
+            values: dict[str, Any] = {}
+            sent = False
             try:
-                if policy is None:
-                    raise PermanentDeliveryError("recipient no longer configured")
-                if item.payload.get("protocol") != "epp":
-                    raise PermanentDeliveryError(
-                        f"protocol '{item.payload.get('protocol')}' has no adapter yet; nothing was sent"
+                try:
+                    sealed = await self.ledger.open_json(
+                        item.subject_id, item.payload_ct, outbox_aad(item.registration_id, item.recipient)
                     )
-                commands = commands_from_json(item.payload["commands"])
+                except SubjectErased:
+                    raise PermanentDeliveryError("the subject was erased before delivery; nothing was sent") from None
+                payload, values = sealed["payload"], sealed["values"]
+                if policy is None:
+                    raise PermanentDeliveryError("recipient no longer configured; nothing was sent")
+                if payload.get("protocol") != "epp":
+                    raise PermanentDeliveryError(
+                        f"protocol '{payload.get('protocol')}' has no adapter yet; nothing was sent"
+                    )
+                commands = commands_from_json(payload["commands"])
+                sent = True
                 outcome = await self.send_epp(self.endpoints(item.recipient), commands, item.registration_id)
             except DeliveryError as exc:
                 error = exc
-            except Exception:  # an adapter bug must not lose the attempt
-                log.exception("delivery.adapter_bug", recipient=item.recipient)
+            except Exception as exc:  # an adapter bug must not lose the attempt; log its type only
+                log.error("delivery.adapter_bug", recipient=item.recipient, error_type=type(exc).__name__)
                 error = TransientDeliveryError("unexpected adapter error")
-            await self._record(item, started, outcome, error)
+            await self._record(item, started, outcome, error, values if sent else {})
 
     async def _record(
         self,
@@ -115,12 +128,20 @@ class DeliveryWorker:
         started: dt.datetime,
         outcome: RegistrationOutcome | None,
         error: DeliveryError | None,
+        values: dict[str, Any],
     ) -> None:
         policy = self.policies.recipients.get(item.recipient)
         now = self.clock()
         transfer: dict[str, Any] = item.transfer
+        entry_id = uuid.uuid4().hex
+        dek = await self.ledger.dek(item.subject_id) if item.subject_id else None
+        values_ct = (
+            self.ledger.seal_json(dek, values, f"entry:{entry_id}") if values and dek is not None else None
+        )
         base = {
-            "id": uuid.uuid4().hex,
+            "id": entry_id,
+            "subject_id": item.subject_id,
+            "values_ct": values_ct,
             "registration_id": item.registration_id,
             "recipient": item.recipient,
             "recipient_name": policy.name if policy else item.recipient,
@@ -128,7 +149,7 @@ class DeliveryWorker:
             "category": transfer["category"],
             "article": transfer["article"],
             "instrument": transfer["instrument"],
-            "purpose": "domain_registration",
+            "purpose": item.purpose,
             "withheld": tuple(item.fields["withheld"]),
             "payload_digest": item.payload_digest,
             "attempted_at": iso(started),
@@ -150,7 +171,7 @@ class DeliveryWorker:
             code = str(error.result_code) if error.result_code is not None else error.code
             entry = DisclosureEntry(
                 **base, outcome="failed", retryable=retry,
-                fields=tuple(item.fields["sent"]) if isinstance(error, TransientDeliveryError) else (),
+                fields=tuple(item.fields["sent"]) if values else (),
                 objects={}, result_code=code, reason=error.detail,
             )
             if retry:
@@ -160,5 +181,4 @@ class DeliveryWorker:
                 state, next_at = "failed", None
             log.warning("delivery.failed", recipient=item.recipient, registration=item.registration_id,
                         code=code, retry=retry, attempt=item.attempts)
-        await self.store.run(lambda: self.store.finish(item, entry, state=state, next_attempt_at=next_at,
-                                                       now=iso(now)))
+        await self.store.finish(item, entry, state=state, next_attempt_at=next_at, now=iso(now))

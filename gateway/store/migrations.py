@@ -20,12 +20,15 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
             order_ref     TEXT NOT NULL,
             domain        TEXT NOT NULL,
             tld           TEXT NOT NULL,
-            status        TEXT NOT NULL CHECK (status IN ('accepted','delivering','delivered','failed','blocked')),
+            subject_id    TEXT,
+            status        TEXT NOT NULL
+                          CHECK (status IN ('accepted','delivering','delivered','failed','blocked')),
             plan_json     TEXT NOT NULL,
             created_at    TEXT NOT NULL,
             updated_at    TEXT NOT NULL
         );
         CREATE INDEX registrations_client ON registrations(client, created_at);
+        CREATE INDEX registrations_subject ON registrations(subject_id);
 
         CREATE TABLE idempotency (
             client          TEXT NOT NULL,
@@ -38,15 +41,33 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
             PRIMARY KEY (client, key)
         );
 
-        -- One row per (registration, recipient) to deliver. payload_json holds the minimised,
-        -- policy-released commands only; it is what the worker sends after a restart.
+        -- Data subjects: a random id, the data key wrapped by the KEK; shredding drops the key.
+        CREATE TABLE subjects (
+            id          TEXT PRIMARY KEY,
+            kid         TEXT,
+            wrapped     BLOB,
+            created_at  TEXT NOT NULL,
+            shredded_at TEXT
+        );
+        -- Blind index: HMAC digests of normalised identifiers, never the identifiers.
+        CREATE TABLE subject_index (
+            kind        TEXT NOT NULL,
+            digest      TEXT NOT NULL,
+            subject_id  TEXT NOT NULL REFERENCES subjects(id),
+            PRIMARY KEY (kind, digest, subject_id)
+        );
+
+        -- One row per (registration, recipient) to deliver. payload_ct holds the policy-released
+        -- commands only, sealed under the subject's data key.
         CREATE TABLE outbox (
             id              INTEGER PRIMARY KEY AUTOINCREMENT,
             registration_id TEXT NOT NULL REFERENCES registrations(id),
             recipient       TEXT NOT NULL,
+            subject_id      TEXT,
+            purpose         TEXT NOT NULL,
             state           TEXT NOT NULL CHECK (state IN ('pending','in_flight','done','failed')),
             attempts        INTEGER NOT NULL DEFAULT 0,
-            payload_json    TEXT NOT NULL,
+            payload_ct      BLOB NOT NULL,
             payload_digest  TEXT NOT NULL,
             transfer_json   TEXT NOT NULL,
             fields_json     TEXT NOT NULL,
@@ -57,11 +78,12 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         );
         CREATE INDEX outbox_due ON outbox(state, next_attempt_at);
 
-        -- Append-only: the triggers below make UPDATE and DELETE fail for every SQL path.
+        -- The ledger's leaves. Append-only: the triggers make UPDATE and DELETE fail for every SQL path.
         CREATE TABLE disclosures (
-            seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+            leaf_index       INTEGER PRIMARY KEY,
             id               TEXT NOT NULL UNIQUE,
             registration_id  TEXT NOT NULL,
+            subject_id       TEXT,
             recipient        TEXT NOT NULL,
             recipient_name   TEXT NOT NULL,
             recipient_country TEXT NOT NULL,
@@ -69,7 +91,7 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
             article          TEXT,
             instrument       TEXT,
             purpose          TEXT NOT NULL,
-            outcome          TEXT NOT NULL CHECK (outcome IN ('delivered','failed','blocked')),
+            outcome          TEXT NOT NULL,
             retryable        INTEGER NOT NULL DEFAULT 0,
             fields_json      TEXT NOT NULL,
             withheld_json    TEXT NOT NULL,
@@ -80,16 +102,53 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
             objects_json     TEXT NOT NULL,
             reason           TEXT,
             attempted_at     TEXT NOT NULL,
-            recorded_at      TEXT NOT NULL
+            recorded_at      TEXT NOT NULL,
+            values_ct        BLOB,
+            leaf_hash        BLOB NOT NULL
         );
         CREATE INDEX disclosures_recipient ON disclosures(recipient, recorded_at);
         CREATE INDEX disclosures_country ON disclosures(recipient_country, recorded_at);
         CREATE INDEX disclosures_category ON disclosures(category, recorded_at);
         CREATE INDEX disclosures_registration ON disclosures(registration_id);
+        CREATE INDEX disclosures_subject ON disclosures(subject_id);
         CREATE TRIGGER disclosures_no_update BEFORE UPDATE ON disclosures
             BEGIN SELECT RAISE(ABORT, 'disclosures are append-only'); END;
         CREATE TRIGGER disclosures_no_delete BEFORE DELETE ON disclosures
             BEGIN SELECT RAISE(ABORT, 'disclosures are append-only'); END;
+
+        -- Complete subtree hashes (level 0 = leaves); born = leaf index whose append completed it.
+        CREATE TABLE ledger_nodes (
+            level  INTEGER NOT NULL,
+            idx    INTEGER NOT NULL,
+            born   INTEGER NOT NULL,
+            hash   BLOB NOT NULL,
+            PRIMARY KEY (level, idx)
+        );
+        CREATE INDEX ledger_nodes_born ON ledger_nodes(born, level);
+        CREATE TRIGGER ledger_nodes_no_update BEFORE UPDATE ON ledger_nodes
+            BEGIN SELECT RAISE(ABORT, 'ledger nodes are append-only'); END;
+        CREATE TRIGGER ledger_nodes_no_delete BEFORE DELETE ON ledger_nodes
+            BEGIN SELECT RAISE(ABORT, 'ledger nodes are append-only'); END;
+
+        CREATE TABLE ledger_head (
+            id       INTEGER PRIMARY KEY CHECK (id = 1),
+            size     INTEGER NOT NULL,
+            frontier BLOB NOT NULL
+        );
+        INSERT INTO ledger_head (id, size, frontier) VALUES (1, 0, X'010000000000000000');
+
+        CREATE TABLE checkpoints (
+            size       INTEGER PRIMARY KEY,
+            root       BLOB NOT NULL,
+            timestamp  TEXT NOT NULL,
+            origin     TEXT NOT NULL,
+            key_id     TEXT NOT NULL,
+            signature  BLOB NOT NULL
+        );
+        CREATE TRIGGER checkpoints_no_update BEFORE UPDATE ON checkpoints
+            BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
+        CREATE TRIGGER checkpoints_no_delete BEFORE DELETE ON checkpoints
+            BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
         """,
     ),
 )

@@ -1,9 +1,11 @@
 """The embedded store: SQLite in WAL mode, one writer connection, explicit transactions.
 
 The accepted request, its outbox rows and any "blocked" disclosure entries are written in one
-``BEGIN IMMEDIATE`` transaction, and so is each delivery outcome with its disclosure entry: after a
-crash at any instant the store holds either both halves or neither.  Calls are synchronous and
-short; the async API runs them in a worker thread behind a lock.
+``BEGIN IMMEDIATE`` transaction, and so is each delivery outcome with its disclosure entry and the
+Merkle tree's new nodes: after a crash at any instant the store holds either all of it or none.
+Calls are short and synchronous underneath; the async contract runs them in a worker thread.
+``BEGIN IMMEDIATE`` takes SQLite's write lock first, so several processes on one file serialise
+their appends instead of forking the tree.
 """
 
 from __future__ import annotations
@@ -12,126 +14,31 @@ import asyncio
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from gateway.ledger.entry import LEAF_COLUMNS
+from gateway.ledger.merkle import Frontier
+from gateway.store.base import (
+    Accepted,
+    DisclosureEntry,
+    DisclosureFilter,
+    OutboxItem,
+    StoredCheckpoint,
+    SubjectKey,
+    THIRD_COUNTRY_CATEGORIES,
+    extend_tree,
+    node_born,
+)
 from gateway.store.migrations import migrate
 
 T = TypeVar("T")
 
-
-@dataclass(frozen=True)
-class DisclosureEntry:
-    id: str
-    registration_id: str
-    recipient: str
-    recipient_name: str
-    recipient_country: str
-    category: str
-    article: str | None
-    instrument: str | None
-    purpose: str
-    outcome: str  # delivered | failed | blocked
-    fields: tuple[str, ...]
-    withheld: tuple[str, ...]
-    objects: dict[str, str]
-    attempted_at: str
-    recorded_at: str
-    retryable: bool = False
-    payload_digest: str | None = None
-    result_code: str | None = None
-    sv_trid: str | None = None
-    cl_trid: str | None = None
-    reason: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "registration_id": self.registration_id,
-            "recipient": self.recipient,
-            "recipient_name": self.recipient_name,
-            "recipient_country": self.recipient_country,
-            "transfer": {"category": self.category, "article": self.article, "instrument": self.instrument},
-            "purpose": self.purpose,
-            "outcome": self.outcome,
-            "retryable": self.retryable,
-            "fields": list(self.fields),
-            "withheld": list(self.withheld),
-            "payload_digest": self.payload_digest,
-            "result_code": self.result_code,
-            "sv_trid": self.sv_trid,
-            "cl_trid": self.cl_trid,
-            "objects": self.objects,
-            "reason": self.reason,
-            "attempted_at": self.attempted_at,
-            "recorded_at": self.recorded_at,
-        }
-
-
-@dataclass(frozen=True)
-class OutboxItem:
-    id: int
-    registration_id: str
-    recipient: str
-    attempts: int
-    payload: dict[str, Any]
-    payload_digest: str
-    transfer: dict[str, Any]
-    fields: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class NewOutbox:
-    recipient: str
-    payload: dict[str, Any]
-    payload_digest: str
-    transfer: dict[str, Any]
-    fields: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class DisclosureFilter:
-    recipient: str | None = None
-    country: str | None = None
-    category: str | None = None
-    outcome: str | None = None
-    registration_id: str | None = None
-    since: str | None = None
-    until: str | None = None
-    after_seq: int = 0
-    limit: int = 100
-
-
-_ENTRY_COLUMNS = (
-    "id, registration_id, recipient, recipient_name, recipient_country, category, article, instrument, "
-    "purpose, outcome, retryable, fields_json, withheld_json, payload_digest, result_code, sv_trid, "
-    "cl_trid, objects_json, reason, attempted_at, recorded_at"
-)
-
-
-def _entry_params(e: DisclosureEntry) -> tuple[Any, ...]:
-    return (
-        e.id, e.registration_id, e.recipient, e.recipient_name, e.recipient_country, e.category, e.article,
-        e.instrument, e.purpose, e.outcome, int(e.retryable), json.dumps(list(e.fields)),
-        json.dumps(list(e.withheld)), e.payload_digest, e.result_code, e.sv_trid, e.cl_trid,
-        json.dumps(e.objects, sort_keys=True), e.reason, e.attempted_at, e.recorded_at,
-    )
-
-
-def _entry_from_row(row: sqlite3.Row) -> DisclosureEntry:
-    return DisclosureEntry(
-        id=row["id"], registration_id=row["registration_id"], recipient=row["recipient"],
-        recipient_name=row["recipient_name"], recipient_country=row["recipient_country"],
-        category=row["category"], article=row["article"], instrument=row["instrument"],
-        purpose=row["purpose"], outcome=row["outcome"], retryable=bool(row["retryable"]),
-        fields=tuple(json.loads(row["fields_json"])), withheld=tuple(json.loads(row["withheld_json"])),
-        payload_digest=row["payload_digest"], result_code=row["result_code"], sv_trid=row["sv_trid"],
-        cl_trid=row["cl_trid"], objects=json.loads(row["objects_json"]), reason=row["reason"],
-        attempted_at=row["attempted_at"], recorded_at=row["recorded_at"],
-    )
+_COLUMNS = ", ".join((*LEAF_COLUMNS, "leaf_hash"))
+_INSERT = f"INSERT INTO disclosures({_COLUMNS}) VALUES ({','.join('?' * (len(LEAF_COLUMNS) + 1))})"  # noqa: S608
+_SELECT = f"SELECT {_COLUMNS} FROM disclosures"  # noqa: S608 - fixed columns
 
 
 class SqliteStore:
@@ -139,21 +46,26 @@ class SqliteStore:
         self.path = str(path)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
-        self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA journal_mode=WAL")
         if synchronous not in ("FULL", "NORMAL", "EXTRA"):
             raise ValueError("synchronous must be FULL, NORMAL or EXTRA")
-        self._conn.execute(f"PRAGMA synchronous={synchronous}")
-        self._conn.execute("PRAGMA foreign_keys=ON")
+        self._synchronous = synchronous
+        self._conn = self._connect()
         self._lock = threading.Lock()
         self.schema_version = migrate(self._conn)
 
-    def close(self) -> None:
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=60)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        conn.execute("PRAGMA foreign_keys=ON")
+        return conn
+
+    async def close(self) -> None:
         with self._lock:
             self._conn.close()
 
-    async def run(self, fn: Callable[[], T]) -> T:
+    async def _run(self, fn: Callable[[], T]) -> T:
         return await asyncio.to_thread(fn)
 
     @contextmanager
@@ -172,173 +84,284 @@ class SqliteStore:
         with self._lock:
             return list(self._conn.execute(sql, params).fetchall())
 
+    # -- the tree ------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _append_in(c: sqlite3.Connection, entries: list[DisclosureEntry]) -> None:
+        if not entries:
+            return
+        blob = c.execute("SELECT frontier FROM ledger_head WHERE id=1").fetchone()[0]
+        frontier = Frontier.from_bytes(bytes(blob))
+        for entry in entries:
+            row, lh, nodes = extend_tree(frontier, entry)
+            c.execute(_INSERT, (*(row[col] for col in LEAF_COLUMNS), lh))
+            c.executemany(
+                "INSERT INTO ledger_nodes(level, idx, born, hash) VALUES (?,?,?,?)",
+                [(n.level, n.index, node_born(n.level, n.index), n.hash) for n in nodes],
+            )
+        c.execute("UPDATE ledger_head SET size=?, frontier=? WHERE id=1", (frontier.size, frontier.to_bytes()))
+
+    async def append(self, entries: list[DisclosureEntry]) -> None:
+        def run() -> None:
+            with self._tx() as c:
+                self._append_in(c, entries)
+
+        await self._run(run)
+
+    async def head(self) -> Frontier:
+        rows = await self._run(lambda: self._read("SELECT frontier FROM ledger_head WHERE id=1"))
+        return Frontier.from_bytes(bytes(rows[0][0]))
+
+    async def nodes(self, coords: list[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        def run() -> dict[tuple[int, int], bytes]:
+            out: dict[tuple[int, int], bytes] = {}
+            with self._lock:
+                for level, idx in coords:
+                    r = self._conn.execute(
+                        "SELECT hash FROM ledger_nodes WHERE level=? AND idx=?", (level, idx)
+                    ).fetchone()
+                    if r is not None:
+                        out[(level, idx)] = bytes(r[0])
+            return out
+
+        return await self._run(run)
+
+    async def add_checkpoint(self, cp: StoredCheckpoint) -> None:
+        def run() -> None:
+            with self._tx() as c:
+                c.execute(
+                    "INSERT OR IGNORE INTO checkpoints(size, root, timestamp, origin, key_id, signature) "
+                    "VALUES (?,?,?,?,?,?)",
+                    (cp.size, cp.root, cp.timestamp, cp.origin, cp.key_id, cp.signature),
+                )
+
+        await self._run(run)
+
+    @staticmethod
+    def _cp(r: sqlite3.Row) -> StoredCheckpoint:
+        return StoredCheckpoint(
+            size=r["size"], root=bytes(r["root"]), timestamp=r["timestamp"], key_id=r["key_id"],
+            signature=bytes(r["signature"]), origin=r["origin"],
+        )
+
+    async def checkpoints(self) -> list[StoredCheckpoint]:
+        rows = await self._run(lambda: self._read("SELECT * FROM checkpoints ORDER BY size"))
+        return [self._cp(r) for r in rows]
+
+    async def checkpoint(self, size: int) -> StoredCheckpoint | None:
+        rows = await self._run(lambda: self._read("SELECT * FROM checkpoints WHERE size=?", (size,)))
+        return self._cp(rows[0]) if rows else None
+
+    def _reader(self) -> sqlite3.Connection:
+        """A separate read connection: streaming must not hold the writer's lock for minutes."""
+        conn = sqlite3.connect(self.path, check_same_thread=False, timeout=60)
+        conn.row_factory = sqlite3.Row
+        return conn
+
+    async def stream_leaves(self, batch: int = 1000) -> AsyncIterator[list[DisclosureEntry]]:
+        conn = await self._run(self._reader)
+        try:
+            after = -1
+            while True:
+                rows = await self._run(lambda a=after: conn.execute(  # type: ignore[misc]
+                    f"{_SELECT} WHERE leaf_index > ? ORDER BY leaf_index LIMIT ?", (a, batch)
+                ).fetchall())
+                if not rows:
+                    return
+                yield [DisclosureEntry.from_row(r) for r in rows]
+                after = rows[-1]["leaf_index"]
+        finally:
+            conn.close()
+
+    async def stream_nodes(self, batch: int = 1000) -> AsyncIterator[list[tuple[int, int, int, bytes]]]:
+        conn = await self._run(self._reader)
+        try:
+            cursor: tuple[int, int] = (-1, -1)
+            while True:
+                rows = await self._run(lambda cur=cursor: conn.execute(  # type: ignore[misc]
+                    "SELECT level, idx, born, hash FROM ledger_nodes WHERE (born, level) > (?, ?) "
+                    "ORDER BY born, level LIMIT ?", (cur[0], cur[1], batch)
+                ).fetchall())
+                if not rows:
+                    return
+                yield [(r[0], r[1], r[2], bytes(r[3])) for r in rows]
+                cursor = (rows[-1][2], rows[-1][0])
+        finally:
+            conn.close()
+
     # -- idempotency and acceptance ------------------------------------------------------------
 
-    def idempotent_response(self, client: str, key: str) -> tuple[str, int, dict[str, Any]] | None:
-        rows = self._read(
+    async def idempotent_response(self, client: str, key: str) -> tuple[str, int, dict[str, Any]] | None:
+        rows = await self._run(lambda: self._read(
             "SELECT request_hash, status, response_json FROM idempotency WHERE client=? AND key=?", (client, key)
-        )
+        ))
         if not rows:
             return None
         return rows[0]["request_hash"], int(rows[0]["status"]), json.loads(rows[0]["response_json"])
 
-    def accept(
-        self,
-        *,
-        registration: dict[str, Any],
-        idempotency: tuple[str, str, str],
-        status: int,
-        response: dict[str, Any],
-        outbox: list[NewOutbox],
-        entries: list[DisclosureEntry],
-        now: str,
-    ) -> tuple[str, int, dict[str, Any]] | None:
+    async def accept(self, a: Accepted, now: str) -> tuple[str, int, dict[str, Any]] | None:
         """Write the whole acceptance atomically; returns the earlier answer if the key raced us."""
-        client, key, request_hash = idempotency
-        with self._tx() as c:
-            prior = c.execute(
-                "SELECT request_hash, status, response_json FROM idempotency WHERE client=? AND key=?",
-                (client, key),
-            ).fetchone()
-            if prior is not None:
-                return prior["request_hash"], int(prior["status"]), json.loads(prior["response_json"])
-            c.execute(
-                "INSERT INTO registrations(id, client, order_ref, domain, tld, status, plan_json, created_at, "
-                "updated_at) VALUES (?,?,?,?,?,?,?,?,?)",
-                (
-                    registration["id"], client, registration["order_ref"], registration["domain"],
-                    registration["tld"], registration["status"], json.dumps(registration["plan"]), now, now,
-                ),
-            )
-            c.execute(
-                "INSERT INTO idempotency(client, key, request_hash, registration_id, status, response_json, "
-                "created_at) VALUES (?,?,?,?,?,?,?)",
-                (client, key, request_hash, registration["id"], status, json.dumps(response), now),
-            )
-            for item in outbox:
-                c.execute(
-                    "INSERT INTO outbox(registration_id, recipient, state, payload_json, payload_digest, "
-                    "transfer_json, fields_json, next_attempt_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?)",
-                    (
-                        registration["id"], item.recipient, "pending", json.dumps(item.payload),
-                        item.payload_digest, json.dumps(item.transfer), json.dumps(item.fields), now, now,
-                    ),
-                )
-            for entry in entries:
-                self._append(c, entry)
-        return None
 
-    @staticmethod
-    def _append(c: sqlite3.Connection, entry: DisclosureEntry) -> None:
-        c.execute(
-            f"INSERT INTO disclosures({_ENTRY_COLUMNS}) VALUES ({','.join('?' * 21)})",  # noqa: S608 - fixed columns
-            _entry_params(entry),
-        )
+        def run() -> tuple[str, int, dict[str, Any]] | None:
+            client, key, request_hash = a.idempotency
+            reg = a.registration
+            with self._tx() as c:
+                prior = c.execute(
+                    "SELECT request_hash, status, response_json FROM idempotency WHERE client=? AND key=?",
+                    (client, key),
+                ).fetchone()
+                if prior is not None:
+                    return prior["request_hash"], int(prior["status"]), json.loads(prior["response_json"])
+                if a.subject is not None:
+                    c.execute(
+                        "INSERT INTO subjects(id, kid, wrapped, created_at) VALUES (?,?,?,?)",
+                        (a.subject.id, a.subject.kid, a.subject.wrapped, now),
+                    )
+                subject_id = reg.get("subject_id")
+                if subject_id is not None:
+                    links = (a.subject.index if a.subject else ()) + a.subject_links
+                    c.executemany(
+                        "INSERT OR IGNORE INTO subject_index(kind, digest, subject_id) VALUES (?,?,?)",
+                        [(k, d, subject_id) for k, d in links],
+                    )
+                c.execute(
+                    "INSERT INTO registrations(id, client, order_ref, domain, tld, subject_id, status, plan_json, "
+                    "created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    (reg["id"], client, reg["order_ref"], reg["domain"], reg["tld"], subject_id, reg["status"],
+                     json.dumps(reg["plan"]), now, now),
+                )
+                c.execute(
+                    "INSERT INTO idempotency(client, key, request_hash, registration_id, status, response_json, "
+                    "created_at) VALUES (?,?,?,?,?,?,?)",
+                    (client, key, request_hash, reg["id"], a.status, json.dumps(a.response), now),
+                )
+                for item in a.outbox:
+                    c.execute(
+                        "INSERT INTO outbox(registration_id, recipient, subject_id, purpose, state, payload_ct, "
+                        "payload_digest, transfer_json, fields_json, next_attempt_at, updated_at) "
+                        "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                        (reg["id"], item.recipient, subject_id, item.purpose, "pending", item.payload_ct,
+                         item.payload_digest, json.dumps(item.transfer), json.dumps(item.fields), now, now),
+                    )
+                self._append_in(c, a.entries)
+            return None
+
+        return await self._run(run)
 
     # -- registrations ---------------------------------------------------------------------------
 
-    def registration(self, reg_id: str) -> dict[str, Any] | None:
-        rows = self._read("SELECT * FROM registrations WHERE id=?", (reg_id,))
-        if not rows:
-            return None
-        row = rows[0]
-        deliveries = self._read(
-            "SELECT recipient, state, attempts, last_code, updated_at FROM outbox WHERE registration_id=? "
-            "ORDER BY id",
-            (reg_id,),
-        )
-        entries = self._read(
-            f"SELECT {_ENTRY_COLUMNS} FROM disclosures WHERE registration_id=? ORDER BY seq",  # noqa: S608
-            (reg_id,),
-        )
-        return {
-            "id": row["id"],
-            "client": row["client"],
-            "order_ref": row["order_ref"],
-            "domain": row["domain"],
-            "status": row["status"],
-            "plan": json.loads(row["plan_json"]),
-            "created_at": row["created_at"],
-            "updated_at": row["updated_at"],
-            "deliveries": [dict(d) for d in deliveries],
-            "disclosures": [_entry_from_row(e).as_dict() for e in entries],
-        }
+    async def registration(self, reg_id: str) -> dict[str, Any] | None:
+        def run() -> dict[str, Any] | None:
+            rows = self._read("SELECT * FROM registrations WHERE id=?", (reg_id,))
+            if not rows:
+                return None
+            row = rows[0]
+            deliveries = self._read(
+                "SELECT recipient, state, attempts, last_code, updated_at FROM outbox WHERE registration_id=? "
+                "ORDER BY id", (reg_id,),
+            )
+            entries = self._read(f"{_SELECT} WHERE registration_id=? ORDER BY leaf_index", (reg_id,))
+            return {
+                "id": row["id"], "client": row["client"], "order_ref": row["order_ref"], "domain": row["domain"],
+                "subject_id": row["subject_id"], "status": row["status"], "plan": json.loads(row["plan_json"]),
+                "created_at": row["created_at"], "updated_at": row["updated_at"],
+                "deliveries": [dict(d) for d in deliveries],
+                "disclosures": [DisclosureEntry.from_row(e).as_dict() for e in entries],
+            }
+
+        return await self._run(run)
 
     # -- outbox ------------------------------------------------------------------------------------
 
-    def requeue_in_flight(self, now: str) -> int:
+    async def requeue_in_flight(self, now: str) -> int:
         """After a crash, anything in flight may or may not have reached the recipient: retry it.
 
         The EPP adapter makes the retry idempotent (deterministic object ids, <info> on 2302).
         """
-        with self._tx() as c:
-            cur = c.execute(
-                "UPDATE outbox SET state='pending', next_attempt_at=?, updated_at=? WHERE state='in_flight'",
-                (now, now),
-            )
-            return cur.rowcount
 
-    def claim_due(self, now: str, limit: int) -> list[OutboxItem]:
-        with self._tx() as c:
-            rows = c.execute(
-                "SELECT * FROM outbox WHERE state='pending' AND next_attempt_at<=? ORDER BY id LIMIT ?",
-                (now, limit),
-            ).fetchall()
-            items = []
-            for row in rows:
-                c.execute(
-                    "UPDATE outbox SET state='in_flight', attempts=attempts+1, updated_at=? WHERE id=?",
-                    (now, row["id"]),
-                )
-                c.execute(
-                    "UPDATE registrations SET status='delivering', updated_at=? WHERE id=? AND status='accepted'",
-                    (now, row["registration_id"]),
-                )
-                items.append(
-                    OutboxItem(
-                        id=row["id"], registration_id=row["registration_id"], recipient=row["recipient"],
-                        attempts=row["attempts"] + 1, payload=json.loads(row["payload_json"]),
-                        payload_digest=row["payload_digest"], transfer=json.loads(row["transfer_json"]),
-                        fields=json.loads(row["fields_json"]),
+        def run() -> int:
+            with self._tx() as c:
+                return c.execute(
+                    "UPDATE outbox SET state='pending', next_attempt_at=?, updated_at=? WHERE state='in_flight'",
+                    (now, now),
+                ).rowcount
+
+        return await self._run(run)
+
+    async def claim_due(self, now: str, limit: int) -> list[OutboxItem]:
+        def run() -> list[OutboxItem]:
+            with self._tx() as c:
+                rows = c.execute(
+                    "SELECT * FROM outbox WHERE state='pending' AND next_attempt_at<=? ORDER BY id LIMIT ?",
+                    (now, limit),
+                ).fetchall()
+                items = []
+                for row in rows:
+                    c.execute(
+                        "UPDATE outbox SET state='in_flight', attempts=attempts+1, updated_at=? WHERE id=?",
+                        (now, row["id"]),
                     )
-                )
-            return items
+                    c.execute(
+                        "UPDATE registrations SET status='delivering', updated_at=? WHERE id=? AND status='accepted'",
+                        (now, row["registration_id"]),
+                    )
+                    items.append(OutboxItem(
+                        id=row["id"], registration_id=row["registration_id"], recipient=row["recipient"],
+                        attempts=row["attempts"] + 1, subject_id=row["subject_id"],
+                        payload_ct=bytes(row["payload_ct"]), payload_digest=row["payload_digest"],
+                        transfer=json.loads(row["transfer_json"]), fields=json.loads(row["fields_json"]),
+                        purpose=row["purpose"],
+                    ))
+                return items
 
-    def finish(self, item: OutboxItem, entry: DisclosureEntry, *, state: str, next_attempt_at: str | None,
-               now: str) -> None:
+        return await self._run(run)
+
+    async def finish(
+        self, item: OutboxItem, entry: DisclosureEntry, *, state: str, next_attempt_at: str | None, now: str
+    ) -> None:
         """Record one attempt's outcome and its disclosure entry in one transaction."""
         if state not in ("done", "failed", "pending"):
             raise ValueError("bad outbox state")
-        with self._tx() as c:
-            c.execute(
-                "UPDATE outbox SET state=?, last_code=?, next_attempt_at=COALESCE(?, next_attempt_at), "
-                "updated_at=? WHERE id=? AND state='in_flight'",
-                (state, entry.result_code, next_attempt_at, now, item.id),
-            )
-            self._append(c, entry)
-            states = {r[0] for r in c.execute(
-                "SELECT state FROM outbox WHERE registration_id=?", (item.registration_id,)
-            )}
-            status = "delivered" if states == {"done"} else "failed" if "failed" in states else "delivering"
-            c.execute(
-                "UPDATE registrations SET status=?, updated_at=? WHERE id=?", (status, now, item.registration_id)
-            )
 
-    def pending_count(self) -> int:
-        return int(self._read("SELECT COUNT(*) FROM outbox WHERE state IN ('pending','in_flight')")[0][0])
+        def run() -> None:
+            with self._tx() as c:
+                c.execute(
+                    "UPDATE outbox SET state=?, last_code=?, next_attempt_at=COALESCE(?, next_attempt_at), "
+                    "updated_at=? WHERE id=? AND state='in_flight'",
+                    (state, entry.result_code, next_attempt_at, now, item.id),
+                )
+                self._append_in(c, [entry])
+                states = {r[0] for r in c.execute(
+                    "SELECT state FROM outbox WHERE registration_id=?", (item.registration_id,)
+                )}
+                status = "delivered" if states == {"done"} else "failed" if "failed" in states else "delivering"
+                c.execute("UPDATE registrations SET status=?, updated_at=? WHERE id=?",
+                          (status, now, item.registration_id))
+
+        await self._run(run)
+
+    async def pending_count(self) -> int:
+        rows = await self._run(lambda: self._read(
+            "SELECT COUNT(*) FROM outbox WHERE state IN ('pending','in_flight')"
+        ))
+        return int(rows[0][0])
 
     # -- disclosures ---------------------------------------------------------------------------------
 
-    def disclosures(self, f: DisclosureFilter) -> list[tuple[int, DisclosureEntry]]:
-        where = ["seq > ?"]
+    async def disclosures(self, f: DisclosureFilter) -> list[DisclosureEntry]:
+        where = ["leaf_index > ?"]
         params: list[Any] = [f.after_seq]
         for column, value in (
             ("recipient", f.recipient), ("recipient_country", f.country), ("category", f.category),
-            ("outcome", f.outcome), ("registration_id", f.registration_id),
+            ("outcome", f.outcome), ("registration_id", f.registration_id), ("subject_id", f.subject_id),
         ):
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
+        if f.third_country is not None:
+            marks = ",".join("?" * len(THIRD_COUNTRY_CATEGORIES))
+            where.append(f"category {'IN' if f.third_country else 'NOT IN'} ({marks})")
+            params.extend(THIRD_COUNTRY_CATEGORIES)
         if f.since is not None:
             where.append("recorded_at >= ?")
             params.append(f.since)
@@ -346,9 +369,61 @@ class SqliteStore:
             where.append("recorded_at < ?")
             params.append(f.until)
         params.append(f.limit)
-        rows = self._read(
-            # only fixed column names are interpolated; every value is a bound parameter
-            f"SELECT seq, {_ENTRY_COLUMNS} FROM disclosures WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?",  # noqa: S608
-            tuple(params),
-        )
-        return [(int(r["seq"]), _entry_from_row(r)) for r in rows]
+        # only fixed column names are interpolated; every value is a bound parameter
+        sql = f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY leaf_index LIMIT ?"
+        rows = await self._run(lambda: self._read(sql, tuple(params)))
+        return [DisclosureEntry.from_row(r) for r in rows]
+
+    async def disclosure(self, entry_id: str) -> DisclosureEntry | None:
+        rows = await self._run(lambda: self._read(f"{_SELECT} WHERE id=?", (entry_id,)))
+        return DisclosureEntry.from_row(rows[0]) if rows else None
+
+    # -- subjects and keys -----------------------------------------------------------------------------
+
+    async def find_subjects(self, digests: list[tuple[str, str]]) -> list[str]:
+        def run() -> list[str]:
+            found: list[str] = []
+            for kind, digest in digests:
+                for r in self._read(
+                    "SELECT subject_id FROM subject_index WHERE kind=? AND digest=? ORDER BY subject_id",
+                    (kind, digest),
+                ):
+                    if r[0] not in found:
+                        found.append(r[0])
+            return found
+
+        return await self._run(run)
+
+    @staticmethod
+    def _key(r: sqlite3.Row) -> SubjectKey:
+        return SubjectKey(r["id"], r["kid"], bytes(r["wrapped"]) if r["wrapped"] is not None else None,
+                          r["shredded_at"])
+
+    async def subject_key(self, subject_id: str) -> SubjectKey | None:
+        rows = await self._run(lambda: self._read("SELECT * FROM subjects WHERE id=?", (subject_id,)))
+        return self._key(rows[0]) if rows else None
+
+    async def subject_keys(self) -> AsyncIterator[SubjectKey]:
+        rows = await self._run(lambda: self._read("SELECT * FROM subjects ORDER BY id"))
+        for r in rows:
+            yield self._key(r)
+
+    async def replace_wrapped_key(self, subject_id: str, kid: str, wrapped: bytes) -> None:
+        def run() -> None:
+            with self._tx() as c:
+                c.execute("UPDATE subjects SET kid=?, wrapped=? WHERE id=? AND wrapped IS NOT NULL",
+                          (kid, wrapped, subject_id))
+
+        await self._run(run)
+
+    async def shred_subject(self, subject_id: str, now: str) -> bool:
+        """Destroy the subject's data key: every value sealed under it becomes unreadable."""
+
+        def run() -> bool:
+            with self._tx() as c:
+                return c.execute(
+                    "UPDATE subjects SET kid=NULL, wrapped=NULL, shredded_at=? WHERE id=? AND wrapped IS NOT NULL",
+                    (now, subject_id),
+                ).rowcount == 1
+
+        return await self._run(run)

@@ -115,7 +115,7 @@ async def test_bad_body_is_a_problem_and_nothing_is_stored(gateway: Gateway, nam
 async def _assert_nothing_disclosed(gateway: Gateway) -> None:
     r = await gateway.client.get("/v1/disclosures", headers=gateway.tokens.h("privacy"))
     assert (await r.json())["items"] == []
-    assert gateway.store.pending_count() == 0
+    assert await gateway.store.pending_count() == 0
     assert gateway.sandbox.sandbox.frames == []
 
 

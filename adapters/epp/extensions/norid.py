@@ -1,0 +1,51 @@
+"""Norid (.no): contact identities in ``http://www.norid.no/xsd/no-ext-contact-1.0``.
+
+Source: Net::DRI ``Protocol/EPP/Extensions/NO/Contact.pm`` (written by Norid) and
+metaregistrar/php-epp-client's Norid module.  Norid announces several namespaces: ``no-ext-epp-1.0``
+is the umbrella for Norid-only *commands* (withdraw, transfer execute, facets), while a contact's
+type and identity travel in ``no-ext-contact-1.0``, which is what is built here.  The schemas are
+not available to us, so the sandbox checks these elements by hand.
+
+* contact create: ``<no-ext-contact:create>`` type, identity(@type);
+* contact update: ``<no-ext-contact:update><no-ext-contact:chg>`` identity(@type).
+
+Not implemented: mobilePhone, extra e-mail, organization / roleContact links, the Norid disclose
+element, domain applicant declarations (no-ext-domain-1.1) and no-ext-epp commands.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from lxml import etree
+
+from adapters.epp._xmlutil import sub, top
+from adapters.epp.types import NoridContactExt
+
+NS: Final = "http://www.norid.no/xsd/no-ext-contact-1.0"
+NS_EPP_EXT: Final = "http://www.norid.no/xsd/no-ext-epp-1.0"
+"""Norid's command-extension namespace (named in registries.md); not needed for identities."""
+PREFIX: Final = "no-ext-contact"
+
+
+def contact_type(ext: NoridContactExt) -> str:
+    if ext.contact_type is not None:
+        return ext.contact_type
+    return "organization" if ext.identity_type == "organizationNumber" else "person"
+
+
+def _identity(parent: etree._Element, ext: NoridContactExt) -> None:
+    sub(parent, NS, "identity", ext.identity).set("type", ext.identity_type)
+
+
+def contact_create(ext: NoridContactExt) -> list[etree._Element]:
+    create = top(PREFIX, NS, "create")
+    sub(create, NS, "type", contact_type(ext))
+    _identity(create, ext)
+    return [create]
+
+
+def contact_update(ext: NoridContactExt) -> list[etree._Element]:
+    update = top(PREFIX, NS, "update")
+    _identity(sub(update, NS, "chg"), ext)
+    return [update]

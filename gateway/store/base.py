@@ -1,0 +1,230 @@
+"""The store contract: what the gateway needs from a database, and the values that cross it.
+
+Two implementations (``sqlite.SqliteStore``, ``postgres.PostgresStore``) pass one contract test
+suite.  Every method that writes does so in one transaction; ``append`` of a disclosure entry also
+extends the Merkle tree (leaf, new nodes, head) in that same transaction, so the tree can never
+disagree with the rows it covers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from gateway.ledger.entry import leaf_bytes
+from gateway.ledger.merkle import Frontier, Node, leaf_hash
+
+
+@dataclass(frozen=True)
+class DisclosureEntry:
+    id: str
+    registration_id: str
+    recipient: str
+    recipient_name: str
+    recipient_country: str
+    category: str
+    article: str | None
+    instrument: str | None
+    purpose: str
+    outcome: str  # delivered | failed | blocked | refused
+    fields: tuple[str, ...]
+    withheld: tuple[str, ...]
+    objects: dict[str, str]
+    attempted_at: str
+    recorded_at: str
+    retryable: bool = False
+    payload_digest: str | None = None
+    result_code: str | None = None
+    sv_trid: str | None = None
+    cl_trid: str | None = None
+    reason: str | None = None
+    subject_id: str | None = None
+    values_ct: bytes | None = None  # AES-GCM under the subject's data key; None when nothing was sent
+    leaf_index: int | None = None
+    leaf_hash: bytes | None = None
+
+    def row(self, leaf_index: int) -> dict[str, Any]:
+        """The stored columns (the leaf's content) for this entry at ``leaf_index``."""
+        return {
+            "leaf_index": leaf_index, "id": self.id, "registration_id": self.registration_id,
+            "subject_id": self.subject_id, "recipient": self.recipient, "recipient_name": self.recipient_name,
+            "recipient_country": self.recipient_country, "category": self.category, "article": self.article,
+            "instrument": self.instrument, "purpose": self.purpose, "outcome": self.outcome,
+            "retryable": int(self.retryable), "fields_json": json.dumps(list(self.fields)),
+            "withheld_json": json.dumps(list(self.withheld)), "payload_digest": self.payload_digest,
+            "result_code": self.result_code, "sv_trid": self.sv_trid, "cl_trid": self.cl_trid,
+            "objects_json": json.dumps(self.objects, sort_keys=True), "reason": self.reason,
+            "attempted_at": self.attempted_at, "recorded_at": self.recorded_at, "values_ct": self.values_ct,
+        }
+
+    @classmethod
+    def from_row(cls, r: Any) -> DisclosureEntry:
+        values = r["values_ct"]
+        return cls(
+            id=r["id"], registration_id=r["registration_id"], recipient=r["recipient"],
+            recipient_name=r["recipient_name"], recipient_country=r["recipient_country"], category=r["category"],
+            article=r["article"], instrument=r["instrument"], purpose=r["purpose"], outcome=r["outcome"],
+            retryable=bool(r["retryable"]), fields=tuple(json.loads(r["fields_json"])),
+            withheld=tuple(json.loads(r["withheld_json"])), payload_digest=r["payload_digest"],
+            result_code=r["result_code"], sv_trid=r["sv_trid"], cl_trid=r["cl_trid"],
+            objects=json.loads(r["objects_json"]), reason=r["reason"], attempted_at=r["attempted_at"],
+            recorded_at=r["recorded_at"], subject_id=r["subject_id"],
+            values_ct=bytes(values) if values is not None else None, leaf_index=r["leaf_index"],
+            leaf_hash=bytes(r["leaf_hash"]) if r["leaf_hash"] is not None else None,
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """Metadata view: never the encrypted values (see the ledger for decryption)."""
+        return {
+            "id": self.id, "seq": self.leaf_index, "registration_id": self.registration_id,
+            "subject_id": self.subject_id, "recipient": self.recipient, "recipient_name": self.recipient_name,
+            "recipient_country": self.recipient_country,
+            "transfer": {"category": self.category, "article": self.article, "instrument": self.instrument},
+            "purpose": self.purpose, "outcome": self.outcome, "retryable": self.retryable,
+            "fields": list(self.fields), "withheld": list(self.withheld), "payload_digest": self.payload_digest,
+            "result_code": self.result_code, "sv_trid": self.sv_trid, "cl_trid": self.cl_trid,
+            "objects": self.objects, "reason": self.reason, "attempted_at": self.attempted_at,
+            "recorded_at": self.recorded_at,
+            "leaf_hash": self.leaf_hash.hex() if self.leaf_hash else None,
+        }
+
+
+def extend_tree(frontier: Frontier, entry: DisclosureEntry) -> tuple[dict[str, Any], bytes, list[Node]]:
+    """Pure step shared by both stores: the row, its leaf hash and the new tree nodes.
+
+    ``frontier`` is advanced in place."""
+    row = entry.row(frontier.size)
+    lh = leaf_hash(leaf_bytes(row))
+    nodes = frontier.append(lh)
+    return row, lh, nodes
+
+
+def node_born(level: int, index: int) -> int:
+    """Index of the leaf whose append completes node (level, index): the verifier's stream order."""
+    return ((index + 1) << level) - 1
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    id: int
+    registration_id: str
+    recipient: str
+    attempts: int
+    subject_id: str | None
+    payload_ct: bytes
+    payload_digest: str
+    transfer: dict[str, Any]
+    fields: dict[str, Any]
+    purpose: str
+
+
+@dataclass(frozen=True)
+class NewOutbox:
+    recipient: str
+    payload_ct: bytes
+    payload_digest: str
+    transfer: dict[str, Any]
+    fields: dict[str, Any]
+    purpose: str = "domain_registration"
+
+
+@dataclass(frozen=True)
+class NewSubject:
+    id: str
+    kid: str
+    wrapped: bytes
+    index: tuple[tuple[str, str], ...]  # (kind, blind-index digest)
+
+
+@dataclass(frozen=True)
+class SubjectKey:
+    subject_id: str
+    kid: str | None
+    wrapped: bytes | None  # None once shredded
+    shredded_at: str | None
+
+
+@dataclass(frozen=True)
+class DisclosureFilter:
+    recipient: str | None = None
+    country: str | None = None
+    category: str | None = None
+    outcome: str | None = None
+    registration_id: str | None = None
+    subject_id: str | None = None
+    third_country: bool | None = None
+    since: str | None = None
+    until: str | None = None
+    after_seq: int = -1
+    limit: int = 100
+
+
+@dataclass(frozen=True)
+class StoredCheckpoint:
+    size: int
+    root: bytes
+    timestamp: str
+    key_id: str
+    signature: bytes
+    origin: str
+
+
+@dataclass
+class Accepted:
+    registration: dict[str, Any]
+    idempotency: tuple[str, str, str]
+    status: int
+    response: dict[str, Any]
+    outbox: list[NewOutbox] = field(default_factory=list)
+    entries: list[DisclosureEntry] = field(default_factory=list)
+    subject: NewSubject | None = None
+    subject_links: tuple[tuple[str, str], ...] = ()  # extra (kind, digest) for an existing subject
+
+
+THIRD_COUNTRY_CATEGORIES = ("adequacy", "safeguard", "derogation", "blocked")
+
+
+class Store(Protocol):
+    schema_version: int
+
+    async def close(self) -> None: ...
+
+    # idempotency and acceptance
+    async def idempotent_response(self, client: str, key: str) -> tuple[str, int, dict[str, Any]] | None: ...
+    async def accept(self, a: Accepted, now: str) -> tuple[str, int, dict[str, Any]] | None: ...
+
+    # registrations and outbox
+    async def registration(self, reg_id: str) -> dict[str, Any] | None: ...
+    async def requeue_in_flight(self, now: str) -> int: ...
+    async def claim_due(self, now: str, limit: int) -> list[OutboxItem]: ...
+    async def finish(
+        self, item: OutboxItem, entry: DisclosureEntry, *, state: str, next_attempt_at: str | None, now: str
+    ) -> None: ...
+    async def pending_count(self) -> int: ...
+
+    # disclosures (the ledger's leaves)
+    async def append(self, entries: list[DisclosureEntry]) -> None: ...
+    async def disclosures(self, f: DisclosureFilter) -> list[DisclosureEntry]: ...
+    async def disclosure(self, entry_id: str) -> DisclosureEntry | None: ...
+
+    # subjects and keys
+    async def find_subjects(self, digests: list[tuple[str, str]]) -> list[str]: ...
+    async def subject_key(self, subject_id: str) -> SubjectKey | None: ...
+    def subject_keys(self) -> AsyncIterator[SubjectKey]: ...
+    async def replace_wrapped_key(self, subject_id: str, kid: str, wrapped: bytes) -> None: ...
+    async def shred_subject(self, subject_id: str, now: str) -> bool: ...
+
+    # tree
+    async def head(self) -> Frontier: ...
+    async def nodes(self, coords: list[tuple[int, int]]) -> dict[tuple[int, int], bytes]: ...
+    async def add_checkpoint(self, cp: StoredCheckpoint) -> None: ...
+    async def checkpoints(self) -> list[StoredCheckpoint]: ...
+    async def checkpoint(self, size: int) -> StoredCheckpoint | None: ...
+    def stream_leaves(self, batch: int = 1000) -> AsyncIterator[list[DisclosureEntry]]: ...
+    def stream_nodes(self, batch: int = 1000) -> AsyncIterator[list[tuple[int, int, int, bytes]]]: ...
+
+
+def with_leaf(entry: DisclosureEntry, index: int, lh: bytes) -> DisclosureEntry:
+    return replace(entry, leaf_index=index, leaf_hash=lh)
