@@ -74,6 +74,33 @@ _TRANSIENT_4XX: Final = frozenset({408, 409, 425, 429})
 _MAX_PARTNER_REF: Final = 200
 
 
+def _redact(url: httpx.URL) -> str:
+    return f"{url.scheme}://{url.netloc.decode('ascii', 'replace')}/<redacted>"
+
+
+class _RedactHttpxUrls(logging.Filter):
+    """httpx logs every request's full URL at INFO; a path can hold an e-mail address or a number.
+
+    Installed once on the ``httpx`` logger when this module is imported, it keeps scheme, host and
+    port and drops path and query.  (Setting that logger to WARNING in the logging configuration
+    would also do; this filter holds whatever the configuration says.)
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(isinstance(arg, httpx.URL) for arg in record.args):
+            record.args = tuple(_redact(arg) if isinstance(arg, httpx.URL) else arg for arg in record.args)
+        return True
+
+
+def _install_redaction() -> None:
+    target = logging.getLogger("httpx")
+    if not any(isinstance(f, _RedactHttpxUrls) for f in target.filters):
+        target.addFilter(_RedactHttpxUrls())
+
+
+_install_redaction()
+
+
 def is_transient_status(status: int) -> bool:
     """Whether an HTTP error status is worth retrying (the table in the module docstring)."""
     if status in _TRANSIENT_4XX:

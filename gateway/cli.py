@@ -11,6 +11,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from gateway import ledger_cli
 from gateway.auth import hash_token
 from gateway.errors import ConfigError
 from gateway.logs import configure
@@ -60,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     check = sub.add_parser("check-config", help="load and validate the policy files")
     check.add_argument("--config-dir", type=Path)
     sub.add_parser("hash-token", help="read a token on stdin, print its SHA-256 for the tokens file")
+    ledger_cli.add_parsers(sub)
     args = parser.parse_args(argv)
     configure()
     try:
@@ -72,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
             token = sys.stdin.readline().strip() if not sys.stdin.isatty() else getpass.getpass("token: ")
             print(hash_token(token))
             return 0
+        if args.cmd in ("ledger", "keys"):
+            return ledger_cli.run(settings, args)
         asyncio.run(_serve(settings, with_sandbox=args.cmd == "run"))
         return 0
     except ConfigError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from pathlib import Path
@@ -17,12 +18,12 @@ from gateway.auth import TokenStore, write_dev_tokens
 from gateway.delivery.epp_commands import RegistrarContact
 from gateway.delivery.worker import DeliveryWorker
 from gateway.errors import ConfigError, PermanentDeliveryError
-from gateway.policy.loader import PolicySet, load_model, load_policies
-from gateway.registrations import RegistrationService
-from gateway.settings import Settings
 from gateway.ledger.checkpoint import load_or_create_signing_key
 from gateway.ledger.keys import BlindIndexer, KeyRing
 from gateway.ledger.service import Ledger
+from gateway.policy.loader import PolicySet, load_model, load_policies
+from gateway.registrations import RegistrationService
+from gateway.settings import Settings
 from gateway.store.base import Store
 from gateway.store.sqlite import SqliteStore
 
@@ -84,7 +85,8 @@ def load_key_ring(settings: Settings) -> KeyRing:
     path = settings.resolved_kek()
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        return KeyRing.generate(path)
+        with contextlib.suppress(FileExistsError):  # another process created it first: load theirs
+            return KeyRing.generate(path)
     return KeyRing.from_file(path)
 
 
@@ -92,7 +94,8 @@ def load_indexer(settings: Settings) -> BlindIndexer:
     path = settings.resolved_blind_index_key()
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        return BlindIndexer.generate(path)
+        with contextlib.suppress(FileExistsError):
+            return BlindIndexer.generate(path)
     return BlindIndexer.from_file(path)
 
 

@@ -5,6 +5,10 @@ may not have seen this, or may have seen it and crashed; try again", ``Permanent
 means "retrying cannot help".  A retry after an ambiguous failure is safe because contact ids and
 clTRIDs are deterministic and ``register`` reconciles "object exists" answers via <info>.
 
+Result codes are classified in ``adapters.epp.outcomes`` (the one place that decides what is
+retried); ``with_retries`` there is the retry loop the ``*_pooled`` helpers use, on sessions from
+an ``adapters.epp.pool.EppSessionPool``.
+
 Nothing raised or logged here quotes a frame or a registry message: registries echo submitted
 values in their messages, and those values are personal data.  Only result codes, object ids
 (contact ids, domain names) and transaction ids leave this module.
@@ -18,19 +22,43 @@ import hashlib
 import logging
 import secrets
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Final, TypeVar
 
+from adapters.epp.extensions import AnyExtension
 from adapters.epp.framing import DEFAULT_MAX_FRAME, FrameError, read_frame, write_frame
+from adapters.epp.outcomes import (
+    CLOSING_CODES,
+    OBJECT_EXISTS,
+    OBJECT_MISSING,
+    RETRYABLE_CODES,
+    raise_for_result,
+    transport_error,
+    with_retries,
+)
+from adapters.epp.ratelimit import TokenBucket
+from adapters.epp.reconcile import narrow_contact_update, narrow_domain_update
 from adapters.epp.types import (
     ContactCreate,
+    ContactDelete,
+    ContactUpdate,
     DomainCreate,
+    DomainDelete,
     DomainInfo,
+    DomainRenew,
+    DomainTransfer,
+    DomainUpdate,
     Endpoint,
     EppResult,
+    PollAck,
+    PollRequest,
+    PollResult,
     RegistrationCommands,
     RegistrationOutcome,
+    RenewResult,
+    TransferResult,
+    UpdateOutcome,
 )
 from adapters.epp.xml import (
     SUPPORTED_EXT_URIS,
@@ -39,25 +67,43 @@ from adapters.epp.xml import (
     Greeting,
     Response,
     build_contact_create,
+    build_contact_delete,
     build_contact_info,
+    build_contact_update,
     build_domain_create,
+    build_domain_delete,
     build_domain_info,
+    build_domain_renew,
+    build_domain_transfer,
+    build_domain_update,
     build_hello,
     build_login,
     build_logout,
+    build_poll,
     extension_namespace,
     parse_greeting,
     parse_response,
 )
-from gateway.errors import PermanentDeliveryError, TransientDeliveryError
+from gateway.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
+
+if TYPE_CHECKING:
+    from adapters.epp.pool import EppSessionPool
 
 __all__ = [
     "ContactInfo",
     "EppClient",
     "Greeting",
+    "command_cl_trid",
     "find_domain",
     "make_cl_trid",
     "register",
+    "register_pooled",
+    "register_with",
+    "run_pooled",
+    "update_contact_pooled",
+    "update_contact_with",
+    "update_domain_pooled",
+    "update_domain_with",
 ]
 
 log = logging.getLogger(__name__)
@@ -66,11 +112,12 @@ _T = TypeVar("_T")
 
 SUCCESS: Final = frozenset({1000, 1001})
 LOGOUT_OK: Final = frozenset({1500})
-TRANSIENT: Final = frozenset({2400, 2500, 2501, 2502})
-CLOSING: Final = frozenset({2500, 2501, 2502})  # RFC 5730: the server closes the connection after these
-OBJECT_EXISTS: Final = 2302
-OBJECT_MISSING: Final = 2303
+TRANSIENT: Final = RETRYABLE_CODES  # kept for importers; the mapping lives in adapters.epp.outcomes
+CLOSING: Final = CLOSING_CODES
 MAX_CL_TRID: Final = 64
+
+_OPAQUE_FIELDS: Final = frozenset({"postal_info", "voice", "fax", "email", "auth_pw", "disclose", "extensions"})
+"""Command fields that hold personal data or secrets: they shape a clTRID only by being present."""
 
 
 def make_cl_trid(prefix: str, step: str) -> str:
@@ -88,6 +135,28 @@ def make_cl_trid(prefix: str, step: str) -> str:
     if keep < 1:
         raise ValueError("clTRID step name too long")
     return f"{prefix[:keep]}~{digest}-{step}"
+
+
+def command_cl_trid(prefix: str, verb: str, cmd: object) -> str:
+    """A clTRID derived from the operation: the same command under the same prefix always gets it.
+
+    A retried command therefore carries the clTRID of the first attempt, which makes it
+    recognisable in the registry's logs and ours.  The digest covers the verb, the object and the
+    non-personal members (name servers, statuses, contact ids); members that hold personal data or
+    secrets contribute only whether they are set, so a clTRID cannot be used to confirm a guess.
+    """
+    if dataclasses.is_dataclass(cmd) and not isinstance(cmd, type):
+        parts = []
+        for f in dataclasses.fields(cmd):
+            value = getattr(cmd, f.name)
+            if f.name in _OPAQUE_FIELDS:
+                value = bool(value) if value is not None else None
+            parts.append(f"{f.name}={value!r}")
+        shape = f"{type(cmd).__name__}({', '.join(parts)})"
+    else:
+        shape = repr(cmd)
+    digest = hashlib.sha256(f"{verb}|{shape}".encode()).hexdigest()[:10]
+    return make_cl_trid(prefix, f"{verb}-{digest}")
 
 
 def _ssl_context(endpoint: Endpoint) -> ssl.SSLContext:
@@ -114,10 +183,13 @@ class EppClient:
         *,
         trid_prefix: str | None = None,
         max_frame: int = DEFAULT_MAX_FRAME,
+        rate_limiter: TokenBucket | None = None,
     ) -> None:
         self.endpoint = endpoint
         self._trid_prefix = trid_prefix or f"rg-{secrets.token_hex(6)}"
         self._max_frame = max_frame
+        self._rate_limiter = rate_limiter
+        self._polls = 0
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._greeting: Greeting | None = None
@@ -132,6 +204,16 @@ class EppClient:
         if self._greeting is None:
             raise RuntimeError("not connected")
         return self._greeting
+
+    @property
+    def usable(self) -> bool:
+        """Logged in, connected and not poisoned by a failed command (a pool may hand it out).
+
+        A connection the server has already closed (EOF seen while idle) is not usable either.
+        """
+        if not self._logged_in or self._broken or self._writer is None or self._reader is None:
+            return False
+        return not (self._reader.at_eof() or self._writer.is_closing())
 
     @property
     def ext_uris(self) -> tuple[str, ...]:
@@ -227,23 +309,14 @@ class EppClient:
     # ---- object commands ----------------------------------------------------------------------
 
     async def contact_create(self, cmd: ContactCreate, cl_trid: str) -> EppResult:
-        missing = [
-            ns for ns in (extension_namespace(ext) for ext in cmd.extensions) if ns not in self.ext_uris
-        ]
-        if missing:
-            raise PermanentDeliveryError(
-                "EPP server does not offer an extension this contact needs",
-                epp_command="contact:create",
-                object_id=cmd.id,
-                cl_trid=cl_trid,
-                ext_uris=sorted(set(missing)),
-            )
+        self._require_extensions(cmd.extensions, "contact:create", cmd.id, cl_trid)
         frame = self._build(build_contact_create, cmd, cl_trid, op="contact:create")
         response = await self._command(frame, "contact:create", cl_trid, object_id=cmd.id)
         self._check(response, "contact:create", object_id=cmd.id)
         return response.result
 
     async def domain_create(self, cmd: DomainCreate, cl_trid: str) -> EppResult:
+        self._require_extensions(cmd.extensions, "domain:create", cmd.name, cl_trid)
         frame = self._build(build_domain_create, cmd, cl_trid, op="domain:create")
         response = await self._command(frame, "domain:create", cl_trid, object_id=cmd.name)
         self._check(response, "domain:create", object_id=cmd.name)
@@ -271,10 +344,96 @@ class EppClient:
             )
         return response.contact_info
 
+    async def contact_update(self, cmd: ContactUpdate, cl_trid: str | None = None) -> EppResult:
+        """<contact:update>; ``cl_trid`` defaults to ``command_cl_trid`` under this session's prefix."""
+        trid = cl_trid or command_cl_trid(self._trid_prefix, "contact-update", cmd)
+        self._require_extensions(cmd.extensions, "contact:update", cmd.id, trid)
+        frame = self._build(build_contact_update, cmd, trid, op="contact:update")
+        response = await self._command(frame, "contact:update", trid, object_id=cmd.id)
+        self._check(response, "contact:update", object_id=cmd.id)
+        return response.result
+
+    async def contact_delete(self, cmd: ContactDelete, cl_trid: str | None = None) -> EppResult:
+        trid = cl_trid or command_cl_trid(self._trid_prefix, "contact-delete", cmd)
+        frame = self._build(build_contact_delete, cmd, trid, op="contact:delete")
+        response = await self._command(frame, "contact:delete", trid, object_id=cmd.id)
+        self._check(response, "contact:delete", object_id=cmd.id)
+        return response.result
+
+    async def domain_update(self, cmd: DomainUpdate, cl_trid: str | None = None) -> EppResult:
+        """<domain:update> (ns, contacts, statuses; registrant and authInfo changes; extensions)."""
+        trid = cl_trid or command_cl_trid(self._trid_prefix, "domain-update", cmd)
+        self._require_extensions(cmd.extensions, "domain:update", cmd.name, trid)
+        frame = self._build(build_domain_update, cmd, trid, op="domain:update")
+        response = await self._command(frame, "domain:update", trid, object_id=cmd.name)
+        self._check(response, "domain:update", object_id=cmd.name)
+        return response.result
+
+    async def domain_delete(self, cmd: DomainDelete, cl_trid: str | None = None) -> EppResult:
+        trid = cl_trid or command_cl_trid(self._trid_prefix, "domain-delete", cmd)
+        frame = self._build(build_domain_delete, cmd, trid, op="domain:delete")
+        response = await self._command(frame, "domain:delete", trid, object_id=cmd.name)
+        self._check(response, "domain:delete", object_id=cmd.name)
+        return response.result
+
+    async def domain_renew(self, cmd: DomainRenew, cl_trid: str | None = None) -> RenewResult:
+        """<domain:renew>; a replay cannot renew twice because ``cur_exp_date`` no longer matches (2306)."""
+        trid = cl_trid or command_cl_trid(self._trid_prefix, "domain-renew", cmd)
+        frame = self._build(build_domain_renew, cmd, trid, op="domain:renew")
+        response = await self._command(frame, "domain:renew", trid, object_id=cmd.name)
+        self._check(response, "domain:renew", object_id=cmd.name)
+        return RenewResult(result=response.result, name=response.renewed_name or cmd.name, ex_date=response.expiry_date)
+
+    async def domain_transfer(self, cmd: DomainTransfer, cl_trid: str | None = None) -> TransferResult:
+        """<transfer op=...>; a request is usually answered 1001 (``pending``) until the sponsor acts."""
+        trid = cl_trid or command_cl_trid(self._trid_prefix, f"domain-transfer-{cmd.op}", cmd)
+        frame = self._build(build_domain_transfer, cmd, trid, op=f"domain:transfer:{cmd.op}")
+        response = await self._command(frame, f"domain:transfer:{cmd.op}", trid, object_id=cmd.name)
+        self._check(response, f"domain:transfer:{cmd.op}", object_id=cmd.name)
+        return TransferResult(result=response.result, transfer=response.transfer)
+
+    async def poll(self, cmd: PollRequest | PollAck, cl_trid: str | None = None) -> PollResult:
+        """<poll op="req"> (1300: queue empty, 1301: a message) or <poll op="ack" msgID=...>."""
+        if cl_trid is None:
+            if isinstance(cmd, PollAck):
+                cl_trid = command_cl_trid(self._trid_prefix, "poll-ack", cmd)
+            else:
+                self._polls += 1
+                cl_trid = make_cl_trid(self._trid_prefix, f"poll-req-{self._polls}")
+        op = "poll:ack" if isinstance(cmd, PollAck) else "poll:req"
+        frame = self._build(build_poll, cmd, cl_trid, op=op)
+        response = await self._command(frame, op, cl_trid)
+        self._check(response, op)
+        return PollResult(
+            result=response.result,
+            count=response.msg_count or 0,
+            message=response.message,
+            msg_id=response.msg_id,
+        )
+
+    async def poll_request(self, cl_trid: str | None = None) -> PollResult:
+        return await self.poll(PollRequest(), cl_trid)
+
+    async def poll_ack(self, msg_id: str, cl_trid: str | None = None) -> PollResult:
+        return await self.poll(PollAck(msg_id), cl_trid)
+
     # ---- plumbing -----------------------------------------------------------------------------
 
     def _trid(self, step: str) -> str:
         return make_cl_trid(self._trid_prefix, step)
+
+    def _require_extensions(
+        self, exts: Iterable[AnyExtension], op: str, object_id: str, cl_trid: str
+    ) -> None:
+        missing = sorted({ns for ns in (extension_namespace(ext) for ext in exts) if ns not in self.ext_uris})
+        if missing:
+            raise PermanentDeliveryError(
+                "EPP server does not offer an extension this command needs",
+                epp_command=op,
+                object_id=object_id,
+                cl_trid=cl_trid,
+                ext_uris=missing,
+            )
 
     @staticmethod
     def _build(builder: Callable[[_T, str], bytes], value: _T, cl_trid: str, *, op: str) -> bytes:
@@ -292,6 +451,9 @@ class EppClient:
             raise TransientDeliveryError("EPP session is not usable", epp_command=op, cl_trid=cl_trid)
         reader, writer = self._reader, self._writer
         async with self._lock:
+            if self._rate_limiter is not None:
+                # Waiting for a token is not the registry being slow: it stays outside the timeout.
+                await self._rate_limiter.acquire()
             # Broken until proven otherwise: a cancellation mid-command also leaves the stream unusable.
             self._broken = True
             try:
@@ -300,14 +462,10 @@ class EppClient:
                     data = await read_frame(reader, self._max_frame)
             except TimeoutError as exc:
                 log.warning("EPP %s timed out (clTRID %s)", op, cl_trid)
-                raise TransientDeliveryError(
-                    "EPP command timed out", epp_command=op, cl_trid=cl_trid
-                ) from exc
+                raise transport_error("EPP command timed out", op, cl_trid) from exc
             except (OSError, EOFError, FrameError) as exc:
                 log.warning("EPP %s: connection lost (clTRID %s)", op, cl_trid)
-                raise TransientDeliveryError(
-                    "EPP connection lost during command", epp_command=op, cl_trid=cl_trid
-                ) from exc
+                raise transport_error("EPP connection lost during command", op, cl_trid) from exc
             self._broken = False
             return data
 
@@ -319,14 +477,12 @@ class EppClient:
             response = parse_response(data)
         except EppXmlError as exc:
             self._broken = True
-            raise TransientDeliveryError("EPP response unreadable", epp_command=op, cl_trid=cl_trid) from exc
+            raise transport_error("EPP response unreadable", op, cl_trid) from exc
         result = response.result
         if result.cl_trid is not None and result.cl_trid != cl_trid:
             self._broken = True
-            raise TransientDeliveryError(
-                "EPP response answers another command", epp_command=op, cl_trid=cl_trid
-            )
-        if result.code in CLOSING:
+            raise transport_error("EPP response answers another command", op, cl_trid)
+        if result.code in CLOSING_CODES:
             self._broken = True
         log.info(
             "EPP %s %s -> %d (clTRID %s, svTRID %s)",
@@ -346,19 +502,9 @@ class EppClient:
         object_id: str | None = None,
         ok: frozenset[int] = SUCCESS,
     ) -> None:
-        result = response.result
-        if result.code in ok:
+        if response.result.code in ok:
             return
-        extra: dict[str, Any] = {"epp_command": op, "cl_trid": result.cl_trid, "sv_trid": result.sv_trid}
-        if object_id is not None:
-            extra["object_id"] = object_id
-        if result.code in TRANSIENT:
-            raise TransientDeliveryError(
-                f"EPP {op} failed with result {result.code}", result_code=result.code, **extra
-            )
-        raise PermanentDeliveryError(
-            f"EPP {op} refused with result {result.code}", result_code=result.code, **extra
-        )
+        raise_for_result(response.result, op, object_id=object_id)
 
 
 def _same_id(a: str | None, b: str | None) -> bool:
@@ -464,7 +610,10 @@ async def register_with(
             reconciled=True,
         )
     return RegistrationOutcome(
-        domain_result=domain_result, contact_results=contact_results, objects=_objects(domain)
+        domain_result=domain_result,
+        contact_results=contact_results,
+        objects=_objects(domain),
+        pending=domain_result.pending,
     )
 
 
@@ -489,3 +638,120 @@ async def find_domain(endpoint: Endpoint, name: str, cl_trid: str) -> DomainInfo
             if exc.result_code == OBJECT_MISSING:
                 return None
             raise
+
+
+# ------------------------------------------------------------------------------------------------
+# pooled, retried operations
+
+
+async def run_pooled(
+    pool: EppSessionPool,
+    op: Callable[[EppClient, bool], Awaitable[_T]],
+    *,
+    attempts: int = 3,
+    max_total_s: float = 60.0,
+    on_retry: Callable[[int, DeliveryError], None] | None = None,
+) -> _T:
+    """Run ``op(client, after_failure)`` on a pooled session, retrying transient failures.
+
+    Each attempt takes a fresh session from the pool (a broken one is dropped and replaced);
+    ``after_failure`` tells the operation that an earlier attempt may have reached the registry,
+    so it must reconcile before sending again.
+    """
+    tries = 0
+
+    async def attempt() -> _T:
+        nonlocal tries
+        tries += 1
+        async with pool.acquire() as client:
+            return await op(client, tries > 1)
+
+    return await with_retries(attempt, attempts=attempts, max_total_s=max_total_s, on_retry=on_retry)
+
+
+async def register_pooled(
+    pool: EppSessionPool,
+    commands: RegistrationCommands,
+    cl_trid_prefix: str,
+    *,
+    attempts: int = 3,
+    max_total_s: float = 60.0,
+    on_retry: Callable[[int, DeliveryError], None] | None = None,
+) -> RegistrationOutcome:
+    """``register`` on a pooled session, with transient failures retried (``with_retries``).
+
+    Retrying cannot duplicate anything: contact ids and clTRIDs are deterministic, and a create
+    answered "object exists" is reconciled via <info> (``reconciled=True`` for the domain).
+    """
+
+    async def op(client: EppClient, _after_failure: bool) -> RegistrationOutcome:
+        return await register_with(client, commands, cl_trid_prefix)
+
+    return await run_pooled(pool, op, attempts=attempts, max_total_s=max_total_s, on_retry=on_retry)
+
+
+async def update_domain_with(
+    client: EppClient, cmd: DomainUpdate, cl_trid_prefix: str, *, after_failure: bool = False
+) -> UpdateOutcome:
+    """<domain:update> that is safe to repeat: after a failure, only what <info> lacks is sent.
+
+    Every attempt uses the same clTRID, so the registry's log shows a retry, not a new request.
+    """
+    trid = command_cl_trid(cl_trid_prefix, "domain-update", cmd)
+    to_send: DomainUpdate | None = cmd
+    if after_failure:
+        info = await client.domain_info(cmd.name, make_cl_trid(cl_trid_prefix, "domain-update-info"))
+        to_send = narrow_domain_update(cmd, info)
+        if to_send is None:
+            log.info("EPP domain update of %s was already applied; reconciled", cmd.name)
+            return UpdateOutcome(object_id=cmd.name, result=info.result, reconciled=True)
+    assert to_send is not None
+    result = await client.domain_update(to_send, trid)
+    return UpdateOutcome(object_id=cmd.name, result=result, reconciled=to_send != cmd)
+
+
+async def update_contact_with(
+    client: EppClient, cmd: ContactUpdate, cl_trid_prefix: str, *, after_failure: bool = False
+) -> UpdateOutcome:
+    """<contact:update> that is safe to repeat (status adds/removes narrowed via <info>)."""
+    trid = command_cl_trid(cl_trid_prefix, "contact-update", cmd)
+    to_send: ContactUpdate | None = cmd
+    if after_failure and (cmd.add_status or cmd.rem_status):
+        info = await client.contact_info(cmd.id, make_cl_trid(cl_trid_prefix, "contact-update-info"))
+        to_send = narrow_contact_update(cmd, info.statuses)
+        if to_send is None:
+            log.info("EPP contact update of %s was already applied; reconciled", cmd.id)
+            return UpdateOutcome(object_id=cmd.id, result=info.result, reconciled=True)
+    assert to_send is not None
+    result = await client.contact_update(to_send, trid)
+    return UpdateOutcome(object_id=cmd.id, result=result, reconciled=to_send != cmd)
+
+
+async def update_domain_pooled(
+    pool: EppSessionPool,
+    cmd: DomainUpdate,
+    cl_trid_prefix: str,
+    *,
+    attempts: int = 3,
+    max_total_s: float = 60.0,
+    on_retry: Callable[[int, DeliveryError], None] | None = None,
+) -> UpdateOutcome:
+    async def op(client: EppClient, after_failure: bool) -> UpdateOutcome:
+        return await update_domain_with(client, cmd, cl_trid_prefix, after_failure=after_failure)
+
+    return await run_pooled(pool, op, attempts=attempts, max_total_s=max_total_s, on_retry=on_retry)
+
+
+async def update_contact_pooled(
+    pool: EppSessionPool,
+    cmd: ContactUpdate,
+    cl_trid_prefix: str,
+    *,
+    attempts: int = 3,
+    max_total_s: float = 60.0,
+    on_retry: Callable[[int, DeliveryError], None] | None = None,
+) -> UpdateOutcome:
+    async def op(client: EppClient, after_failure: bool) -> UpdateOutcome:
+        return await update_contact_with(client, cmd, cl_trid_prefix, after_failure=after_failure)
+
+    return await run_pooled(pool, op, attempts=attempts, max_total_s=max_total_s, on_retry=on_retry)

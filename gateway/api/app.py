@@ -27,10 +27,10 @@ from gateway.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
+from gateway.ledger.service import Ledger, SubjectErased
 from gateway.models import RegistrationRequest
 from gateway.policy.schema import TransferCategory
 from gateway.registrations import RegistrationService
-from gateway.ledger.service import Ledger
 from gateway.store.base import DisclosureFilter, Store
 
 log = structlog.get_logger("gateway.api")
@@ -210,6 +210,26 @@ async def list_disclosures(request: web.Request) -> web.Response:
     return json_response({"items": items, "next_after": nxt})
 
 
+async def get_disclosure(request: web.Request) -> web.Response:
+    """One entry; the privacy role also sees the values sent, decrypted, and that read is logged."""
+    svc = _services(request)
+    principal = _principal(request)
+    require(principal, Role.PRIVACY, Role.AUDITOR)
+    entry_id = request.match_info["entry_id"]
+    entry = await svc.store.disclosure(entry_id) if re.fullmatch(r"[0-9a-f]{32}", entry_id) else None
+    if entry is None:
+        raise NotFound("no such disclosure")
+    body = entry.as_dict()
+    if principal.role is Role.PRIVACY:
+        try:
+            body["values"] = await svc.ledger.entry_values(entry)
+            body["values_erased"] = False
+        except SubjectErased:
+            body["values"], body["values_erased"] = None, True
+        await svc.ledger.record_access(principal.name, "disclosure.values_read", entry.id, entry.subject_id)
+    return json_response(body)
+
+
 async def healthz(request: web.Request) -> web.Response:
     svc = _services(request)
     pending = await svc.store.pending_count()
@@ -242,6 +262,7 @@ def build_app(services: Services) -> web.Application:
     app.router.add_post("/v1/registrations", post_registration)
     app.router.add_get("/v1/registrations/{reg_id}", get_registration)
     app.router.add_get("/v1/disclosures", list_disclosures)
+    app.router.add_get("/v1/disclosures/{entry_id}", get_disclosure)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/metrics", metrics)

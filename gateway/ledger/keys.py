@@ -304,6 +304,8 @@ def wrap(ring: KeyRing, dek: bytes, subject_id: str) -> WrappedKey:
 
 
 def unwrap(ring: KeyRing, wrapped: WrappedKey, subject_id: str) -> bytes:
+    """An unknown or retired kid is a :class:`DecryptionFailed` too: to the caller, a DEK it
+    cannot recover is the same event whatever the cause (and, after erasure, the expected one)."""
     blob = wrapped.blob
     if len(blob) != 1 + _NONCE_SIZE + KEY_SIZE + _TAG_SIZE or blob[0] != _WRAP_VERSION:
         raise DecryptionFailed("wrapped key is malformed")
@@ -346,6 +348,7 @@ def seal(dek: bytes, plaintext: bytes, aad: bytes) -> bytes:
 
 
 def open_sealed(dek: bytes, blob: bytes, aad: bytes) -> bytes:
+    """Fails closed with :class:`DecryptionFailed`; a wrong-sized ``dek`` is a bug and raises ``ValueError``."""
     _check_key(dek, "data key")
     if len(blob) < 1 + _NONCE_SIZE + _TAG_SIZE or blob[0] != _SEAL_VERSION:
         raise DecryptionFailed("sealed value is malformed")

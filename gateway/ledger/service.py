@@ -7,6 +7,7 @@ and a shredded subject's key is dropped from the cache at once.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import uuid
@@ -35,8 +36,6 @@ from gateway.ledger.merkle import (
     consistency_proof,
     inclusion_proof,
     leaf_hash,
-    verify_consistency,
-    verify_inclusion,
 )
 from gateway.models import Registrant
 from gateway.store.base import DisclosureEntry, NewSubject, Store, StoredCheckpoint, node_born
@@ -139,6 +138,11 @@ class Ledger:
         values: dict[str, Any] = await self.open_json(entry.subject_id, entry.values_ct, f"entry:{entry.id}")
         return values
 
+    async def record_access(self, actor: str, action: str, object_id: str, subject_id: str | None) -> None:
+        """Reading personal data is itself processing: who read what, when (ids only)."""
+        await self.store.record_access(actor, action, object_id, subject_id,
+                                       dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"))
+
     async def shred(self, subject_id: str, now: str) -> bool:
         self._deks.pop(subject_id, None)
         return await self.store.shred_subject(subject_id, now)
@@ -199,8 +203,6 @@ class Ledger:
 
 
 def _b64(data: bytes) -> str:
-    import base64
-
     return base64.b64encode(data).decode()
 
 
@@ -281,14 +283,6 @@ async def verify_store(
     if progress is not None:
         progress(frontier.size, head.size)
     return VerifyReport(True, frontier.size, checked_cps)
-
-
-def check_inclusion(entry_leaf: bytes, index: int, size: int, proof: list[bytes], root: bytes) -> bool:
-    return verify_inclusion(entry_leaf, index, size, proof, root)
-
-
-def check_consistency(m: int, n: int, r1: bytes, r2: bytes, proof: list[bytes]) -> bool:
-    return verify_consistency(m, n, r1, r2, proof)
 
 
 __all__ = ["DecryptionFailed", "Ledger", "LedgerCorrupt", "SubjectErased", "VerifyReport", "verify_store"]

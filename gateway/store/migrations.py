@@ -137,6 +137,21 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         );
         INSERT INTO ledger_head (id, size, frontier) VALUES (1, 0, X'010000000000000000');
 
+        -- Staff reads of personal data (decrypted values, extracts): ids only, append-only.
+        CREATE TABLE access_log (
+            id          INTEGER PRIMARY KEY AUTOINCREMENT,
+            at          TEXT NOT NULL,
+            actor       TEXT NOT NULL,
+            action      TEXT NOT NULL,
+            object_id   TEXT NOT NULL,
+            subject_id  TEXT
+        );
+        CREATE INDEX access_log_subject ON access_log(subject_id, at);
+        CREATE TRIGGER access_log_no_update BEFORE UPDATE ON access_log
+            BEGIN SELECT RAISE(ABORT, 'the access log is append-only'); END;
+        CREATE TRIGGER access_log_no_delete BEFORE DELETE ON access_log
+            BEGIN SELECT RAISE(ABORT, 'the access log is append-only'); END;
+
         CREATE TABLE checkpoints (
             size       INTEGER PRIMARY KEY,
             root       BLOB NOT NULL,

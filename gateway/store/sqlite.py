@@ -22,13 +22,13 @@ from typing import Any, TypeVar
 from gateway.ledger.entry import LEAF_COLUMNS
 from gateway.ledger.merkle import Frontier
 from gateway.store.base import (
+    THIRD_COUNTRY_CATEGORIES,
     Accepted,
     DisclosureEntry,
     DisclosureFilter,
     OutboxItem,
     StoredCheckpoint,
     SubjectKey,
-    THIRD_COUNTRY_CATEGORIES,
     extend_tree,
     node_born,
 )
@@ -377,6 +377,25 @@ class SqliteStore:
     async def disclosure(self, entry_id: str) -> DisclosureEntry | None:
         rows = await self._run(lambda: self._read(f"{_SELECT} WHERE id=?", (entry_id,)))
         return DisclosureEntry.from_row(rows[0]) if rows else None
+
+    # -- access log ------------------------------------------------------------------------------------
+
+    async def record_access(self, actor: str, action: str, object_id: str, subject_id: str | None, at: str) -> None:
+        def run() -> None:
+            with self._tx() as c:
+                c.execute("INSERT INTO access_log(at, actor, action, object_id, subject_id) VALUES (?,?,?,?,?)",
+                          (at, actor, action, object_id, subject_id))
+
+        await self._run(run)
+
+    async def access_log(self, subject_id: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        sql = "SELECT at, actor, action, object_id, subject_id FROM access_log"
+        params: tuple[Any, ...] = (limit,)
+        if subject_id is not None:
+            sql += " WHERE subject_id=?"
+            params = (subject_id, limit)
+        rows = await self._run(lambda: self._read(sql + " ORDER BY id LIMIT ?", params))
+        return [dict(r) for r in rows]
 
     # -- subjects and keys -----------------------------------------------------------------------------
 

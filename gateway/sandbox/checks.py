@@ -1,0 +1,243 @@
+"""Hand checks for registry extensions whose XSDs we cannot ship (iis, EURid, Norid, neulevel).
+
+epp-1.0.xsd validates <extension> children strictly (``processContents="strict"``), so an element
+without a loaded schema fails validation.  ``FrameValidator`` therefore removes the elements these
+checks cover and checks them here, XSD-style (sequence order, required members, value patterns),
+from the facts in ``shared/reference/registries.md`` and the public registrar libraries named in
+each ``adapters.epp.extensions`` module.  dkhm-4.5 is not here: its real schema validates it.
+
+Each check gets the element and the command it sits in (``"contact:create"``, ``"domain:update"``
+...), because what is allowed differs by command (``iis:update`` holds ``vatno`` on a contact but
+``clientDelete`` on a domain).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+from lxml import etree
+
+from adapters.epp.xml import NS_EURID_CONTACT, NS_IIS, NS_NEULEVEL, NS_NORID_CONTACT
+
+Check = Callable[[str], bool]
+
+_IIS_ORGNO: Final = re.compile(r"^\[[A-Z]{2}\].+$")
+_TOKEN: Final = re.compile(r"^\S+( \S+)*$")
+_LANGUAGE: Final = re.compile(r"^[a-zA-Z]{1,8}(-[a-zA-Z0-9]{1,8})*$")
+_COUNTRY: Final = re.compile(r"^[A-Z]{2}$")
+_NO_ORGNO: Final = re.compile(r"^[0-9]{9}$")
+_BOOLEAN: Final = frozenset({"true", "false", "1", "0"})
+_EURID_TYPES: Final = frozenset({"registrant", "tech", "billing", "onsite", "reseller"})
+_NORID_CONTACT_TYPES: Final = frozenset({"person", "organization", "role"})
+_NORID_IDENTITY_TYPES: Final = frozenset(
+    {"organizationNumber", "localIdentity", "nationalIdentityNumber", "anonymousPersonIdentifier"}
+)
+_US_PURPOSES: Final = frozenset({"P1", "P2", "P3", "P4", "P5"})
+_US_CATEGORY: Final = re.compile(r"^(C11|C12|C21|C31/[A-Z]{2}|C32/[A-Z]{2})$")
+
+
+def token(value: str) -> bool:
+    return bool(_TOKEN.match(value))
+
+
+def _q(ns: str, name: str) -> str:
+    return f"{{{ns}}}{name}"
+
+
+def _local(el: etree._Element) -> str:
+    return etree.QName(el).localname
+
+
+@dataclass(frozen=True)
+class Member:
+    """One element of an XSD-style sequence: a simple element with an optional set of attributes."""
+
+    name: str
+    required: bool
+    check: Check
+    attributes: Mapping[str, Check] = field(default_factory=dict)
+    required_attributes: frozenset[str] = frozenset()
+
+
+def check_sequence(el: etree._Element, ns: str, spec: Sequence[Member], where: str) -> list[str]:
+    """Check ``el``'s children against an ordered member list, as an XSD sequence would."""
+    errors: list[str] = []
+    if el.attrib:
+        errors.append(f"{where}: unexpected attributes")
+    if (el.text or "").strip():
+        errors.append(f"{where}: unexpected text")
+    children = [child for child in el if isinstance(child.tag, str)]
+    i = 0
+    for member in spec:
+        if i < len(children) and children[i].tag == _q(ns, member.name):
+            child = children[i]
+            i += 1
+            if len(child):
+                errors.append(f"{where}/{member.name}: must be a simple element")
+            elif not member.check(child.text or ""):
+                errors.append(f"{where}/{member.name}: invalid value")
+            for raw_attr, value in child.attrib.items():
+                attr = raw_attr.decode() if isinstance(raw_attr, bytes) else raw_attr
+                attr_check = member.attributes.get(attr)
+                if attr_check is None:
+                    errors.append(f"{where}/{member.name}: unexpected attribute {attr}")
+                elif not attr_check(str(value)):
+                    errors.append(f"{where}/{member.name}/@{attr}: invalid value")
+            for attr in member.required_attributes - {str(a) for a in child.attrib}:
+                errors.append(f"{where}/{member.name}: missing attribute {attr}")
+        elif member.required:
+            errors.append(f"{where}: missing required element {member.name}")
+    for child in children[i:]:
+        errors.append(f"{where}: unexpected element {_local(child)}")
+    return errors
+
+
+def _wrapper(el: etree._Element, ns: str, child: str, where: str) -> tuple[etree._Element | None, list[str]]:
+    """``el`` must hold exactly one ``child`` element (e.g. ``update/chg``)."""
+    children = [c for c in el if isinstance(c.tag, str)]
+    if el.attrib or (el.text or "").strip():
+        return None, [f"{where}: unexpected attributes or text"]
+    if len(children) != 1 or children[0].tag != _q(ns, child):
+        return None, [f"{where}: must hold exactly one {child}"]
+    return children[0], []
+
+
+def _not_here(el: etree._Element, kind: str, prefix: str) -> list[str]:
+    return [f"{prefix}:{_local(el)} is not allowed on {kind}"]
+
+
+# ---- .se / .nu ------------------------------------------------------------------------------------
+
+
+def check_iis(el: etree._Element, kind: str) -> list[str]:
+    name = _local(el)
+    if name == "create" and kind == "contact:create":
+        spec = [Member("orgno", True, lambda v: bool(_IIS_ORGNO.match(v))), Member("vatno", False, token)]
+        return check_sequence(el, NS_IIS, spec, "iis:create")
+    if name == "update" and kind == "contact:update":
+        # The organisation number is fixed at .se; only the VAT number may change.
+        return check_sequence(el, NS_IIS, [Member("vatno", True, token)], "iis:update")
+    if name == "update" and kind == "domain:update":
+        return check_sequence(el, NS_IIS, [Member("clientDelete", True, lambda v: v in _BOOLEAN)], "iis:update")
+    return _not_here(el, kind, "iis")
+
+
+# ---- .eu --------------------------------------------------------------------------------------------
+
+_EURID_MEMBERS: Final = (
+    ("type", lambda v: v in _EURID_TYPES),
+    ("vat", token),
+    ("lang", lambda v: bool(_LANGUAGE.match(v))),
+    ("whoisEmail", token),
+    ("naturalPerson", lambda v: v in _BOOLEAN),
+    ("countryOfCitizenship", lambda v: bool(_COUNTRY.match(v))),
+)
+
+
+def check_eurid(el: etree._Element, kind: str) -> list[str]:
+    name = _local(el)
+    if name == "create" and kind == "contact:create":
+        required = {"type", "naturalPerson"}
+        spec = [Member(n, n in required, c) for n, c in _EURID_MEMBERS]
+        return check_sequence(el, NS_EURID_CONTACT, spec, "contact-ext:create")
+    if name == "update" and kind == "contact:update":
+        chg, errors = _wrapper(el, NS_EURID_CONTACT, "chg", "contact-ext:update")
+        if chg is None:
+            return errors
+        if not any(isinstance(c.tag, str) for c in chg):
+            return ["contact-ext:update/chg: changes nothing"]
+        # The contact type is fixed once created.
+        spec = [Member(n, False, c) for n, c in _EURID_MEMBERS if n != "type"]
+        return check_sequence(chg, NS_EURID_CONTACT, spec, "contact-ext:update/chg")
+    return _not_here(el, kind, "contact-ext")
+
+
+# ---- .no --------------------------------------------------------------------------------------------
+
+
+def _norid_identity(required: bool) -> Member:
+    return Member(
+        "identity",
+        required,
+        token,
+        attributes={"type": lambda v: v in _NORID_IDENTITY_TYPES},
+        required_attributes=frozenset({"type"}),
+    )
+
+
+def _norid_orgno(el: etree._Element, where: str) -> list[str]:
+    identity = el.find(_q(NS_NORID_CONTACT, "identity"))
+    if identity is not None and identity.get("type") == "organizationNumber":
+        if not _NO_ORGNO.match((identity.text or "").strip()):
+            return [f"{where}/identity: an organizationNumber has nine digits"]
+    return []
+
+
+def check_norid(el: etree._Element, kind: str) -> list[str]:
+    name = _local(el)
+    if name == "create" and kind == "contact:create":
+        spec = [Member("type", True, lambda v: v in _NORID_CONTACT_TYPES), _norid_identity(True)]
+        errors = check_sequence(el, NS_NORID_CONTACT, spec, "no-ext-contact:create")
+        contact_type = el.findtext(_q(NS_NORID_CONTACT, "type"))
+        identity = el.find(_q(NS_NORID_CONTACT, "identity"))
+        if contact_type == "organization" and identity is not None and identity.get("type") != "organizationNumber":
+            errors.append("no-ext-contact:create: an organization is identified by its organizationNumber")
+        return errors + _norid_orgno(el, "no-ext-contact:create")
+    if name == "update" and kind == "contact:update":
+        chg, errors = _wrapper(el, NS_NORID_CONTACT, "chg", "no-ext-contact:update")
+        if chg is None:
+            return errors
+        errors = check_sequence(chg, NS_NORID_CONTACT, [_norid_identity(True)], "no-ext-contact:update/chg")
+        return errors + _norid_orgno(chg, "no-ext-contact:update/chg")
+    return _not_here(el, kind, "no-ext-contact")
+
+
+# ---- .us --------------------------------------------------------------------------------------------
+
+
+def parse_unspec(text: str) -> dict[str, str] | None:
+    """``Key=Value Key=Value`` to a dict; None when the syntax is wrong or a key repeats."""
+    if not text or text != " ".join(text.split()):
+        return None
+    pairs: dict[str, str] = {}
+    for item in text.split(" "):
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value or key in pairs:
+            return None
+        pairs[key] = value
+    return pairs
+
+
+def check_neulevel(el: etree._Element, kind: str) -> list[str]:
+    if _local(el) != "extension" or kind not in ("domain:create", "domain:update"):
+        return _not_here(el, kind, "neulevel")
+    unspec, errors = _wrapper(el, NS_NEULEVEL, "unspec", "neulevel:extension")
+    if unspec is None:
+        return errors
+    if len(unspec) or unspec.attrib:
+        return ["neulevel:unspec: must be a simple element"]
+    pairs = parse_unspec(unspec.text or "")
+    if pairs is None:
+        return ["neulevel:unspec: expected space-separated Key=Value pairs"]
+    errors = [f"neulevel:unspec: unknown key {key}" for key in pairs if key not in ("AppPurpose", "NexusCategory")]
+    if kind == "domain:create":
+        errors += [f"neulevel:unspec: missing {k}" for k in ("AppPurpose", "NexusCategory") if k not in pairs]
+    elif not pairs:
+        errors.append("neulevel:unspec: changes nothing")
+    if "AppPurpose" in pairs and pairs["AppPurpose"] not in _US_PURPOSES:
+        errors.append("neulevel:unspec: AppPurpose must be P1-P5")
+    if "NexusCategory" in pairs and not _US_CATEGORY.match(pairs["NexusCategory"]):
+        errors.append("neulevel:unspec: NexusCategory must be C11, C12, C21, C31/CC or C32/CC")
+    return errors
+
+
+HAND_CHECKED: Final[dict[str, Callable[[etree._Element, str], list[str]]]] = {
+    NS_IIS: check_iis,
+    NS_EURID_CONTACT: check_eurid,
+    NS_NORID_CONTACT: check_norid,
+    NS_NEULEVEL: check_neulevel,
+}
+"""Extension namespace -> check; everything else under <extension> goes to the XSDs."""
