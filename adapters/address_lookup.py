@@ -19,7 +19,8 @@ otherwise: marketing may go ahead only on an explicit ``False`` for a found pers
 
 Every lookup is itself processing of personal data, so each result carries a :class:`LookupRecord`
 for the gateway to store: kind of identifier, the caller's blind index of it (a keyed hash the
-caller computes; the number itself is never kept), purpose, result category, time.
+caller computes, e.g. ``BlindIndexer.index("national_id", number)`` from ``gateway.ledger.keys``;
+the number itself is never kept), purpose, result category, time.
 """
 
 from __future__ import annotations
@@ -204,7 +205,8 @@ class AddressLookupClient:
                 "purpose must be a lower-case code", errors=[{"loc": ["purpose"], "type": "invalid"}]
             )
         kind, number = _identifier(personnummer)
-        if not blind_index or number in re.sub(r"\D", "", blind_index):
+        digits = re.sub(r"\D", "", blind_index)
+        if not blind_index or number[2:] in digits:  # the 10-digit form is inside the 12-digit one
             raise ValueError("blind_index must be a keyed hash of the number, not the number itself")
 
         payload = json.dumps({"personnummer": number, "purpose": purpose}).encode()

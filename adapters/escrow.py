@@ -11,8 +11,8 @@ Only gTLD registrations fall under the RAA; ccTLD registrations go to no ICANN e
 
 Encryption.  Real registrar data escrow encrypts (and signs) deposits with OpenPGP, the agent's
 tooling expects that, and ``cryptography`` has no OpenPGP.  Rather than shell out to gpg, deposits
-are sealed HPKE-style (RFC 9180 base mode, same construction with a fixed suite): a fresh X25519
-key per deposit, ECDH with the agent's public key, HKDF-SHA256, AES-256-GCM.  It keeps the property
+are sealed in the manner of HPKE base mode (RFC 9180; the same steps, not its wire format): a fresh
+X25519 key per deposit, ECDH with the agent's public key, HKDF-SHA256, AES-256-GCM.  It keeps the property
 that matters here: the gateway holds only the agent's *public* key, so once sealed, only the agent's
 private key can read a deposit, not even the gateway that wrote it; GCM makes any tampering fail
 decryption.  Not kept: a registrar signature (authenticity rests on the authenticated TLS upload)
@@ -261,19 +261,22 @@ def summarize_deposit(deposit: bytes) -> DepositSummary:
         raise ValueError("not a deposit built by build_deposit")
     subjects: set[str] = set()
     fields: set[str] = set()
-    for entry in document["domains"]:
-        for role, contact in entry["contacts"].items():
-            subjects.add(contact["subject_id"])
-            fields.update(f"{role}.{name}" for name in contact["fields"])
-    return DepositSummary(
-        deposit_id=document["deposit_id"],
-        registrar_id=document["registrar_id"],
-        watermark=document["watermark"],
-        subjects=sorted(subjects),
-        fields=sorted(fields),
-        domains=len(document["domains"]),
-        sha256=hashlib.sha256(deposit).hexdigest(),
-    )
+    try:
+        for entry in document["domains"]:
+            for role, contact in entry["contacts"].items():
+                subjects.add(contact["subject_id"])
+                fields.update(f"{role}.{name}" for name in contact["fields"])
+        return DepositSummary(
+            deposit_id=document["deposit_id"],
+            registrar_id=document["registrar_id"],
+            watermark=document["watermark"],
+            subjects=sorted(subjects),
+            fields=sorted(fields),
+            domains=len(document["domains"]),
+            sha256=hashlib.sha256(deposit).hexdigest(),
+        )
+    except (KeyError, TypeError, AttributeError):
+        raise ValueError("deposit structure is not the one build_deposit writes") from None
 
 
 def _raw(public_key: X25519PublicKey) -> bytes:

@@ -17,15 +17,19 @@ other 4xx                              ``PermanentDeliveryError``    the partner
 TLS certificate verification failure   ``PermanentDeliveryError``    configuration or attack: for a human
 =====================================  ============================  ======================================
 
-409 is retried although the brief for this module listed it among the permanent 4xx: the HTTP
-Idempotency-Key draft (draft-ietf-httpapi-idempotency-key-header, §2.6) has a server answer 409
-while the *first* request with that key is still being processed.  That is exactly what a retry
-after our own timeout meets, and calling it permanent would mark a delivery failed that is in fact
-going through.  A genuine conflict costs a few bounded retries and then surfaces as transient.
+500 is retried: behind a load balancer it is as often a crashed instance or a failed dependency as
+a request the partner can never handle, and the idempotency key makes a retry harmless.  501 and 505
+are the two 5xx that describe the request itself, so they are permanent.
+
+409 is retried although other 4xx are not: the HTTP Idempotency-Key draft
+(draft-ietf-httpapi-idempotency-key-header, §2.6) has a server answer 409 while the *first* request
+with that key is still being processed.  That is exactly what a retry after our own timeout meets,
+and calling it permanent would mark a delivery failed that is in fact going through.  A genuine
+conflict costs a few bounded retries and then surfaces as transient.
 
 Every attempt of one call sends the same ``Idempotency-Key`` and byte-identical body, so a partner
 that stores keys delivers once however often we retry.  Callers should derive the key from an id
-of the work item (delivery id), never from personal data: it is logged.
+of the work item (delivery id), never from personal data: it reaches the partner's logs and ours.
 
 Nothing raised or logged here quotes a URL path, a request or a response body: partners echo
 submitted values in their error bodies and paths may contain ids chosen by others.  Errors carry the
@@ -323,10 +327,14 @@ class HttpPartnerClient:
     ) -> None:
         self.endpoint = endpoint
         self._sleep = sleep
+        try:
+            verify = _ssl_context(endpoint.verify)
+        except (OSError, ssl.SSLError):
+            raise ConfigError(f"partner {endpoint.name}: the CA file cannot be read as PEM certificates") from None
         self._client = httpx.AsyncClient(
             base_url=endpoint.base_url,
             transport=transport,
-            verify=_ssl_context(endpoint.verify),
+            verify=verify,
             timeout=httpx.Timeout(endpoint.timeout_s),
             follow_redirects=False,
             headers={"Authorization": f"Bearer {endpoint.token}", "User-Agent": USER_AGENT},
@@ -401,9 +409,10 @@ class HttpPartnerClient:
         except DeliveryError as exc:
             exc.extra["attempts"] = attempts
             log.warning(
-                "partner %s %s failed after %d attempt(s): %s (status=%s)",
+                "partner %s %s key=%s failed after %d attempt(s): %s (status=%s)",
                 self.endpoint.name,
                 method,
+                idempotency_key,
                 attempts,
                 exc.code,
                 exc.result_code,
@@ -429,8 +438,6 @@ class HttpPartnerClient:
                     raise self._status_error(status, response.headers.get("retry-after"))
                 body = await self._read_capped(response)
                 return PartnerResponse(status, response.headers, body, 0)
-        except DeliveryError:
-            raise
         except httpx.TimeoutException as exc:
             raise TransientDeliveryError(f"partner {name} timed out", partner=name, cause=type(exc).__name__) from None
         except httpx.ConnectError as exc:

@@ -1,8 +1,9 @@
 """The exact bytes a disclosure entry contributes to the Merkle tree.
 
-Every stored column of a disclosure row is in the leaf, the encrypted values as ciphertext: the
-tree then proves the metadata and the ciphertext, and still verifies after the subject's data key
-is destroyed (crypto-shredding).  The encoding is canonical JSON (sorted keys, no spaces, UTF-8),
+Every stored column of a disclosure row is in the leaf; the encrypted values enter as the SHA-256
+of their ciphertext.  The tree then proves the metadata and the ciphertext, still verifies after
+the subject's data key is destroyed (crypto-shredding), and still verifies after a retention purge
+deletes the ciphertext itself (kept apart, in ``entry_values``).  The encoding is canonical JSON (sorted keys, no spaces, UTF-8),
 so both stores and the offline verifier derive the same bytes from the same row.
 """
 
@@ -17,7 +18,7 @@ LEAF_COLUMNS: tuple[str, ...] = (
     "leaf_index", "id", "registration_id", "subject_id", "recipient", "recipient_name", "recipient_country",
     "category", "article", "instrument", "purpose", "outcome", "retryable", "fields_json", "withheld_json",
     "payload_digest", "result_code", "sv_trid", "cl_trid", "objects_json", "reason", "attempted_at",
-    "recorded_at", "values_ct",
+    "recorded_at", "values_digest",
 )
 
 LEAF_VERSION = 1

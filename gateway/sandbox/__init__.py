@@ -2,6 +2,7 @@
 
 from gateway.sandbox.server import (
     DEFAULT_PASSWORD,
+    CommandRecord,
     Faults,
     FrameValidator,
     RegistrySandbox,
@@ -12,6 +13,7 @@ from gateway.sandbox.server import (
 
 __all__ = [
     "DEFAULT_PASSWORD",
+    "CommandRecord",
     "Faults",
     "FrameValidator",
     "RegistrySandbox",

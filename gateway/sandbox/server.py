@@ -1,14 +1,18 @@
 """A small but real EPP registry for tests and local runs.
 
 It speaks RFC 5734 over TLS with client-certificate authentication, validates every inbound frame
-against the official XSDs, keeps objects in memory and can be told to misbehave (fail, stall,
-drop).  The point is that the client is tested against the same transport, framing and schema rules
-a registry enforces, not against a mock that agrees with whatever the client sends.
+(and, by default, every frame it sends) against the official XSDs, keeps objects in memory and can
+be told to misbehave: fail, stall, drop the connection before or after applying a command, refuse
+logins, or enforce a per-registrar session limit (the N+1th concurrent login gets 2502 and the
+connection closes).  The point is that the client is tested against the same transport, framing,
+schema and session rules a registry enforces, not against a mock that agrees with whatever the
+client sends.
 
-Because epp-1.0.xsd validates <extension> children strictly and the iis-1.2 and EURid schemas are
-not redistributable, those two extensions are checked by hand here (from the facts in
-``shared/reference/registries.md``) and removed before XSD validation; dkhm-4.5 is validated by
-its real schema.
+Objects and their command semantics live in ``objects``; the iis, EURid, Norid and neulevel
+extensions have no redistributable schema and are checked by hand in ``checks``; dkhm-4.5 is
+validated by its real schema.  Every command is recorded in ``commands`` (with a monotonic
+timestamp, the result code and the connection it came on) so tests can assert on what the
+registry saw: retries, login attempts, rate-limit spacing.
 """
 
 from __future__ import annotations
@@ -17,16 +21,16 @@ import argparse
 import asyncio
 import contextlib
 import copy
-import datetime as dt
 import itertools
 import logging
 import os
-import re
 import signal
 import ssl
 import sys
 import threading
-from collections.abc import Callable, Iterable, Sequence
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -45,10 +49,14 @@ from adapters.epp.xml import (
     NS_EURID_CONTACT,
     NS_HOST,
     NS_IIS,
+    NS_NEULEVEL,
+    NS_NORID_CONTACT,
     NSMAP,
     EppXmlError,
     parse_document,
 )
+from gateway.sandbox.checks import HAND_CHECKED, token
+from gateway.sandbox.objects import ObjectStore, Outcome, now, sub, text, texts, xs_datetime
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +64,15 @@ SCHEMA_ENV: Final = "GATEWAY_EPP_SCHEMAS"
 DEFAULT_PASSWORD: Final = "sandbox-secret"  # noqa: S105 - a throw-away test registry's login
 SV_ID: Final = "Registrant Gateway EPP sandbox"
 OBJ_URIS: Final = (NS_CONTACT, NS_DOMAIN, NS_HOST)
-EXT_URIS: Final = (NS_IIS, NS_EURID_CONTACT, NS_DKHM)
+EXT_URIS: Final = (NS_IIS, NS_EURID_CONTACT, NS_DKHM, NS_NORID_CONTACT, NS_NEULEVEL)
 MAX_INBOUND_FRAME: Final = 1024 * 1024
+CLOSING_CODES: Final = frozenset({2500, 2501, 2502})
 
 MESSAGES: Final = {
     1000: "Command completed successfully",
     1001: "Command completed successfully; action pending",
+    1300: "Command completed successfully; no messages",
+    1301: "Command completed successfully; ack to dequeue",
     1500: "Command completed successfully; ending session",
     2000: "Unknown command",
     2001: "Command syntax error",
@@ -71,10 +82,15 @@ MESSAGES: Final = {
     2005: "Parameter value syntax error",
     2101: "Unimplemented command",
     2103: "Unimplemented extension",
+    2106: "Object is not eligible for transfer",
     2200: "Authentication error",
     2201: "Authorization error",
+    2202: "Invalid authorization information",
+    2300: "Object pending transfer",
+    2301: "Object not pending transfer",
     2302: "Object exists",
     2303: "Object does not exist",
+    2304: "Object status prohibits operation",
     2305: "Object association prohibits operation",
     2306: "Parameter value policy error",
     2307: "Unimplemented object service",
@@ -84,31 +100,9 @@ MESSAGES: Final = {
     2502: "Session limit exceeded; server closing connection",
 }
 
-_IIS_ORGNO: Final = re.compile(r"^\[[A-Z]{2}\].+$")
-_TOKEN: Final = re.compile(r"^\S+( \S+)*$")
-_LANGUAGE: Final = re.compile(r"^[a-zA-Z]{1,8}(-[a-zA-Z0-9]{1,8})*$")
-_COUNTRY: Final = re.compile(r"^[A-Z]{2}$")
-_BOOLEAN: Final = frozenset({"true", "false", "1", "0"})
-_EURID_TYPES: Final = frozenset({"registrant", "tech", "billing", "onsite", "reseller"})
-
 
 def _q(ns: str, name: str) -> str:
     return f"{{{ns}}}{name}"
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(microsecond=0)
-
-
-def _xs_datetime(value: dt.datetime) -> str:
-    return value.strftime("%Y-%m-%dT%H:%M:%S.0Z")
-
-
-def _add_years(value: dt.datetime, years: int) -> dt.datetime:
-    try:
-        return value.replace(year=value.year + years)
-    except ValueError:  # 29 February into a non-leap year
-        return value.replace(year=value.year + years, day=28)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -139,71 +133,29 @@ def _load_schema(directory: Path) -> etree.XMLSchema:
     return etree.XMLSchema(etree.fromstring(wrapper.encode()))
 
 
-_Check = Callable[[str], bool]
+_OBJECTS: Final = {NS_CONTACT: "contact", NS_DOMAIN: "domain", NS_HOST: "host"}
 
 
-def _check_sequence(
-    el: etree._Element, ns: str, spec: Sequence[tuple[str, bool, _Check]], where: str
-) -> list[str]:
-    """Check ``el``'s children against an ordered (name, required, text check) list, XSD-style."""
-    errors: list[str] = []
-    if el.attrib:
-        errors.append(f"{where}: unexpected attributes")
-    if (el.text or "").strip():
-        errors.append(f"{where}: unexpected text")
-    children = [child for child in el if isinstance(child.tag, str)]
-    i = 0
-    for name, required, check in spec:
-        if i < len(children) and children[i].tag == _q(ns, name):
-            child = children[i]
-            i += 1
-            if len(child) or child.attrib:
-                errors.append(f"{where}/{name}: must be a simple element")
-            elif not check(child.text or ""):
-                errors.append(f"{where}/{name}: invalid value")
-        elif required:
-            errors.append(f"{where}: missing required element {name}")
-    for child in children[i:]:
-        errors.append(f"{where}: unexpected element {etree.QName(child).localname}")
-    return errors
-
-
-def _token(value: str) -> bool:
-    return bool(_TOKEN.match(value))
-
-
-def _check_iis(el: etree._Element) -> list[str]:
-    if el.tag != _q(NS_IIS, "create"):
-        return [f"iis: unexpected element {etree.QName(el).localname}"]
-    spec: list[tuple[str, bool, _Check]] = [
-        ("orgno", True, lambda v: bool(_IIS_ORGNO.match(v))),
-        ("vatno", False, _token),
-    ]
-    return _check_sequence(el, NS_IIS, spec, "iis:create")
-
-
-def _check_eurid(el: etree._Element) -> list[str]:
-    if el.tag != _q(NS_EURID_CONTACT, "create"):
-        return [f"contact-ext: unexpected element {etree.QName(el).localname}"]
-    spec: list[tuple[str, bool, _Check]] = [
-        ("type", True, lambda v: v in _EURID_TYPES),
-        ("vat", False, _token),
-        ("lang", False, lambda v: bool(_LANGUAGE.match(v))),
-        ("whoisEmail", False, _token),
-        ("naturalPerson", True, lambda v: v in _BOOLEAN),
-        ("countryOfCitizenship", False, lambda v: bool(_COUNTRY.match(v))),
-    ]
-    return _check_sequence(el, NS_EURID_CONTACT, spec, "contact-ext:create")
-
-
-_HAND_CHECKED: Final[dict[str, Callable[[etree._Element], list[str]]]] = {
-    NS_IIS: _check_iis,
-    NS_EURID_CONTACT: _check_eurid,
-}
+def frame_kind(root: etree._Element) -> str:
+    """``"contact:update"``, ``"domain:transfer"``, ``"login"``, ``"hello"``, ``"response"`` ..."""
+    top = next((c for c in root if isinstance(c.tag, str)), None)
+    if top is None:
+        return "invalid"
+    if top.tag != _q(NS_EPP, "command"):
+        return etree.QName(top).localname
+    verb = next((c for c in top if isinstance(c.tag, str)), None)
+    if verb is None:
+        return "invalid"
+    verb_name = etree.QName(verb).localname
+    if verb_name in ("login", "logout", "poll"):
+        return verb_name
+    body = next((c for c in verb if isinstance(c.tag, str)), None)
+    namespace = etree.QName(body).namespace or "" if body is not None else ""
+    return f"{_OBJECTS.get(namespace, 'unknown')}:{verb_name}"
 
 
 class FrameValidator:
-    """Validate whole EPP frames against the official schemas plus hand-checked iis/EURid elements."""
+    """Validate whole EPP frames: official XSDs plus hand checks for iis, EURid, Norid, neulevel."""
 
     def __init__(self, directory: Path | None = None) -> None:
         self.directory = (directory or schema_dir()).resolve()
@@ -220,14 +172,15 @@ class FrameValidator:
                 return [str(exc)]
         else:
             root = copy.deepcopy(frame)
+        kind = frame_kind(root)
         errors: list[str] = []
         for extension in root.iter(_q(NS_EPP, "extension")):
             for child in list(extension):
                 if not isinstance(child.tag, str):
                     continue
-                check = _HAND_CHECKED.get(etree.QName(child).namespace or "")
+                check = HAND_CHECKED.get(etree.QName(child).namespace or "")
                 if check is not None:
-                    errors.extend(check(child))
+                    errors.extend(check(child, kind))
                     extension.remove(child)
             if not any(isinstance(child.tag, str) for child in extension):
                 parent = extension.getparent()
@@ -250,9 +203,9 @@ class FrameValidator:
 class Faults:
     """Misbehaviour to inject, settable from any thread while the sandbox runs.
 
-    Command types are ``"login"``, ``"logout"``, ``"hello"``, ``"contact:create"``,
-    ``"contact:info"``, ``"domain:create"``, ``"domain:info"`` and so on.  Every injection fires
-    ``times`` times (``None``: until ``clear()``).
+    Command types are ``"login"``, ``"logout"``, ``"hello"``, ``"poll"``, ``"contact:create"``,
+    ``"contact:update"``, ``"domain:create"``, ``"domain:transfer"`` and so on.  Every injection
+    fires ``times`` times (``None``: until ``clear()``).
     """
 
     def __init__(self) -> None:
@@ -260,6 +213,7 @@ class Faults:
         self._fail: dict[str, tuple[int, int | None]] = {}
         self._stall: dict[str, tuple[float, int | None]] = {}
         self._drop: dict[str, int | None] = {}
+        self._drop_after: dict[str, int | None] = {}
         self._reject_login = False
 
     def fail_next(self, command: str, code: int, times: int | None = 1) -> None:
@@ -277,6 +231,11 @@ class Faults:
         with self._lock:
             self._drop[command] = times
 
+    def drop_after_applying(self, command: str, times: int | None = 1) -> None:
+        """Apply the command, then close the connection without answering (a crash mid-response)."""
+        with self._lock:
+            self._drop_after[command] = times
+
     @property
     def reject_login(self) -> bool:
         """Answer every login with 2200 (as for a wrong password) while set."""
@@ -293,6 +252,7 @@ class Faults:
             self._fail.clear()
             self._stall.clear()
             self._drop.clear()
+            self._drop_after.clear()
             self._reject_login = False
 
     # -- consumed by the server --
@@ -329,34 +289,58 @@ class Faults:
                 del self._stall[command]
             return seconds
 
-    def take_drop(self, command: str) -> bool:
+    def _take(self, table: dict[str, int | None], command: str) -> bool:
         with self._lock:
-            if command not in self._drop:
+            if command not in table:
                 return False
-            keep, left = self._decrement(self._drop[command])
+            keep, left = self._decrement(table[command])
             if keep:
-                self._drop[command] = left
+                table[command] = left
             else:
-                del self._drop[command]
+                del table[command]
             return True
+
+    def take_drop(self, command: str) -> bool:
+        return self._take(self._drop, command)
+
+    def take_drop_after(self, command: str) -> bool:
+        return self._take(self._drop_after, command)
 
 
 # ------------------------------------------------------------------------------------------------
 # the server
 
 
+@dataclass(frozen=True)
+class CommandRecord:
+    """One inbound frame as the registry saw it (``at`` is ``time.monotonic()`` on receipt)."""
+
+    at: float
+    kind: str
+    cl_trid: str | None
+    code: int | None  # None: no answer (dropped, or a hello answered with a greeting)
+    connection: int
+    client_id: str | None
+    op: str | None = None  # transfer / poll op
+    dropped: bool = False
+
+
 @dataclass
 class _Session:
+    serial: int
     client_id: str | None = None
     obj_uris: frozenset[str] = frozenset()
     ext_uris: frozenset[str] = frozenset()
+    counted: bool = False  # holds a slot of the per-registrar session limit
 
 
 @dataclass
 class _Reply:
     frame: bytes | None
+    code: int | None = None
     close: bool = False
     stall: float = 0.0
+    dropped: bool = False
 
 
 @dataclass
@@ -364,40 +348,16 @@ class _Parsed:
     root: etree._Element | None
     kind: str  # "hello", "login", "domain:create", ... or "invalid"
     cl_trid: str | None
+    verb: etree._Element | None = None  # e.g. <transfer op="request">, <poll op="req">
     body: etree._Element | None = None  # the object element, e.g. <domain:create>
     extension: etree._Element | None = None
     errors: list[str] = field(default_factory=list)
 
 
-def _text(el: etree._Element, path: str) -> str | None:
-    value = el.findtext(path, namespaces=NSMAP)
-    return value.strip() if value is not None else None
+_Handler = Callable[[etree._Element, etree._Element | None, str | None], Outcome]
 
 
-def _texts(el: etree._Element, path: str) -> list[str]:
-    return [(child.text or "").strip() for child in el.findall(path, namespaces=NSMAP)]
-
-
-def _parse_extension(extension: etree._Element | None) -> dict[str, dict[str, str]]:
-    """Flatten <extension> into {namespace: {local name: text}} for tests to assert on."""
-    parsed: dict[str, dict[str, str]] = {}
-    if extension is None:
-        return parsed
-    for child in extension:
-        if not isinstance(child.tag, str):
-            continue
-        qname = etree.QName(child)
-        target = parsed.setdefault(qname.namespace or "", {})
-        elements = [g for g in child if isinstance(g.tag, str)]
-        if elements:
-            for grandchild in elements:
-                target[etree.QName(grandchild).localname] = (grandchild.text or "").strip()
-        else:
-            target[qname.localname] = (child.text or "").strip()
-    return parsed
-
-
-class RegistrySandbox:
+class RegistrySandbox(ObjectStore):
     """In-memory EPP registry on loopback; see the module docstring for why it is this strict."""
 
     def __init__(
@@ -411,23 +371,35 @@ class RegistrySandbox:
         validate_schemas: bool = True,
         require_client_cert: bool = True,
         schema_directory: Path | None = None,
+        max_sessions: int | None = None,
+        accounts: Mapping[str, str] | None = None,
+        validate_responses: bool | None = None,
     ) -> None:
+        super().__init__()
         self.host = host
         self._requested_port = port
         self.pki = pki
         self.client_id = client_id
         self.password = password
+        self.accounts: dict[str, str] = {client_id: password, **(accounts or {})}
         self.require_client_cert = require_client_cert
         self.validator = FrameValidator(schema_directory) if validate_schemas else None
+        self.validate_responses = validate_schemas if validate_responses is None else validate_responses
+        self.max_sessions = max_sessions
         self.faults = Faults()
-        self.domains: dict[str, dict[str, Any]] = {}
-        self.contacts: dict[str, dict[str, Any]] = {}
         self.frames: list[bytes] = []
+        self.commands: list[CommandRecord] = []
         self.schema_errors: list[str] = []
+        self.login_attempts = 0
+        self.session_limit_refusals = 0
+        self.peak_sessions = 0
+        self.connections_opened = 0
+        self._active: Counter[str] = Counter()
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[Any]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
         self._sv_trids = itertools.count(1)
-        self._roids = itertools.count(1)
+        self._serials = itertools.count(1)
         self._port: int | None = None
 
     # ---- lifecycle -----------------------------------------------------------------------------
@@ -437,6 +409,11 @@ class RegistrySandbox:
         if self._port is None:
             raise RuntimeError("sandbox not started")
         return self._port
+
+    @property
+    def active_sessions(self) -> int:
+        """Logged-in sessions right now, all registrars together."""
+        return sum(self._active.values())
 
     def _ssl_context(self) -> ssl.SSLContext:
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -472,6 +449,13 @@ class RegistrySandbox:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
 
+    def disconnect_all(self) -> int:
+        """Close every open connection (a registry restart); returns how many were closed."""
+        writers = list(self._writers)
+        for writer in writers:
+            writer.close()
+        return len(writers)
+
     def endpoint(
         self,
         *,
@@ -481,11 +465,12 @@ class RegistrySandbox:
         timeout_s: float = 5.0,
     ) -> Endpoint:
         """An ``Endpoint`` that reaches this sandbox with the dev PKI (convenience for tests)."""
+        cid = client_id or self.client_id
         return Endpoint(
             host=self.host,
             port=self.port,
-            client_id=client_id or self.client_id,
-            password=self.password if password is None else password,
+            client_id=cid,
+            password=self.accounts.get(cid, self.password) if password is None else password,
             ca_file=str(self.pki.ca_cert),
             cert_file=str(self.pki.client_cert) if client_cert else None,
             key_file=str(self.pki.client_key) if client_cert else None,
@@ -493,74 +478,51 @@ class RegistrySandbox:
             timeout_s=timeout_s,
         )
 
-    # ---- seeding (for tests of foreign-sponsor paths) -------------------------------------------
-
-    def seed_contact(self, contact_id: str, *, cl_id: str) -> None:
-        """Put a placeholder contact sponsored by ``cl_id`` into the registry."""
-        self.contacts[contact_id] = {
-            "id": contact_id,
-            "roid": self._roid("C"),
-            "postal_info": [
-                {
-                    "type": "loc",
-                    "name": "Seeded",
-                    "org": None,
-                    "street": [],
-                    "city": "Stockholm",
-                    "sp": None,
-                    "pc": None,
-                    "cc": "SE",
-                }
-            ],
-            "voice": None,
-            "fax": None,
-            "email": "seeded@example.invalid",
-            "auth_pw": "seeded-pw",
-            "disclose": None,
-            "extensions": {},
-            "cl_id": cl_id,
-            "cr_id": cl_id,
-            "cr_date": _xs_datetime(_now()),
-        }
-
-    def seed_domain(self, name: str, *, cl_id: str, registrant: str | None = None) -> None:
-        """Put a domain sponsored by ``cl_id`` into the registry."""
-        now = _now()
-        self.domains[name.lower()] = {
-            "name": name.lower(),
-            "roid": self._roid("D"),
-            "period": 1,
-            "ns": [],
-            "registrant": registrant,
-            "contacts": [],
-            "auth_pw": "seeded-pw",
-            "extensions": {},
-            "cl_id": cl_id,
-            "cr_id": cl_id,
-            "cr_date": _xs_datetime(now),
-            "ex_date": _xs_datetime(_add_years(now, 1)),
-        }
+    def commands_of(self, kind: str, *, code: int | None = None) -> list[CommandRecord]:
+        """Recorded commands of one type (optionally only those answered ``code``)."""
+        return [c for c in self.commands if c.kind == kind and (code is None or c.code == code)]
 
     # ---- connection handling -------------------------------------------------------------------
+
+    async def _send(self, writer: asyncio.StreamWriter, frame: bytes, kind: str) -> None:
+        if self.validate_responses and self.validator is not None:
+            self.schema_errors.extend(f"response to {kind}: {e}" for e in self.validator.errors(frame))
+        await write_frame(writer, frame)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         if task is not None:
             self._connections.add(task)
-        session = _Session()
+        self._writers.add(writer)
+        self.connections_opened += 1
+        session = _Session(serial=next(self._serials))
         try:
-            await write_frame(writer, self._greeting())
+            await self._send(writer, self._greeting(), "connect")
             while True:
                 try:
                     data = await read_frame(reader, MAX_INBOUND_FRAME)
                 except (asyncio.IncompleteReadError, FrameError):
                     break
+                received = time.monotonic()
                 self.frames.append(data)
-                reply = await self._process(data, session)
+                parsed = self._classify(data)
+                reply = await self._process(parsed, session)
+                self.commands.append(
+                    CommandRecord(
+                        at=received,
+                        kind=parsed.kind,
+                        cl_trid=parsed.cl_trid,
+                        code=reply.code,
+                        connection=session.serial,
+                        client_id=session.client_id,
+                        op=parsed.verb.get("op") if parsed.verb is not None else None,
+                        dropped=reply.dropped,
+                    )
+                )
                 if reply.stall:
                     await asyncio.sleep(reply.stall)
                 if reply.frame is not None:
-                    await write_frame(writer, reply.frame)
+                    await self._send(writer, reply.frame, parsed.kind)
                 if reply.close:
                     break
         except (OSError, ssl.SSLError):
@@ -570,6 +532,8 @@ class RegistrySandbox:
         except Exception:
             log.exception("EPP sandbox connection handler failed")
         finally:
+            self._release(session)
+            self._writers.discard(writer)
             if task is not None:
                 self._connections.discard(task)
             writer.close()
@@ -579,322 +543,209 @@ class RegistrySandbox:
             if not writer.transport.is_closing():
                 writer.transport.abort()
 
+    def _release(self, session: _Session) -> None:
+        if session.counted and session.client_id is not None:
+            self._active[session.client_id] -= 1
+            session.counted = False
+
     def _classify(self, data: bytes) -> _Parsed:
         try:
             root = parse_document(data)
         except EppXmlError as exc:
             return _Parsed(root=None, kind="invalid", cl_trid=None, errors=[str(exc)])
+        kind = frame_kind(root)
         top = next((c for c in root if isinstance(c.tag, str)), None)
-        if top is None:
-            return _Parsed(root=root, kind="invalid", cl_trid=None, errors=["empty epp element"])
-        if top.tag == _q(NS_EPP, "hello"):
-            return _Parsed(root=root, kind="hello", cl_trid=None)
+        if top is None or kind == "invalid":
+            cl_trid = _text_or_none(top, "epp:clTRID")
+            return _Parsed(root=root, kind="invalid", cl_trid=cl_trid, errors=["empty epp element or command"])
         if top.tag != _q(NS_EPP, "command"):
-            return _Parsed(root=root, kind=etree.QName(top).localname, cl_trid=None)
-        cl_trid = _text(top, "epp:clTRID")
-        verb = next((c for c in top if isinstance(c.tag, str)), None)
-        extension = top.find("epp:extension", NSMAP)
-        if verb is None:
-            return _Parsed(root=root, kind="invalid", cl_trid=cl_trid, errors=["empty command"])
-        verb_name = etree.QName(verb).localname
-        if verb_name in ("login", "logout", "poll"):
-            return _Parsed(root=root, kind=verb_name, cl_trid=cl_trid, body=verb, extension=extension)
+            return _Parsed(root=root, kind=kind, cl_trid=None)
+        verb = next(c for c in top if isinstance(c.tag, str))
         body = next((c for c in verb if isinstance(c.tag, str)), None)
-        obj = {NS_CONTACT: "contact", NS_DOMAIN: "domain", NS_HOST: "host"}.get(
-            etree.QName(body).namespace or "" if body is not None else "", "unknown"
+        return _Parsed(
+            root=root,
+            kind=kind,
+            cl_trid=text(top, "epp:clTRID"),
+            verb=verb,
+            body=verb if kind in ("login", "logout", "poll") else body,
+            extension=top.find("epp:extension", NSMAP),
         )
-        return _Parsed(root=root, kind=f"{obj}:{verb_name}", cl_trid=cl_trid, body=body, extension=extension)
 
-    async def _process(self, data: bytes, session: _Session) -> _Reply:
-        parsed = self._classify(data)
+    def _reply(
+        self,
+        code: int,
+        cl_trid: str | None,
+        outcome: Outcome | None = None,
+        *,
+        stall: float = 0.0,
+        close: bool = False,
+    ) -> _Reply:
+        frame = self._response(
+            code,
+            cl_trid,
+            outcome.res_data if outcome is not None else None,
+            outcome.msg_q if outcome is not None else None,
+        )
+        return _Reply(frame, code=code, stall=stall, close=close or code in CLOSING_CODES)
+
+    async def _process(self, parsed: _Parsed, session: _Session) -> _Reply:
         cl_trid = parsed.cl_trid if parsed.cl_trid and _valid_trid(parsed.cl_trid) else None
+        kind = parsed.kind
+        if kind == "login":
+            self.login_attempts += 1
         errors = parsed.errors
         if not errors and self.validator is not None and parsed.root is not None:
             errors = self.validator.errors(parsed.root)
         if errors:
-            self.schema_errors.extend(f"{parsed.kind}: {error}" for error in errors)
-            log.warning("EPP sandbox answered 2001 to an invalid frame (%s)", parsed.kind)
-            return _Reply(self._response(2001, cl_trid))
+            self.schema_errors.extend(f"{kind}: {error}" for error in errors)
+            log.warning("EPP sandbox answered 2001 to an invalid frame (%s)", kind)
+            return self._reply(2001, cl_trid)
 
-        kind = parsed.kind
         if self.faults.take_drop(kind):
-            return _Reply(None, close=True)
+            return _Reply(None, close=True, dropped=True)
         if kind == "hello":
             return _Reply(self._greeting())
         injected = self.faults.take_failure(kind)
         if injected is not None:
-            return _Reply(self._response(injected, cl_trid), close=injected in (2500, 2501, 2502))
+            return self._reply(injected, cl_trid)
         if kind == "login":
             reply = self._login(parsed, session, cl_trid)
             reply.stall = self.faults.take_stall(kind)
             return reply
         if session.client_id is None:
-            return _Reply(self._response(2002, cl_trid))
+            return self._reply(2002, cl_trid)
         if kind == "logout":
-            return _Reply(self._response(1500, cl_trid), close=True)
+            self._release(session)
+            return self._reply(1500, cl_trid, close=True)
+        if kind == "poll":
+            assert parsed.verb is not None
+            outcome = self.poll(parsed.verb.get("op") or "", parsed.verb.get("msgID"), session.client_id)
+            return self._reply(outcome.code, cl_trid, outcome, stall=self.faults.take_stall(kind))
 
-        handler = self._handlers().get(kind)
+        handler = self._handler(kind, parsed)
         if handler is None:
             if kind in ("greeting", "response", "extension"):
-                return _Reply(self._response(2000, cl_trid))
-            return _Reply(self._response(2101, cl_trid))
+                return self._reply(2000, cl_trid)
+            return self._reply(2101, cl_trid)
         ext_children = list(parsed.extension) if parsed.extension is not None else []
         used = {etree.QName(c).namespace for c in ext_children if isinstance(c.tag, str)}
         if not used <= session.ext_uris:
-            return _Reply(self._response(2103, cl_trid))
+            return self._reply(2103, cl_trid)
         object_ns = {"contact": NS_CONTACT, "domain": NS_DOMAIN, "host": NS_HOST}[kind.split(":")[0]]
         if object_ns not in session.obj_uris:
-            return _Reply(self._response(2307, cl_trid))
+            return self._reply(2307, cl_trid)
         assert parsed.body is not None
-        code, res_data = handler(parsed.body, parsed.extension, session)
+        outcome = handler(parsed.body, parsed.extension, session.client_id)
+        if self.faults.take_drop_after(kind):
+            # Applied, then the connection dies before the answer leaves.
+            return _Reply(None, code=outcome.code, close=True, dropped=True)
         # Applied first, stalled afterwards: the client sees a timeout for a command that happened.
-        return _Reply(self._response(code, cl_trid, res_data), stall=self.faults.take_stall(kind))
+        return self._reply(outcome.code, cl_trid, outcome, stall=self.faults.take_stall(kind))
 
-    def _handlers(
-        self,
-    ) -> dict[
-        str, Callable[[etree._Element, etree._Element | None, _Session], tuple[int, etree._Element | None]]
-    ]:
-        return {
-            "contact:create": self._contact_create,
-            "contact:info": self._contact_info,
-            "domain:create": self._domain_create,
-            "domain:info": self._domain_info,
+    def _handler(self, kind: str, parsed: _Parsed) -> _Handler | None:
+        if kind == "domain:transfer":
+            op = parsed.verb.get("op") if parsed.verb is not None else None
+            return lambda body, ext, client_id: self.domain_transfer(op or "", body, ext, client_id)
+        handlers: dict[str, _Handler] = {
+            "contact:create": self.contact_create,
+            "contact:info": self.contact_info,
+            "contact:update": self.contact_update,
+            "contact:delete": self.contact_delete,
+            "domain:create": self.domain_create,
+            "domain:info": self.domain_info,
+            "domain:update": self.domain_update,
+            "domain:delete": self.domain_delete,
+            "domain:renew": self.domain_renew,
         }
+        return handlers.get(kind)
 
     def _login(self, parsed: _Parsed, session: _Session, cl_trid: str | None) -> _Reply:
         assert parsed.body is not None
         if session.client_id is not None:
-            return _Reply(self._response(2002, cl_trid))
-        client_id = _text(parsed.body, "epp:clID")
-        password = _text(parsed.body, "epp:pw")
-        if self.faults.reject_login or client_id != self.client_id or password != self.password:
+            return self._reply(2002, cl_trid)
+        client_id = text(parsed.body, "epp:clID")
+        password = text(parsed.body, "epp:pw")
+        if self.faults.reject_login or client_id is None or self.accounts.get(client_id) != password:
             log.info("EPP sandbox refused a login")
-            return _Reply(self._response(2200, cl_trid), close=True)
-        obj_uris = frozenset(_texts(parsed.body, "epp:svcs/epp:objURI"))
-        ext_uris = frozenset(_texts(parsed.body, "epp:svcs/epp:svcExtension/epp:extURI"))
+            return self._reply(2200, cl_trid, close=True)
+        if self.max_sessions is not None and self._active[client_id] >= self.max_sessions:
+            self.session_limit_refusals += 1
+            log.info("EPP sandbox refused a session over the limit of %d", self.max_sessions)
+            return self._reply(2502, cl_trid, close=True)
+        obj_uris = frozenset(texts(parsed.body, "epp:svcs/epp:objURI"))
+        ext_uris = frozenset(texts(parsed.body, "epp:svcs/epp:svcExtension/epp:extURI"))
         if not obj_uris <= set(OBJ_URIS):
-            return _Reply(self._response(2307, cl_trid))
+            return self._reply(2307, cl_trid)
         if not ext_uris <= set(EXT_URIS):
-            return _Reply(self._response(2103, cl_trid))
+            return self._reply(2103, cl_trid)
         session.client_id = client_id
         session.obj_uris = obj_uris
         session.ext_uris = ext_uris
-        return _Reply(self._response(1000, cl_trid))
-
-    # ---- object commands -----------------------------------------------------------------------
-
-    def _roid(self, kind: str) -> str:
-        return f"{kind}{next(self._roids)}-SBX"
-
-    def _find_contact(self, contact_id: str) -> dict[str, Any] | None:
-        folded = contact_id.casefold()
-        return next((c for key, c in self.contacts.items() if key.casefold() == folded), None)
-
-    def _contact_create(
-        self, body: etree._Element, extension: etree._Element | None, session: _Session
-    ) -> tuple[int, etree._Element | None]:
-        contact_id = _text(body, "contact:id") or ""
-        if self._find_contact(contact_id) is not None:
-            return 2302, None
-        postal = []
-        for info in body.findall("contact:postalInfo", NSMAP):
-            postal.append(
-                {
-                    "type": info.get("type"),
-                    "name": _text(info, "contact:name"),
-                    "org": _text(info, "contact:org"),
-                    "street": _texts(info, "contact:addr/contact:street"),
-                    "city": _text(info, "contact:addr/contact:city"),
-                    "sp": _text(info, "contact:addr/contact:sp"),
-                    "pc": _text(info, "contact:addr/contact:pc"),
-                    "cc": _text(info, "contact:addr/contact:cc"),
-                }
-            )
-        disclose_el = body.find("contact:disclose", NSMAP)
-        disclose = None
-        if disclose_el is not None:
-            disclose = {
-                "flag": disclose_el.get("flag"),
-                "elements": [etree.QName(c).localname for c in disclose_el if isinstance(c.tag, str)],
-            }
-        now = _xs_datetime(_now())
-        self.contacts[contact_id] = {
-            "id": contact_id,
-            "roid": self._roid("C"),
-            "postal_info": postal,
-            "voice": _text(body, "contact:voice"),
-            "fax": _text(body, "contact:fax"),
-            "email": _text(body, "contact:email"),
-            "auth_pw": _text(body, "contact:authInfo/contact:pw"),
-            "disclose": disclose,
-            "extensions": _parse_extension(extension),
-            "cl_id": session.client_id,
-            "cr_id": session.client_id,
-            "cr_date": now,
-        }
-        res = etree.Element(_q(NS_CONTACT, "creData"), nsmap={"contact": NS_CONTACT})
-        _sub(res, NS_CONTACT, "id", contact_id)
-        _sub(res, NS_CONTACT, "crDate", now)
-        return 1000, res
-
-    def _contact_info(
-        self, body: etree._Element, extension: etree._Element | None, session: _Session
-    ) -> tuple[int, etree._Element | None]:
-        contact = self._find_contact(_text(body, "contact:id") or "")
-        if contact is None:
-            return 2303, None
-        linked = any(
-            d["registrant"] == contact["id"] or contact["id"] in (cid for _, cid in d["contacts"])
-            for d in self.domains.values()
-        )
-        res = etree.Element(_q(NS_CONTACT, "infData"), nsmap={"contact": NS_CONTACT})
-        _sub(res, NS_CONTACT, "id", contact["id"])
-        _sub(res, NS_CONTACT, "roid", contact["roid"])
-        _sub(res, NS_CONTACT, "status").set("s", "linked" if linked else "ok")
-        for info in contact["postal_info"]:
-            pi = _sub(res, NS_CONTACT, "postalInfo")
-            pi.set("type", info["type"])
-            _sub(pi, NS_CONTACT, "name", info["name"])
-            if info["org"] is not None:
-                _sub(pi, NS_CONTACT, "org", info["org"])
-            addr = _sub(pi, NS_CONTACT, "addr")
-            for line in info["street"]:
-                _sub(addr, NS_CONTACT, "street", line)
-            _sub(addr, NS_CONTACT, "city", info["city"])
-            for name in ("sp", "pc"):
-                if info[name] is not None:
-                    _sub(addr, NS_CONTACT, name, info[name])
-            _sub(addr, NS_CONTACT, "cc", info["cc"])
-        for name in ("voice", "fax"):
-            if contact[name] is not None:
-                _sub(res, NS_CONTACT, name, contact[name])
-        _sub(res, NS_CONTACT, "email", contact["email"])
-        _sub(res, NS_CONTACT, "clID", contact["cl_id"])
-        _sub(res, NS_CONTACT, "crID", contact["cr_id"])
-        _sub(res, NS_CONTACT, "crDate", contact["cr_date"])
-        if contact["cl_id"] == session.client_id and contact["auth_pw"]:
-            _sub(_sub(res, NS_CONTACT, "authInfo"), NS_CONTACT, "pw", contact["auth_pw"])
-        return 1000, res
-
-    def _domain_create(
-        self, body: etree._Element, extension: etree._Element | None, session: _Session
-    ) -> tuple[int, etree._Element | None]:
-        name = (_text(body, "domain:name") or "").lower()
-        if name in self.domains:
-            return 2302, None
-        registrant = _text(body, "domain:registrant")
-        contacts = [
-            (c.get("type") or "", (c.text or "").strip()) for c in body.findall("domain:contact", NSMAP)
-        ]
-        referenced = ([registrant] if registrant else []) + [cid for _, cid in contacts]
-        if any(self._find_contact(cid) is None for cid in referenced):
-            return 2303, None
-        period_el = body.find("domain:period", NSMAP)
-        period = int((period_el.text or "1").strip()) if period_el is not None else 1
-        now = _now()
-        domain: dict[str, Any] = {
-            "name": name,
-            "roid": self._roid("D"),
-            "period": period,
-            "ns": _texts(body, "domain:ns/domain:hostObj"),
-            "registrant": registrant,
-            "contacts": contacts,
-            "auth_pw": _text(body, "domain:authInfo/domain:pw"),
-            "extensions": _parse_extension(extension),
-            "cl_id": session.client_id,
-            "cr_id": session.client_id,
-            "cr_date": _xs_datetime(now),
-            "ex_date": _xs_datetime(_add_years(now, period)),
-        }
-        self.domains[name] = domain
-        res = etree.Element(_q(NS_DOMAIN, "creData"), nsmap={"domain": NS_DOMAIN})
-        _sub(res, NS_DOMAIN, "name", name)
-        _sub(res, NS_DOMAIN, "crDate", domain["cr_date"])
-        _sub(res, NS_DOMAIN, "exDate", domain["ex_date"])
-        return 1000, res
-
-    def _domain_info(
-        self, body: etree._Element, extension: etree._Element | None, session: _Session
-    ) -> tuple[int, etree._Element | None]:
-        domain = self.domains.get((_text(body, "domain:name") or "").lower())
-        if domain is None:
-            return 2303, None
-        res = etree.Element(_q(NS_DOMAIN, "infData"), nsmap={"domain": NS_DOMAIN})
-        _sub(res, NS_DOMAIN, "name", domain["name"])
-        _sub(res, NS_DOMAIN, "roid", domain["roid"])
-        _sub(res, NS_DOMAIN, "status").set("s", "ok")
-        if domain["registrant"]:
-            _sub(res, NS_DOMAIN, "registrant", domain["registrant"])
-        for role, cid in domain["contacts"]:
-            _sub(res, NS_DOMAIN, "contact", cid).set("type", role)
-        if domain["ns"]:
-            ns = _sub(res, NS_DOMAIN, "ns")
-            for host in domain["ns"]:
-                _sub(ns, NS_DOMAIN, "hostObj", host)
-        _sub(res, NS_DOMAIN, "clID", domain["cl_id"])
-        _sub(res, NS_DOMAIN, "crID", domain["cr_id"])
-        _sub(res, NS_DOMAIN, "crDate", domain["cr_date"])
-        _sub(res, NS_DOMAIN, "exDate", domain["ex_date"])
-        if domain["cl_id"] == session.client_id and domain["auth_pw"]:
-            _sub(_sub(res, NS_DOMAIN, "authInfo"), NS_DOMAIN, "pw", domain["auth_pw"])
-        return 1000, res
+        session.counted = True
+        self._active[client_id] += 1
+        self.peak_sessions = max(self.peak_sessions, self._active[client_id])
+        return self._reply(1000, cl_trid)
 
     # ---- frames ----------------------------------------------------------------------------------
 
     def _greeting(self) -> bytes:
         root = _epp_root()
-        greeting = _sub(root, NS_EPP, "greeting")
-        _sub(greeting, NS_EPP, "svID", SV_ID)
-        _sub(greeting, NS_EPP, "svDate", _xs_datetime(_now()))
-        menu = _sub(greeting, NS_EPP, "svcMenu")
-        _sub(menu, NS_EPP, "version", "1.0")
-        _sub(menu, NS_EPP, "lang", "en")
+        greeting = sub(root, NS_EPP, "greeting")
+        sub(greeting, NS_EPP, "svID", SV_ID)
+        sub(greeting, NS_EPP, "svDate", xs_datetime(now()))
+        menu = sub(greeting, NS_EPP, "svcMenu")
+        sub(menu, NS_EPP, "version", "1.0")
+        sub(menu, NS_EPP, "lang", "en")
         for uri in OBJ_URIS:
-            _sub(menu, NS_EPP, "objURI", uri)
-        ext = _sub(menu, NS_EPP, "svcExtension")
+            sub(menu, NS_EPP, "objURI", uri)
+        ext = sub(menu, NS_EPP, "svcExtension")
         for uri in EXT_URIS:
-            _sub(ext, NS_EPP, "extURI", uri)
-        dcp = _sub(greeting, NS_EPP, "dcp")
-        _sub(_sub(dcp, NS_EPP, "access"), NS_EPP, "all")
-        statement = _sub(dcp, NS_EPP, "statement")
-        purpose = _sub(statement, NS_EPP, "purpose")
-        _sub(purpose, NS_EPP, "admin")
-        _sub(purpose, NS_EPP, "prov")
-        recipient = _sub(statement, NS_EPP, "recipient")
-        _sub(recipient, NS_EPP, "ours")
-        _sub(recipient, NS_EPP, "public")
-        _sub(_sub(statement, NS_EPP, "retention"), NS_EPP, "stated")
+            sub(ext, NS_EPP, "extURI", uri)
+        dcp = sub(greeting, NS_EPP, "dcp")
+        sub(sub(dcp, NS_EPP, "access"), NS_EPP, "all")
+        statement = sub(dcp, NS_EPP, "statement")
+        purpose = sub(statement, NS_EPP, "purpose")
+        sub(purpose, NS_EPP, "admin")
+        sub(purpose, NS_EPP, "prov")
+        recipient = sub(statement, NS_EPP, "recipient")
+        sub(recipient, NS_EPP, "ours")
+        sub(recipient, NS_EPP, "public")
+        sub(sub(statement, NS_EPP, "retention"), NS_EPP, "stated")
         return _serialize(root)
 
-    def _response(self, code: int, cl_trid: str | None, res_data: etree._Element | None = None) -> bytes:
+    def _response(
+        self,
+        code: int,
+        cl_trid: str | None,
+        res_data: etree._Element | None = None,
+        msg_q: etree._Element | None = None,
+    ) -> bytes:
         root = _epp_root()
-        response = _sub(root, NS_EPP, "response")
-        result = _sub(response, NS_EPP, "result")
+        response = sub(root, NS_EPP, "response")
+        result = sub(response, NS_EPP, "result")
         result.set("code", str(code))
-        _sub(result, NS_EPP, "msg", MESSAGES.get(code, "Command failed"))
+        sub(result, NS_EPP, "msg", MESSAGES.get(code, "Command failed"))
+        if msg_q is not None:
+            response.append(copy.deepcopy(msg_q))
         if res_data is not None:
-            _sub(response, NS_EPP, "resData").append(res_data)
-        tr_id = _sub(response, NS_EPP, "trID")
+            sub(response, NS_EPP, "resData").append(copy.deepcopy(res_data))
+        tr_id = sub(response, NS_EPP, "trID")
         if cl_trid is not None:
-            _sub(tr_id, NS_EPP, "clTRID", cl_trid)
-        _sub(tr_id, NS_EPP, "svTRID", f"SBX-{next(self._sv_trids):08d}")
+            sub(tr_id, NS_EPP, "clTRID", cl_trid)
+        sub(tr_id, NS_EPP, "svTRID", f"SBX-{next(self._sv_trids):08d}")
         return _serialize(root)
+
+
+def _text_or_none(el: etree._Element | None, path: str) -> str | None:
+    return text(el, path) if el is not None else None
 
 
 def _valid_trid(value: str) -> bool:
-    return 3 <= len(value) <= 64 and _token(value)
+    return 3 <= len(value) <= 64 and token(value)
 
 
 def _epp_root() -> etree._Element:
     return etree.Element(_q(NS_EPP, "epp"), nsmap={"epp": NS_EPP})
-
-
-def _sub(parent: etree._Element, ns: str, name: str, text: str | None = None) -> etree._Element:
-    el = etree.SubElement(parent, _q(ns, name))
-    if text is not None:
-        el.text = text
-    return el
 
 
 def _serialize(root: etree._Element) -> bytes:

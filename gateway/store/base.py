@@ -8,6 +8,7 @@ disagree with the rows it covers.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
@@ -44,9 +45,20 @@ class DisclosureEntry:
     values_ct: bytes | None = None  # AES-GCM under the subject's data key; None when nothing was sent
     leaf_index: int | None = None
     leaf_hash: bytes | None = None
+    stored_values_digest: str | None = None  # as read back; differs from values_digest once purged
+
+    @property
+    def values_purged(self) -> bool:
+        return self.stored_values_digest is not None and self.values_ct is None
+
+    @property
+    def values_digest(self) -> str | None:
+        return None if self.values_ct is None else "sha256:" + hashlib.sha256(self.values_ct).hexdigest()
 
     def row(self, leaf_index: int) -> dict[str, Any]:
-        """The stored columns (the leaf's content) for this entry at ``leaf_index``."""
+        """The stored columns (the leaf's content) for this entry at ``leaf_index``.
+
+        An entry read back after a purge has no ciphertext; its leaf keeps the stored digest."""
         return {
             "leaf_index": leaf_index, "id": self.id, "registration_id": self.registration_id,
             "subject_id": self.subject_id, "recipient": self.recipient, "recipient_name": self.recipient_name,
@@ -56,11 +68,14 @@ class DisclosureEntry:
             "withheld_json": json.dumps(list(self.withheld)), "payload_digest": self.payload_digest,
             "result_code": self.result_code, "sv_trid": self.sv_trid, "cl_trid": self.cl_trid,
             "objects_json": json.dumps(self.objects, sort_keys=True), "reason": self.reason,
-            "attempted_at": self.attempted_at, "recorded_at": self.recorded_at, "values_ct": self.values_ct,
+            "attempted_at": self.attempted_at, "recorded_at": self.recorded_at,
+            "values_digest": self.stored_values_digest if self.values_purged else self.values_digest,
         }
 
     @classmethod
     def from_row(cls, r: Any) -> DisclosureEntry:
+        """From a stored row joined with ``entry_values``; ``values_purged`` when the digest has no
+        ciphertext any more (retention purge)."""
         values = r["values_ct"]
         return cls(
             id=r["id"], registration_id=r["registration_id"], recipient=r["recipient"],
@@ -73,6 +88,7 @@ class DisclosureEntry:
             recorded_at=r["recorded_at"], subject_id=r["subject_id"],
             values_ct=bytes(values) if values is not None else None, leaf_index=r["leaf_index"],
             leaf_hash=bytes(r["leaf_hash"]) if r["leaf_hash"] is not None else None,
+            stored_values_digest=r["values_digest"],
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -86,7 +102,7 @@ class DisclosureEntry:
             "fields": list(self.fields), "withheld": list(self.withheld), "payload_digest": self.payload_digest,
             "result_code": self.result_code, "sv_trid": self.sv_trid, "cl_trid": self.cl_trid,
             "objects": self.objects, "reason": self.reason, "attempted_at": self.attempted_at,
-            "recorded_at": self.recorded_at,
+            "recorded_at": self.recorded_at, "values_purged": self.values_purged,
             "leaf_hash": self.leaf_hash.hex() if self.leaf_hash else None,
         }
 

@@ -103,8 +103,14 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
             reason           TEXT,
             attempted_at     TEXT NOT NULL,
             recorded_at      TEXT NOT NULL,
-            values_ct        BLOB,
+            values_digest    TEXT,
             leaf_hash        BLOB NOT NULL
+        );
+        -- The encrypted values an entry sent, apart from the leaf (which holds their digest), so the
+        -- retention purge can delete them and the tree still verifies.
+        CREATE TABLE entry_values (
+            entry_id   TEXT PRIMARY KEY REFERENCES disclosures(id),
+            values_ct  BLOB NOT NULL
         );
         CREATE INDEX disclosures_recipient ON disclosures(recipient, recorded_at);
         CREATE INDEX disclosures_country ON disclosures(recipient_country, recorded_at);

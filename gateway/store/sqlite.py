@@ -38,7 +38,10 @@ T = TypeVar("T")
 
 _COLUMNS = ", ".join((*LEAF_COLUMNS, "leaf_hash"))
 _INSERT = f"INSERT INTO disclosures({_COLUMNS}) VALUES ({','.join('?' * (len(LEAF_COLUMNS) + 1))})"  # noqa: S608
-_SELECT = f"SELECT {_COLUMNS} FROM disclosures"  # noqa: S608 - fixed columns
+_SELECT = (
+    f"SELECT {', '.join('d.' + c for c in (*LEAF_COLUMNS, 'leaf_hash'))}, v.values_ct FROM disclosures d "
+    "LEFT JOIN entry_values v ON v.entry_id = d.id"
+)
 
 
 class SqliteStore:
@@ -95,6 +98,8 @@ class SqliteStore:
         for entry in entries:
             row, lh, nodes = extend_tree(frontier, entry)
             c.execute(_INSERT, (*(row[col] for col in LEAF_COLUMNS), lh))
+            if entry.values_ct is not None:
+                c.execute("INSERT INTO entry_values(entry_id, values_ct) VALUES (?,?)", (entry.id, entry.values_ct))
             c.executemany(
                 "INSERT INTO ledger_nodes(level, idx, born, hash) VALUES (?,?,?,?)",
                 [(n.level, n.index, node_born(n.level, n.index), n.hash) for n in nodes],
@@ -164,7 +169,7 @@ class SqliteStore:
             after = -1
             while True:
                 rows = await self._run(lambda a=after: conn.execute(  # type: ignore[misc]
-                    f"{_SELECT} WHERE leaf_index > ? ORDER BY leaf_index LIMIT ?", (a, batch)
+                    f"{_SELECT} WHERE d.leaf_index > ? ORDER BY d.leaf_index LIMIT ?", (a, batch)
                 ).fetchall())
                 if not rows:
                     return
@@ -260,7 +265,7 @@ class SqliteStore:
                 "SELECT recipient, state, attempts, last_code, updated_at FROM outbox WHERE registration_id=? "
                 "ORDER BY id", (reg_id,),
             )
-            entries = self._read(f"{_SELECT} WHERE registration_id=? ORDER BY leaf_index", (reg_id,))
+            entries = self._read(f"{_SELECT} WHERE d.registration_id=? ORDER BY d.leaf_index", (reg_id,))
             return {
                 "id": row["id"], "client": row["client"], "order_ref": row["order_ref"], "domain": row["domain"],
                 "subject_id": row["subject_id"], "status": row["status"], "plan": json.loads(row["plan_json"]),
@@ -349,33 +354,33 @@ class SqliteStore:
     # -- disclosures ---------------------------------------------------------------------------------
 
     async def disclosures(self, f: DisclosureFilter) -> list[DisclosureEntry]:
-        where = ["leaf_index > ?"]
+        where = ["d.leaf_index > ?"]
         params: list[Any] = [f.after_seq]
         for column, value in (
             ("recipient", f.recipient), ("recipient_country", f.country), ("category", f.category),
             ("outcome", f.outcome), ("registration_id", f.registration_id), ("subject_id", f.subject_id),
         ):
             if value is not None:
-                where.append(f"{column} = ?")
+                where.append(f"d.{column} = ?")
                 params.append(value)
         if f.third_country is not None:
             marks = ",".join("?" * len(THIRD_COUNTRY_CATEGORIES))
-            where.append(f"category {'IN' if f.third_country else 'NOT IN'} ({marks})")
+            where.append(f"d.category {'IN' if f.third_country else 'NOT IN'} ({marks})")
             params.extend(THIRD_COUNTRY_CATEGORIES)
         if f.since is not None:
-            where.append("recorded_at >= ?")
+            where.append("d.recorded_at >= ?")
             params.append(f.since)
         if f.until is not None:
-            where.append("recorded_at < ?")
+            where.append("d.recorded_at < ?")
             params.append(f.until)
         params.append(f.limit)
         # only fixed column names are interpolated; every value is a bound parameter
-        sql = f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY leaf_index LIMIT ?"
+        sql = f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY d.leaf_index LIMIT ?"
         rows = await self._run(lambda: self._read(sql, tuple(params)))
         return [DisclosureEntry.from_row(r) for r in rows]
 
     async def disclosure(self, entry_id: str) -> DisclosureEntry | None:
-        rows = await self._run(lambda: self._read(f"{_SELECT} WHERE id=?", (entry_id,)))
+        rows = await self._run(lambda: self._read(f"{_SELECT} WHERE d.id=?", (entry_id,)))
         return DisclosureEntry.from_row(rows[0]) if rows else None
 
     # -- access log ------------------------------------------------------------------------------------

@@ -255,3 +255,10 @@ def test_endpoint_rules() -> None:
     with pytest.raises(ConfigError):
         endpoint(max_attempts=0)
     endpoint(base_url="http://127.0.0.1:8080")
+
+
+def test_unreadable_ca_file_is_a_config_error(tmp_path: Any) -> None:
+    bad = tmp_path / "ca.pem"
+    bad.write_text("not a certificate")
+    with pytest.raises(ConfigError, match="CA file"):
+        HttpPartnerClient(endpoint(verify=str(bad)))
