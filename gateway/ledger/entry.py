@@ -3,8 +3,9 @@
 Every stored column of a disclosure row is in the leaf; the encrypted values enter as the SHA-256
 of their ciphertext.  The tree then proves the metadata and the ciphertext, still verifies after
 the subject's data key is destroyed (crypto-shredding), and still verifies after a retention purge
-deletes the ciphertext itself (kept apart, in ``entry_values``).  The encoding is canonical JSON (sorted keys, no spaces, UTF-8),
-so both stores and the offline verifier derive the same bytes from the same row.
+deletes the ciphertext itself (kept apart, in ``entry_values``).  The encoding is canonical JSON
+(sorted keys, no spaces, UTF-8), so both stores and the offline verifier derive the same bytes from
+the same row.
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ T = TypeVar("T")
 _COLUMNS = ", ".join((*LEAF_COLUMNS, "leaf_hash"))
 _INSERT = f"INSERT INTO disclosures({_COLUMNS}) VALUES ({','.join('?' * (len(LEAF_COLUMNS) + 1))})"  # noqa: S608
 _SELECT = (
-    f"SELECT {', '.join('d.' + c for c in (*LEAF_COLUMNS, 'leaf_hash'))}, v.values_ct FROM disclosures d "
+    f"SELECT {', '.join('d.' + c for c in (*LEAF_COLUMNS, 'leaf_hash'))}, v.values_ct FROM disclosures d "  # noqa: S608 - fixed column names
     "LEFT JOIN entry_values v ON v.entry_id = d.id"
 )
 

@@ -28,6 +28,8 @@ from adapters.epp.xml import (
     NS_DKHM,
     NS_EURID_CONTACT,
     NS_IIS,
+    NS_NEULEVEL,
+    NS_NORID_CONTACT,
     build_domain_info,
     build_login,
     parse_greeting,
@@ -107,7 +109,7 @@ async def test_session_methods(sandbox: RegistrySandbox) -> None:
     async with EppClient(sandbox.endpoint()) as client:
         greeting = await client.hello()
         assert greeting.sv_id == "Registrant Gateway EPP sandbox"
-        assert set(client.ext_uris) == {NS_IIS, NS_EURID_CONTACT, NS_DKHM}
+        assert set(client.ext_uris) == {NS_IIS, NS_EURID_CONTACT, NS_DKHM, NS_NORID_CONTACT, NS_NEULEVEL}
         result = await client.contact_create(sample_contact("c-1", full=False), "t-contact")
         assert (result.code, result.cl_trid) == (1000, "t-contact")
         info = await client.contact_info("c-1", "t-cinfo")
@@ -271,9 +273,12 @@ async def test_invalid_frames_get_2001(sandbox: RegistrySandbox) -> None:
         await write_frame(writer, b"<epp><command>")
         assert parse_response(await read_frame(reader)).result.code == 2001
         await write_frame(
-            writer, b'<epp xmlns="urn:ietf:params:xml:ns:epp-1.0"><command><poll op="req"/></command></epp>'
+            writer,
+            b'<epp xmlns="urn:ietf:params:xml:ns:epp-1.0"><command><check>'
+            b'<domain:check xmlns:domain="urn:ietf:params:xml:ns:domain-1.0"><domain:name>a.se</domain:name>'
+            b"</domain:check></check></command></epp>",
         )
-        assert parse_response(await read_frame(reader)).result.code == 2101
+        assert parse_response(await read_frame(reader)).result.code == 2101  # not implemented here
     finally:
         writer.close()
         await writer.wait_closed()
