@@ -158,6 +158,48 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         CREATE TRIGGER access_log_no_delete BEFORE DELETE ON access_log
             BEGIN SELECT RAISE(ABORT, 'the access log is append-only'); END;
 
+        -- Data-subject requests (Art. 12-22) and every step taken on them.
+        CREATE TABLE requests (
+            id               TEXT PRIMARY KEY,
+            kind             TEXT NOT NULL,
+            channel          TEXT NOT NULL,
+            identity_check   TEXT NOT NULL,
+            verified_by      TEXT NOT NULL,
+            opened_by        TEXT NOT NULL,
+            opened_at        TEXT NOT NULL,
+            deadline         TEXT NOT NULL,
+            state            TEXT NOT NULL,
+            subject_id       TEXT,
+            closed_at        TEXT,
+            data_json        TEXT NOT NULL DEFAULT '{}'
+        );
+        CREATE INDEX requests_state ON requests(state, deadline);
+        CREATE TABLE request_events (
+            id          INTEGER PRIMARY KEY AUTOINCREMENT,
+            request_id  TEXT NOT NULL REFERENCES requests(id),
+            at          TEXT NOT NULL,
+            actor       TEXT NOT NULL,
+            action      TEXT NOT NULL,
+            detail_json TEXT NOT NULL
+        );
+        CREATE INDEX request_events_request ON request_events(request_id, id);
+        CREATE TRIGGER request_events_no_update BEFORE UPDATE ON request_events
+            BEGIN SELECT RAISE(ABORT, 'request events are append-only'); END;
+        CREATE TRIGGER request_events_no_delete BEFORE DELETE ON request_events
+            BEGIN SELECT RAISE(ABORT, 'request events are append-only'); END;
+
+        -- Restriction (Art. 18) and objection (Art. 21): further disclosures to the scope are refused.
+        CREATE TABLE restrictions (
+            id          TEXT PRIMARY KEY,
+            subject_id  TEXT NOT NULL,
+            kind        TEXT NOT NULL CHECK (kind IN ('restriction','objection')),
+            scope       TEXT NOT NULL,
+            since       TEXT NOT NULL,
+            lifted_at   TEXT,
+            request_id  TEXT
+        );
+        CREATE INDEX restrictions_subject ON restrictions(subject_id);
+
         CREATE TABLE checkpoints (
             size       INTEGER PRIMARY KEY,
             root       BLOB NOT NULL,

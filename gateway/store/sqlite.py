@@ -402,6 +402,107 @@ class SqliteStore:
         rows = await self._run(lambda: self._read(sql + " ORDER BY id LIMIT ?", params))
         return [dict(r) for r in rows]
 
+    # -- data-subject requests, restrictions, retention -------------------------------------------------
+
+    _REQUEST_COLUMNS = ("id", "kind", "channel", "identity_check", "verified_by", "opened_by", "opened_at",
+                        "deadline", "state", "subject_id", "closed_at", "data_json")
+
+    async def open_request(self, req: dict[str, Any]) -> None:
+        cols = self._REQUEST_COLUMNS
+        values = tuple(json.dumps(req.get("data", {})) if c == "data_json" else req.get(c) for c in cols)
+
+        def run() -> None:
+            with self._tx() as c:
+                c.execute(f"INSERT INTO requests({', '.join(cols)}) VALUES ({','.join('?' * len(cols))})",  # noqa: S608
+                          values)
+
+        await self._run(run)
+
+    @staticmethod
+    def _request(r: sqlite3.Row) -> dict[str, Any]:
+        d = dict(r)
+        d["data"] = json.loads(d.pop("data_json"))
+        return d
+
+    async def request(self, request_id: str) -> dict[str, Any] | None:
+        rows = await self._run(lambda: self._read("SELECT * FROM requests WHERE id=?", (request_id,)))
+        return self._request(rows[0]) if rows else None
+
+    async def requests(self, state: str | None = None) -> list[dict[str, Any]]:
+        if state is None:
+            rows = await self._run(lambda: self._read("SELECT * FROM requests ORDER BY opened_at DESC"))
+        else:
+            rows = await self._run(lambda: self._read(
+                "SELECT * FROM requests WHERE state=? ORDER BY deadline", (state,)))
+        return [self._request(r) for r in rows]
+
+    async def update_request(self, request_id: str, changes: dict[str, Any]) -> None:
+        allowed = {"state", "subject_id", "closed_at", "deadline", "data"}
+        if not set(changes) <= allowed:
+            raise ValueError("only state, subject_id, closed_at, deadline and data change")
+        sets = [("data_json" if k == "data" else k) for k in changes]
+        values = [json.dumps(v) if k == "data" else v for k, v in changes.items()]
+
+        def run() -> None:
+            with self._tx() as c:
+                c.execute(f"UPDATE requests SET {', '.join(s + '=?' for s in sets)} WHERE id=?",  # noqa: S608
+                          (*values, request_id))
+
+        await self._run(run)
+
+    async def add_request_event(
+        self, request_id: str, at: str, actor: str, action: str, detail: dict[str, Any]
+    ) -> None:
+        def run() -> None:
+            with self._tx() as c:
+                c.execute("INSERT INTO request_events(request_id, at, actor, action, detail_json) VALUES (?,?,?,?,?)",
+                          (request_id, at, actor, action, json.dumps(detail, sort_keys=True)))
+
+        await self._run(run)
+
+    async def request_events(self, request_id: str) -> list[dict[str, Any]]:
+        rows = await self._run(lambda: self._read(
+            "SELECT at, actor, action, detail_json FROM request_events WHERE request_id=? ORDER BY id", (request_id,)))
+        return [{"at": r["at"], "actor": r["actor"], "action": r["action"], "detail": json.loads(r["detail_json"])}
+                for r in rows]
+
+    async def add_restriction(self, r: dict[str, Any]) -> None:
+        def run() -> None:
+            with self._tx() as c:
+                c.execute("INSERT INTO restrictions(id, subject_id, kind, scope, since, request_id) "
+                          "VALUES (?,?,?,?,?,?)", (r["id"], r["subject_id"], r["kind"], r["scope"], r["since"], r.get("request_id")))
+
+        await self._run(run)
+
+    async def lift_restriction(self, restriction_id: str, at: str) -> bool:
+        def run() -> bool:
+            with self._tx() as c:
+                return c.execute("UPDATE restrictions SET lifted_at=? WHERE id=? AND lifted_at IS NULL",
+                                 (at, restriction_id)).rowcount == 1
+
+        return await self._run(run)
+
+    async def restrictions(self, subject_id: str, *, active_only: bool = True) -> list[dict[str, Any]]:
+        only_active = " AND lifted_at IS NULL" if active_only else ""
+        rows = await self._run(lambda: self._read(
+            f"SELECT * FROM restrictions WHERE subject_id=?{only_active} ORDER BY since", (subject_id,)))  # noqa: S608
+        return [dict(r) for r in rows]
+
+    async def subject_registrations(self, subject_id: str) -> list[dict[str, Any]]:
+        rows = await self._run(lambda: self._read(
+            "SELECT id, domain, tld, status, created_at FROM registrations WHERE subject_id=? ORDER BY created_at",
+            (subject_id,)))
+        return [dict(r) for r in rows]
+
+    async def purge_values(self, entry_ids: list[str]) -> int:
+        """Retention: delete sealed values; the leaves keep their digests, so the tree verifies."""
+
+        def run() -> int:
+            with self._tx() as c:
+                return sum(c.execute("DELETE FROM entry_values WHERE entry_id=?", (e,)).rowcount for e in entry_ids)
+
+        return await self._run(run)
+
     # -- subjects and keys -----------------------------------------------------------------------------
 
     async def find_subjects(self, digests: list[tuple[str, str]]) -> list[str]:

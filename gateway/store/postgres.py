@@ -1,0 +1,437 @@
+"""The shared store: PostgreSQL through an asyncpg pool, one transaction per write method.
+
+Semantics mirror ``sqlite.SqliteStore`` exactly; what SQLite gets from its single writer lock
+(``BEGIN IMMEDIATE``), PostgreSQL gets from row locks, so several gateway processes can share one
+database:
+
+* every append locks the tree's head row (``SELECT … FOR UPDATE``) before reading the frontier, so
+  appends from any number of processes serialise: no forked tree, no gap in the leaf indexes, and the
+  leaf, its new nodes and the new head commit together with whatever else the transaction writes;
+* ``claim_due`` claims outbox rows with ``FOR UPDATE SKIP LOCKED``: two workers never claim one row;
+* ``accept`` takes a transaction-scoped advisory lock on (client, Idempotency-Key), so a racing second
+  request waits for the first to commit and then returns its answer, as SQLite's does.
+
+Transactions run at READ COMMITTED whatever the server's default is: a writer that waited for the
+head row then reads the head its predecessor committed.  A transaction the server aborts to break a
+deadlock is retried from the start (nothing of it was committed).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import asyncpg  # type: ignore[import-untyped]
+
+from gateway.ledger.entry import LEAF_COLUMNS
+from gateway.ledger.merkle import Frontier
+from gateway.store.base import (
+    THIRD_COUNTRY_CATEGORIES,
+    Accepted,
+    DisclosureEntry,
+    DisclosureFilter,
+    OutboxItem,
+    StoredCheckpoint,
+    SubjectKey,
+    extend_tree,
+    node_born,
+)
+from gateway.store.pg_migrations import migrate
+
+T = TypeVar("T")
+
+_COLUMNS = ", ".join((*LEAF_COLUMNS, "leaf_hash"))
+_PLACEHOLDERS = ", ".join(f"${i}" for i in range(1, len(LEAF_COLUMNS) + 2))
+_INSERT = f"INSERT INTO disclosures({_COLUMNS}) VALUES ({_PLACEHOLDERS})"  # noqa: S608 - fixed columns
+_SELECT = f"SELECT {_COLUMNS} FROM disclosures"  # noqa: S608 - fixed columns
+_CHECKPOINT_COLUMNS = "size, root, timestamp, origin, key_id, signature"
+
+#: First key of the two-key advisory lock taken per (client, Idempotency-Key) in ``accept``.
+_IDEMPOTENCY_LOCK = 0x52475749
+#: How often a transaction aborted by deadlock detection or a serialisation failure is retried.
+_ATTEMPTS = 5
+_RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
+
+
+def _count(status: str) -> int:
+    """Rows affected, from a command tag such as ``UPDATE 3``."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
+def _outbox_item(r: Any) -> OutboxItem:
+    return OutboxItem(
+        id=int(r["id"]), registration_id=r["registration_id"], recipient=r["recipient"],
+        attempts=int(r["attempts"]), subject_id=r["subject_id"], payload_ct=bytes(r["payload_ct"]),
+        payload_digest=r["payload_digest"], transfer=json.loads(r["transfer_json"]),
+        fields=json.loads(r["fields_json"]), purpose=r["purpose"],
+    )
+
+
+def _cp(r: Any) -> StoredCheckpoint:
+    return StoredCheckpoint(
+        size=int(r["size"]), root=bytes(r["root"]), timestamp=r["timestamp"], key_id=r["key_id"],
+        signature=bytes(r["signature"]), origin=r["origin"],
+    )
+
+
+def _key(r: Any) -> SubjectKey:
+    return SubjectKey(r["id"], r["kid"], bytes(r["wrapped"]) if r["wrapped"] is not None else None,
+                      r["shredded_at"])
+
+
+class PostgresStore:
+    def __init__(self, pool: Any, schema_version: int) -> None:
+        """Use :meth:`open`: it creates the pool and migrates the database first."""
+        self._pool = pool
+        self.schema_version = schema_version
+
+    @classmethod
+    async def open(cls, dsn: str, *, min_size: int = 1, max_size: int = 10) -> PostgresStore:
+        """Connect, and bring the schema up to date (once, however many processes start at once)."""
+        pool = await asyncpg.create_pool(
+            dsn, min_size=min_size, max_size=max_size,
+            server_settings={"application_name": "registrant-gateway"},
+        )
+        try:
+            async with pool.acquire() as conn:
+                version = await migrate(conn)
+        except BaseException:
+            await pool.close()
+            raise
+        return cls(pool, version)
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def _write(self, fn: Callable[[Any], Awaitable[T]]) -> T:
+        """Run ``fn(conn)`` in one READ COMMITTED transaction; retried if the server aborted it."""
+        for attempt in range(1, _ATTEMPTS + 1):
+            try:
+                async with self._pool.acquire() as conn, conn.transaction(isolation="read_committed"):
+                    return await fn(conn)
+            except _RETRYABLE:
+                if attempt == _ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _fetch(self, sql: str, *args: Any) -> list[Any]:
+        rows = await self._pool.fetch(sql, *args)
+        return list(rows)
+
+    # -- the tree ------------------------------------------------------------------------------------
+
+    @staticmethod
+    async def _append_in(c: Any, entries: list[DisclosureEntry]) -> None:
+        if not entries:
+            return
+        # The row lock serialises every append (in every process) until this transaction ends.
+        blob = await c.fetchval("SELECT frontier FROM ledger_head WHERE id=1 FOR UPDATE")
+        if blob is None:
+            raise RuntimeError("ledger_head row is missing")
+        frontier = Frontier.from_bytes(bytes(blob))
+        leaves: list[tuple[Any, ...]] = []
+        nodes: list[tuple[int, int, int, bytes]] = []
+        for entry in entries:
+            row, lh, new = extend_tree(frontier, entry)
+            leaves.append((*(row[col] for col in LEAF_COLUMNS), lh))
+            nodes.extend((n.level, n.index, node_born(n.level, n.index), n.hash) for n in new)
+        await c.executemany(_INSERT, leaves)
+        await c.executemany("INSERT INTO ledger_nodes(level, idx, born, hash) VALUES ($1, $2, $3, $4)", nodes)
+        await c.execute("UPDATE ledger_head SET size=$1, frontier=$2 WHERE id=1", frontier.size, frontier.to_bytes())
+
+    async def append(self, entries: list[DisclosureEntry]) -> None:
+        if not entries:
+            return
+
+        async def run(c: Any) -> None:
+            await self._append_in(c, entries)
+
+        await self._write(run)
+
+    async def head(self) -> Frontier:
+        blob = await self._pool.fetchval("SELECT frontier FROM ledger_head WHERE id=1")
+        return Frontier.from_bytes(bytes(blob))
+
+    async def nodes(self, coords: list[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        if not coords:
+            return {}
+        rows = await self._fetch(
+            "SELECT n.level, n.idx, n.hash FROM unnest($1::int[], $2::bigint[]) AS q(level, idx) "
+            "JOIN ledger_nodes n ON n.level = q.level AND n.idx = q.idx",
+            [lv for lv, _ in coords], [ix for _, ix in coords],
+        )
+        return {(int(r["level"]), int(r["idx"])): bytes(r["hash"]) for r in rows}
+
+    async def add_checkpoint(self, cp: StoredCheckpoint) -> None:
+        async def run(c: Any) -> None:
+            await c.execute(
+                f"INSERT INTO checkpoints({_CHECKPOINT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6) "  # noqa: S608
+                "ON CONFLICT (size) DO NOTHING",
+                cp.size, cp.root, cp.timestamp, cp.origin, cp.key_id, cp.signature,
+            )
+
+        await self._write(run)
+
+    async def checkpoints(self) -> list[StoredCheckpoint]:
+        rows = await self._fetch(f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints ORDER BY size")  # noqa: S608
+        return [_cp(r) for r in rows]
+
+    async def checkpoint(self, size: int) -> StoredCheckpoint | None:
+        rows = await self._fetch(f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints WHERE size=$1", size)  # noqa: S608
+        return _cp(rows[0]) if rows else None
+
+    async def stream_leaves(self, batch: int = 1000) -> AsyncIterator[list[DisclosureEntry]]:
+        """Keyset pages by leaf index; no connection is held between pages (flat memory, no pinning)."""
+        after = -1
+        while True:
+            rows = await self._fetch(f"{_SELECT} WHERE leaf_index > $1 ORDER BY leaf_index LIMIT $2", after, batch)
+            if not rows:
+                return
+            yield [DisclosureEntry.from_row(r) for r in rows]
+            after = int(rows[-1]["leaf_index"])
+
+    async def stream_nodes(self, batch: int = 1000) -> AsyncIterator[list[tuple[int, int, int, bytes]]]:
+        """Keyset pages in (born, level) order: the order in which a verifier recomputes the nodes."""
+        born, level = -1, -1
+        while True:
+            rows = await self._fetch(
+                "SELECT level, idx, born, hash FROM ledger_nodes WHERE (born, level) > ($1, $2) "
+                "ORDER BY born, level LIMIT $3", born, level, batch,
+            )
+            if not rows:
+                return
+            yield [(int(r["level"]), int(r["idx"]), int(r["born"]), bytes(r["hash"])) for r in rows]
+            born, level = int(rows[-1]["born"]), int(rows[-1]["level"])
+
+    # -- idempotency and acceptance ------------------------------------------------------------
+
+    async def idempotent_response(self, client: str, key: str) -> tuple[str, int, dict[str, Any]] | None:
+        rows = await self._fetch(
+            "SELECT request_hash, status, response_json FROM idempotency WHERE client=$1 AND key=$2", client, key
+        )
+        if not rows:
+            return None
+        return rows[0]["request_hash"], int(rows[0]["status"]), json.loads(rows[0]["response_json"])
+
+    async def accept(self, a: Accepted, now: str) -> tuple[str, int, dict[str, Any]] | None:
+        """Write the whole acceptance atomically; returns the earlier answer if the key raced us."""
+        client, key, request_hash = a.idempotency
+        reg = a.registration
+
+        async def run(c: Any) -> tuple[str, int, dict[str, Any]] | None:
+            # A racing request with the same key waits here until we commit, then sees our row below.
+            await c.execute(
+                "SELECT pg_advisory_xact_lock($1::int, hashtext($2::text || E'\\n' || $3::text))",
+                _IDEMPOTENCY_LOCK, client, key,
+            )
+            prior = await c.fetchrow(
+                "SELECT request_hash, status, response_json FROM idempotency WHERE client=$1 AND key=$2",
+                client, key,
+            )
+            if prior is not None:
+                return prior["request_hash"], int(prior["status"]), json.loads(prior["response_json"])
+            if a.subject is not None:
+                await c.execute(
+                    "INSERT INTO subjects(id, kid, wrapped, created_at) VALUES ($1, $2, $3, $4)",
+                    a.subject.id, a.subject.kid, a.subject.wrapped, now,
+                )
+            subject_id = reg.get("subject_id")
+            if subject_id is not None:
+                links = (a.subject.index if a.subject else ()) + a.subject_links
+                if links:
+                    await c.executemany(
+                        "INSERT INTO subject_index(kind, digest, subject_id) VALUES ($1, $2, $3) "
+                        "ON CONFLICT DO NOTHING",
+                        [(k, d, subject_id) for k, d in links],
+                    )
+            await c.execute(
+                "INSERT INTO registrations(id, client, order_ref, domain, tld, subject_id, status, plan_json, "
+                "created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                reg["id"], client, reg["order_ref"], reg["domain"], reg["tld"], subject_id, reg["status"],
+                json.dumps(reg["plan"]), now, now,
+            )
+            await c.execute(
+                "INSERT INTO idempotency(client, key, request_hash, registration_id, status, response_json, "
+                "created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                client, key, request_hash, reg["id"], a.status, json.dumps(a.response), now,
+            )
+            if a.outbox:
+                await c.executemany(
+                    "INSERT INTO outbox(registration_id, recipient, subject_id, purpose, state, payload_ct, "
+                    "payload_digest, transfer_json, fields_json, next_attempt_at, updated_at) "
+                    "VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9, $10)",
+                    [(reg["id"], item.recipient, subject_id, item.purpose, item.payload_ct, item.payload_digest,
+                      json.dumps(item.transfer), json.dumps(item.fields), now, now) for item in a.outbox],
+                )
+            await self._append_in(c, a.entries)
+            return None
+
+        return await self._write(run)
+
+    # -- registrations ---------------------------------------------------------------------------
+
+    async def registration(self, reg_id: str) -> dict[str, Any] | None:
+        async with self._pool.acquire() as c, c.transaction(isolation="repeatable_read", readonly=True):
+            row = await c.fetchrow("SELECT * FROM registrations WHERE id=$1", reg_id)
+            if row is None:
+                return None
+            deliveries = await c.fetch(
+                "SELECT recipient, state, attempts, last_code, updated_at FROM outbox WHERE registration_id=$1 "
+                "ORDER BY id", reg_id,
+            )
+            entries = await c.fetch(f"{_SELECT} WHERE registration_id=$1 ORDER BY leaf_index", reg_id)
+        return {
+            "id": row["id"], "client": row["client"], "order_ref": row["order_ref"], "domain": row["domain"],
+            "subject_id": row["subject_id"], "status": row["status"], "plan": json.loads(row["plan_json"]),
+            "created_at": row["created_at"], "updated_at": row["updated_at"],
+            "deliveries": [dict(d) for d in deliveries],
+            "disclosures": [DisclosureEntry.from_row(e).as_dict() for e in entries],
+        }
+
+    # -- outbox ------------------------------------------------------------------------------------
+
+    async def requeue_in_flight(self, now: str) -> int:
+        """After a crash, anything in flight may or may not have reached the recipient: retry it.
+
+        With several processes sharing the database this must run only where no worker is mid-delivery
+        (at start-up of the only worker, as with SQLite): it cannot tell a dead worker's rows from a live one's.
+        """
+
+        async def run(c: Any) -> int:
+            return _count(await c.execute(
+                "UPDATE outbox SET state='pending', next_attempt_at=$1, updated_at=$1 WHERE state='in_flight'", now
+            ))
+
+        return await self._write(run)
+
+    async def claim_due(self, now: str, limit: int) -> list[OutboxItem]:
+        async def run(c: Any) -> list[OutboxItem]:
+            rows = await c.fetch(
+                "WITH due AS ("
+                " SELECT id FROM outbox WHERE state='pending' AND next_attempt_at <= $1"
+                " ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED"
+                ") UPDATE outbox o SET state='in_flight', attempts=o.attempts+1, updated_at=$1 FROM due "
+                "WHERE o.id = due.id RETURNING o.id, o.registration_id, o.recipient, o.attempts, o.subject_id, "
+                "o.payload_ct, o.payload_digest, o.transfer_json, o.fields_json, o.purpose",
+                now, limit,
+            )
+            if not rows:
+                return []
+            reg_ids = sorted({r["registration_id"] for r in rows})  # one lock order for every claimer
+            await c.execute(
+                "UPDATE registrations SET status='delivering', updated_at=$1 WHERE id = ANY($2::text[]) "
+                "AND status='accepted'", now, reg_ids,
+            )
+            return sorted((_outbox_item(r) for r in rows), key=lambda item: item.id)
+
+        return await self._write(run)
+
+    async def finish(
+        self, item: OutboxItem, entry: DisclosureEntry, *, state: str, next_attempt_at: str | None, now: str
+    ) -> None:
+        """Record one attempt's outcome and its disclosure entry in one transaction."""
+        if state not in ("done", "failed", "pending"):
+            raise ValueError("bad outbox state")
+
+        async def run(c: Any) -> None:
+            await c.execute(
+                "UPDATE outbox SET state=$1, last_code=$2, next_attempt_at=COALESCE($3, next_attempt_at), "
+                "updated_at=$4 WHERE id=$5 AND state='in_flight'",
+                state, entry.result_code, next_attempt_at, now, item.id,
+            )
+            await self._append_in(c, [entry])
+            states = {r["state"] for r in await c.fetch(
+                "SELECT state FROM outbox WHERE registration_id=$1", item.registration_id
+            )}
+            status = "delivered" if states == {"done"} else "failed" if "failed" in states else "delivering"
+            await c.execute("UPDATE registrations SET status=$1, updated_at=$2 WHERE id=$3",
+                            status, now, item.registration_id)
+
+        await self._write(run)
+
+    async def pending_count(self) -> int:
+        n = await self._pool.fetchval("SELECT COUNT(*) FROM outbox WHERE state IN ('pending','in_flight')")
+        return int(n)
+
+    # -- disclosures ---------------------------------------------------------------------------------
+
+    async def disclosures(self, f: DisclosureFilter) -> list[DisclosureEntry]:
+        params: list[Any] = [f.after_seq]
+        where = ["leaf_index > $1"]
+
+        def bind(value: Any) -> str:
+            params.append(value)
+            return f"${len(params)}"
+
+        for column, value in (
+            ("recipient", f.recipient), ("recipient_country", f.country), ("category", f.category),
+            ("outcome", f.outcome), ("registration_id", f.registration_id), ("subject_id", f.subject_id),
+        ):
+            if value is not None:
+                where.append(f"{column} = {bind(value)}")
+        if f.third_country is not None:
+            negate = "" if f.third_country else "NOT "
+            where.append(f"{negate}(category = ANY({bind(list(THIRD_COUNTRY_CATEGORIES))}::text[]))")
+        if f.since is not None:
+            where.append(f"recorded_at >= {bind(f.since)}")
+        if f.until is not None:
+            where.append(f"recorded_at < {bind(f.until)}")
+        # only fixed column names are interpolated; every value is a bound parameter
+        sql = f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY leaf_index LIMIT {bind(f.limit)}"
+        return [DisclosureEntry.from_row(r) for r in await self._fetch(sql, *params)]
+
+    async def disclosure(self, entry_id: str) -> DisclosureEntry | None:
+        rows = await self._fetch(f"{_SELECT} WHERE id=$1", entry_id)
+        return DisclosureEntry.from_row(rows[0]) if rows else None
+
+    # -- subjects and keys -----------------------------------------------------------------------------
+
+    async def find_subjects(self, digests: list[tuple[str, str]]) -> list[str]:
+        if not digests:
+            return []
+        rows = await self._fetch(
+            "SELECT s.subject_id FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS q(kind, digest, ord) "
+            "JOIN subject_index s ON s.kind = q.kind AND s.digest = q.digest ORDER BY q.ord, s.subject_id",
+            [k for k, _ in digests], [d for _, d in digests],
+        )
+        found: list[str] = []
+        for r in rows:
+            if r["subject_id"] not in found:
+                found.append(r["subject_id"])
+        return found
+
+    async def subject_key(self, subject_id: str) -> SubjectKey | None:
+        rows = await self._fetch("SELECT id, kid, wrapped, shredded_at FROM subjects WHERE id=$1", subject_id)
+        return _key(rows[0]) if rows else None
+
+    async def subject_keys(self) -> AsyncIterator[SubjectKey]:
+        after: str | None = None
+        while True:
+            rows = await self._fetch(
+                "SELECT id, kid, wrapped, shredded_at FROM subjects WHERE $1::text IS NULL OR id > $1::text "
+                "ORDER BY id LIMIT 500", after,
+            )
+            if not rows:
+                return
+            for r in rows:
+                yield _key(r)
+            after = rows[-1]["id"]
+
+    async def replace_wrapped_key(self, subject_id: str, kid: str, wrapped: bytes) -> None:
+        async def run(c: Any) -> None:
+            await c.execute("UPDATE subjects SET kid=$1, wrapped=$2 WHERE id=$3 AND wrapped IS NOT NULL",
+                            kid, wrapped, subject_id)
+
+        await self._write(run)
+
+    async def shred_subject(self, subject_id: str, now: str) -> bool:
+        """Destroy the subject's data key: every value sealed under it becomes unreadable."""
+
+        async def run(c: Any) -> bool:
+            return _count(await c.execute(
+                "UPDATE subjects SET kid=NULL, wrapped=NULL, shredded_at=$1 WHERE id=$2 AND wrapped IS NOT NULL",
+                now, subject_id,
+            )) == 1
+
+        return await self._write(run)
