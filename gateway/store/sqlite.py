@@ -470,7 +470,8 @@ class SqliteStore:
         def run() -> None:
             with self._tx() as c:
                 c.execute("INSERT INTO restrictions(id, subject_id, kind, scope, since, request_id) "
-                          "VALUES (?,?,?,?,?,?)", (r["id"], r["subject_id"], r["kind"], r["scope"], r["since"], r.get("request_id")))
+                          "VALUES (?,?,?,?,?,?)",
+                          (r["id"], r["subject_id"], r["kind"], r["scope"], r["since"], r.get("request_id")))
 
         await self._run(run)
 
