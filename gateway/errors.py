@@ -17,7 +17,8 @@ from input, so no error can carry personal data out of the gateway.
     ├── PolicyRefusal              a recipient must not get the data (fail closed)
     │   ├── TransferBlocked        no valid Chapter V basis
     │   ├── NoRecipientPolicy      TLD without a configured policy
-    │   └── RequiredFieldMissing   the registry needs a field the registrant lacks
+    │   ├── RequiredFieldMissing   the registry needs a field the registrant lacks
+    │   └── SubjectRestricted      Art. 18 restriction or Art. 21 objection in force
     ├── ConfigError                a policy/settings file is wrong; stops start-up
     └── DeliveryError              talking to a recipient failed
         ├── TransientDeliveryError retry (timeouts, dropped connections, EPP 2400/2500-range)
@@ -141,6 +142,11 @@ class NoRecipientPolicy(PolicyRefusal):
 class RequiredFieldMissing(PolicyRefusal):
     code = "required_field_missing"
     title = "The recipient requires a field the registrant lacks"
+
+
+class SubjectRestricted(PolicyRefusal):
+    code = "subject_restricted"
+    title = "The data subject has restricted or objected to this processing"
 
 
 class ConfigError(GatewayError):

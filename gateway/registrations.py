@@ -11,10 +11,11 @@ import datetime as dt
 import hashlib
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from adapters.escrow import is_gtld
 from gateway.delivery.epp_commands import (
     RegistrarContact,
     build_commands,
@@ -26,6 +27,7 @@ from gateway.errors import (
     IdempotencyConflict,
     NoRecipientPolicy,
     RequiredFieldMissing,
+    SubjectRestricted,
     TransferBlocked,
 )
 from gateway.ledger.service import Ledger
@@ -33,6 +35,7 @@ from gateway.models import RegistrationRequest
 from gateway.policy.classify import TransferDecision, classify_transfer
 from gateway.policy.loader import PolicySet
 from gateway.policy.minimise import Minimised, minimise
+from gateway.policy.restrictions import restriction_refusal
 from gateway.policy.schema import RecipientPolicy
 from gateway.store.base import Accepted, DisclosureEntry, NewOutbox, Store
 
@@ -70,19 +73,39 @@ class RecipientPlan:
         }
 
 
-def plan_registration(req: RegistrationRequest, policies: PolicySet, at: dt.datetime) -> list[RecipientPlan]:
-    """Pure: which recipients get what, on which basis, at time ``at``."""
-    registry = policies.registry_for(req.tld)
+def recipients_for(tld: str, policies: PolicySet) -> list[RecipientPolicy]:
+    """The TLD's registry first, then escrow (gTLD names only) and the enabled partners."""
+    registry = policies.registry_for(tld)
     if registry is None:
-        raise NoRecipientPolicy(f"no recipient policy for .{req.tld}")
+        raise NoRecipientPolicy(f"no recipient policy for .{tld}")
+    others = [
+        p for p in policies.recipients.values()
+        if p.enabled and p.kind != "registry"
+        and (p.on_registration == "all" or (p.on_registration == "gtld" and is_gtld(tld)))
+    ]
+    return [registry, *sorted(others, key=lambda p: p.recipient)]
+
+
+def plan_registration(
+    req: RegistrationRequest,
+    policies: PolicySet,
+    at: dt.datetime,
+    restrictions: Sequence[Mapping[str, Any]] = (),
+) -> list[RecipientPlan]:
+    """Pure: which recipients get what, on which basis, at time ``at``, given the subject's
+    restrictions and objections."""
     plans = []
-    for policy in (registry,):
+    for policy in recipients_for(req.tld, policies):
+        purpose = policy.purposes[0]
         m = minimise(req.registrant, policy)
         decision = classify_transfer(
-            policy, policies.jurisdictions, at, req.purpose, carries_personal_data=bool(m.values)
+            policy, policies.jurisdictions, at, purpose, carries_personal_data=bool(m.values)
         )
         refusal: GatewayError | None = None
-        if not decision.allowed:
+        restricted = restriction_refusal(restrictions, policy, purpose)
+        if restricted is not None:
+            refusal = SubjectRestricted(f"{policy.recipient}: {restricted}")
+        elif not decision.allowed:
             refusal = TransferBlocked(f"transfer to {policy.recipient} blocked: {decision.reason}")
         elif m.missing_required:
             refusal = RequiredFieldMissing(
@@ -129,19 +152,21 @@ class RegistrationService:
 
         now = self.clock()
         reg_id = uuid.uuid4().hex
-        plans = plan_registration(req, self.policies, now)
         subject = await self.ledger.subject_for(req.registrant)
+        restrictions = [] if subject.new is not None else await self.store.restrictions(subject.id)
+        plans = plan_registration(req, self.policies, now, restrictions)
         refused = [p for p in plans if p.refusal is not None]
+        blocking = [p for p in refused if p.policy.required]
         outbox: list[NewOutbox] = []
-        entries: list[DisclosureEntry] = []
-        if refused:
+        # every refusal is logged; a required recipient's refusal stops the whole registration
+        entries = [self._blocked_entry(reg_id, subject.id, p, now) for p in refused]
+        if blocking:
             status_text = "blocked"
-            for p in refused:
-                assert p.refusal is not None
-                entries.append(self._blocked_entry(reg_id, subject.id, req, p, now))
         else:
             status_text = "accepted"
             for p in plans:
+                if p.refusal is not None:
+                    continue
                 payload = self._payload(req, reg_id, p)
                 values = {k: list(v) if isinstance(v, tuple) else v for k, v in p.minimised.values.items()}
                 sealed = self.ledger.seal_json(
@@ -152,6 +177,9 @@ class RegistrationService:
                         recipient=p.policy.recipient, payload_ct=sealed, payload_digest=payload_digest(payload),
                         transfer=p.decision.as_dict(),
                         fields={"sent": list(p.minimised.fields_sent), "withheld": sorted(p.minimised.withheld)},
+                        purpose=p.policy.purposes[0],
+                        required=p.policy.required and p.policy.protocol != "escrow",
+                        batch=p.policy.protocol == "escrow",
                     )
                 )
         plan_view = [p.as_dict() for p in plans]
@@ -164,8 +192,8 @@ class RegistrationService:
             "transfers": plan_view,
             "links": {"self": f"/v1/registrations/{reg_id}"},
         }
-        if refused:
-            first = refused[0].refusal
+        if blocking:
+            first = blocking[0].refusal
             assert first is not None
             http_status = first.status
             body = first.problem(instance=f"/v1/registrations/{reg_id}") | {
@@ -196,21 +224,24 @@ class RegistrationService:
         return status, body
 
     def _payload(self, req: RegistrationRequest, reg_id: str, p: RecipientPlan) -> dict[str, Any]:
+        """Exactly what the adapter will send (its digest goes into the disclosure entry)."""
+        values = {k: list(v) if isinstance(v, tuple) else v for k, v in p.minimised.values.items()}
         if p.policy.protocol == "epp":
             cmds = build_commands(req, reg_id, p.minimised, p.policy, self.registrar, self.secret)
             return {"protocol": "epp", "commands": commands_to_json(cmds)}
-        return {"protocol": p.policy.protocol, "domain": req.domain}
+        if p.policy.protocol == "https" and p.policy.https is not None:
+            return {"protocol": "https", "path": p.policy.https.path,
+                    "body": {"registration_id": reg_id, "domain": req.domain, "data": values}}
+        return {"protocol": p.policy.protocol, "domain": req.domain, "tld": req.tld, "data": values}
 
     @staticmethod
-    def _blocked_entry(
-        reg_id: str, subject_id: str, req: RegistrationRequest, p: RecipientPlan, now: dt.datetime
-    ) -> DisclosureEntry:
+    def _blocked_entry(reg_id: str, subject_id: str, p: RecipientPlan, now: dt.datetime) -> DisclosureEntry:
         assert p.refusal is not None
         return DisclosureEntry(
             id=uuid.uuid4().hex, registration_id=reg_id, recipient=p.policy.recipient,
             recipient_name=p.policy.name, recipient_country=p.policy.country,
             category=p.decision.category.value, article=p.decision.article, instrument=p.decision.instrument,
-            purpose=req.purpose, outcome="blocked", fields=(), withheld=tuple(
+            purpose=p.policy.purposes[0], outcome="blocked", fields=(), withheld=tuple(
                 sorted({*p.minimised.fields_sent, *p.minimised.withheld})
             ),
             objects={}, attempted_at=iso(now), recorded_at=iso(now),

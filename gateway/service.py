@@ -9,13 +9,17 @@ from pathlib import Path
 from typing import Annotated
 
 from aiohttp import web
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field
 
 from adapters.epp.tls import ensure_dev_pki
 from adapters.epp.types import Endpoint
+from adapters.http_partner import PartnerEndpoint
 from gateway.api.app import Metrics, Services, build_app
 from gateway.auth import TokenStore, write_dev_tokens
 from gateway.delivery.epp_commands import RegistrarContact
+from gateway.delivery.escrow_job import EscrowJob
 from gateway.delivery.worker import DeliveryWorker
 from gateway.errors import ConfigError, PermanentDeliveryError
 from gateway.ledger.checkpoint import load_or_create_signing_key
@@ -40,9 +44,35 @@ class EndpointConfig(BaseModel):
     server_name: str | None = None
 
 
-class EndpointsFile(BaseModel):
+class PartnerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    endpoints: dict[str, EndpointConfig]
+    base_url: str
+    token_env: str
+    ca_file: str | None = None
+    timeout_s: float = 10.0
+
+    def endpoint(self, name: str, where: Path) -> PartnerEndpoint:
+        token = os.environ.get(self.token_env)
+        if token is None:
+            raise ConfigError(f"{where}: {name}: ${self.token_env} is not set")
+        return PartnerEndpoint(base_url=self.base_url, token=token, timeout_s=self.timeout_s,
+                               verify=self.ca_file or True, name=name)
+
+
+class EscrowConfig(PartnerConfig):
+    recipient: str
+    agent_public_key_file: Path  # X25519, PEM
+    registrar_id: str
+    interval_s: Annotated[float, Field(gt=0)] = 86_400.0
+
+
+class EndpointsFile(BaseModel):
+    """Where each recipient is reached; secrets come from named environment variables."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    endpoints: dict[str, EndpointConfig] = {}
+    partners: dict[str, PartnerConfig] = {}
+    escrow: EscrowConfig | None = None
 
 
 def load_secret(path: Path) -> bytes:
@@ -56,14 +86,21 @@ def load_secret(path: Path) -> bytes:
     return data
 
 
-def endpoint_resolver(settings: Settings, policies: PolicySet) -> dict[str, Endpoint]:
-    """Every recipient's endpoint: from the endpoints file if given, else the local sandbox."""
-    if settings.endpoints_file is not None:
-        cfg = load_model(settings.endpoints_file, EndpointsFile)
+def load_endpoints(settings: Settings, policies: PolicySet) -> EndpointsFile:
+    if settings.endpoints_file is None:
+        return EndpointsFile()
+    cfg = load_model(settings.endpoints_file, EndpointsFile)
+    for rid in [*cfg.endpoints, *cfg.partners, *([cfg.escrow.recipient] if cfg.escrow else [])]:
+        if rid not in policies.recipients:
+            raise ConfigError(f"{settings.endpoints_file}: {rid}: no such recipient policy")
+    return cfg
+
+
+def endpoint_resolver(settings: Settings, policies: PolicySet, cfg: EndpointsFile) -> dict[str, Endpoint]:
+    """Every registry's EPP endpoint: from the endpoints file if given, else the local sandbox."""
+    if cfg.endpoints:
         out = {}
         for rid, e in cfg.endpoints.items():
-            if rid not in policies.recipients:
-                raise ConfigError(f"{settings.endpoints_file}: endpoints.{rid}: no such recipient policy")
             password = os.environ.get(e.password_env)
             if password is None:
                 raise ConfigError(f"{settings.endpoints_file}: endpoints.{rid}: ${e.password_env} is not set")
@@ -121,7 +158,10 @@ async def build(settings: Settings, *, dev_tokens: bool = False) -> tuple[web.Ap
         write_dev_tokens(tokens_path, settings.var_dir / "dev-tokens")
     tokens = TokenStore.load(tokens_path)
     secret = load_secret(settings.resolved_secret())
-    endpoints = endpoint_resolver(settings, policies)
+    cfg = load_endpoints(settings, policies)
+    endpoints = endpoint_resolver(settings, policies, cfg)
+    where = settings.endpoints_file or Path("endpoints")
+    partners = {rid: p.endpoint(rid, where) for rid, p in cfg.partners.items()}
     store = await open_store(settings)
     ledger = open_ledger(settings, store)
 
@@ -131,17 +171,30 @@ async def build(settings: Settings, *, dev_tokens: bool = False) -> tuple[web.Ap
         except KeyError:
             raise PermanentDeliveryError("no endpoint configured for this recipient") from None
 
-    worker = None
-    if settings.worker_enabled:
-        worker = DeliveryWorker(
-            store, ledger, policies, endpoint_for, max_attempts=settings.max_attempts,
-            backoff_base_s=settings.backoff_base_s, backoff_max_s=settings.backoff_max_s,
-            batch=settings.worker_batch, concurrency=settings.worker_concurrency,
-        )
+    def partner_for(recipient: str) -> PartnerEndpoint:
+        try:
+            return partners[recipient]
+        except KeyError:
+            raise PermanentDeliveryError("no partner endpoint configured for this recipient") from None
+
+    worker = DeliveryWorker(
+        store, ledger, policies, endpoint_for, max_attempts=settings.max_attempts,
+        backoff_base_s=settings.backoff_base_s, backoff_max_s=settings.backoff_max_s,
+        batch=settings.worker_batch, concurrency=settings.worker_concurrency, partner_endpoints=partner_for,
+    )
+    escrow = None
+    if cfg.escrow is not None:
+        key = serialization.load_pem_public_key(cfg.escrow.agent_public_key_file.read_bytes())
+        if not isinstance(key, X25519PublicKey):
+            raise ConfigError(f"{where}: escrow.agent_public_key_file: not an X25519 public key")
+        escrow = EscrowJob(worker, cfg.escrow.recipient, cfg.escrow.endpoint("escrow", where), key,
+                           cfg.escrow.registrar_id)
     services = Services(
         store=store, ledger=ledger, tokens=tokens,
         registrations=RegistrationService(store, ledger, policies, RegistrarContact(), secret),
-        worker=worker, max_body_bytes=settings.max_body_bytes, poll_s=settings.worker_poll_s,
+        worker=worker if settings.worker_enabled else None, escrow=escrow,
+        escrow_interval_s=cfg.escrow.interval_s if cfg.escrow else 0.0,
+        max_body_bytes=settings.max_body_bytes, poll_s=settings.worker_poll_s,
         metrics=Metrics.create(), checkpoint_interval_s=settings.checkpoint_interval_s,
     )
     app = build_app(services)

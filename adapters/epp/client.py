@@ -650,6 +650,8 @@ async def run_pooled(
     *,
     attempts: int = 3,
     max_total_s: float = 60.0,
+    initial_wait_s: float = 0.1,
+    max_wait_s: float = 5.0,
     on_retry: Callable[[int, DeliveryError], None] | None = None,
 ) -> _T:
     """Run ``op(client, after_failure)`` on a pooled session, retrying transient failures.
@@ -666,7 +668,14 @@ async def run_pooled(
         async with pool.acquire() as client:
             return await op(client, tries > 1)
 
-    return await with_retries(attempt, attempts=attempts, max_total_s=max_total_s, on_retry=on_retry)
+    return await with_retries(
+        attempt,
+        attempts=attempts,
+        max_total_s=max_total_s,
+        initial_wait_s=initial_wait_s,
+        max_wait_s=max_wait_s,
+        on_retry=on_retry,
+    )
 
 
 async def register_pooled(
@@ -676,6 +685,8 @@ async def register_pooled(
     *,
     attempts: int = 3,
     max_total_s: float = 60.0,
+    initial_wait_s: float = 0.1,
+    max_wait_s: float = 5.0,
     on_retry: Callable[[int, DeliveryError], None] | None = None,
 ) -> RegistrationOutcome:
     """``register`` on a pooled session, with transient failures retried (``with_retries``).
@@ -687,7 +698,15 @@ async def register_pooled(
     async def op(client: EppClient, _after_failure: bool) -> RegistrationOutcome:
         return await register_with(client, commands, cl_trid_prefix)
 
-    return await run_pooled(pool, op, attempts=attempts, max_total_s=max_total_s, on_retry=on_retry)
+    return await run_pooled(
+        pool,
+        op,
+        attempts=attempts,
+        max_total_s=max_total_s,
+        initial_wait_s=initial_wait_s,
+        max_wait_s=max_wait_s,
+        on_retry=on_retry,
+    )
 
 
 async def update_domain_with(
@@ -734,12 +753,22 @@ async def update_domain_pooled(
     *,
     attempts: int = 3,
     max_total_s: float = 60.0,
+    initial_wait_s: float = 0.1,
+    max_wait_s: float = 5.0,
     on_retry: Callable[[int, DeliveryError], None] | None = None,
 ) -> UpdateOutcome:
     async def op(client: EppClient, after_failure: bool) -> UpdateOutcome:
         return await update_domain_with(client, cmd, cl_trid_prefix, after_failure=after_failure)
 
-    return await run_pooled(pool, op, attempts=attempts, max_total_s=max_total_s, on_retry=on_retry)
+    return await run_pooled(
+        pool,
+        op,
+        attempts=attempts,
+        max_total_s=max_total_s,
+        initial_wait_s=initial_wait_s,
+        max_wait_s=max_wait_s,
+        on_retry=on_retry,
+    )
 
 
 async def update_contact_pooled(
@@ -749,9 +778,19 @@ async def update_contact_pooled(
     *,
     attempts: int = 3,
     max_total_s: float = 60.0,
+    initial_wait_s: float = 0.1,
+    max_wait_s: float = 5.0,
     on_retry: Callable[[int, DeliveryError], None] | None = None,
 ) -> UpdateOutcome:
     async def op(client: EppClient, after_failure: bool) -> UpdateOutcome:
         return await update_contact_with(client, cmd, cl_trid_prefix, after_failure=after_failure)
 
-    return await run_pooled(pool, op, attempts=attempts, max_total_s=max_total_s, on_retry=on_retry)
+    return await run_pooled(
+        pool,
+        op,
+        attempts=attempts,
+        max_total_s=max_total_s,
+        initial_wait_s=initial_wait_s,
+        max_wait_s=max_wait_s,
+        on_retry=on_retry,
+    )

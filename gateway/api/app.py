@@ -7,6 +7,7 @@ import contextlib
 import datetime as dt
 import json
 import re
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ from pydantic import ValidationError
 from gateway.api.openapi import openapi_document
 from gateway.api.problems import json_response, problem_middleware
 from gateway.auth import Principal, Role, TokenStore, require
+from gateway.delivery.escrow_job import EscrowJob
 from gateway.delivery.worker import DeliveryWorker
 from gateway.errors import (
     MalformedBody,
@@ -65,6 +67,8 @@ class Services:
     poll_s: float
     metrics: Metrics
     checkpoint_interval_s: float = 0.0
+    escrow: EscrowJob | None = None
+    escrow_interval_s: float = 0.0
 
 
 SERVICES = web.AppKey("services", Services)
@@ -281,22 +285,33 @@ def build_app(services: Services) -> web.Application:
             await task
 
         app.cleanup_ctx.append(worker_ctx)
-    if services.checkpoint_interval_s > 0:
-
-        async def checkpoint_ctx(app: web.Application) -> Any:
-            async def loop() -> None:
-                while True:
-                    await asyncio.sleep(services.checkpoint_interval_s)
-                    try:
-                        await services.ledger.checkpoint()
-                    except Exception as exc:  # keep issuing later; say what failed, not with what
-                        log.error("ledger.checkpoint_failed", error_type=type(exc).__name__)
-
-            task = asyncio.create_task(loop())
-            yield
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-        app.cleanup_ctx.append(checkpoint_ctx)
+    for interval, job, name in (
+        (services.checkpoint_interval_s, services.ledger.checkpoint, "ledger.checkpoint"),
+        (services.escrow_interval_s, services.escrow.run_once if services.escrow else None, "escrow.deposit"),
+    ):
+        if interval > 0 and job is not None:
+            app.cleanup_ctx.append(_periodic(interval, job, name))
     return app
+
+
+def _periodic(interval: float, job: Callable[[], Awaitable[object]], name: str) -> Callable[
+        [web.Application], AsyncIterator[None]]:
+    """A background job every ``interval`` seconds, for the app's lifetime; failures are logged by type."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(interval)
+                try:
+                    await job()
+                except Exception as exc:  # keep running; say what failed, never with what
+                    log.error(f"{name}_failed", error_type=type(exc).__name__)
+
+        task = asyncio.create_task(loop())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return ctx
+

@@ -13,20 +13,27 @@ import datetime as dt
 import random
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
 from adapters.epp.client import register
 from adapters.epp.types import Endpoint, RegistrationCommands, RegistrationOutcome
+from adapters.http_partner import HttpPartnerClient, PartnerEndpoint
 from gateway.delivery.epp_commands import commands_from_json
 from gateway.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from gateway.ledger.service import Ledger, SubjectErased
 from gateway.policy.loader import PolicySet
+from gateway.policy.restrictions import restriction_refusal
 from gateway.registrations import Clock, iso, outbox_aad, utcnow
 from gateway.store.base import DisclosureEntry, OutboxItem, Store
 
 log = structlog.get_logger("gateway.delivery")
+
+def _no_partner_endpoint(recipient: str) -> PartnerEndpoint:
+    raise PermanentDeliveryError("no partner endpoint configured for this recipient; nothing was sent")
+
 
 EppSender = Callable[[Endpoint, RegistrationCommands, str], Awaitable[RegistrationOutcome]]
 
@@ -46,6 +53,7 @@ class DeliveryWorker:
         batch: int = 8,
         concurrency: int = 4,
         send_epp: EppSender = register,
+        partner_endpoints: Callable[[str], PartnerEndpoint] | None = None,
     ) -> None:
         self.store = store
         self.ledger = ledger
@@ -58,6 +66,7 @@ class DeliveryWorker:
         self.batch = batch
         self._sem = asyncio.Semaphore(concurrency)
         self.send_epp = send_epp
+        self.partner_endpoints = partner_endpoints or _no_partner_endpoint
         self.wakeup = asyncio.Event()
 
     async def recover(self) -> int:
@@ -93,8 +102,7 @@ class DeliveryWorker:
     async def _deliver(self, item: OutboxItem) -> None:
         async with self._sem:
             started = self.clock()
-            policy = self.policies.recipients.get(item.recipient)
-            outcome: RegistrationOutcome | None = None
+            outcome: Delivered | None = None
             error: DeliveryError | None = None
             values: dict[str, Any] = {}
             sent = False
@@ -106,15 +114,29 @@ class DeliveryWorker:
                 except SubjectErased:
                     raise PermanentDeliveryError("the subject was erased before delivery; nothing was sent") from None
                 payload, values = sealed["payload"], sealed["values"]
-                if policy is None:
+                if item.recipient not in self.policies.recipients:
                     raise PermanentDeliveryError("recipient no longer configured; nothing was sent")
-                if payload.get("protocol") != "epp":
-                    raise PermanentDeliveryError(
-                        f"protocol '{payload.get('protocol')}' has no adapter yet; nothing was sent"
+                if await self._restricted(item):
+                    raise PermanentDeliveryError("the subject restricted this processing; nothing was sent",
+                                                 result_code=None, refusal="subject_restricted")
+                protocol = payload.get("protocol")
+                if protocol == "epp":
+                    commands = commands_from_json(payload["commands"])
+                    sent = True
+                    outcome = Delivered.from_epp(
+                        await self.send_epp(self.endpoints(item.recipient), commands, item.registration_id)
                     )
-                commands = commands_from_json(payload["commands"])
-                sent = True
-                outcome = await self.send_epp(self.endpoints(item.recipient), commands, item.registration_id)
+                elif protocol == "https":
+                    endpoint = self.partner_endpoints(item.recipient)
+                    sent = True
+                    async with HttpPartnerClient(endpoint) as client:
+                        receipt = await client.send(
+                            payload["path"], payload["body"], idempotency_key=f"{item.registration_id}:{item.recipient}"
+                        )
+                    outcome = Delivered(str(receipt.status), None, None,
+                                        {"partner_ref": receipt.partner_ref} if receipt.partner_ref else {})
+                else:
+                    raise PermanentDeliveryError(f"protocol '{protocol}' has no adapter yet; nothing was sent")
             except DeliveryError as exc:
                 error = exc
             except Exception as exc:  # an adapter bug must not lose the attempt; log its type only
@@ -122,14 +144,34 @@ class DeliveryWorker:
                 error = TransientDeliveryError("unexpected adapter error")
             await self._record(item, started, outcome, error, values if sent else {})
 
+    async def _restricted(self, item: OutboxItem) -> bool:
+        """Fail closed at the last moment too: a restriction placed after acceptance still holds."""
+        if item.subject_id is None:
+            return False
+        policy = self.policies.recipients[item.recipient]
+        rows = await self.store.restrictions(item.subject_id)
+        return restriction_refusal(rows, policy, item.purpose) is not None
+
     async def _record(
         self,
         item: OutboxItem,
         started: dt.datetime,
-        outcome: RegistrationOutcome | None,
+        outcome: Delivered | None,
         error: DeliveryError | None,
         values: dict[str, Any],
     ) -> None:
+        entry, state, next_at = await self.entry_for(item, started, outcome, error, values)
+        await self.store.finish(item, entry, state=state, next_attempt_at=next_at, now=entry.recorded_at)
+
+    async def entry_for(
+        self,
+        item: OutboxItem,
+        started: dt.datetime,
+        outcome: Delivered | None,
+        error: DeliveryError | None,
+        values: dict[str, Any],
+    ) -> tuple[DisclosureEntry, str, str | None]:
+        """The disclosure entry for one attempt, and the outbox row's next state."""
         policy = self.policies.recipients.get(item.recipient)
         now = self.clock()
         transfer: dict[str, Any] = item.transfer
@@ -156,29 +198,42 @@ class DeliveryWorker:
             "recorded_at": iso(now),
         }
         if outcome is not None:
-            r = outcome.domain_result
             entry = DisclosureEntry(
                 **base, outcome="delivered", fields=tuple(item.fields["sent"]), objects=dict(outcome.objects),
-                result_code=str(r.code), sv_trid=r.sv_trid, cl_trid=r.cl_trid,
+                result_code=outcome.result_code, sv_trid=outcome.sv_trid, cl_trid=outcome.cl_trid,
                 reason="reconciled after restart" if outcome.reconciled else None,
             )
-            state, next_at = "done", None
             log.info("delivery.delivered", recipient=item.recipient, registration=item.registration_id,
-                     code=r.code, sv_trid=r.sv_trid, reconciled=outcome.reconciled)
-        else:
-            assert error is not None
-            retry = isinstance(error, TransientDeliveryError) and item.attempts < self.max_attempts
-            code = str(error.result_code) if error.result_code is not None else error.code
-            entry = DisclosureEntry(
-                **base, outcome="failed", retryable=retry,
-                fields=tuple(item.fields["sent"]) if values else (),
-                objects={}, result_code=code, reason=error.detail,
-            )
-            if retry:
-                state = "pending"
-                next_at = iso(now + dt.timedelta(seconds=self._backoff(item.attempts)))
-            else:
-                state, next_at = "failed", None
-            log.warning("delivery.failed", recipient=item.recipient, registration=item.registration_id,
-                        code=code, retry=retry, attempt=item.attempts)
-        await self.store.finish(item, entry, state=state, next_attempt_at=next_at, now=iso(now))
+                     code=outcome.result_code, sv_trid=outcome.sv_trid, reconciled=outcome.reconciled)
+            return entry, "done", None
+        assert error is not None
+        retry = isinstance(error, TransientDeliveryError) and item.attempts < self.max_attempts
+        refusal = error.extra.get("refusal")
+        refused = refusal is not None
+        code = str(error.result_code) if error.result_code is not None else str(refusal or error.code)
+        entry = DisclosureEntry(
+            **base, outcome="blocked" if refused else "failed", retryable=retry,
+            fields=tuple(item.fields["sent"]) if values else (),
+            objects={}, result_code=code, reason=error.detail,
+        )
+        log.warning("delivery.failed", recipient=item.recipient, registration=item.registration_id,
+                    code=code, retry=retry, attempt=item.attempts)
+        if retry:
+            return entry, "pending", iso(now + dt.timedelta(seconds=self._backoff(item.attempts)))
+        return entry, "failed", None
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """A recipient's acceptance, whatever the protocol: its result code and the ids it gave back."""
+
+    result_code: str
+    sv_trid: str | None
+    cl_trid: str | None
+    objects: dict[str, str]
+    reconciled: bool = False
+
+    @classmethod
+    def from_epp(cls, outcome: RegistrationOutcome) -> Delivered:
+        r = outcome.domain_result
+        return cls(str(r.code), r.sv_trid, r.cl_trid, dict(outcome.objects), outcome.reconciled)

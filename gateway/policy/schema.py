@@ -146,6 +146,12 @@ class EppSettings(ConfigModel):
     contact_id_prefix: Annotated[str, Field(pattern=r"^[A-Z]{2,4}$")] = "RG"
 
 
+class HttpsSettings(ConfigModel):
+    """Where a JSON-over-HTTPS partner takes a registration's released data."""
+
+    path: Annotated[str, Field(pattern=r"^/[A-Za-z0-9/._-]*$")]
+
+
 class RecipientPolicy(Provenance):
     recipient: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{1,40}$")]
     name: str
@@ -153,7 +159,15 @@ class RecipientPolicy(Provenance):
     role: Literal["controller", "processor"]
     tlds: list[Annotated[str, Field(pattern=r"^[a-z0-9-]{2,63}$")]] = []
     country: CountryCode
-    protocol: Literal["epp", "rri", "https"]
+    protocol: Literal["epp", "rri", "https", "escrow"]
+    #: Which registrations this recipient receives: its own TLDs (registries), gTLD names only
+    #: (registrar data escrow, RAA 3.6), every registration (partners), or none (on request only).
+    on_registration: Literal["tld", "gtld", "all", "never"] = "tld"
+    #: A refusal of a required recipient stops the whole registration (fail closed); an optional
+    #: one (marketing) is refused alone and the registration goes on.
+    required: bool = True
+    enabled: bool = True
+    https: HttpsSettings | None = None
     purposes: Annotated[list[str], Field(min_length=1)]
     fields: dict[str, FieldRule]
     safeguards: list[Safeguard] = []
@@ -167,6 +181,14 @@ class RecipientPolicy(Provenance):
             raise ValueError("an EPP recipient needs an 'epp' section")
         if self.kind == "registry" and not self.tlds:
             raise ValueError("a registry recipient needs at least one TLD")
+        if self.kind == "registry" and self.on_registration != "tld":
+            raise ValueError("a registry receives the registrations of its own TLDs (on_registration: tld)")
+        if self.kind != "registry" and self.on_registration == "tld":
+            raise ValueError("only registries are chosen by TLD; say gtld, all or never")
+        if self.protocol == "https" and self.https is None:
+            raise ValueError("an https recipient needs an 'https' section with its path")
+        if self.kind == "marketing" and (self.required or "marketing" not in self.purposes):
+            raise ValueError("marketing is never required for a registration and its purpose is 'marketing'")
         if self.epp and self.epp.contacts and not any(
             r.send != "never" for r in self.fields.values()
         ) and ContactSource.SUBJECT in self.epp.contacts.values():

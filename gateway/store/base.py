@@ -144,6 +144,8 @@ class NewOutbox:
     transfer: dict[str, Any]
     fields: dict[str, Any]
     purpose: str = "domain_registration"
+    required: bool = True  # counts towards the registration's status (the registry's delivery)
+    batch: bool = False  # collected by a batch job (escrow deposits), not the delivery worker
 
 
 @dataclass(frozen=True)
@@ -214,7 +216,7 @@ class Store(Protocol):
     # registrations and outbox
     async def registration(self, reg_id: str) -> dict[str, Any] | None: ...
     async def requeue_in_flight(self, now: str) -> int: ...
-    async def claim_due(self, now: str, limit: int) -> list[OutboxItem]: ...
+    async def claim_due(self, now: str, limit: int, *, batch_recipient: str | None = None) -> list[OutboxItem]: ...
     async def finish(
         self, item: OutboxItem, entry: DisclosureEntry, *, state: str, next_attempt_at: str | None, now: str
     ) -> None: ...

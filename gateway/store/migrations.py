@@ -65,6 +65,9 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
             recipient       TEXT NOT NULL,
             subject_id      TEXT,
             purpose         TEXT NOT NULL,
+            required        INTEGER NOT NULL DEFAULT 1,
+            -- batch rows (escrow) are sent by a periodic job, never claimed by the delivery worker
+            batch           INTEGER NOT NULL DEFAULT 0,
             state           TEXT NOT NULL CHECK (state IN ('pending','in_flight','done','failed')),
             attempts        INTEGER NOT NULL DEFAULT 0,
             payload_ct      BLOB NOT NULL,
@@ -76,7 +79,7 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
             updated_at      TEXT NOT NULL,
             UNIQUE (registration_id, recipient)
         );
-        CREATE INDEX outbox_due ON outbox(state, next_attempt_at);
+        CREATE INDEX outbox_due ON outbox(batch, state, next_attempt_at);
 
         -- The ledger's leaves. Append-only: the triggers make UPDATE and DELETE fail for every SQL path.
         CREATE TABLE disclosures (

@@ -121,8 +121,14 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
             reason           TEXT COLLATE "C",
             attempted_at     TEXT COLLATE "C" NOT NULL,
             recorded_at      TEXT COLLATE "C" NOT NULL,
-            values_ct        BYTEA,
+            values_digest    TEXT COLLATE "C",
             leaf_hash        BYTEA NOT NULL
+        );
+        -- The encrypted values an entry sent, apart from the leaf (which holds their digest), so the
+        -- retention purge can delete them and the tree still verifies.
+        CREATE TABLE entry_values (
+            entry_id   TEXT COLLATE "C" PRIMARY KEY REFERENCES disclosures(id),
+            values_ct  BYTEA NOT NULL
         );
         CREATE INDEX disclosures_recipient ON disclosures(recipient, recorded_at);
         CREATE INDEX disclosures_country ON disclosures(recipient_country, recorded_at);
@@ -158,6 +164,67 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
             frontier BYTEA NOT NULL
         );
         INSERT INTO ledger_head (id, size, frontier) VALUES (1, 0, decode('010000000000000000', 'hex'));
+
+        -- Staff reads of personal data (decrypted values, extracts): ids only, append-only.
+        CREATE TABLE access_log (
+            id          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            at          TEXT COLLATE "C" NOT NULL,
+            actor       TEXT COLLATE "C" NOT NULL,
+            action      TEXT COLLATE "C" NOT NULL,
+            object_id   TEXT COLLATE "C" NOT NULL,
+            subject_id  TEXT COLLATE "C"
+        );
+        CREATE INDEX access_log_subject ON access_log(subject_id, at);
+        CREATE TRIGGER access_log_no_update BEFORE UPDATE ON access_log
+            FOR EACH ROW EXECUTE FUNCTION gateway_append_only('the access log is append-only');
+        CREATE TRIGGER access_log_no_delete BEFORE DELETE ON access_log
+            FOR EACH ROW EXECUTE FUNCTION gateway_append_only('the access log is append-only');
+        CREATE TRIGGER access_log_no_truncate BEFORE TRUNCATE ON access_log
+            FOR EACH STATEMENT EXECUTE FUNCTION gateway_append_only('the access log is append-only');
+
+        -- Data-subject requests (Art. 12-22) and every step taken on them.
+        CREATE TABLE requests (
+            id               TEXT COLLATE "C" PRIMARY KEY,
+            kind             TEXT COLLATE "C" NOT NULL,
+            channel          TEXT COLLATE "C" NOT NULL,
+            identity_check   TEXT COLLATE "C" NOT NULL,
+            verified_by      TEXT COLLATE "C" NOT NULL,
+            opened_by        TEXT COLLATE "C" NOT NULL,
+            opened_at        TEXT COLLATE "C" NOT NULL,
+            deadline         TEXT COLLATE "C" NOT NULL,
+            state            TEXT COLLATE "C" NOT NULL,
+            subject_id       TEXT COLLATE "C",
+            closed_at        TEXT COLLATE "C",
+            data_json        TEXT COLLATE "C" NOT NULL DEFAULT '{}'
+        );
+        CREATE INDEX requests_state ON requests(state, deadline);
+        CREATE TABLE request_events (
+            id          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            request_id  TEXT COLLATE "C" NOT NULL REFERENCES requests(id),
+            at          TEXT COLLATE "C" NOT NULL,
+            actor       TEXT COLLATE "C" NOT NULL,
+            action      TEXT COLLATE "C" NOT NULL,
+            detail_json TEXT COLLATE "C" NOT NULL
+        );
+        CREATE INDEX request_events_request ON request_events(request_id, id);
+        CREATE TRIGGER request_events_no_update BEFORE UPDATE ON request_events
+            FOR EACH ROW EXECUTE FUNCTION gateway_append_only('request events are append-only');
+        CREATE TRIGGER request_events_no_delete BEFORE DELETE ON request_events
+            FOR EACH ROW EXECUTE FUNCTION gateway_append_only('request events are append-only');
+        CREATE TRIGGER request_events_no_truncate BEFORE TRUNCATE ON request_events
+            FOR EACH STATEMENT EXECUTE FUNCTION gateway_append_only('request events are append-only');
+
+        -- Restriction (Art. 18) and objection (Art. 21): further disclosures to the scope are refused.
+        CREATE TABLE restrictions (
+            id          TEXT COLLATE "C" PRIMARY KEY,
+            subject_id  TEXT COLLATE "C" NOT NULL,
+            kind        TEXT COLLATE "C" NOT NULL CHECK (kind IN ('restriction','objection')),
+            scope       TEXT COLLATE "C" NOT NULL,
+            since       TEXT COLLATE "C" NOT NULL,
+            lifted_at   TEXT COLLATE "C",
+            request_id  TEXT COLLATE "C"
+        );
+        CREATE INDEX restrictions_subject ON restrictions(subject_id);
 
         CREATE TABLE checkpoints (
             size       BIGINT PRIMARY KEY,

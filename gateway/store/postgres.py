@@ -44,7 +44,10 @@ T = TypeVar("T")
 _COLUMNS = ", ".join((*LEAF_COLUMNS, "leaf_hash"))
 _PLACEHOLDERS = ", ".join(f"${i}" for i in range(1, len(LEAF_COLUMNS) + 2))
 _INSERT = f"INSERT INTO disclosures({_COLUMNS}) VALUES ({_PLACEHOLDERS})"  # noqa: S608 - fixed columns
-_SELECT = f"SELECT {_COLUMNS} FROM disclosures"  # noqa: S608 - fixed columns
+_SELECT = (
+    f"SELECT {', '.join('d.' + c for c in (*LEAF_COLUMNS, 'leaf_hash'))}, v.values_ct FROM disclosures d "  # noqa: S608
+    "LEFT JOIN entry_values v ON v.entry_id = d.id"
+)
 _CHECKPOINT_COLUMNS = "size, root, timestamp, origin, key_id, signature"
 
 #: First key of the two-key advisory lock taken per (client, Idempotency-Key) in ``accept``.
@@ -131,12 +134,17 @@ class PostgresStore:
             raise RuntimeError("ledger_head row is missing")
         frontier = Frontier.from_bytes(bytes(blob))
         leaves: list[tuple[Any, ...]] = []
+        values: list[tuple[str, bytes]] = []
         nodes: list[tuple[int, int, int, bytes]] = []
         for entry in entries:
             row, lh, new = extend_tree(frontier, entry)
             leaves.append((*(row[col] for col in LEAF_COLUMNS), lh))
+            if entry.values_ct is not None:
+                values.append((entry.id, entry.values_ct))
             nodes.extend((n.level, n.index, node_born(n.level, n.index), n.hash) for n in new)
         await c.executemany(_INSERT, leaves)
+        if values:
+            await c.executemany("INSERT INTO entry_values(entry_id, values_ct) VALUES ($1, $2)", values)
         await c.executemany("INSERT INTO ledger_nodes(level, idx, born, hash) VALUES ($1, $2, $3, $4)", nodes)
         await c.execute("UPDATE ledger_head SET size=$1, frontier=$2 WHERE id=1", frontier.size, frontier.to_bytes())
 
@@ -185,7 +193,7 @@ class PostgresStore:
         """Keyset pages by leaf index; no connection is held between pages (flat memory, no pinning)."""
         after = -1
         while True:
-            rows = await self._fetch(f"{_SELECT} WHERE leaf_index > $1 ORDER BY leaf_index LIMIT $2", after, batch)
+            rows = await self._fetch(f"{_SELECT} WHERE d.leaf_index > $1 ORDER BY d.leaf_index LIMIT $2", after, batch)
             if not rows:
                 return
             yield [DisclosureEntry.from_row(r) for r in rows]
@@ -280,7 +288,7 @@ class PostgresStore:
                 "SELECT recipient, state, attempts, last_code, updated_at FROM outbox WHERE registration_id=$1 "
                 "ORDER BY id", reg_id,
             )
-            entries = await c.fetch(f"{_SELECT} WHERE registration_id=$1 ORDER BY leaf_index", reg_id)
+            entries = await c.fetch(f"{_SELECT} WHERE d.registration_id=$1 ORDER BY d.leaf_index", reg_id)
         return {
             "id": row["id"], "client": row["client"], "order_ref": row["order_ref"], "domain": row["domain"],
             "subject_id": row["subject_id"], "status": row["status"], "plan": json.loads(row["plan_json"]),
@@ -358,7 +366,7 @@ class PostgresStore:
 
     async def disclosures(self, f: DisclosureFilter) -> list[DisclosureEntry]:
         params: list[Any] = [f.after_seq]
-        where = ["leaf_index > $1"]
+        where = ["d.leaf_index > $1"]
 
         def bind(value: Any) -> str:
             params.append(value)
@@ -369,21 +377,152 @@ class PostgresStore:
             ("outcome", f.outcome), ("registration_id", f.registration_id), ("subject_id", f.subject_id),
         ):
             if value is not None:
-                where.append(f"{column} = {bind(value)}")
+                where.append(f"d.{column} = {bind(value)}")
         if f.third_country is not None:
             negate = "" if f.third_country else "NOT "
-            where.append(f"{negate}(category = ANY({bind(list(THIRD_COUNTRY_CATEGORIES))}::text[]))")
+            where.append(f"{negate}(d.category = ANY({bind(list(THIRD_COUNTRY_CATEGORIES))}::text[]))")
         if f.since is not None:
-            where.append(f"recorded_at >= {bind(f.since)}")
+            where.append(f"d.recorded_at >= {bind(f.since)}")
         if f.until is not None:
-            where.append(f"recorded_at < {bind(f.until)}")
+            where.append(f"d.recorded_at < {bind(f.until)}")
         # only fixed column names are interpolated; every value is a bound parameter
-        sql = f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY leaf_index LIMIT {bind(f.limit)}"
+        sql = f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY d.leaf_index LIMIT {bind(f.limit)}"
         return [DisclosureEntry.from_row(r) for r in await self._fetch(sql, *params)]
 
     async def disclosure(self, entry_id: str) -> DisclosureEntry | None:
-        rows = await self._fetch(f"{_SELECT} WHERE id=$1", entry_id)
+        rows = await self._fetch(f"{_SELECT} WHERE d.id=$1", entry_id)
         return DisclosureEntry.from_row(rows[0]) if rows else None
+
+    # -- access log ------------------------------------------------------------------------------------
+
+    async def record_access(self, actor: str, action: str, object_id: str, subject_id: str | None, at: str) -> None:
+        async def run(c: Any) -> None:
+            await c.execute(
+                "INSERT INTO access_log(at, actor, action, object_id, subject_id) VALUES ($1, $2, $3, $4, $5)",
+                at, actor, action, object_id, subject_id,
+            )
+
+        await self._write(run)
+
+    async def access_log(self, subject_id: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        if subject_id is None:
+            rows = await self._fetch(
+                "SELECT at, actor, action, object_id, subject_id FROM access_log ORDER BY id LIMIT $1", limit
+            )
+        else:
+            rows = await self._fetch(
+                "SELECT at, actor, action, object_id, subject_id FROM access_log WHERE subject_id=$1 "
+                "ORDER BY id LIMIT $2", subject_id, limit,
+            )
+        return [dict(r) for r in rows]
+
+    # -- data-subject requests, restrictions, retention -------------------------------------------------
+
+    _REQUEST_COLUMNS = ("id", "kind", "channel", "identity_check", "verified_by", "opened_by", "opened_at",
+                        "deadline", "state", "subject_id", "closed_at", "data_json")
+
+    async def open_request(self, req: dict[str, Any]) -> None:
+        cols = self._REQUEST_COLUMNS
+        values = [json.dumps(req.get("data", {})) if c == "data_json" else req.get(c) for c in cols]
+        marks = ", ".join(f"${i}" for i in range(1, len(cols) + 1))
+
+        async def run(c: Any) -> None:
+            await c.execute(f"INSERT INTO requests({', '.join(cols)}) VALUES ({marks})", *values)  # noqa: S608
+
+        await self._write(run)
+
+    @staticmethod
+    def _request(r: Any) -> dict[str, Any]:
+        d = dict(r)
+        d["data"] = json.loads(d.pop("data_json"))
+        return d
+
+    async def request(self, request_id: str) -> dict[str, Any] | None:
+        rows = await self._fetch("SELECT * FROM requests WHERE id=$1", request_id)
+        return self._request(rows[0]) if rows else None
+
+    async def requests(self, state: str | None = None) -> list[dict[str, Any]]:
+        if state is None:
+            rows = await self._fetch("SELECT * FROM requests ORDER BY opened_at DESC")
+        else:
+            rows = await self._fetch("SELECT * FROM requests WHERE state=$1 ORDER BY deadline", state)
+        return [self._request(r) for r in rows]
+
+    async def update_request(self, request_id: str, changes: dict[str, Any]) -> None:
+        allowed = {"state", "subject_id", "closed_at", "deadline", "data"}
+        if not set(changes) <= allowed:
+            raise ValueError("only state, subject_id, closed_at, deadline and data change")
+        if not changes:
+            return
+        sets = [("data_json" if k == "data" else k) for k in changes]
+        values = [json.dumps(v) if k == "data" else v for k, v in changes.items()]
+        assignments = ", ".join(f"{col}=${i}" for i, col in enumerate(sets, start=1))
+
+        async def run(c: Any) -> None:
+            await c.execute(f"UPDATE requests SET {assignments} WHERE id=${len(sets) + 1}",  # noqa: S608
+                            *values, request_id)
+
+        await self._write(run)
+
+    async def add_request_event(
+        self, request_id: str, at: str, actor: str, action: str, detail: dict[str, Any]
+    ) -> None:
+        async def run(c: Any) -> None:
+            await c.execute(
+                "INSERT INTO request_events(request_id, at, actor, action, detail_json) VALUES ($1, $2, $3, $4, $5)",
+                request_id, at, actor, action, json.dumps(detail, sort_keys=True),
+            )
+
+        await self._write(run)
+
+    async def request_events(self, request_id: str) -> list[dict[str, Any]]:
+        rows = await self._fetch(
+            "SELECT at, actor, action, detail_json FROM request_events WHERE request_id=$1 ORDER BY id", request_id
+        )
+        return [{"at": r["at"], "actor": r["actor"], "action": r["action"], "detail": json.loads(r["detail_json"])}
+                for r in rows]
+
+    async def add_restriction(self, r: dict[str, Any]) -> None:
+        async def run(c: Any) -> None:
+            await c.execute(
+                "INSERT INTO restrictions(id, subject_id, kind, scope, since, request_id) "
+                "VALUES ($1, $2, $3, $4, $5, $6)",
+                r["id"], r["subject_id"], r["kind"], r["scope"], r["since"], r.get("request_id"),
+            )
+
+        await self._write(run)
+
+    async def lift_restriction(self, restriction_id: str, at: str) -> bool:
+        async def run(c: Any) -> bool:
+            return _count(await c.execute(
+                "UPDATE restrictions SET lifted_at=$1 WHERE id=$2 AND lifted_at IS NULL", at, restriction_id
+            )) == 1
+
+        return await self._write(run)
+
+    async def restrictions(self, subject_id: str, *, active_only: bool = True) -> list[dict[str, Any]]:
+        only_active = " AND lifted_at IS NULL" if active_only else ""
+        rows = await self._fetch(
+            f"SELECT * FROM restrictions WHERE subject_id=$1{only_active} ORDER BY since", subject_id  # noqa: S608
+        )
+        return [dict(r) for r in rows]
+
+    async def subject_registrations(self, subject_id: str) -> list[dict[str, Any]]:
+        rows = await self._fetch(
+            "SELECT id, domain, tld, status, created_at FROM registrations WHERE subject_id=$1 ORDER BY created_at",
+            subject_id,
+        )
+        return [dict(r) for r in rows]
+
+    async def purge_values(self, entry_ids: list[str]) -> int:
+        """Retention: delete sealed values; the leaves keep their digests, so the tree verifies."""
+        if not entry_ids:
+            return 0
+
+        async def run(c: Any) -> int:
+            return _count(await c.execute("DELETE FROM entry_values WHERE entry_id = ANY($1::text[])", entry_ids))
+
+        return await self._write(run)
 
     # -- subjects and keys -----------------------------------------------------------------------------
 

@@ -242,10 +242,11 @@ class SqliteStore:
                 )
                 for item in a.outbox:
                     c.execute(
-                        "INSERT INTO outbox(registration_id, recipient, subject_id, purpose, state, payload_ct, "
-                        "payload_digest, transfer_json, fields_json, next_attempt_at, updated_at) "
-                        "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                        (reg["id"], item.recipient, subject_id, item.purpose, "pending", item.payload_ct,
+                        "INSERT INTO outbox(registration_id, recipient, subject_id, purpose, required, batch, "
+                        "state, payload_ct, payload_digest, transfer_json, fields_json, next_attempt_at, updated_at) "
+                        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                        (reg["id"], item.recipient, subject_id, item.purpose, int(item.required),
+                         int(item.batch), "pending", item.payload_ct,
                          item.payload_digest, json.dumps(item.transfer), json.dumps(item.fields), now, now),
                     )
                 self._append_in(c, a.entries)
@@ -293,13 +294,21 @@ class SqliteStore:
 
         return await self._run(run)
 
-    async def claim_due(self, now: str, limit: int) -> list[OutboxItem]:
+    async def claim_due(self, now: str, limit: int, *, batch_recipient: str | None = None) -> list[OutboxItem]:
+        """Due rows for the delivery worker, or (``batch_recipient``) a batch job's rows."""
+
         def run() -> list[OutboxItem]:
             with self._tx() as c:
-                rows = c.execute(
-                    "SELECT * FROM outbox WHERE state='pending' AND next_attempt_at<=? ORDER BY id LIMIT ?",
-                    (now, limit),
-                ).fetchall()
+                if batch_recipient is None:
+                    rows = c.execute(
+                        "SELECT * FROM outbox WHERE batch=0 AND state='pending' AND next_attempt_at<=? "
+                        "ORDER BY id LIMIT ?", (now, limit),
+                    ).fetchall()
+                else:
+                    rows = c.execute(
+                        "SELECT * FROM outbox WHERE batch=1 AND recipient=? AND state='pending' AND next_attempt_at<=? "
+                        "ORDER BY id LIMIT ?", (batch_recipient, now, limit),
+                    ).fetchall()
                 items = []
                 for row in rows:
                     c.execute(
@@ -336,8 +345,9 @@ class SqliteStore:
                     (state, entry.result_code, next_attempt_at, now, item.id),
                 )
                 self._append_in(c, [entry])
+                # the registration's status follows the rows that count for it (not marketing, not escrow)
                 states = {r[0] for r in c.execute(
-                    "SELECT state FROM outbox WHERE registration_id=?", (item.registration_id,)
+                    "SELECT state FROM outbox WHERE registration_id=? AND required=1", (item.registration_id,)
                 )}
                 status = "delivered" if states == {"done"} else "failed" if "failed" in states else "delivering"
                 c.execute("UPDATE registrations SET status=?, updated_at=? WHERE id=?",

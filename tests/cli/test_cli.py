@@ -19,7 +19,7 @@ def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
 def test_check_config_accepts_the_shipped_policies() -> None:
     r = _run("check-config")
     assert r.returncode == 0, r.stderr
-    assert "17 recipients" in r.stdout
+    assert "20 recipients" in r.stdout
 
 
 def test_bad_policy_file_stops_start_up_with_file_line_and_reason(tmp_path: Path) -> None:

@@ -1,0 +1,158 @@
+"""Registry extensions: what each builds, and that the sandbox's hand checks refuse what a registry would."""
+
+from __future__ import annotations
+
+import pytest
+from lxml import etree
+
+from adapters.epp import extensions
+from adapters.epp.extensions import fi, neulevel
+from adapters.epp.types import (
+    ContactUpdate,
+    DomainUpdate,
+    EuridContactUpdate,
+    IisContactExt,
+    IisContactUpdate,
+    IisDomainUpdate,
+    NeulevelDomainExt,
+    NoridContactExt,
+)
+from adapters.epp.xml import (
+    NS_NEULEVEL,
+    NS_NORID_CONTACT,
+    NSMAP,
+    SUPPORTED_EXT_URIS,
+    build_contact_create,
+    build_contact_update,
+    build_domain_create,
+    build_domain_update,
+    extension_namespace,
+    parse_document,
+)
+from gateway.sandbox import FrameValidator
+from gateway.sandbox.checks import parse_unspec
+from tests.adapters.epp.test_xml import sample_contact, sample_domain
+
+
+@pytest.fixture(scope="module")
+def validator() -> FrameValidator:
+    return FrameValidator()
+
+
+def _ext(frame: bytes) -> list[tuple[str, str | None, dict[str, str]]]:
+    """(tag, text, attributes) of every element under <extension>, depth first."""
+    extension = parse_document(frame).find(".//epp:extension", NSMAP)
+    assert extension is not None
+    return [
+        (etree.QName(e).localname, e.text, {str(k): str(v) for k, v in e.attrib.items()})
+        for e in extension.iter()
+        if e is not extension
+    ]
+
+
+def test_every_extension_has_one_namespace_and_is_announced() -> None:
+    exts: list[extensions.AnyExtension] = [
+        IisContactExt(orgno="[SE]1"), IisContactUpdate("SE1"), IisDomainUpdate(True), EuridContactUpdate(lang="sv"),
+        NoridContactExt("organizationNumber", "985821585"), NeulevelDomainExt("P1", "C11"),
+    ]  # fmt: skip
+    for ext in exts:
+        assert extension_namespace(ext) in SUPPORTED_EXT_URIS
+    assert fi.SUPPORTED == () and fi.NS_DOMAIN_EXT not in SUPPORTED_EXT_URIS  # .fi: documented, not built
+
+
+def test_iis_update_shapes(validator: FrameValidator) -> None:
+    contact = build_contact_update(ContactUpdate(id="SE1", extensions=(IisContactUpdate("SE802405019101"),)), "t-1")
+    assert validator.errors(contact) == []
+    assert _ext(contact) == [("update", None, {}), ("vatno", "SE802405019101", {})]
+    domain = build_domain_update(DomainUpdate(name="a.se", extensions=(IisDomainUpdate(client_delete=False),)), "t-2")
+    assert validator.errors(domain) == []
+    assert _ext(domain) == [("update", None, {}), ("clientDelete", "0", {})]
+    # vatno on a domain, clientDelete on a contact, or an orgno change are what .se refuses.
+    swapped = domain.replace(b"clientDelete>0</iis:clientDelete", b"vatno>SE1</iis:vatno")
+    assert any("clientDelete" in e for e in validator.errors(swapped))
+    orgno = contact.replace(b"<iis:vatno>SE802405019101</iis:vatno>", b"<iis:orgno>[SE]1</iis:orgno>")
+    assert validator.errors(orgno)
+    create_on_update = contact.replace(b"iis:update", b"iis:create")
+    assert any("not allowed on contact:update" in e for e in validator.errors(create_on_update))
+
+
+def test_eurid_update(validator: FrameValidator) -> None:
+    frame = build_contact_update(
+        ContactUpdate(id="EU1", extensions=(EuridContactUpdate(vat="BE1", natural_person=False),)), "t-3"
+    )
+    assert validator.errors(frame) == []
+    assert _ext(frame) == [("update", None, {}), ("chg", None, {}), ("vat", "BE1", {}), ("naturalPerson", "false", {})]
+    with pytest.raises(ValueError):
+        build_contact_update(ContactUpdate(id="EU1", extensions=(EuridContactUpdate(),)), "t-4")
+    wrong_order = frame.replace(b"<contact-ext:vat>BE1</contact-ext:vat>", b"").replace(
+        b"</contact-ext:chg>", b"<contact-ext:vat>BE1</contact-ext:vat></contact-ext:chg>"
+    )
+    assert validator.errors(wrong_order)
+
+
+def test_norid_identity(validator: FrameValidator) -> None:
+    org = NoridContactExt(identity_type="organizationNumber", identity="985821585")
+    frame = build_contact_create(sample_contact("NO1", org), "t-5")
+    assert validator.errors(frame) == []
+    assert _ext(frame) == [
+        ("create", None, {}),
+        ("type", "organization", {}),
+        ("identity", "985821585", {"type": "organizationNumber"}),
+    ]
+    person = NoridContactExt(identity_type="anonymousPersonIdentifier", identity="N.PRI.12345678")
+    assert validator.errors(build_contact_create(sample_contact("NO2", person), "t-6")) == []
+    update = build_contact_update(ContactUpdate(id="NO1", extensions=(org,)), "t-7")
+    assert validator.errors(update) == []
+    assert [t for t, _, _ in _ext(update)] == ["update", "chg", "identity"]
+
+    assert any("nine digits" in e for e in validator.errors(frame.replace(b"985821585", b"98582158X")))
+    as_person = build_contact_create(
+        sample_contact("NO3", NoridContactExt("localIdentity", "X1", contact_type="organization")), "t-8"
+    )
+    assert any("organizationNumber" in e for e in validator.errors(as_person))
+    assert validator.errors(frame.replace(b'type="organizationNumber"', b'type="passport"'))
+    assert validator.errors(frame.replace(b' type="organizationNumber"', b""))
+    assert parse_document(frame).find(".//no-ext-contact:create", NSMAP) is not None
+    assert NS_NORID_CONTACT == "http://www.norid.no/xsd/no-ext-contact-1.0"
+
+
+def test_neulevel_nexus(validator: FrameValidator) -> None:
+    import dataclasses
+
+    ext = NeulevelDomainExt(app_purpose="P3", nexus_category="C12")
+    frame = build_domain_create(dataclasses.replace(sample_domain("exempel.us"), extensions=(ext,)), "t-9")
+    assert validator.errors(frame) == []
+    assert _ext(frame) == [("extension", None, {}), ("unspec", "AppPurpose=P3 NexusCategory=C12", {})]
+    assert parse_document(frame).find(".//neulevel:extension", NSMAP) is not None
+    assert neulevel.unspec(NeulevelDomainExt("P1", "C32", "DE")) == "AppPurpose=P1 NexusCategory=C32/DE"
+    with pytest.raises(ValueError):
+        neulevel.unspec(NeulevelDomainExt("P1", "C31"))  # a foreign entity needs its country
+    with pytest.raises(ValueError):
+        neulevel.unspec(NeulevelDomainExt("P1", "C11", "SE"))
+
+    for bad in (b"AppPurpose=P3", b"AppPurpose=P9 NexusCategory=C12", b"AppPurpose=P3 NexusCategory=C31",
+                b"AppPurpose=P3  NexusCategory=C12", b"AppPurpose=P3 NexusCategory=C12 Foo=bar"):  # fmt: skip
+        assert validator.errors(frame.replace(b"AppPurpose=P3 NexusCategory=C12", bad)), bad
+    # Only allowed on domains.
+    on_contact = build_contact_create(sample_contact("US1"), "t-10").replace(
+        b"<contact:clTRID", b""
+    )  # unchanged frame, then graft the nexus extension into it
+    root = parse_document(on_contact)
+    command = root.find("epp:command", NSMAP)
+    assert command is not None
+    extension = etree.Element(f"{{{NSMAP['epp']}}}extension")
+    extension.append(neulevel.domain(ext)[0])
+    command.insert(1, extension)
+    assert any("not allowed on contact:create" in e for e in validator.errors(root))
+    assert parse_unspec("A=1 B=2") == {"A": "1", "B": "2"}
+    assert parse_unspec("A=1 A=2") is None and parse_unspec("A") is None and parse_unspec("") is None
+    assert NS_NEULEVEL == "urn:ietf:params:xml:ns:neulevel-1.0"
+
+
+def test_extensions_refuse_the_wrong_command() -> None:
+    with pytest.raises(ValueError):
+        extensions.contact_update_elements(IisContactExt(orgno="[SE]1"))  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        extensions.domain_create_elements(IisDomainUpdate(True))  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        extensions.contact_create_elements(NeulevelDomainExt("P1", "C11"))  # type: ignore[arg-type]

@@ -1,0 +1,481 @@
+"""The store contract (gateway/store/base.py), run against SqliteStore and PostgresStore alike."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from gateway.errors import ConfigError
+from gateway.ledger.checkpoint import CheckpointSigner
+from gateway.ledger.entry import leaf_bytes
+from gateway.ledger.merkle import consistency_proof, inclusion_proof, leaf_hash, root_of, verify_consistency, \
+    verify_inclusion
+from gateway.ledger.service import verify_store
+from gateway.store.base import (
+    THIRD_COUNTRY_CATEGORIES,
+    DisclosureFilter,
+    NewSubject,
+    Store,
+    StoredCheckpoint,
+    node_born,
+)
+from gateway.store.postgres import PostgresStore
+from gateway.store.sqlite import SqliteStore
+from tests.store.conftest import (
+    RawDB,
+    StoreSpec,
+    add_checkpoint,
+    build_ledger,
+    make_accepted,
+    make_entry,
+    ts,
+)
+
+
+async def all_leaves(store: Store, batch: int = 1000) -> list:
+    return [e async for page in store.stream_leaves(batch) for e in page]
+
+
+async def all_nodes(store: Store, batch: int = 1000) -> list[tuple[int, int, int, bytes]]:
+    return [n async for page in store.stream_nodes(batch) for n in page]
+
+
+# -- schema -------------------------------------------------------------------------------------------------
+
+async def test_schema_version(store: Store) -> None:
+    assert store.schema_version == 1
+
+
+async def test_reopen_keeps_data_and_refuses_a_newer_schema(store_spec: StoreSpec, store: Store, raw: RawDB) -> None:
+    await store.append([make_entry(0)])
+    again = await store_spec.open()
+    try:
+        assert again.schema_version == 1
+        assert (await again.head()).size == 1
+    finally:
+        await again.close()
+    await raw.execute("INSERT INTO schema_version(version, applied_at) VALUES (99, '2099-01-01')")
+    with pytest.raises(ConfigError, match="newer"):
+        await store_spec.open()
+
+
+async def test_concurrent_open_migrates_once(pg_dsn: str) -> None:
+    stores = await asyncio.gather(*(PostgresStore.open(pg_dsn, max_size=2) for _ in range(6)))
+    try:
+        assert {s.schema_version for s in stores} == {1}
+        await stores[0].append([make_entry(0)])
+        assert (await stores[5].head()).size == 1
+    finally:
+        await asyncio.gather(*(s.close() for s in stores))
+
+
+# -- acceptance, outbox, delivery -----------------------------------------------------------------------------
+
+async def test_accept_claim_finish_round_trip(store: Store) -> None:
+    blocked = make_entry(0, id="ent-blocked", registration_id="reg-acc-0001", outcome="blocked", category="blocked")
+    subject = NewSubject("subj-1", "kek-1", b"wrapped-1", (("email", "d-email"), ("national_id", "d-nid")))
+    a = make_accepted(1, entries=[blocked], subject=subject)
+    assert await store.accept(a, ts(0)) is None
+
+    assert await store.idempotent_response("shop", "key-1") == ("hash-1", 202, a.response)
+    assert await store.idempotent_response("shop", "other") is None
+    assert await store.idempotent_response("othershop", "key-1") is None
+    reg = await store.registration("reg-acc-0001")
+    assert reg is not None
+    assert reg["status"] == "accepted" and reg["client"] == "shop" and reg["domain"] == "exempel1.se"
+    assert reg["plan"] == [{"recipient": "iis"}, {"recipient": "verisign"}]
+    assert reg["subject_id"] == "subj-1" and reg["created_at"] == ts(0)
+    assert [(d["recipient"], d["state"], d["attempts"], d["last_code"]) for d in reg["deliveries"]] == [
+        ("iis", "pending", 0, None), ("verisign", "pending", 0, None)]
+    assert [d["id"] for d in reg["disclosures"]] == ["ent-blocked"]
+    assert reg["disclosures"][0]["seq"] == 0
+    assert await store.pending_count() == 2
+    assert (await store.head()).size == 1
+    assert await store.find_subjects([("email", "d-email")]) == ["subj-1"]
+
+    # nothing is due before it was queued
+    assert await store.claim_due(ts(-1), 10) == []
+    items = await store.claim_due(ts(1), 10)
+    assert [(i.recipient, i.attempts) for i in items] == [("iis", 1), ("verisign", 1)]
+    first = items[0]
+    assert first.registration_id == "reg-acc-0001" and first.subject_id == "subj-1"
+    assert first.payload_ct == b"ct-1-iis" and first.payload_digest == "sha256:1iis"
+    assert first.transfer == {"category": "eea"} and first.fields == {"released": ["name"]}
+    assert first.purpose == "domain_registration"
+    assert (await store.registration("reg-acc-0001") or {})["status"] == "delivering"
+    assert await store.claim_due(ts(1), 10) == []  # in flight: not claimable twice
+    assert await store.pending_count() == 2
+
+    ok = make_entry(1, id="ent-iis", registration_id="reg-acc-0001", outcome="delivered", result_code="1000")
+    await store.finish(items[0], ok, state="done", next_attempt_at=None, now=ts(2))
+    retry = make_entry(2, id="ent-vs-1", registration_id="reg-acc-0001", outcome="failed", result_code="2400")
+    await store.finish(items[1], retry, state="pending", next_attempt_at=ts(10), now=ts(2))
+    reg = await store.registration("reg-acc-0001") or {}
+    assert reg["status"] == "delivering" and reg["updated_at"] == ts(2)
+    assert [(d["state"], d["last_code"]) for d in reg["deliveries"]] == [("done", "1000"), ("pending", "2400")]
+    assert [d["id"] for d in reg["disclosures"]] == ["ent-blocked", "ent-iis", "ent-vs-1"]
+    assert await store.pending_count() == 1
+
+    assert await store.claim_due(ts(9), 10) == []  # backing off
+    again = await store.claim_due(ts(10), 10)
+    assert [(i.recipient, i.attempts) for i in again] == [("verisign", 2)]
+    done = make_entry(3, id="ent-vs-2", registration_id="reg-acc-0001", outcome="delivered")
+    await store.finish(again[0], done, state="done", next_attempt_at=None, now=ts(11))
+    reg = await store.registration("reg-acc-0001") or {}
+    assert reg["status"] == "delivered"
+    assert await store.pending_count() == 0
+    assert (await store.head()).size == 4
+    assert (await store.disclosure("ent-vs-2") or make_entry(9)).leaf_index == 3
+
+
+async def test_failed_delivery_fails_the_registration(store: Store) -> None:
+    await store.accept(make_accepted(2), ts(0))
+    items = await store.claim_due(ts(0), 1)
+    assert [i.recipient for i in items] == ["iis"]  # limit is honoured, lowest id first
+    await store.finish(items[0], make_entry(0, registration_id="reg-acc-0002"), state="failed",
+                       next_attempt_at=None, now=ts(1))
+    assert (await store.registration("reg-acc-0002") or {})["status"] == "failed"
+    with pytest.raises(ValueError, match="bad outbox state"):
+        await store.finish(items[0], make_entry(1), state="in_flight", next_attempt_at=None, now=ts(1))
+
+
+async def test_unknown_registration_and_entry(store: Store) -> None:
+    assert await store.registration("nope") is None
+    assert await store.disclosure("nope") is None
+
+
+async def test_idempotency_second_accept_returns_the_first_answer(store: Store) -> None:
+    first = make_accepted(3, key="same", entries=[make_entry(0, registration_id="reg-acc-0003")])
+    assert await store.accept(first, ts(0)) is None
+    second = make_accepted(4, key="same", entries=[make_entry(1, registration_id="reg-acc-0004")])
+    second.idempotency = ("shop", "same", "hash-other")
+    assert await store.accept(second, ts(1)) == ("hash-3", 202, first.response)
+    assert await store.registration("reg-acc-0004") is None  # nothing of the loser was written
+    assert (await store.head()).size == 1
+    assert await store.pending_count() == 2
+
+
+async def test_idempotency_race_returns_the_prior_answer(store: Store) -> None:
+    """Many requests with one key at once: exactly one is written, every other gets its answer."""
+    contenders = [make_accepted(10 + n, key="race", entries=[make_entry(n, registration_id=f"reg-acc-{10 + n:04d}")])
+                  for n in range(6)]
+    results = await asyncio.gather(*(store.accept(a, ts(0)) for a in contenders))
+    winners = [a for a, r in zip(contenders, results, strict=True) if r is None]
+    assert len(winners) == 1
+    winner = winners[0]
+    for r in results:
+        assert r is None or r == (winner.idempotency[2], 202, winner.response)
+    assert (await store.head()).size == 1
+    assert await store.pending_count() == 2
+    for a in contenders:
+        assert (await store.registration(a.registration["id"]) is None) == (a is not winner)
+
+
+async def test_requeue_in_flight(store: Store) -> None:
+    await store.accept(make_accepted(5), ts(0))
+    await store.accept(make_accepted(6, recipients=("eurid",)), ts(0))
+    claimed = await store.claim_due(ts(1), 2)
+    assert len(claimed) == 2
+    assert await store.requeue_in_flight(ts(5)) == 2
+    assert await store.requeue_in_flight(ts(5)) == 0
+    never = await store.claim_due(ts(4), 10)  # requeued rows are due "now" (ts(5)), not earlier
+    assert [(i.recipient, i.attempts) for i in never] == [("eurid", 1)]
+    again = await store.claim_due(ts(5), 10)
+    assert sorted((i.id, i.attempts) for i in again) == sorted((c.id, 2) for c in claimed)
+
+
+# -- disclosures ------------------------------------------------------------------------------------------
+
+async def test_disclosure_filters(store: Store) -> None:
+    entries = [make_entry(i) for i in range(24)]
+    await store.append(entries[:10])
+    await store.append(entries[10:])
+
+    async def ids(**kw: object) -> list[str]:
+        return [e.id for e in await store.disclosures(DisclosureFilter(**kw))]  # type: ignore[arg-type]
+
+    def expect(pred: object) -> list[str]:
+        return [e.id for e in entries if pred(e)]  # type: ignore[operator]
+
+    assert await ids() == expect(lambda e: True)
+    assert await ids(recipient="verisign") == expect(lambda e: e.recipient == "verisign")
+    assert await ids(country="CH") == expect(lambda e: e.recipient_country == "CH")
+    assert await ids(category="safeguard") == expect(lambda e: e.category == "safeguard")
+    assert await ids(outcome="refused") == expect(lambda e: e.outcome == "refused")
+    assert await ids(registration_id="reg-0003") == expect(lambda e: e.registration_id == "reg-0003")
+    assert await ids(subject_id="subj-2") == expect(lambda e: e.subject_id == "subj-2")
+    third = expect(lambda e: e.category in THIRD_COUNTRY_CATEGORIES)
+    assert await ids(third_country=True) == third and third
+    assert await ids(third_country=False) == expect(lambda e: e.category not in THIRD_COUNTRY_CATEGORIES)
+    assert await ids(since=ts(5)) == expect(lambda e: e.recorded_at >= ts(5))
+    assert await ids(until=ts(5)) == expect(lambda e: e.recorded_at < ts(5))
+    assert await ids(since=ts(3), until=ts(9)) == expect(lambda e: ts(3) <= e.recorded_at < ts(9))
+    assert await ids(since="2025-03-01T09:10") == expect(lambda e: e.recorded_at >= "2025-03-01T09:10")
+    assert await ids(after_seq=20) == [e.id for e in entries[21:]]
+    assert await ids(limit=4) == [e.id for e in entries[:4]]
+    assert await ids(after_seq=3, limit=2) == [e.id for e in entries[4:6]]
+    assert await ids(recipient="iis", third_country=True) == []
+    assert await ids(country="US", outcome="failed", category="adequacy") == expect(
+        lambda e: e.recipient_country == "US" and e.outcome == "failed")
+    # keyset paging with after_seq walks everything exactly once
+    seen: list[str] = []
+    after = -1
+    while page := await store.disclosures(DisclosureFilter(after_seq=after, limit=5)):
+        seen.extend(e.id for e in page)
+        after = page[-1].leaf_index or 0
+    assert seen == [e.id for e in entries]
+
+
+async def test_entries_round_trip_with_leaf_index_and_hash(store: Store) -> None:
+    entries = [make_entry(i) for i in range(8)]
+    await store.append(entries)
+    for i, original in enumerate(entries):
+        got = await store.disclosure(original.id)
+        assert got is not None
+        assert got.leaf_index == i
+        assert got.leaf_hash == leaf_hash(leaf_bytes(original.row(i)))
+        assert dataclasses.replace(got, leaf_index=None, leaf_hash=None, stored_values_digest=None) == original
+        assert got.stored_values_digest == original.values_digest
+        assert got.values_purged is False
+
+
+async def test_purge_values_keeps_the_tree_verifiable(store: Store) -> None:
+    signer = CheckpointSigner.generate()
+    entries = await build_ledger(store, signer, 9)
+    with_values = [e.id for e in entries if e.values_ct is not None]
+    assert await store.purge_values([*with_values[:3], "no-such-entry"]) == 3
+    assert await store.purge_values(with_values[:3]) == 0
+    purged = await store.disclosure(with_values[0])
+    assert purged is not None and purged.values_ct is None and purged.values_purged
+    assert purged.stored_values_digest == entries[int(with_values[0][-4:])].values_digest
+    report = await verify_store(store, signer.public_key)
+    assert report.ok, report
+
+
+# -- subjects and keys ----------------------------------------------------------------------------------------
+
+async def test_subjects(store: Store) -> None:
+    s1 = NewSubject("subj-b", "kek-1", b"wrapped-b", (("email", "digest-1"), ("national_id", "digest-2")))
+    await store.accept(make_accepted(20, subject=s1), ts(0))
+    s2 = NewSubject("subj-a", "kek-1", b"wrapped-a", (("email", "digest-3"),))
+    await store.accept(make_accepted(21, subject=s2, links=(("email", "digest-1"),)), ts(1))
+    # an existing subject found again by a new identifier gains that link; known links are not duplicated
+    await store.accept(make_accepted(22, subject_id="subj-b", links=(("phone", "digest-4"), ("email", "digest-1"))),
+                       ts(2))
+
+    assert await store.find_subjects([]) == []
+    assert await store.find_subjects([("email", "nope")]) == []
+    assert await store.find_subjects([("national_id", "digest-2")]) == ["subj-b"]
+    # per identifier in the order given, subjects by id within one, each subject once
+    assert await store.find_subjects([("email", "digest-1")]) == ["subj-a", "subj-b"]
+    assert await store.find_subjects([("email", "digest-3"), ("email", "digest-1"), ("phone", "digest-4")]) == [
+        "subj-a", "subj-b"]
+    assert await store.find_subjects([("phone", "digest-4"), ("email", "digest-3")]) == ["subj-b", "subj-a"]
+    assert await store.find_subjects([("national_id", "digest-1")]) == []  # kind matters
+
+    key = await store.subject_key("subj-b")
+    assert key is not None
+    assert (key.subject_id, key.kid, key.wrapped, key.shredded_at) == ("subj-b", "kek-1", b"wrapped-b", None)
+    assert await store.subject_key("nope") is None
+    assert [k.subject_id async for k in store.subject_keys()] == ["subj-a", "subj-b"]
+
+    await store.replace_wrapped_key("subj-b", "kek-2", b"rewrapped-b")
+    key = await store.subject_key("subj-b")
+    assert key is not None and (key.kid, key.wrapped) == ("kek-2", b"rewrapped-b")
+
+    assert await store.shred_subject("subj-b", ts(5)) is True
+    assert await store.shred_subject("subj-b", ts(6)) is False
+    assert await store.shred_subject("nope", ts(6)) is False
+    key = await store.subject_key("subj-b")
+    assert key is not None and (key.kid, key.wrapped, key.shredded_at) == (None, None, ts(5))
+    await store.replace_wrapped_key("subj-b", "kek-3", b"resurrected")  # a shredded key stays destroyed
+    key = await store.subject_key("subj-b")
+    assert key is not None and (key.kid, key.wrapped) == (None, None)
+    assert await store.find_subjects([("email", "digest-1")]) == ["subj-a", "subj-b"]  # the index stays
+    assert [r["id"] for r in await store.subject_registrations("subj-b")] == ["reg-acc-0020", "reg-acc-0022"]
+
+
+async def test_many_subject_keys_stream_in_order(store: Store) -> None:
+    for n in range(12):
+        sid = f"subj-{(n * 7) % 12:02d}"
+        await store.accept(make_accepted(100 + n, recipients=(), subject=NewSubject(sid, "k", b"w", ())), ts(0))
+    assert [k.subject_id async for k in store.subject_keys()] == [f"subj-{n:02d}" for n in range(12)]
+
+
+# -- access log, requests, restrictions ---------------------------------------------------------------------
+
+async def test_access_log_requests_and_restrictions(store: Store) -> None:
+    await store.record_access("staff", "read_values", "ent-1", "subj-1", ts(1))
+    await store.record_access("staff", "extract", "req-1", None, ts(2))
+    await store.record_access("audit", "read_values", "ent-2", "subj-1", ts(3))
+    log = await store.access_log()
+    assert [(r["actor"], r["object_id"], r["at"]) for r in log] == [
+        ("staff", "ent-1", ts(1)), ("staff", "req-1", ts(2)), ("audit", "ent-2", ts(3))]
+    assert [r["object_id"] for r in await store.access_log("subj-1", limit=1)] == ["ent-1"]
+
+    base = {"kind": "access", "channel": "email", "identity_check": "bankid", "verified_by": "staff",
+            "opened_by": "staff", "state": "open", "subject_id": None, "closed_at": None}
+    await store.open_request({**base, "id": "req-1", "opened_at": ts(0), "deadline": ts(100), "data": {"a": 1}})
+    await store.open_request({**base, "id": "req-2", "opened_at": ts(1), "deadline": ts(50)})
+    req = await store.request("req-1")
+    assert req is not None and req["data"] == {"a": 1} and req["state"] == "open" and req["deadline"] == ts(100)
+    assert (await store.request("req-2") or {})["data"] == {}
+    assert await store.request("nope") is None
+    assert [r["id"] for r in await store.requests()] == ["req-2", "req-1"]
+    assert [r["id"] for r in await store.requests("open")] == ["req-2", "req-1"]
+    await store.update_request("req-1", {"state": "closed", "closed_at": ts(9), "data": {"b": [2]}})
+    req = await store.request("req-1") or {}
+    assert (req["state"], req["closed_at"], req["data"]) == ("closed", ts(9), {"b": [2]})
+    assert [r["id"] for r in await store.requests("closed")] == ["req-1"]
+    with pytest.raises(ValueError):
+        await store.update_request("req-1", {"kind": "erasure"})
+    await store.add_request_event("req-1", ts(3), "staff", "verified", {"z": 1, "a": "ö"})
+    await store.add_request_event("req-1", ts(4), "staff", "closed", {})
+    assert await store.request_events("req-1") == [
+        {"at": ts(3), "actor": "staff", "action": "verified", "detail": {"a": "ö", "z": 1}},
+        {"at": ts(4), "actor": "staff", "action": "closed", "detail": {}}]
+    assert await store.request_events("req-2") == []
+
+    await store.add_restriction({"id": "r-1", "subject_id": "subj-1", "kind": "restriction", "scope": "*",
+                                 "since": ts(5), "request_id": "req-1"})
+    await store.add_restriction({"id": "r-2", "subject_id": "subj-1", "kind": "objection", "scope": "marketing",
+                                 "since": ts(6)})
+    assert [r["id"] for r in await store.restrictions("subj-1")] == ["r-1", "r-2"]
+    assert await store.lift_restriction("r-1", ts(7)) is True
+    assert await store.lift_restriction("r-1", ts(8)) is False
+    assert [r["id"] for r in await store.restrictions("subj-1")] == ["r-2"]
+    lifted = await store.restrictions("subj-1", active_only=False)
+    assert [(r["id"], r["lifted_at"], r["request_id"]) for r in lifted] == [("r-1", ts(7), "req-1"),
+                                                                              ("r-2", None, None)]
+
+
+# -- append-only ------------------------------------------------------------------------------------------
+
+APPEND_ONLY = {
+    "disclosures": ("UPDATE disclosures SET outcome='delivered'", "DELETE FROM disclosures"),
+    "ledger_nodes": ("UPDATE ledger_nodes SET hash=hash", "DELETE FROM ledger_nodes"),
+    "checkpoints": ("UPDATE checkpoints SET origin='x'", "DELETE FROM checkpoints"),
+    "access_log": ("UPDATE access_log SET actor='x'", "DELETE FROM access_log"),
+    "request_events": ("UPDATE request_events SET actor='x'", "DELETE FROM request_events"),
+}
+
+
+@pytest.mark.parametrize("op", ["update", "delete"])
+@pytest.mark.parametrize("table", sorted(APPEND_ONLY))
+async def test_append_only_tables_refuse_raw_update_and_delete(store: Store, raw: RawDB, table: str,
+                                                              op: str) -> None:
+    signer = CheckpointSigner.generate()
+    await build_ledger(store, signer, 4)
+    await store.record_access("staff", "read_values", "ent-1", "subj-1", ts(1))
+    await store.open_request({"id": "req-1", "kind": "access", "channel": "email", "identity_check": "x",
+                              "verified_by": "s", "opened_by": "s", "opened_at": ts(0), "deadline": ts(1),
+                              "state": "open"})
+    await store.add_request_event("req-1", ts(3), "staff", "verified", {})
+    before = await raw.fetch(f"SELECT * FROM {table}")
+    assert before
+    sql = APPEND_ONLY[table][0 if op == "update" else 1]
+    with pytest.raises(Exception, match="append-only"):
+        await raw.execute(sql)
+    assert await raw.fetch(f"SELECT * FROM {table}") == before
+    assert (await verify_store(store, signer.public_key)).ok
+
+
+async def test_truncate_is_refused_too(pg_dsn: str) -> None:
+    store = await PostgresStore.open(pg_dsn)
+    try:
+        await store.append([make_entry(0)])
+        await store.record_access("staff", "read_values", "ent-1", None, ts(1))
+        async with store._pool.acquire() as conn:
+            for table in ("disclosures", "ledger_nodes", "checkpoints", "access_log", "request_events"):
+                with pytest.raises(Exception, match="append-only"):
+                    await conn.execute(f"TRUNCATE {table} CASCADE")
+        assert (await store.head()).size == 1
+    finally:
+        await store.close()
+
+
+# -- the tree --------------------------------------------------------------------------------------------
+
+async def test_checkpoints_add_list_get(store: Store) -> None:
+    signer = CheckpointSigner.generate()
+    assert await store.checkpoints() == []
+    assert await store.checkpoint(0) is None
+    cp0 = await add_checkpoint(store, signer)
+    await store.append([make_entry(i) for i in range(3)])
+    cp3 = await add_checkpoint(store, signer, 3)
+    stored = await store.checkpoints()
+    assert [c.size for c in stored] == [0, 3]
+    got = await store.checkpoint(3)
+    assert got is not None
+    assert (got.root, got.signature, got.key_id) == (cp3.checkpoint.root, cp3.signature, signer.key_id)
+    assert got.timestamp == cp3.to_json()["timestamp"] and got.origin == cp3.checkpoint.origin
+    assert await store.checkpoint(2) is None
+    # a second checkpoint at a size already signed is ignored, not an error
+    await store.add_checkpoint(StoredCheckpoint(size=3, root=b"\x00" * 32, timestamp="x", key_id="k",
+                                                signature=b"s", origin="o"))
+    assert await store.checkpoint(3) == got
+    assert cp0.checkpoint.size == 0
+
+
+async def test_head_nodes_and_streams_match_the_leaves(store: Store) -> None:
+    entries = [make_entry(i) for i in range(21)]
+    for k in range(0, 21, 4):
+        await store.append(entries[k:k + 4])
+    head = await store.head()
+    leaves = await all_leaves(store, batch=4)
+    assert [e.leaf_index for e in leaves] == list(range(21))
+    hashes = [e.leaf_hash or b"" for e in leaves]
+    assert hashes == [leaf_hash(leaf_bytes(e.row(i))) for i, e in enumerate(entries)]
+    assert head.size == 21 and head.root() == root_of(hashes)
+
+    nodes = await all_nodes(store, batch=5)
+    assert nodes == sorted(nodes, key=lambda n: (n[2], n[0]))
+    assert len(nodes) == 2 * 21 - bin(21).count("1")
+    assert all(born == node_born(level, idx) for level, idx, born, _ in nodes)
+    by_coord = {(lv, ix): h for lv, ix, _, h in nodes}
+    assert await store.nodes(list(by_coord)) == by_coord
+    assert await store.nodes([(0, 999), (7, 0)]) == {}
+    assert await store.nodes([]) == {}
+
+    # proofs from stored nodes verify against the head
+    for i in (0, 7, 20):
+        proof = inclusion_proof(lambda lv, ix: by_coord[(lv, ix)], i, 21)
+        assert verify_inclusion(hashes[i], i, 21, proof, head.root())
+    proof = consistency_proof(lambda lv, ix: by_coord[(lv, ix)], 13, 21)
+    assert verify_consistency(13, 21, root_of(hashes[:13]), head.root(), proof)
+
+
+async def test_verify_store_passes_on_a_built_ledger(store: Store) -> None:
+    signer = CheckpointSigner.generate()
+    await add_checkpoint(store, signer)  # the empty tree's checkpoint
+    await build_ledger(store, signer, 37, checkpoint_every=6, batch=4)
+    progress: list[tuple[int, int]] = []
+    report = await verify_store(store, signer.public_key, lambda a, b: progress.append((a, b)), batch=5)
+    assert report.ok, report
+    assert report.entries == 37
+    assert report.checkpoints == len(await store.checkpoints()) >= 8
+    assert progress[-1] == (37, 37)
+    # another key does not verify these checkpoints
+    assert not (await verify_store(store, CheckpointSigner.generate().public_key)).ok
+
+
+async def test_leaf_bytes_identical_across_stores(tmp_path: Path, pg_dsn: str) -> None:
+    """Same entries, same tree: timestamps, JSON and blobs come back from either store identically."""
+    entries = [make_entry(i) for i in range(11)]
+    sqlite_store = SqliteStore(tmp_path / "a.db")
+    pg_store = await PostgresStore.open(pg_dsn)
+    try:
+        for s in (sqlite_store, pg_store):
+            await s.append(entries[:5])
+            await s.append(entries[5:])
+        assert (await sqlite_store.head()) == (await pg_store.head())
+        a, b = await all_leaves(sqlite_store), await all_leaves(pg_store)
+        assert a == b
+        assert [leaf_bytes(e.row(e.leaf_index or 0)) for e in a] == [leaf_bytes(e.row(e.leaf_index or 0)) for e in b]
+        assert await all_nodes(sqlite_store) == await all_nodes(pg_store)
+    finally:
+        await sqlite_store.close()
+        await pg_store.close()
