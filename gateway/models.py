@@ -245,6 +245,22 @@ class Registrant(Strict):
 Hostname = Annotated[str, Field(min_length=1, max_length=253)]
 
 
+class UsNexus(Strict):
+    """.us nexus declaration (usTLD Nexus Requirements): who may hold a .us name."""
+
+    app_purpose: Literal["P1", "P2", "P3", "P4", "P5"]
+    nexus_category: Literal["C11", "C12", "C21", "C31", "C32"]
+    nexus_country: str | None = None
+
+    @model_validator(mode="after")
+    def _country_for_foreign(self) -> UsNexus:
+        if self.nexus_category in ("C31", "C32") and self.nexus_country is None:
+            raise ValueError("nexus categories C31/C32 need nexus_country")
+        if self.nexus_country is not None:
+            _country(self.nexus_country)
+        return self
+
+
 class RegistrationRequest(Strict):
     order_ref: Annotated[str, Field(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
     domain: Annotated[str, Field(min_length=1, max_length=253)]
@@ -252,6 +268,13 @@ class RegistrationRequest(Strict):
     nameservers: Annotated[list[Hostname], Field(max_length=13)] = []
     purpose: Literal["domain_registration"] = "domain_registration"
     registrant: Registrant
+    us_nexus: UsNexus | None = None
+
+    @model_validator(mode="after")
+    def _nexus_only_for_us(self) -> RegistrationRequest:
+        if self.us_nexus is not None and self.tld != "us":
+            raise ValueError("us_nexus is only for .us names")
+        return self
 
     @field_validator("domain")
     @classmethod

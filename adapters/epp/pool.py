@@ -2,7 +2,8 @@
 
 * at most ``max_sessions`` connections are open at once (registries enforce a per-registrar
   session limit and answer the next login with 2502); if a login is refused with 2502 anyway
-  (another process of ours holds sessions), the pool lowers its own limit to what it holds;
+  (another process of ours holds sessions), the pool lowers its own limit to what it holds, and
+  raises it again by one per ``limit_recovery_s`` (the other holder may have gone);
 * idle sessions are kept alive with ``<hello>`` every ``idle_keepalive_s`` so the registry's idle
   timeout does not cut them; one whose keep-alive fails is dropped and replaced on demand;
 * a session that failed mid-command (timeout, dropped connection, garbled frame) is never reused:
@@ -77,6 +78,7 @@ class EppSessionPool:
         trid_prefix: str | None = None,
         max_frame: int = DEFAULT_MAX_FRAME,
         logout_timeout_s: float = 2.0,
+        limit_recovery_s: float = 300.0,
     ) -> None:
         if max_sessions < 1:
             raise ValueError("max_sessions must be at least 1")
@@ -91,6 +93,8 @@ class EppSessionPool:
         self._max_frame = max_frame
         self._logout_timeout_s = logout_timeout_s
         self._limit = max_sessions
+        self._limit_recovery_s = limit_recovery_s
+        self._limit_lowered_at = 0.0
         self._open = 0  # connections open or being opened: in use + idle + connecting
         self._idle: deque[_Pooled] = deque()
         self._clients: set[EppClient] = set()
@@ -174,8 +178,15 @@ class EppSessionPool:
         finally:
             await self._checkin(pooled)
 
+    def _recover_limit(self) -> None:
+        if self._limit < self.max_sessions and time.monotonic() - self._limit_lowered_at >= self._limit_recovery_s:
+            self._limit += 1
+            self._limit_lowered_at = time.monotonic()
+            log.info("EPP pool for %s tries %d sessions again", self.endpoint.host, self._limit)
+
     async def _checkout(self) -> _Pooled:
         self._start_keepalive()
+        self._recover_limit()
         stale: list[_Pooled] = []
         try:
             async with self._cond:
@@ -217,6 +228,7 @@ class EppSessionPool:
                 if isinstance(exc, DeliveryError) and exc.result_code == SESSION_LIMIT:
                     self.stats.session_limit_hits += 1
                     self._limit = max(1, min(self._limit, self._open))
+                    self._limit_lowered_at = time.monotonic()
                     log.warning(
                         "EPP registry %s refused a session (2502); pool limit lowered to %d",
                         self.endpoint.host,

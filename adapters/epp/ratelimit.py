@@ -18,9 +18,7 @@ class TokenBucket:
     starve one session.
     """
 
-    def __init__(
-        self, rate_per_s: float, burst: int = 1, *, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, rate_per_s: float, burst: int = 1, *, clock: Callable[[], float] = time.monotonic) -> None:
         if rate_per_s <= 0:
             raise ValueError("rate_per_s must be positive")
         if burst < 1:

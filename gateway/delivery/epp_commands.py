@@ -22,6 +22,8 @@ from adapters.epp.types import (
     DomainCreate,
     EuridContactExt,
     IisContactExt,
+    NeulevelDomainExt,
+    NoridContactExt,
     PostalInfo,
     RegistrationCommands,
 )
@@ -85,6 +87,9 @@ def _extensions(policy: RecipientPolicy, m: Minimised, kind: str) -> tuple[Conta
         elif ext == "dkhm":
             cvr = _s(v, "national_id") if v.get("national_id_scheme") == "dk_cvr" else None
             out.append(DkhmContactExt(user_type="individual" if kind == "person" else "company", cvr=cvr))
+        elif ext == "norid" and v.get("national_id_scheme") == "no_organisasjonsnummer":
+            # Norid identifies organisations by their 9-digit organisation number
+            out.append(NoridContactExt(identity_type="organizationNumber", identity=cast(str, v["national_id"])))
     return tuple(out)
 
 
@@ -162,6 +167,10 @@ def build_commands(
         contacts=tuple(
             (cast(Literal["admin", "tech", "billing"], r), cid) for r, cid in roles.items() if r != "registrant"
         ),
+        extensions=(
+            (NeulevelDomainExt(req.us_nexus.app_purpose, req.us_nexus.nexus_category, req.us_nexus.nexus_country),)
+            if "neulevel" in epp.extensions and req.us_nexus is not None else ()
+        ),
     )
     return RegistrationCommands(contacts=tuple(contacts), domain=domain)
 
@@ -169,7 +178,8 @@ def build_commands(
 # -- outbox codec ----------------------------------------------------------------------------------
 
 _EXT_TYPES: dict[str, type[Any]] = {
-    "iis": IisContactExt, "eurid": EuridContactExt, "dkhm": DkhmContactExt,
+    "iis": IisContactExt, "eurid": EuridContactExt, "dkhm": DkhmContactExt, "norid": NoridContactExt,
+    "neulevel": NeulevelDomainExt,
 }
 _EXT_NAMES = {v: k for k, v in _EXT_TYPES.items()}
 
@@ -180,7 +190,9 @@ def commands_to_json(cmds: RegistrationCommands) -> dict[str, Any]:
         d["extensions"] = [{"kind": _EXT_NAMES[type(e)], **dataclasses.asdict(e)} for e in c.extensions]
         return d
 
-    return {"contacts": [contact(c) for c in cmds.contacts], "domain": dataclasses.asdict(cmds.domain)}
+    domain = dataclasses.asdict(cmds.domain)
+    domain["extensions"] = [{"kind": _EXT_NAMES[type(e)], **dataclasses.asdict(e)} for e in cmds.domain.extensions]
+    return {"contacts": [contact(c) for c in cmds.contacts], "domain": domain}
 
 
 def commands_from_json(data: dict[str, Any]) -> RegistrationCommands:
@@ -207,6 +219,7 @@ def commands_from_json(data: dict[str, Any]) -> RegistrationCommands:
         name=d["name"], period_years=d["period_years"], auth_pw=d["auth_pw"],
         nameservers=tuple(d["nameservers"]), registrant=d["registrant"],
         contacts=tuple((r, i) for r, i in d["contacts"]),
+        extensions=tuple(_EXT_TYPES[e.pop("kind")](**e) for e in map(dict, d.get("extensions", []))),
     )
     return RegistrationCommands(contacts=tuple(contacts), domain=domain)
 

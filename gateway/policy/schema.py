@@ -162,7 +162,7 @@ class RecipientPolicy(Provenance):
     protocol: Literal["epp", "rri", "https", "escrow"]
     #: Which registrations this recipient receives: its own TLDs (registries), gTLD names only
     #: (registrar data escrow, RAA 3.6), every registration (partners), or none (on request only).
-    on_registration: Literal["tld", "gtld", "all", "never"] = "tld"
+    on_registration: Literal["tld", "gtld", "all", "never"] = None  # type: ignore[assignment]
     #: A refusal of a required recipient stops the whole registration (fail closed); an optional
     #: one (marketing) is refused alone and the registration goes on.
     required: bool = True
@@ -181,11 +181,14 @@ class RecipientPolicy(Provenance):
             raise ValueError("an EPP recipient needs an 'epp' section")
         if self.kind == "registry" and not self.tlds:
             raise ValueError("a registry recipient needs at least one TLD")
+        if self.on_registration is None:  # default by kind: registries by TLD, escrow gTLDs, others on request
+            default = {"registry": "tld", "escrow": "gtld"}.get(self.kind, "never")
+            object.__setattr__(self, "on_registration", default)
         if self.kind == "registry" and self.on_registration != "tld":
             raise ValueError("a registry receives the registrations of its own TLDs (on_registration: tld)")
         if self.kind != "registry" and self.on_registration == "tld":
             raise ValueError("only registries are chosen by TLD; say gtld, all or never")
-        if self.protocol == "https" and self.https is None:
+        if self.protocol == "https" and self.https is None and self.on_registration != "never":
             raise ValueError("an https recipient needs an 'https' section with its path")
         if self.kind == "marketing" and (self.required or "marketing" not in self.purposes):
             raise ValueError("marketing is never required for a registration and its purpose is 'marketing'")

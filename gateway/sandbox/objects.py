@@ -199,13 +199,9 @@ class ObjectStore:
             auth_pw="seeded-pw",
         )
 
-    def seed_domain(
-        self, name: str, *, cl_id: str, registrant: str | None = None, auth_pw: str = "seeded-pw"
-    ) -> None:
+    def seed_domain(self, name: str, *, cl_id: str, registrant: str | None = None, auth_pw: str = "seeded-pw") -> None:
         """Put a domain sponsored by ``cl_id`` into the registry."""
-        self.domains[name.lower()] = self._domain_record(
-            name.lower(), cl_id, 1, registrant=registrant, auth_pw=auth_pw
-        )
+        self.domains[name.lower()] = self._domain_record(name.lower(), cl_id, 1, registrant=registrant, auth_pw=auth_pw)
 
     def find_contact(self, contact_id: str) -> dict[str, Any] | None:
         folded = contact_id.casefold()

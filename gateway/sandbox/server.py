@@ -852,6 +852,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--no-validate", action="store_true", help="skip XSD validation of inbound frames")
     parser.add_argument("--no-client-cert", action="store_true", help="do not require a client certificate")
+    parser.add_argument(
+        "--max-sessions", type=int, default=None, help="per-registrar session limit (the next login gets 2502)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
@@ -864,6 +867,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             password=args.password,
             validate_schemas=not args.no_validate,
             require_client_cert=not args.no_client_cert,
+            max_sessions=args.max_sessions,
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -175,6 +175,10 @@ def _body_for(tld: str) -> dict[str, Any]:
     b["domain"] = f"exempel-{tld}.{tld}"
     if tld == "eu":
         b["registrant"]["citizenship"] = "SE"
+    if tld == "us":
+        b["us_nexus"] = {"app_purpose": "P3", "nexus_category": "C11"}
+    if tld == "no":
+        b["registrant"]["national_id"] = {"scheme": "no_organisasjonsnummer", "value": "988077917"}
     return b
 
 
@@ -196,7 +200,18 @@ async def test_every_configured_tld_sends_schema_valid_epp(gateway: Gateway, tld
         assert reg["disclosures"][-1]["fields"] == []
         return
     assert reg["status"] == "delivered", reg
-    assert f"exempel-{tld}.{tld}" in gateway.sandbox.sandbox.domains
+    domain = gateway.sandbox.sandbox.domains[f"exempel-{tld}.{tld}"]
+    # the registry's extensions carried what the policy released, and nothing for other registries
+    contact_exts: dict[str, dict[str, str]] = {}
+    for c in gateway.sandbox.sandbox.contacts.values():
+        for ns, values in c["extensions"].items():
+            contact_exts.setdefault(ns, {}).update(values)
+    expected = {"se": "urn:se:iis:xml:epp:iis-1.2", "nu": "urn:se:iis:xml:epp:iis-1.2",
+                "eu": "http://www.eurid.eu/xml/epp/contact-ext-1.3", "dk": "urn:dkhm:params:xml:ns:dkhm-4.5",
+                "no": "http://www.norid.no/xsd/no-ext-contact-1.0"}
+    assert set(contact_exts) == ({expected[tld]} if tld in expected else set()), contact_exts
+    if tld == "us":
+        assert "urn:ietf:params:xml:ns:neulevel-1.0" in domain["extensions"]
 
 
 def test_readme_starts_with_the_two_commands() -> None:

@@ -86,7 +86,7 @@ def policy(fields: dict[str, dict[str, Any]], *, epp: dict[str, Any] | None = No
         "role": "controller",
         "tlds": ["test"],
         "country": "SE",
-        "protocol": "epp" if epp is not None else "https",
+        "protocol": "epp" if epp is not None else "rri",
         "purposes": ["domain_registration"],
         "fields": fields,
         "source": "https://registry.example/",

@@ -258,9 +258,7 @@ async def test_every_registry_extension(sandbox: RegistrySandbox) -> None:
             sample_domain("exempel.us", "SE1"), extensions=(NeulevelDomainExt(app_purpose="P1", nexus_category="C11"),)
         )
         await client.domain_create(us, "t-us")
-        assert sandbox.domains["exempel.us"]["extensions"][NS_NEULEVEL] == {
-            "unspec": "AppPurpose=P1 NexusCategory=C11"
-        }
+        assert sandbox.domains["exempel.us"]["extensions"][NS_NEULEVEL] == {"unspec": "AppPurpose=P1 NexusCategory=C11"}
         foreign = NeulevelDomainExt(app_purpose="P2", nexus_category="C31", nexus_country="SE")
         await client.domain_update(DomainUpdate(name="exempel.us", extensions=(foreign,)))
         unspec = sandbox.domains["exempel.us"]["extensions"][NS_NEULEVEL]["unspec"]

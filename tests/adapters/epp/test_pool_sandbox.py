@@ -4,6 +4,7 @@ that no retry duplicates an object."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import itertools
 from collections.abc import AsyncIterator
@@ -14,11 +15,12 @@ from adapters.epp.client import (
     EppClient,
     register_pooled,
     run_pooled,
+    update_contact_pooled,
     update_domain_pooled,
 )
 from adapters.epp.pool import EppSessionPool
 from adapters.epp.tls import DevPki
-from adapters.epp.types import DomainInfo, DomainRenew, DomainUpdate, IisContactExt, RegistrationCommands
+from adapters.epp.types import ContactUpdate, DomainInfo, DomainRenew, DomainUpdate, IisContactExt, RegistrationCommands
 from gateway.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from gateway.sandbox import RegistrySandbox
 from tests.adapters.epp.test_xml import sample_contact, sample_domain
@@ -30,9 +32,7 @@ WAIT = 0.02  # first retry wait in tests; production uses the default 0.1 s
 
 
 def commands(domain: str = "exempel.se", contact_id: str = "RG1A2B") -> RegistrationCommands:
-    return RegistrationCommands(
-        contacts=(sample_contact(contact_id, ORGNO),), domain=sample_domain(domain, contact_id)
-    )
+    return RegistrationCommands(contacts=(sample_contact(contact_id, ORGNO),), domain=sample_domain(domain, contact_id))
 
 
 @pytest.fixture
@@ -92,7 +92,8 @@ async def test_concurrent_registrations_stay_within_max_sessions(sandbox: Regist
 async def test_session_limit_2502_is_retried_and_the_pool_learns_the_limit(sandbox: RegistrySandbox) -> None:
     retries = Retries()
     # The pool thinks it may open 3 sessions; the registry allows 2, so one login gets 2502.
-    async with EppSessionPool(sandbox.endpoint(), max_sessions=3, idle_keepalive_s=None) as pool:
+    pool = EppSessionPool(sandbox.endpoint(), max_sessions=3, idle_keepalive_s=None, limit_recovery_s=0.3)
+    async with pool:
         outcomes = await asyncio.gather(
             *(
                 register_pooled(
@@ -102,6 +103,9 @@ async def test_session_limit_2502_is_retried_and_the_pool_learns_the_limit(sandb
             )
         )
         assert pool.limit == 2 and pool.stats.session_limit_hits == 1
+        await asyncio.sleep(0.3)
+        async with pool.acquire():  # after limit_recovery_s the pool tries one more session again
+            assert pool.limit == 3
     assert [type(e) for e in retries.seen] == [TransientDeliveryError]
     assert retries.seen[0].result_code == 2502
     assert sandbox.session_limit_refusals == 1 and sandbox.peak_sessions == 2
@@ -218,6 +222,18 @@ async def test_dropped_update_is_reconciled_via_info_not_resent(sandbox: Registr
     assert outcome.reconciled is True and outcome.result.code == 1000
     assert len(sandbox.commands_of("domain:update")) == 1  # the retry saw it applied and sent nothing
     assert sandbox.domains["exempel.se"]["ns"] == ["ns2.example.net", "ns3.example.net"]
+
+
+async def test_dropped_contact_update_is_reconciled(sandbox: RegistrySandbox) -> None:
+    update = ContactUpdate(id="RG1A2B", add_status=("clientDeleteProhibited",))
+    async with EppSessionPool(sandbox.endpoint(), max_sessions=2, idle_keepalive_s=None) as pool:
+        await _seed_domain(pool)
+        sandbox.faults.drop_after_applying("contact:update")
+        outcome = await update_contact_pooled(pool, update, "cupd-drop", initial_wait_s=WAIT)
+        again = await update_contact_pooled(pool, dataclasses.replace(update, email="new@example.se"), "cupd-2")
+    assert outcome.reconciled is True and len(sandbox.commands_of("contact:update")) == 2
+    assert again.reconciled is False and again.result.code == 1000
+    assert sandbox.contacts["RG1A2B"]["status"] == ["clientDeleteProhibited"]
 
 
 async def test_rejected_login_is_permanent_and_never_retried(sandbox: RegistrySandbox) -> None:
