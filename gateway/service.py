@@ -19,6 +19,7 @@ from adapters.http_partner import PartnerEndpoint
 from gateway.api.app import Metrics, Services, build_app
 from gateway.auth import TokenStore, write_dev_tokens
 from gateway.delivery.epp_commands import RegistrarContact
+from gateway.delivery.epp_pools import EppPools
 from gateway.delivery.escrow_job import EscrowJob
 from gateway.delivery.worker import DeliveryWorker
 from gateway.errors import ConfigError, PermanentDeliveryError
@@ -177,10 +178,13 @@ async def build(settings: Settings, *, dev_tokens: bool = False) -> tuple[web.Ap
         except KeyError:
             raise PermanentDeliveryError("no partner endpoint configured for this recipient") from None
 
+    pools = EppPools(max_sessions=settings.epp_max_sessions, idle_keepalive_s=settings.epp_keepalive_s,
+                     rate_limit_per_s=settings.epp_rate_limit_per_s, attempts=settings.epp_attempts)
     worker = DeliveryWorker(
         store, ledger, policies, endpoint_for, max_attempts=settings.max_attempts,
         backoff_base_s=settings.backoff_base_s, backoff_max_s=settings.backoff_max_s,
         batch=settings.worker_batch, concurrency=settings.worker_concurrency, partner_endpoints=partner_for,
+        send_epp=pools.register,
     )
     escrow = None
     if cfg.escrow is not None:
@@ -200,6 +204,7 @@ async def build(settings: Settings, *, dev_tokens: bool = False) -> tuple[web.Ap
     app = build_app(services)
 
     async def close_store(app: web.Application) -> None:
+        await pools.close()
         await store.close()
 
     app.on_cleanup.append(close_store)

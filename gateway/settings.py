@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     backoff_base_s: float = Field(default=1.0, ge=0)
     backoff_max_s: float = Field(default=300.0, ge=0)
     epp_timeout_s: float = Field(default=10.0, gt=0)
+    epp_max_sessions: int = Field(default=4, ge=1, le=64)  # per registry
+    epp_keepalive_s: float = Field(default=300.0, gt=0)
+    epp_rate_limit_per_s: float | None = Field(default=None, gt=0)
+    epp_attempts: int = Field(default=3, ge=1, le=10)  # in-process retries before the outbox backs off
 
     def resolved_db(self) -> Path:
         return self.db_path or self.var_dir / "gateway.sqlite3"

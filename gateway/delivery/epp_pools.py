@@ -1,0 +1,41 @@
+"""One bounded EPP session pool per registry endpoint, shared by every delivery to it.
+
+Registrars keep a few long-lived sessions per registry (registries cap them) instead of a TLS
+handshake and login per registration; the pool also applies the registry's rate limit.
+"""
+
+from __future__ import annotations
+
+from adapters.epp.client import register_pooled
+from adapters.epp.pool import EppSessionPool
+from adapters.epp.types import Endpoint, RegistrationCommands, RegistrationOutcome
+
+
+class EppPools:
+    def __init__(
+        self, *, max_sessions: int, idle_keepalive_s: float | None, rate_limit_per_s: float | None, attempts: int
+    ) -> None:
+        self._pools: dict[tuple[str, int, str], EppSessionPool] = {}
+        self.max_sessions = max_sessions
+        self.idle_keepalive_s = idle_keepalive_s
+        self.rate_limit_per_s = rate_limit_per_s
+        self.attempts = attempts
+
+    def pool(self, endpoint: Endpoint) -> EppSessionPool:
+        key = (endpoint.host, endpoint.port, endpoint.client_id)
+        if key not in self._pools:
+            self._pools[key] = EppSessionPool(
+                endpoint, max_sessions=self.max_sessions, idle_keepalive_s=self.idle_keepalive_s,
+                rate_limit_per_s=self.rate_limit_per_s,
+            )
+        return self._pools[key]
+
+    async def register(
+        self, endpoint: Endpoint, commands: RegistrationCommands, cl_trid_prefix: str
+    ) -> RegistrationOutcome:
+        return await register_pooled(self.pool(endpoint), commands, cl_trid_prefix, attempts=self.attempts)
+
+    async def close(self) -> None:
+        for pool in self._pools.values():
+            await pool.close()
+        self._pools.clear()
