@@ -94,7 +94,7 @@ async def baseline(endpoint: Endpoint, n: int, concurrency: int) -> dict[str, fl
     return {"per_s": n / wall, "p50_ms": pct(lat, 50) * 1e3, "p99_ms": pct(lat, 99) * 1e3}
 
 
-async def through_gateway(url: str, token: str, privacy: str, n: int, concurrency: int) -> dict[str, float]:
+async def through_gateway(url: str, token: str, privacy: str, n: int, concurrency: int) -> dict[str, Any]:
     sem = asyncio.Semaphore(concurrency)
     accept_lat: list[float] = []
     accepted_at: dict[str, float] = {}
@@ -133,6 +133,9 @@ async def through_gateway(url: str, token: str, privacy: str, n: int, concurrenc
                 break
             await asyncio.sleep(0.2)
         delivered_wall = time.perf_counter() - t0
+        r = await client.get("/v1/disclosures", params={"outcome": "failed", "limit": 1000},
+                             headers={"Authorization": f"Bearer {privacy}"})
+        failed = r.json()["items"]
     e2e = []
     for e in entries:
         # accepted (202 received) → delivered entry recorded, on the same machine's clock
@@ -143,6 +146,8 @@ async def through_gateway(url: str, token: str, privacy: str, n: int, concurrenc
         "accept_p50_ms": pct(accept_lat, 50) * 1e3,
         "accept_p99_ms": pct(accept_lat, 99) * 1e3,
         "delivered": float(len(entries)),
+        "failed_attempts": float(len(failed)),
+        "failed_codes": sorted({f"{f['result_code']}: {f['reason']}" for f in failed}),
         "delivered_per_s": len(entries) / delivered_wall,
         "accept_to_delivered_p50_ms": pct(e2e, 50) * 1e3,
         "accept_to_delivered_p99_ms": pct(e2e, 99) * 1e3,

@@ -12,6 +12,7 @@ from pathlib import Path
 from aiohttp import web
 
 from gateway import ledger_cli
+from gateway.rights import cli as rights_cli
 from gateway.auth import hash_token
 from gateway.errors import ConfigError
 from gateway.logs import configure
@@ -62,8 +63,11 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--config-dir", type=Path)
     sub.add_parser("hash-token", help="read a token on stdin, print its SHA-256 for the tokens file")
     ledger_cli.add_parsers(sub)
+    rights_cli.add_parsers(sub)
     args = parser.parse_args(argv)
     configure()
+    if args.cmd == "extract":  # offline: needs only the extract and the public key
+        return rights_cli.run(args)
     try:
         settings = Settings()
         if args.cmd == "check-config":

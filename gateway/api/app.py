@@ -273,6 +273,11 @@ def build_app(services: Services) -> web.Application:
     from gateway.api import ledger_routes  # routes module imports this one's helpers
 
     ledger_routes.add_routes(app)
+    from gateway.api import rights_routes
+    from gateway.web import add_routes as add_ui_routes
+
+    rights_routes.add_routes(app)
+    add_ui_routes(app)
 
     if services.worker is not None:
         worker = services.worker

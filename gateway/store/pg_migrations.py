@@ -76,6 +76,9 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
             recipient       TEXT COLLATE "C" NOT NULL,
             subject_id      TEXT COLLATE "C",
             purpose         TEXT COLLATE "C" NOT NULL,
+            required        INTEGER NOT NULL DEFAULT 1,
+            -- batch rows (escrow) are sent by a periodic job, never claimed by the delivery worker
+            batch           INTEGER NOT NULL DEFAULT 0,
             state           TEXT COLLATE "C" NOT NULL CHECK (state IN ('pending','in_flight','done','failed')),
             attempts        INTEGER NOT NULL DEFAULT 0,
             payload_ct      BYTEA NOT NULL,
@@ -87,7 +90,7 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
             updated_at      TEXT COLLATE "C" NOT NULL,
             UNIQUE (registration_id, recipient)
         );
-        CREATE INDEX outbox_due ON outbox(state, next_attempt_at);
+        CREATE INDEX outbox_due ON outbox(batch, state, next_attempt_at);
 
         -- Rejects every UPDATE, DELETE and TRUNCATE on the table it guards; TG_ARGV[0] is the message.
         CREATE FUNCTION gateway_append_only() RETURNS trigger LANGUAGE plpgsql AS $$

@@ -266,11 +266,12 @@ class PostgresStore:
             )
             if a.outbox:
                 await c.executemany(
-                    "INSERT INTO outbox(registration_id, recipient, subject_id, purpose, state, payload_ct, "
-                    "payload_digest, transfer_json, fields_json, next_attempt_at, updated_at) "
-                    "VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9, $10)",
-                    [(reg["id"], item.recipient, subject_id, item.purpose, item.payload_ct, item.payload_digest,
-                      json.dumps(item.transfer), json.dumps(item.fields), now, now) for item in a.outbox],
+                    "INSERT INTO outbox(registration_id, recipient, subject_id, purpose, required, batch, state, "
+                    "payload_ct, payload_digest, transfer_json, fields_json, next_attempt_at, updated_at) "
+                    "VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9, $10, $11, $12)",
+                    [(reg["id"], item.recipient, subject_id, item.purpose, int(item.required), int(item.batch),
+                      item.payload_ct, item.payload_digest, json.dumps(item.transfer), json.dumps(item.fields),
+                      now, now) for item in a.outbox],
                 )
             await self._append_in(c, a.entries)
             return None
@@ -313,16 +314,21 @@ class PostgresStore:
 
         return await self._write(run)
 
-    async def claim_due(self, now: str, limit: int) -> list[OutboxItem]:
+    async def claim_due(self, now: str, limit: int, *, batch_recipient: str | None = None) -> list[OutboxItem]:
+        """Due rows for the delivery worker, or (``batch_recipient``) a batch job's rows.
+
+        Rows another transaction is claiming are skipped, not waited for: two workers never get one row."""
+        # batch=0 rows for the worker, batch=1 rows of one recipient for its batch job ($3 IS NULL: no filter)
         async def run(c: Any) -> list[OutboxItem]:
             rows = await c.fetch(
                 "WITH due AS ("
-                " SELECT id FROM outbox WHERE state='pending' AND next_attempt_at <= $1"
+                " SELECT id FROM outbox WHERE batch = $4 AND ($3::text IS NULL OR recipient = $3::text)"
+                " AND state='pending' AND next_attempt_at <= $1"
                 " ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED"
                 ") UPDATE outbox o SET state='in_flight', attempts=o.attempts+1, updated_at=$1 FROM due "
                 "WHERE o.id = due.id RETURNING o.id, o.registration_id, o.recipient, o.attempts, o.subject_id, "
                 "o.payload_ct, o.payload_digest, o.transfer_json, o.fields_json, o.purpose",
-                now, limit,
+                now, limit, batch_recipient, 0 if batch_recipient is None else 1,
             )
             if not rows:
                 return []
@@ -349,8 +355,9 @@ class PostgresStore:
                 state, entry.result_code, next_attempt_at, now, item.id,
             )
             await self._append_in(c, [entry])
+            # the registration's status follows the rows that count for it (not marketing, not escrow)
             states = {r["state"] for r in await c.fetch(
-                "SELECT state FROM outbox WHERE registration_id=$1", item.registration_id
+                "SELECT state FROM outbox WHERE registration_id=$1 AND required=1", item.registration_id
             )}
             status = "delivered" if states == {"done"} else "failed" if "failed" in states else "delivering"
             await c.execute("UPDATE registrations SET status=$1, updated_at=$2 WHERE id=$3",

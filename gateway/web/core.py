@@ -23,7 +23,6 @@ from gateway.api.app import SERVICES
 from gateway.auth import Role
 from gateway.errors import Forbidden, GatewayError
 from gateway.web.session import (
-    COOKIE_PATH,
     SESSION_COOKIE,
     Revocations,
     Session,
@@ -103,7 +102,7 @@ def error_page(request: web.Request, session: Session | None, status: int, title
     return render(request, "error.html", session, status=status, title=title, detail=detail)
 
 
-def _with_headers(resp: web.StreamResponse) -> web.StreamResponse:
+def secure_headers(resp: web.StreamResponse) -> web.StreamResponse:
     for k, v in SECURITY_HEADERS.items():
         resp.headers.setdefault(k, v)
     return resp
@@ -134,12 +133,12 @@ def public(handler: Handler) -> Handler:
     @functools.wraps(handler)
     async def wrapped(request: web.Request) -> web.StreamResponse:
         try:
-            return _with_headers(await handler(request))
+            return secure_headers(await handler(request))
         except web.HTTPException as exc:
-            _with_headers(exc)
+            secure_headers(exc)
             raise
         except GatewayError as err:
-            return _with_headers(error_page(request, None, err.status, err.title, err.detail))
+            return secure_headers(error_page(request, None, err.status, err.title, err.detail))
 
     return wrapped
 
@@ -156,14 +155,14 @@ def page(*roles: Role) -> Callable[[PageHandler], Handler]:
                     raise login_redirect(request)
                 if session.role not in roles:
                     raise Forbidden(f"the {session.role.value} role may not use this page")
-                return _with_headers(await handler(request, session))
+                return secure_headers(await handler(request, session))
             except web.HTTPException as exc:
-                _with_headers(exc)
+                secure_headers(exc)
                 raise
             except GatewayError as err:
                 if err.status >= 500:
                     log.error("ui.failed", code=err.code, path=request.path)
-                return _with_headers(error_page(request, session, err.status, err.title, err.detail))
+                return secure_headers(error_page(request, session, err.status, err.title, err.detail))
 
         return wrapped
 

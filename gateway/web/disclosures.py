@@ -26,7 +26,7 @@ from gateway.models import IdScheme, normalise_national_id
 from gateway.policy.loader import PolicySet
 from gateway.policy.schema import TransferCategory
 from gateway.store.base import DisclosureEntry, DisclosureFilter, Store
-from gateway.web.core import STAFF_ROLES, checked_form, page, render
+from gateway.web.core import STAFF_ROLES, checked_form, page, render, secure_headers
 from gateway.web.session import Session
 
 PAGE_SIZE = 50
@@ -117,6 +117,9 @@ class LogQuery:
     def qs(self, *, after: int | None = None) -> str:
         return urlencode(self.pairs(after=after))
 
+    def without_subject(self) -> LogQuery:
+        return replace(self, subject_ids=(), subject_unmatched=False, after=-1)
+
     def summary(self) -> str:
         """For the access log: which filters, by name and value (subject ids, never identifiers)."""
         return " ".join(f"{k}={v}" for k, v in self.pairs())[:1000] or "all"
@@ -148,7 +151,7 @@ def _day_start(day: str, plus_days: int = 0) -> str:
         "+00:00", "Z")
 
 
-async def _stream(store: Store, f: DisclosureFilter) -> AsyncIterator[DisclosureEntry]:
+async def stream_entries(store: Store, f: DisclosureFilter) -> AsyncIterator[DisclosureEntry]:
     while True:
         rows = await store.disclosures(f)
         for r in rows:
@@ -163,11 +166,11 @@ async def scan(store: Store, q: LogQuery) -> AsyncIterator[DisclosureEntry]:
     if q.subject_unmatched:
         return
     if len(q.subject_ids) <= 1:
-        async for e in _stream(store, q.store_filter(q.subject_ids[0] if q.subject_ids else None)):
+        async for e in stream_entries(store, q.store_filter(q.subject_ids[0] if q.subject_ids else None)):
             if q.matches(e):
                 yield e
         return
-    streams = [_stream(store, q.store_filter(sid)) for sid in q.subject_ids]
+    streams = [stream_entries(store, q.store_filter(sid)) for sid in q.subject_ids]
     heads: list[DisclosureEntry | None] = [await anext(s, None) for s in streams]
     while True:
         live = [(h.leaf_index or 0, i) for i, h in enumerate(heads) if h is not None]
@@ -181,8 +184,9 @@ async def scan(store: Store, q: LogQuery) -> AsyncIterator[DisclosureEntry]:
         heads[i] = await anext(streams[i], None)
 
 
-async def page_of(store: Store, q: LogQuery, size: int = PAGE_SIZE) -> tuple[list[DisclosureEntry], int | None]:
+async def page_of(store: Store, q: LogQuery, size: int | None = None) -> tuple[list[DisclosureEntry], int | None]:
     """One page and the keyset cursor of the next one (None on the last page)."""
+    size = size or PAGE_SIZE
     rows: list[DisclosureEntry] = []
     more = False
     async for e in scan(store, q):
@@ -247,7 +251,7 @@ async def log_page(request: web.Request, session: Session) -> web.StreamResponse
         q = LogQuery.from_request(request)
     except BadFilter as err:
         return render(request, "disclosures.html", session, status=400, error=err.detail, rows=[], next_after=None,
-                      **_log_context(LogQuery(), policies))
+                      label=instrument_label, **_log_context(LogQuery(), policies))
     rows, nxt = await page_of(svc.store, q)
     return render(request, "disclosures.html", session, error=None, rows=rows, next_after=nxt,
                   label=instrument_label, **_log_context(q, policies))
@@ -257,7 +261,7 @@ async def log_page(request: web.Request, session: Session) -> web.StreamResponse
 async def log_search(request: web.Request, session: Session) -> web.StreamResponse:
     """The filter form with a subject identifier: resolve it here, then show the page by subject id."""
     form = await checked_form(request, session)
-    q = LogQuery.parse(form)
+    q = LogQuery.parse(form, form.getall("subject_id", []))
     ident = form.get("subject", "").strip()
     if ident:
         ids = await find_subject_ids(request, ident)
@@ -334,8 +338,7 @@ async def export_csv(request: web.Request, session: Session) -> web.StreamRespon
         "Content-Type": "text/csv; charset=utf-8",
         "Content-Disposition": f'attachment; filename="disclosures-{stamp}.csv"',
     })
-    for k, v in {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}.items():
-        resp.headers[k] = v
+    secure_headers(resp)
     await resp.prepare(request)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\r\n")

@@ -22,8 +22,8 @@ from tests.store.conftest import add_checkpoint, make_entry
 TASKS = 5
 
 
-async def append(store: PostgresStore, worker: str, count: int, key: Path | None) -> dict[str, list[str]]:
-    signer = CheckpointSigner.from_pem(key.read_bytes()) if key is not None else None
+async def append(store: PostgresStore, worker: str, count: int, key_pem: bytes | None) -> dict[str, list[str]]:
+    signer = CheckpointSigner.from_pem(key_pem) if key_pem is not None else None
     appended: list[str] = []
 
     async def task(k: int) -> None:
@@ -56,8 +56,8 @@ async def main(argv: list[str]) -> None:
         print("ready", flush=True)
         await asyncio.to_thread(sys.stdin.readline)
         if mode == "append":
-            result: dict[str, list[str]] | dict[str, list[int]] = await append(
-                store, worker, int(argv[3]), Path(argv[4]) if len(argv) > 4 else None)
+            pem = await asyncio.to_thread(Path(argv[4]).read_bytes) if len(argv) > 4 else None
+            result: dict[str, list[str]] | dict[str, list[int]] = await append(store, worker, int(argv[3]), pem)
         elif mode == "claim":
             result = await claim(store, argv[3])
         else:

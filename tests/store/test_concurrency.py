@@ -7,6 +7,7 @@ concurrent tasks, all released at the same instant against a database none of th
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -62,7 +63,9 @@ async def run_workers(commands: list[list[str]]) -> list[dict[str, Any]]:
     return results
 
 
-async def test_processes_append_to_one_tree(pg_dsn: str, tmp_path: Path) -> None:
+async def test_processes_append_to_one_tree(pg_empty_dsn: str, tmp_path: Path) -> None:
+    """Four processes start at once on an unmigrated database, then append 50 entries each."""
+    pg_dsn = pg_empty_dsn
     signer = CheckpointSigner.generate()
     key = tmp_path / "checkpoint.pem"
     key.write_bytes(signer.private_pem())
@@ -97,7 +100,7 @@ async def test_processes_append_to_one_tree(pg_dsn: str, tmp_path: Path) -> None
         assert [r["version"] for r in await conn.fetch("SELECT version FROM schema_version")] == [1]
         # the processes really did interleave: not one contiguous block per worker
         owners = [r["id"].split("-")[1] for r in leaves]
-        switches = sum(a != b for a, b in zip(owners, owners[1:], strict=False))
+        switches = sum(a != b for a, b in itertools.pairwise(owners))
         assert switches > WORKERS - 1, owners
     finally:
         await conn.close()

@@ -11,8 +11,14 @@ import pytest
 from gateway.errors import ConfigError
 from gateway.ledger.checkpoint import CheckpointSigner
 from gateway.ledger.entry import leaf_bytes
-from gateway.ledger.merkle import consistency_proof, inclusion_proof, leaf_hash, root_of, verify_consistency, \
-    verify_inclusion
+from gateway.ledger.merkle import (
+    consistency_proof,
+    inclusion_proof,
+    leaf_hash,
+    root_of,
+    verify_consistency,
+    verify_inclusion,
+)
 from gateway.ledger.service import verify_store
 from gateway.store.base import (
     THIRD_COUNTRY_CATEGORIES,
@@ -62,8 +68,8 @@ async def test_reopen_keeps_data_and_refuses_a_newer_schema(store_spec: StoreSpe
         await store_spec.open()
 
 
-async def test_concurrent_open_migrates_once(pg_dsn: str) -> None:
-    stores = await asyncio.gather(*(PostgresStore.open(pg_dsn, max_size=2) for _ in range(6)))
+async def test_concurrent_open_migrates_once(pg_empty_dsn: str) -> None:
+    stores = await asyncio.gather(*(PostgresStore.open(pg_empty_dsn, max_size=2) for _ in range(6)))
     try:
         assert {s.schema_version for s in stores} == {1}
         await stores[0].append([make_entry(0)])
@@ -140,6 +146,30 @@ async def test_failed_delivery_fails_the_registration(store: Store) -> None:
     assert (await store.registration("reg-acc-0002") or {})["status"] == "failed"
     with pytest.raises(ValueError, match="bad outbox state"):
         await store.finish(items[0], make_entry(1), state="in_flight", next_attempt_at=None, now=ts(1))
+
+
+async def test_batch_and_optional_outbox_rows(store: Store) -> None:
+    """Batch rows (escrow) are only for their batch job; optional rows do not hold up the status."""
+    a = make_accepted(7, recipients=("iis",))
+    a.outbox.append(dataclasses.replace(a.outbox[0], recipient="escrow", batch=True, required=False))
+    a.outbox.append(dataclasses.replace(a.outbox[0], recipient="mailer", required=False))
+    await store.accept(a, ts(0))
+    assert await store.pending_count() == 3
+    worker = await store.claim_due(ts(1), 10)
+    assert [i.recipient for i in worker] == ["iis", "mailer"]
+    assert await store.claim_due(ts(1), 10, batch_recipient="other") == []
+    escrow = await store.claim_due(ts(1), 10, batch_recipient="escrow")
+    assert [(i.recipient, i.attempts) for i in escrow] == [("escrow", 1)]
+    assert await store.claim_due(ts(1), 10, batch_recipient="escrow") == []
+    await store.finish(worker[1], make_entry(0, registration_id="reg-acc-0007"), state="failed",
+                       next_attempt_at=None, now=ts(2))
+    assert (await store.registration("reg-acc-0007") or {})["status"] == "delivering"  # mailer is optional
+    await store.finish(worker[0], make_entry(1, registration_id="reg-acc-0007"), state="done",
+                       next_attempt_at=None, now=ts(2))
+    reg = await store.registration("reg-acc-0007") or {}
+    assert reg["status"] == "delivered"  # escrow still in flight, mailer failed: neither counts
+    assert [(d["recipient"], d["state"]) for d in reg["deliveries"]] == [
+        ("iis", "done"), ("escrow", "in_flight"), ("mailer", "failed")]
 
 
 async def test_unknown_registration_and_entry(store: Store) -> None:

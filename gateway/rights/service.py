@@ -1,0 +1,663 @@
+"""Data-subject rights (GDPR Art. 12-22, 30) over the disclosure ledger.
+
+Every step taken on a request is a request event holding ids, kinds and counts only, never a
+value: the request log must not become a second copy of the personal data it is about.  Reading
+values for an extract is itself logged (``ledger.record_access``).
+"""
+
+from __future__ import annotations
+
+import builtins
+import datetime as dt
+import re
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import structlog
+
+from gateway.errors import ValidationFailed
+from gateway.ledger.checkpoint import SignedCheckpoint
+from gateway.ledger.service import Ledger, SubjectErased
+from gateway.models import IdScheme, Registrant, RegistrationRequest, normalise_national_id, to_a_label
+from gateway.policy.classify import classify_transfer
+from gateway.policy.loader import PolicySet
+from gateway.policy.schema import RecipientPolicy, TransferCategory
+from gateway.registrations import iso, plan_registration, utcnow
+from gateway.rights import render
+from gateway.rights.config import (
+    ControllerConfig,
+    RetentionConfig,
+    default_config_dir,
+    load_controller,
+    load_retention,
+)
+from gateway.rights.deadlines import days_left, deadline_for, extended_deadline, extension_refusal
+from gateway.rights.errors import (
+    ExtensionRefused,
+    IdentifiersMissing,
+    InvalidScope,
+    RequestClosed,
+    RequestNotFound,
+    RestrictionNotFound,
+    SubjectNotIdentified,
+)
+from gateway.rights.extract import FORMAT, FORMAT_VERSION, present_entry, values_note
+from gateway.rights.texts import AUTOMATED, LANGS, RIGHTS, SOURCE, VERIFY, Lang
+from gateway.store.base import DisclosureEntry, DisclosureFilter, Store
+
+log = structlog.get_logger("gateway.rights")
+
+RequestKind = Literal["access", "rectification", "erasure", "restriction", "objection"]
+REQUEST_KINDS: tuple[str, ...] = get_args(RequestKind)
+IDENTIFIER_KEYS = frozenset({"email", "national_id", "national_id_scheme", "contact_id", "domain"})
+_ACTIVE_REGISTRATION = frozenset({"accepted", "delivering", "delivered"})
+_PAGE = 1000
+
+SECURITY_MEASURES: tuple[dict[str, str], ...] = (
+    {"measure": "Encryption of disclosed values at rest",
+     "detail": "Values each disclosure sent are sealed with AES-256-GCM under a random per-subject data key; "
+               "the associated data binds each ciphertext to its entry. Data keys are wrapped (AES-256-GCM) "
+               "under a key-encryption key ring that can be rotated without touching the log."},
+    {"measure": "Erasure by crypto-shredding",
+     "detail": "Art. 17 erasure destroys the subject's wrapped data key; every value sealed under it becomes "
+               "unreadable while the log's integrity proofs keep verifying."},
+    {"measure": "Tamper-evident disclosure log",
+     "detail": "Every disclosure entry is a leaf of an append-only RFC 9162 Merkle tree written in the same "
+               "database transaction as the entry; Ed25519-signed checkpoints, inclusion and consistency proofs "
+               "let anyone verify it; database triggers forbid updating or deleting entries."},
+    {"measure": "Blind indexes",
+     "detail": "Subjects are found by HMAC-SHA256 digests of normalised identifiers (e-mail, national ID) under a "
+               "separate key; no identifier is stored in clear for lookup."},
+    {"measure": "Transport security",
+     "detail": "EPP to registries over TLS with client certificates (RFC 5734); partners over HTTPS."},
+    {"measure": "Access control and accountability",
+     "detail": "Bearer tokens stored only as SHA-256 hashes and compared in constant time; roles (ordering, "
+               "privacy, auditor); every staff read of personal data is written to an append-only access log."},
+    {"measure": "Data minimisation and transfer control",
+     "detail": "Default-deny per-recipient field policies; every transfer classified under GDPR Chapter V at the "
+               "transfer time and blocked (fail closed) without a valid basis; restrictions and objections "
+               "refuse further disclosures."},
+    {"measure": "Storage limitation",
+     "detail": "A retention job deletes disclosed values after their purpose's period (config/retention.yaml)."},
+    {"measure": "No personal data in logs or errors",
+     "detail": "Application logs and error responses carry ids, codes and counts only."},
+)
+
+
+def _text(name: str, value: Any, limit: int = 200) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > limit:
+        raise ValidationFailed(f"'{name}' must be a non-empty string of at most {limit} characters",
+                               errors=[{"loc": [name], "type": "string_type"}])
+    return value.strip()
+
+
+def _scope_error(name: str) -> InvalidScope:
+    return InvalidScope(errors=[{"loc": [name], "type": "scope"}])
+
+
+def _parse_time(text: str) -> dt.datetime:
+    t = dt.datetime.fromisoformat(text)
+    return t if t.tzinfo is not None else t.replace(tzinfo=dt.UTC)
+
+
+def national_id_forms(value: str, scheme: str | None) -> list[str]:
+    """The canonical forms a given national ID may be stored under (registration normalises by scheme)."""
+    if scheme is not None:
+        try:
+            return [normalise_national_id(IdScheme(scheme), value)]
+        except ValueError:
+            raise ValidationFailed("national_id is not valid for national_id_scheme",
+                                   errors=[{"loc": ["identifiers", "national_id"], "type": "value_error"}]) from None
+    forms = [value]
+    for guess in (IdScheme.SE_PERSONNUMMER, IdScheme.SE_SAMORDNINGSNUMMER):
+        try:
+            canonical = normalise_national_id(guess, value)
+        except ValueError:
+            continue
+        if canonical not in forms:
+            forms.append(canonical)
+    return forms
+
+
+class RightsService:
+    def __init__(
+        self,
+        store: Store,
+        ledger: Ledger,
+        policies: PolicySet,
+        clock: Callable[[], dt.datetime] = utcnow,
+        *,
+        config_dir: Path | None = None,
+        retention_config: RetentionConfig | None = None,
+        controller: ControllerConfig | None = None,
+    ) -> None:
+        self.store = store
+        self.ledger = ledger
+        self.policies = policies
+        self.clock = clock
+        cfg = config_dir or default_config_dir()
+        self.retention_config = retention_config or load_retention(cfg)
+        self.controller = controller or load_controller(cfg)
+
+    # -- requests -------------------------------------------------------------------------------------
+
+    async def _event(self, request_id: str, actor: str, action: str, detail: dict[str, Any]) -> None:
+        await self.store.add_request_event(request_id, iso(self.clock()), actor, action, detail)
+
+    async def _find_subjects(self, identifiers: dict[str, str]) -> tuple[builtins.list[str], builtins.list[str]]:
+        """Subjects matching EVERY identifier given (fail closed: a shared e-mail address alone must not
+        hand one person's data to another).  Returns (subject ids, the identifier kinds used)."""
+        lookups: builtins.list[tuple[str, builtins.list[tuple[str, str]]]] = []
+        if "email" in identifiers:
+            lookups.append(("email", [("email", identifiers["email"])]))
+        if "national_id" in identifiers:
+            forms = national_id_forms(identifiers["national_id"], identifiers.get("national_id_scheme"))
+            lookups.append(("national_id", [("national_id", f) for f in forms]))
+        found: builtins.list[str] | None = None
+        for _kind, pairs in lookups:
+            try:
+                digests = self.ledger.digests(pairs)
+            except ValueError:
+                digests = []
+            ids = await self.store.find_subjects(digests) if digests else []
+            found = ids if found is None else [s for s in found if s in ids]
+        candidates = found or []
+        used = [k for k, _ in lookups]
+        if candidates and "domain" in identifiers:
+            used.append("domain")
+            try:
+                want = to_a_label(identifiers["domain"])
+            except ValueError:
+                want = identifiers["domain"].strip().lower().rstrip(".")
+            kept = []
+            for sid in candidates:
+                if any(r["domain"] == want for r in await self.store.subject_registrations(sid)):
+                    kept.append(sid)
+            candidates = kept
+        if candidates and "contact_id" in identifiers:
+            used.append("contact_id")
+            want = identifiers["contact_id"].strip().upper()
+            kept = []
+            for sid in candidates:
+                entries = await self._entries([sid])
+                if any(str(v).upper() == want for e in entries for v in e.objects.values()):
+                    kept.append(sid)
+            candidates = kept
+        # a live subject first: restrictions and future registrations attach to it
+        live = [s for s in candidates if await self._live(s)]
+        return live + [s for s in candidates if s not in live], used
+
+    async def _live(self, subject_id: str) -> bool:
+        key = await self.store.subject_key(subject_id)
+        return key is not None and key.wrapped is not None
+
+    async def open_request(
+        self, *, kind: RequestKind, channel: str, identity_check: str, verified_by: str, actor: str,
+        identifiers: dict[str, str],
+    ) -> dict[str, Any]:
+        if kind not in REQUEST_KINDS:
+            raise ValidationFailed("unknown request kind", errors=[{"loc": ["kind"], "type": "literal_error"}])
+        channel = _text("channel", channel, 40)
+        identity_check = _text("identity_check", identity_check)
+        verified_by = _text("verified_by", verified_by, 80)
+        if not isinstance(identifiers, dict) or not set(identifiers) <= IDENTIFIER_KEYS:
+            raise ValidationFailed("unknown identifier", errors=[{"loc": ["identifiers"], "type": "extra_forbidden"}])
+        for k, v in identifiers.items():
+            _text(f"identifiers.{k}", v, 254)
+        if "email" not in identifiers and "national_id" not in identifiers:
+            raise IdentifiersMissing(errors=[{"loc": ["identifiers"], "type": "missing"}])
+        subjects, used = await self._find_subjects(identifiers)
+        now = self.clock()
+        request_id = uuid.uuid4().hex
+        await self.store.open_request({
+            "id": request_id, "kind": kind, "channel": channel, "identity_check": identity_check,
+            "verified_by": verified_by, "opened_by": actor, "opened_at": iso(now),
+            "deadline": deadline_for(now.date()).isoformat(), "state": "open",
+            "subject_id": subjects[0] if subjects else None, "closed_at": None,
+            "data": {"subject_ids": subjects, "matched_by": used},
+        })
+        await self._event(request_id, actor, "opened", {
+            "kind": kind, "channel": channel, "identifiers_given": sorted(identifiers),
+        })
+        if subjects:
+            await self._event(request_id, actor, "subject_found", {"subject_ids": subjects, "matched_by": used})
+        else:
+            await self._event(request_id, actor, "subject_not_found", {"matched_by": used})
+        log.info("rights.request_opened", request=request_id, kind=kind, subjects=len(subjects))
+        return await self.get(request_id)
+
+    def _view(self, row: dict[str, Any]) -> dict[str, Any]:
+        out = dict(row)
+        out["days_left"] = (None if row["state"] == "closed"
+                            else days_left(dt.date.fromisoformat(row["deadline"]), self.clock().date()))
+        return out
+
+    async def _row(self, request_id: str) -> dict[str, Any]:
+        row = await self.store.request(request_id) if re.fullmatch(r"[0-9a-f]{32}", request_id) else None
+        if row is None:
+            raise RequestNotFound()
+        return row
+
+    async def _open_row(self, request_id: str) -> dict[str, Any]:
+        row = await self._row(request_id)
+        if row["state"] == "closed":
+            raise RequestClosed()
+        return row
+
+    @staticmethod
+    def _subject_ids(row: dict[str, Any]) -> builtins.list[str]:
+        ids: builtins.list[str] = list(row["data"].get("subject_ids") or [])
+        if row.get("subject_id") and row["subject_id"] not in ids:
+            ids.insert(0, row["subject_id"])
+        return ids
+
+    @staticmethod
+    def _subject(row: dict[str, Any]) -> str:
+        if not row.get("subject_id"):
+            raise SubjectNotIdentified()
+        return str(row["subject_id"])
+
+    async def get(self, request_id: str) -> dict[str, Any]:
+        row = await self._row(request_id)
+        return self._view(row) | {"events": await self.store.request_events(request_id)}
+
+    async def list(self, state: str | None = None) -> builtins.list[dict[str, Any]]:
+        if state is not None and state not in ("open", "closed"):
+            raise ValidationFailed("state must be 'open' or 'closed'", errors=[{"loc": ["state"], "type": "enum"}])
+        return [self._view(r) for r in await self.store.requests(state)]
+
+    async def extend(self, request_id: str, actor: str, reason: str) -> dict[str, Any]:
+        row = await self._open_row(request_id)
+        reason = _text("reason", reason, 500)
+        opened = _parse_time(row["opened_at"]).date()
+        why = extension_refusal(opened, self.clock().date(), already_extended=bool(row["data"].get("extension")))
+        if why is not None:
+            raise ExtensionRefused(why)
+        deadline = extended_deadline(opened).isoformat()
+        data = dict(row["data"], extension={"at": iso(self.clock()), "by": actor, "reason": reason,
+                                            "previous_deadline": row["deadline"]})
+        await self.store.update_request(request_id, {"deadline": deadline, "data": data})
+        await self._event(request_id, actor, "extended", {"deadline": deadline, "previous": row["deadline"],
+                                                          "reason": reason, "subject_to_be_informed": True})
+        return await self.get(request_id)
+
+    async def close(self, request_id: str, actor: str, outcome: str) -> dict[str, Any]:
+        row = await self._open_row(request_id)
+        outcome = _text("outcome", outcome, 200)
+        now = iso(self.clock())
+        await self.store.update_request(request_id, {"state": "closed", "closed_at": now,
+                                                     "data": dict(row["data"], outcome=outcome)})
+        await self._event(request_id, actor, "closed", {"outcome": outcome})
+        return await self.get(request_id)
+
+    # -- the subject's entries --------------------------------------------------------------------------
+
+    async def _entries(self, subject_ids: builtins.list[str]) -> builtins.list[DisclosureEntry]:
+        out: builtins.list[DisclosureEntry] = []
+        for sid in subject_ids:
+            after = -1
+            while True:
+                page = await self.store.disclosures(DisclosureFilter(subject_id=sid, after_seq=after, limit=_PAGE))
+                out.extend(page)
+                if len(page) < _PAGE:
+                    break
+                after = page[-1].leaf_index if page[-1].leaf_index is not None else after
+        return sorted(out, key=lambda e: e.leaf_index or 0)
+
+    def _purpose_text(self, purpose: str, lang: Lang) -> tuple[str, str | None]:
+        cfg = self.retention_config.purposes.get(purpose)
+        if cfg is None:
+            return purpose, None
+        return cfg.description.get(lang), cfg.lawful_basis
+
+    # -- Art. 15 extract --------------------------------------------------------------------------------
+
+    async def extract(self, request_id: str, actor: str, lang: Literal["sv", "en"] = "sv") -> dict[str, Any]:
+        if lang not in LANGS:
+            raise ValidationFailed("lang must be 'sv' or 'en'", errors=[{"loc": ["lang"], "type": "literal_error"}])
+        row = await self._row(request_id)
+        subject_ids = self._subject_ids(row)
+        # The extract is complete as of its checkpoint: if entries arrive while we read, sign again.
+        cp: SignedCheckpoint | None = None
+        entries: builtins.list[DisclosureEntry] = []
+        for _ in range(5):
+            cp = await self.ledger.checkpoint()
+            entries = await self._entries(subject_ids)
+            if all((e.leaf_index or 0) < cp.checkpoint.size for e in entries):
+                break
+        assert cp is not None
+        entries = [e for e in entries if (e.leaf_index or 0) < cp.checkpoint.size]
+        erased = {sid: not await self._live(sid) for sid in subject_ids}
+        items = []
+        for e in entries:
+            values: dict[str, Any] | None = None
+            note = values_note(e, erased=erased.get(e.subject_id or "", False))
+            if note is None:
+                try:
+                    values = await self.ledger.entry_values(e)
+                except SubjectErased:
+                    note = "erased"
+            purpose_text, basis = self._purpose_text(e.purpose, lang)
+            proof = await self.ledger.inclusion(e, cp.checkpoint.size)
+            items.append(present_entry(e, values, note, proof, lang, purpose_text, basis))
+        purposes = sorted({e.purpose for e in entries})
+        c = self.controller
+        extract: dict[str, Any] = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "request_id": request_id,
+            "subject_id": row.get("subject_id"),
+            "subject_ids": subject_ids,
+            "generated_at": iso(self.clock()),
+            "lang": lang,
+            "controller": c.controller.model_dump() | {"placeholder": c.placeholder},
+            "dpo": c.dpo.model_dump() if c.dpo else None,
+            "supervisory_authority": c.supervisory_authority.model_dump(exclude={"source", "confirmed"}),
+            "source": SOURCE[lang],
+            "automated_decisions": AUTOMATED[lang],
+            "purposes": [self._purpose_view(p, lang) for p in purposes],
+            "retention": [self._purpose_view(p, lang) for p in sorted(self.retention_config.purposes)],
+            "rights": [{"right": r, "article": a, "text": t} for r, a, t in RIGHTS[lang]],
+            "checkpoint": cp.to_json(),
+            "verification": {"text": VERIFY[lang], "key_id": cp.key_id,
+                             "public_key": "GET /v1/ledger/public-key"},
+            "disclosures": items,
+        }
+        await self._event(request_id, actor, "extract", {
+            "lang": lang, "entries": len(items), "checkpoint_size": cp.checkpoint.size,
+            "entry_ids": [e.id for e in entries],
+        })
+        await self.ledger.record_access(actor, "rights.extract", request_id, row.get("subject_id"))
+        return extract
+
+    def _purpose_view(self, purpose: str, lang: Lang) -> dict[str, Any]:
+        cfg = self.retention_config.purposes.get(purpose)
+        if cfg is None:
+            return {"purpose": purpose, "description": purpose, "lawful_basis": None, "retention": None,
+                    "period_months": None}
+        return {"purpose": purpose, "description": cfg.description.get(lang), "lawful_basis": cfg.lawful_basis,
+                "retention": cfg.criteria.get(lang), "period_months": cfg.period_months}
+
+    def render_html(self, extract: dict[str, Any]) -> str:
+        """The printable letter (HTML, autoescaped), in the extract's language."""
+        return render.render_html(extract)
+
+    def render_pdf(self, extract: dict[str, Any]) -> bytes:
+        """The same letter as a PDF (DejaVu Sans if installed, so å, ä and ö render)."""
+        return render.render_pdf(extract)
+
+    # -- Art. 18 / 21 -----------------------------------------------------------------------------------
+
+    async def _recipients_reached(self, subject_ids: builtins.list[str]) -> builtins.list[str]:
+        """Art. 19: who received (or may have received) the subject's data."""
+        return sorted({e.recipient for e in await self._entries(subject_ids)
+                       if e.fields and e.outcome in ("delivered", "failed")})
+
+    async def _restrict(self, request_id: str, actor: str, kind: str, scope: str) -> dict[str, Any]:
+        row = await self._open_row(request_id)
+        subject = self._subject(row)
+        now = iso(self.clock())
+        rid = uuid.uuid4().hex
+        restriction = {"id": rid, "subject_id": subject, "kind": kind, "scope": scope, "since": now,
+                       "request_id": request_id}
+        await self.store.add_restriction(restriction)
+        notify = await self._recipients_reached(self._subject_ids(row))
+        action = "restricted" if kind == "restriction" else "objected"
+        await self._event(request_id, actor, action, {"restriction_id": rid, "scope": scope,
+                                                      "notify_recipients": notify})
+        return {"request_id": request_id, "restriction": restriction, "notify_recipients": notify}
+
+    async def restrict(self, request_id: str, actor: str, scope: str = "all") -> dict[str, Any]:
+        if scope != "all" and scope not in self.policies.recipients:
+            raise _scope_error("scope")
+        return await self._restrict(request_id, actor, "restriction", scope)
+
+    async def object(self, request_id: str, actor: str, scope: str = "marketing") -> dict[str, Any]:
+        if scope != "marketing" and scope not in self.policies.recipients:
+            raise _scope_error("scope")
+        return await self._restrict(request_id, actor, "objection", scope)
+
+    async def lift(self, request_id: str, restriction_id: str, actor: str) -> dict[str, Any]:
+        row = await self._open_row(request_id)
+        subject = self._subject(row)
+        active = {r["id"] for r in await self.store.restrictions(subject)}
+        if restriction_id not in active:
+            raise RestrictionNotFound()
+        now = iso(self.clock())
+        if not await self.store.lift_restriction(restriction_id, now):
+            raise RestrictionNotFound()
+        await self._event(request_id, actor, "lifted", {"restriction_id": restriction_id,
+                                                        "subject_informed_before_lifting": True})
+        return {"request_id": request_id, "restriction_id": restriction_id, "lifted_at": now}
+
+    # -- Art. 17 ----------------------------------------------------------------------------------------
+
+    async def erase(self, request_id: str, actor: str) -> dict[str, Any]:
+        """Crypto-shred the subject's data key(s) and list, per recipient who received the data, whether a
+        deletion request can follow (Art. 17(2), 19).  The recipient calls themselves are not made here."""
+        row = await self._open_row(request_id)
+        self._subject(row)
+        subject_ids = self._subject_ids(row)
+        entries = await self._entries(subject_ids)
+        registrations: dict[str, dict[str, Any]] = {}
+        for sid in subject_ids:
+            for r in await self.store.subject_registrations(sid):
+                registrations[r["id"]] = r
+        now = iso(self.clock())
+        shredded = [await self.ledger.shred(sid, now) for sid in subject_ids]
+        recipients = self._deletion_plan(entries, registrations)
+        data = dict(row["data"], erasure={"at": now, "recipients": recipients})
+        await self.store.update_request(request_id, {"data": data})
+        await self._event(request_id, actor, "erased", {
+            "subject_ids": subject_ids, "keys_destroyed": sum(shredded),
+            "recipients": [r["recipient"] for r in recipients],
+        })
+        log.info("rights.erased", request=request_id, subjects=len(subject_ids), keys_destroyed=sum(shredded))
+        return {"request_id": request_id, "erased_at": now, "subject_ids": subject_ids,
+                "keys_destroyed": sum(shredded), "already_erased": not any(shredded), "recipients": recipients}
+
+    def _deletion_plan(
+        self, entries: builtins.list[DisclosureEntry], registrations: dict[str, dict[str, Any]]
+    ) -> builtins.list[dict[str, Any]]:
+        by_recipient: dict[str, builtins.list[DisclosureEntry]] = {}
+        for e in entries:
+            if e.outcome in ("delivered", "failed"):
+                by_recipient.setdefault(e.recipient, []).append(e)
+        out = []
+        for recipient, group in sorted(by_recipient.items()):
+            policy = self.policies.recipients.get(recipient)
+            fields = sorted({f for e in group for f in e.fields})
+            reg_ids = sorted({e.registration_id for e in group})
+            active = sorted(r for r in reg_ids if registrations.get(r, {}).get("status") in _ACTIVE_REGISTRATION)
+            received = "delivered" if any(e.outcome == "delivered" for e in group) else "attempted"
+            deletion, reason = self._deletion_possible(policy, fields, active)
+            out.append({
+                "recipient": recipient, "recipient_name": group[-1].recipient_name,
+                "country": group[-1].recipient_country, "kind": policy.kind if policy else None,
+                "role": policy.role if policy else None, "received": received, "entries": len(group),
+                "fields": fields, "registrations": reg_ids, "active_registrations": active,
+                "deletion_request": deletion, "reason": reason, "status": "pending" if deletion == "possible" else
+                "none",
+            })
+        return out
+
+    @staticmethod
+    def _deletion_possible(
+        policy: RecipientPolicy | None, fields: builtins.list[str], active: builtins.list[str]
+    ) -> tuple[str, str]:
+        if not fields:
+            return "not_needed", "no personal data was sent to this recipient"
+        if policy is None:
+            return "possible", "recipient no longer configured: ask it directly to delete the data"
+        if policy.kind == "registry" and active:
+            return "not_possible", ("active registration: a registered domain needs a holder, so the registry keeps "
+                                    "the holder contact while the domain exists; ask again once it is deleted or "
+                                    "transferred (Art. 17(3)(b), contract)")
+        if policy.kind == "escrow" and active:
+            return "not_possible", ("active registration: registrar data escrow (ICANN RAA 3.6) must cover every "
+                                    "active gTLD registration; the next full deposit after the domain ends drops it")
+        if policy.kind == "registry":
+            how = "EPP contact:delete of the holder contact" if policy.protocol == "epp" else "the registry's process"
+            return "possible", f"no active registration: request deletion via {how}"
+        if policy.role == "processor":
+            return "possible", f"processor (Art. 28): instruct {policy.recipient} to delete the data"
+        return "possible", "controller: ask the recipient to erase the data (Art. 17(2), 19)"
+
+    # -- Art. 30 ----------------------------------------------------------------------------------------
+
+    async def art30(self) -> dict[str, Any]:
+        now = self.clock()
+        pols = self.policies
+        c = self.controller
+        by_kind: dict[str, builtins.list[dict[str, Any]]] = {}
+        transfers = []
+        for rid, p in sorted(pols.recipients.items()):
+            first = await self.store.disclosures(DisclosureFilter(recipient=rid, outcome="delivered", limit=1))
+            view = {
+                "recipient": rid, "name": p.name, "country": p.country, "role": p.role, "enabled": p.enabled,
+                "tlds": list(p.tlds), "purposes": list(p.purposes),
+                "fields": sorted(f for f, r in p.fields.items() if r.send != "never"),
+                "third_country": p.country not in pols.jurisdictions.eea,
+                "retention": p.retention, "source": p.source, "confirmed": p.confirmed,
+                "first_disclosure_in_log": first[0].recorded_at if first else None,
+            }
+            by_kind.setdefault(p.kind, []).append(view)
+            if p.country in pols.jurisdictions.eea:
+                continue
+            decision = classify_transfer(p, pols.jurisdictions, now, p.purposes[0],
+                                         carries_personal_data=p.sends_personal_data)
+            transfers.append({
+                "recipient": rid, "name": p.name, "country": p.country, "category": decision.category.value,
+                "article": decision.article, "instrument": decision.instrument,
+                "safeguards": [{"article": s.article, "instrument": s.instrument, "signed": s.signed.isoformat(),
+                                "valid_until": s.valid_until.isoformat() if s.valid_until else None,
+                                "confirmed": s.confirmed} for s in p.safeguards],
+                "derogation": ({"article": p.derogation.article, "justification": p.derogation.justification,
+                                "purposes": list(p.derogation.purposes)} if p.derogation else None),
+                "transfers_personal_data": decision.category not in (TransferCategory.NO_PERSONAL_DATA,
+                                                                     TransferCategory.BLOCKED),
+                "note": decision.reason, "confirmed": decision.confirmed,
+            })
+        purposes = sorted({pp for p in pols.recipients.values() for pp in p.purposes}
+                          | set(self.retention_config.purposes))
+        return {
+            "record": "Art. 30(1) GDPR record of processing activities",
+            "generated_at": iso(now),
+            "controller": c.controller.model_dump() | {"placeholder": c.placeholder},
+            "dpo": c.dpo.model_dump() if c.dpo else None,
+            "supervisory_authority": c.supervisory_authority.model_dump(),
+            "purposes": [
+                self._purpose_view(p, "en") | {"recipients": sorted(r for r, pol in pols.recipients.items()
+                                                                    if p in pol.purposes)}
+                for p in purposes
+            ],
+            "categories_of_data_subjects": [
+                "Domain name holders who are natural persons (registrants)",
+                "Natural persons acting for organisations that hold domain names (contact persons)",
+            ],
+            "categories_of_personal_data": [
+                {"field": name, "category": info.category, "description": info.description}
+                for name, info in pols.catalog.fields.items()
+            ],
+            "recipients_by_category": {k: v for k, v in sorted(by_kind.items())},
+            "third_country_transfers": transfers,
+            "retention": {
+                "measured_from": self.retention_config.measured_from,
+                "purposes": {p: {"period_months": r.period_months, "criteria": r.criteria.en, "source": r.source,
+                                 "confirmed": r.confirmed}
+                             for p, r in sorted(self.retention_config.purposes.items())},
+                "recipients": {rid: p.retention for rid, p in sorted(pols.recipients.items()) if p.retention},
+            },
+            "security_measures": [dict(m) for m in SECURITY_MEASURES],
+        }
+
+    # -- explainer --------------------------------------------------------------------------------------
+
+    def explain(self, registrant: Registrant, tld: str, at: dt.datetime | None = None) -> dict[str, Any]:
+        """What a registration of this registrant under ``tld`` would send to whom, what would be withheld,
+        and why — computed by the same pure planner the registrations use, without sending anything.
+        The subject's own restrictions are not looked up (this takes no identity)."""
+        tld = tld.strip().lower().lstrip(".") if isinstance(tld, str) else ""
+        if not re.fullmatch(r"[a-z0-9-]{2,63}", tld):
+            raise ValidationFailed("'tld' must be a top-level domain label",
+                                   errors=[{"loc": ["tld"], "type": "pattern"}])
+        when = at or self.clock()
+        req = RegistrationRequest.model_construct(
+            order_ref="explain", domain=f"explain.{tld}", period_years=1, nameservers=[],
+            purpose="domain_registration", registrant=registrant,
+        )
+        plans = plan_registration(req, self.policies, when)
+        blocking = [p for p in plans if p.refusal is not None and p.policy.required]
+        recipients = []
+        for p in plans:
+            would_send = p.refusal is None and not blocking
+            sent = {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(p.minimised.values.items())}
+            recipients.append({
+                "recipient": p.policy.recipient, "name": p.policy.name, "kind": p.policy.kind,
+                "country": p.policy.country, "required": p.policy.required,
+                "purpose": p.policy.purposes[0],
+                "transfer": p.decision.as_dict(),
+                "would_send": would_send,
+                "sent": sent if would_send else {},
+                "would_have_sent": sent,
+                "withheld": dict(sorted(p.minimised.withheld.items())),
+                "missing_required": list(p.minimised.missing_required),
+                "refused": None if p.refusal is None else {"code": p.refusal.code, "detail": p.refusal.detail},
+                "why": self._why(p.refusal is not None, bool(blocking), p.decision.reason),
+            })
+        return {
+            "tld": tld, "at": iso(when), "registration_possible": not blocking,
+            "blocked_by": [p.policy.recipient for p in blocking],
+            "recipients": recipients,
+            "note": ("Nothing was sent. If any required recipient is refused, nothing is sent to anyone "
+                     "(fail closed). The subject's restrictions and objections, if any, also apply."),
+        }
+
+    @staticmethod
+    def _why(refused: bool, blocking: bool, reason: str) -> str:
+        if refused:
+            return f"refused: {reason}" if reason else "refused"
+        if blocking:
+            return "nothing is sent: another required recipient is refused"
+        return reason
+
+    # -- retention --------------------------------------------------------------------------------------
+
+    async def retention(self, *, dry_run: bool) -> dict[str, Any]:
+        """Delete the sealed values of entries older than their purpose's period (from recorded_at)."""
+        now = self.clock()
+        expired: dict[str, builtins.list[str]] = {p: [] for p in self.retention_config.purposes}
+        unconfigured: dict[str, int] = {}
+        after = -1
+        scanned = 0
+        while True:
+            page = await self.store.disclosures(DisclosureFilter(after_seq=after, limit=_PAGE))
+            for e in page:
+                scanned += 1
+                if e.values_ct is None:
+                    continue
+                cfg = self.retention_config.purposes.get(e.purpose)
+                if cfg is None:
+                    unconfigured[e.purpose] = unconfigured.get(e.purpose, 0) + 1
+                elif cfg.expires(_parse_time(e.recorded_at)) <= now:
+                    expired[e.purpose].append(e.id)
+            if len(page) < _PAGE:
+                break
+            after = page[-1].leaf_index if page[-1].leaf_index is not None else after
+        purged = 0
+        if not dry_run:
+            ids = [i for group in expired.values() for i in group]
+            for start in range(0, len(ids), 500):
+                purged += await self.store.purge_values(ids[start:start + 500])
+        log.info("rights.retention", dry_run=dry_run, expired=sum(map(len, expired.values())), purged=purged)
+        return {
+            "dry_run": dry_run, "at": iso(now), "measured_from": self.retention_config.measured_from,
+            "scanned": scanned,
+            "purposes": {p: {"period_months": self.retention_config.purposes[p].period_months,
+                             "expired": len(ids), "ids": ids} for p, ids in sorted(expired.items())},
+            "unconfigured_purposes": unconfigured,
+            "expired": sum(len(v) for v in expired.values()),
+            "purged": purged,
+        }

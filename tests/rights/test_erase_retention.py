@@ -1,0 +1,110 @@
+"""Erasure (crypto-shredding + who to ask) and the retention purge, through the running gateway."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from gateway.api.app import SERVICES
+from gateway.ledger.service import verify_store
+from gateway.rights import RightsService, add_months, verify_extract
+from tests.conftest import ROOT, Gateway
+from tests.rights.conftest import anna, bertil, entries, open_request, public_key_pem, register
+
+pytestmark = pytest.mark.integration
+
+
+async def test_erase_shreds_values_and_lists_recipients(gateway: Gateway) -> None:
+    svc = gateway.client.app[SERVICES]
+    h = gateway.tokens.h("privacy")
+    await register(gateway, anna(domain="exempel.se"))
+    await register(gateway, anna(domain="exempel.com"))
+    await register(gateway, bertil(domain="bertils.se"))
+    req = await open_request(gateway, kind="erasure", email="anna.andersson@example.se", national_id="811218-9876")
+    anna_entries = [e for e in await entries(gateway) if e["subject_id"] == req["subject_id"]]
+    bertil_entries = [e for e in await entries(gateway) if e["subject_id"] != req["subject_id"]]
+    assert len(anna_entries) == 2 and len(bertil_entries) == 1
+
+    r = await gateway.client.post(f"/v1/requests/{req['id']}/erase", headers=h)
+    out = await r.json()
+    assert r.status == 200, out
+    assert out["keys_destroyed"] == 1 and out["already_erased"] is False
+    plan = {p["recipient"]: p for p in out["recipients"]}
+    assert set(plan) == {"iis-se", "verisign-com"}
+    assert plan["iis-se"]["deletion_request"] == "not_possible"
+    assert plan["iis-se"]["reason"].startswith("active registration")
+    assert plan["iis-se"]["fields"] and plan["iis-se"]["active_registrations"]
+    assert plan["verisign-com"]["deletion_request"] == "not_needed"
+
+    for e in anna_entries:
+        detail = await (await gateway.client.get(f"/v1/disclosures/{e['id']}", headers=h)).json()
+        assert detail["values"] is None
+        assert detail["values_erased"] is bool(e["fields"])  # the thin registry got no values to erase
+        assert detail["recipient"] == e["recipient"]  # metadata stays
+    other = await (await gateway.client.get(f"/v1/disclosures/{bertil_entries[0]['id']}", headers=h)).json()
+    assert other["values"]["name"] == "Bertil Berg"
+
+    x = await (await gateway.client.post(f"/v1/requests/{req['id']}/extract", json={"lang": "en"},
+                                         headers=h)).json()
+    assert {d["id"] for d in x["disclosures"]} == {e["id"] for e in anna_entries}
+    for d in x["disclosures"]:
+        assert d["values"] is None
+        assert d["values_note"] == ("erased" if d["recipient"]["id"] == "iis-se" else "none_sent")
+        assert d["fields"] is not None and d["recipient"]["name"]
+    assert verify_extract(x, await public_key_pem(gateway)) == []
+    report = await verify_store(svc.store, svc.ledger.signer.public_key)
+    assert report.ok, report
+
+    again = await (await gateway.client.post(f"/v1/requests/{req['id']}/erase", headers=h)).json()
+    assert again["already_erased"] is True
+    events = (await (await gateway.client.get(f"/v1/requests/{req['id']}", headers=h)).json())["events"]
+    assert [e["action"] for e in events].count("erased") == 2
+    assert events[2]["detail"]["recipients"] == ["iis-se", "verisign-com"]
+
+
+async def test_retention_dry_run_then_purge(gateway: Gateway) -> None:
+    svc = gateway.client.app[SERVICES]
+    h = gateway.tokens.h("privacy")
+    await register(gateway, anna(domain="exempel.se"))
+    await register(gateway, bertil(domain="bertils.se"))
+    await register(gateway, anna(domain="exempel.com"))  # sends no values: nothing to purge
+    rows = await entries(gateway)
+    with_values = {e["id"] for e in rows if e["fields"]}
+    assert len(with_values) == 2
+
+    # today nothing is due
+    r = await gateway.client.post("/v1/retention/purge", params={"dry_run": "true"}, headers=h)
+    now_report = await r.json()
+    assert r.status == 200 and now_report["expired"] == 0 and now_report["dry_run"] is True
+
+    now = dt.datetime.now(dt.UTC)
+
+    def at(months: int) -> RightsService:
+        later = dt.datetime.combine(add_months(now.date(), months), now.timetz())
+        return RightsService(svc.store, svc.ledger, svc.registrations.policies, clock=lambda: later,
+                             config_dir=ROOT / "config")
+
+    assert (await at(14).retention(dry_run=True))["expired"] == 0
+    dry = await at(16).retention(dry_run=True)
+    assert dry["purposes"]["domain_registration"]["period_months"] == 15
+    assert set(dry["purposes"]["domain_registration"]["ids"]) == with_values
+    assert dry["purged"] == 0
+    for eid in with_values:  # a dry run changes nothing
+        assert (await svc.store.disclosure(eid)).values_ct is not None  # type: ignore[union-attr]
+
+    real = await at(16).retention(dry_run=False)
+    assert real["purged"] == 2 and real["expired"] == 2
+    for eid in with_values:
+        detail = await (await gateway.client.get(f"/v1/disclosures/{eid}", headers=h)).json()
+        assert detail["values_purged"] is True and detail["values"] is None and detail["values_erased"] is False
+    report = await verify_store(svc.store, svc.ledger.signer.public_key)
+    assert report.ok, report
+    assert (await at(16).retention(dry_run=False))["expired"] == 0
+
+    # the extract still lists the entries, with a note instead of values, and still verifies
+    req = await open_request(gateway, email="anna.andersson@example.se")
+    x = await (await gateway.client.post(f"/v1/requests/{req['id']}/extract", headers=h)).json()
+    notes = {d["recipient"]["id"]: d["values_note"] for d in x["disclosures"]}
+    assert notes == {"iis-se": "purged", "verisign-com": "none_sent"}
+    assert verify_extract(x, await public_key_pem(gateway)) == []

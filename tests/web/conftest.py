@@ -1,0 +1,113 @@
+"""The `gateway` fixture for the staff pages: the real gateway (TLS EPP sandbox behind it) with the
+/ui routes mounted, and a copy of config/ in which the .org registry's SCCs end in 30 days and an
+older, ended SCC is listed (so the third-country overview has something to warn about)."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import re
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from adapters.epp.tls import DevPki
+from gateway.sandbox.server import SandboxThread
+from gateway.service import build
+from gateway.web import add_routes
+from tests.conftest import ROOT, VALID_BODY, Gateway, Tokens, gateway_settings
+
+EXPIRING_IN_DAYS = 30
+OLD_SCC = "Commission Decision 2010/87/EU (old SCCs)"
+
+
+def today() -> dt.date:
+    return dt.datetime.now(dt.UTC).date()
+
+
+def web_config(tmp_path: Path) -> Path:
+    target = tmp_path / "config"
+    shutil.copytree(ROOT / "config", target)
+    org = target / "recipients" / "org.yaml"
+    text = org.read_text(encoding="utf-8")
+    until = today() + dt.timedelta(days=EXPIRING_IN_DAYS)
+    text, n1 = re.subn(r"(?m)^(    signed: 2022-01-01\n)", rf"\g<1>    valid_until: {until.isoformat()}\n", text)
+    text, n2 = re.subn(
+        r"(?m)^safeguards:\n",
+        "safeguards:\n"
+        '  - article: "46(2)(c)"\n'
+        f"    instrument: {OLD_SCC}\n"
+        "    signed: 2015-01-01\n"
+        "    valid_until: 2021-12-27\n"
+        "    source: test fixture (an ended contract)\n"
+        "    confirmed: true\n",
+        text,
+    )
+    assert n1 == 1 and n2 == 1, "config/recipients/org.yaml changed shape; update tests/web/conftest.py"
+    org.write_text(text, encoding="utf-8")
+    return target
+
+
+def has_ui(app: Any) -> bool:
+    return any(getattr(r.resource, "canonical", None) == "/ui/login" for r in app.router.routes())
+
+
+@pytest.fixture
+async def gateway(
+    tmp_path: Path, pki: DevPki, sandbox: SandboxThread, tokens: Tokens
+) -> AsyncIterator[Gateway]:
+    settings = gateway_settings(tmp_path, pki, sandbox.port, tokens, config_dir=web_config(tmp_path))
+    app, store = await build(settings)
+    if not has_ui(app):  # until build_app mounts the pages itself
+        add_routes(app)
+    client: TestClient[Any, Any] = TestClient(TestServer(app))
+    await client.start_server()
+    try:
+        yield Gateway(client, store, tokens, sandbox)
+    finally:
+        await client.close()
+
+
+def person(domain: str, order_ref: str, **registrant: Any) -> dict[str, Any]:
+    b = copy.deepcopy(VALID_BODY)
+    b["domain"], b["order_ref"] = domain, order_ref
+    b["registrant"].update(registrant)
+    return b
+
+
+KENJI = {
+    "name": "Kenji Sato", "national_id": None, "email": "kenji.sato@example.jp", "phone": "+81 3 1234 5678",
+    "address": {"street": ["1-2-3 Chiyoda"], "city": "Tokyo", "postal_code": "100-0001", "country": "JP"},
+    "language": "ja",
+}
+WEI = {
+    "name": "Wei Zhang", "national_id": None, "email": "wei.zhang@example.cn", "phone": "+86 10 1234 5678",
+    "address": {"street": ["1 Chang'an Avenue"], "city": "Beijing", "postal_code": "100000", "country": "CN"},
+    "language": "zh",
+}
+
+
+async def register_scenario(gateway: Gateway) -> dict[str, str]:
+    """Anna (SE) registers .se (EU/EEA), .org (SCCs) and .com (no personal data); Kenji .jp (adequacy);
+    Wei .cn (blocked: no Chapter V basis).  Returns registration ids by domain, all finished."""
+    orders = [
+        (person("exempel.se", "ORD-W1"), {"delivered"}),
+        (person("exempel.org", "ORD-W2"), {"delivered"}),
+        (person("exempel.com", "ORD-W3"), {"delivered"}),
+        (person("exempel.jp", "ORD-W4", **KENJI), {"delivered"}),
+        (person("exempel.cn", "ORD-W5", **WEI), {"blocked"}),
+    ]
+    ids: dict[str, str] = {}
+    for data, want in orders:
+        r = await gateway.post(data)
+        answer = await r.json()
+        reg_id = answer.get("id") or answer.get("registration_id")
+        assert reg_id, answer
+        reg = await gateway.wait_status(reg_id, want | {"failed"})
+        assert reg["status"] in want, (data["domain"], reg)
+        ids[data["domain"]] = reg_id
+    return ids

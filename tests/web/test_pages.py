@@ -1,0 +1,352 @@
+"""The staff pages through aiohttp's client: login, sessions and their cookie, CSRF, roles, values,
+erasure, CSV export, escaping and security headers."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import re
+import ssl
+import time
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from aiohttp import ClientSession, CookieJar, TCPConnector, web
+from aiohttp.test_utils import TestClient, TestServer
+from yarl import URL
+
+from adapters.epp.tls import DevPki
+from gateway.api.app import SERVICES, Services
+from gateway.api.problems import problem_middleware
+from gateway.auth import Principal, Role
+from gateway.web import add_routes
+from gateway.web.disclosures import LogQuery
+from gateway.web.session import (
+    decode_session,
+    encode_session,
+    new_session,
+    session_key,
+)
+from tests.conftest import VALID_BODY, Gateway
+from tests.web.conftest import OLD_SCC, register_scenario
+
+pytestmark = pytest.mark.integration
+
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+PERSONAL = ("Anna Andersson", "anna.andersson", "Storgatan", "19811218", "811218", "123 456 78", "Kenji", "Tokyo")
+
+
+def csrf_of(html: str) -> str:
+    m = CSRF.search(html)
+    assert m, html
+    return m.group(1)
+
+
+async def login(client: TestClient[Any, Any], token: str, *, follow: bool = False) -> Any:
+    page = await client.get("/ui/login")
+    assert page.status == 200
+    return await client.post("/ui/login", data={"token": token, "csrf": csrf_of(await page.text()),
+                                                "next": "/ui/disclosures"}, allow_redirects=follow)
+
+
+def services(gateway: Gateway) -> Services:
+    app: web.Application | None = gateway.client.app
+    assert app is not None
+    return app[SERVICES]
+
+
+def key_of(gateway: Gateway) -> bytes:
+    return session_key(services(gateway).registrations.secret)
+
+
+async def page_csrf(client: TestClient[Any, Any], path: str = "/ui/disclosures") -> str:
+    r = await client.get(path)
+    assert r.status == 200
+    return csrf_of(await r.text())
+
+
+async def access_log(gateway: Gateway) -> list[dict[str, Any]]:
+    return await gateway.store.access_log()
+
+
+# -- login, session cookie, logout --------------------------------------------------------------------
+
+async def test_login_sets_a_strict_httponly_session_cookie(gateway: Gateway) -> None:
+    r = await login(gateway.client, gateway.tokens.privacy)
+    assert r.status == 303 and r.headers["Location"] == "/ui/disclosures"
+    [cookie] = [c for c in r.headers.getall("Set-Cookie") if c.startswith("rg_session=")]
+    attrs = {a.strip().split("=")[0].lower() for a in cookie.split(";")[1:]}
+    assert {"httponly", "samesite", "path", "max-age"} <= attrs
+    assert "SameSite=Strict" in cookie and "Path=/ui" in cookie
+    assert "secure" not in attrs  # plain http here; see the TLS test
+    value = cookie.split(";")[0].split("=", 1)[1]
+    s = decode_session(key_of(gateway), value)
+    assert s is not None and s.name == "staff" and s.role is Role.PRIVACY
+    assert gateway.tokens.privacy not in cookie  # the token is never put in the cookie
+    page = await gateway.client.get("/ui/disclosures")
+    assert page.status == 200
+    assert "staff" in await page.text()
+
+
+async def test_secure_cookie_over_https(gateway: Gateway, pki: DevPki) -> None:
+    app = web.Application(middlewares=[problem_middleware])
+    app[SERVICES] = services(gateway)
+    add_routes(app)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(pki.server_cert, pki.server_key)
+    server = TestServer(app)
+    await server.start_server(ssl=ctx)
+    client_ctx = ssl.create_default_context(cafile=str(pki.ca_cert))
+    client_ctx.check_hostname = False
+    try:
+        async with ClientSession(connector=TCPConnector(ssl=client_ctx), cookie_jar=CookieJar(unsafe=True)) as http:
+            url = server.make_url("/ui/login")
+            assert url.scheme == "https"
+            async with http.get(url) as page:
+                token = csrf_of(await page.text())
+                assert "Secure" in page.headers["Set-Cookie"]
+            async with http.post(url, data={"token": gateway.tokens.auditor, "csrf": token},
+                                 allow_redirects=False) as r:
+                assert r.status == 303
+                [cookie] = [c for c in r.headers.getall("Set-Cookie") if c.startswith("rg_session=")]
+                assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    finally:
+        await server.close()
+
+
+async def test_bad_token_and_missing_login_csrf_are_refused(gateway: Gateway) -> None:
+    r = await login(gateway.client, "not-a-token")
+    assert r.status == 401
+    assert "not valid" in await r.text()
+    # a login POST without the form's token (or with another one) never reaches the token check
+    page = await gateway.client.get("/ui/login")
+    r = await gateway.client.post("/ui/login", data={"token": gateway.tokens.privacy, "csrf": "forged"},
+                                  allow_redirects=False)
+    assert r.status == 403
+    assert not [c for c in r.headers.getall("Set-Cookie", []) if c.startswith("rg_session=")]
+    gateway.client.session.cookie_jar.clear()
+    r = await gateway.client.post("/ui/login", data={"token": gateway.tokens.privacy,
+                                                     "csrf": csrf_of(await page.text())}, allow_redirects=False)
+    assert r.status == 403  # the login cookie that token belongs to is gone
+
+
+async def test_pages_need_a_valid_session(gateway: Gateway) -> None:
+    r = await gateway.client.get("/ui/disclosures?outcome=blocked&country=CN", allow_redirects=False)
+    assert r.status == 303
+    target = URL(r.headers["Location"])
+    assert target.path == "/ui/login" and target.query["next"] == "/ui/disclosures?outcome=blocked&country=CN"
+    key = key_of(gateway)
+    forged = encode_session(b"\x00" * 32, new_session(Principal("staff", Role.PRIVACY)))
+    expired = encode_session(key, new_session(Principal("staff", Role.PRIVACY), now=time.time() - 10, ttl_s=5))
+    tampered = encode_session(key, new_session(Principal("audit", Role.AUDITOR))).replace(".", "x.", 1)
+    for value in (forged, expired, tampered, "garbage"):
+        r = await gateway.client.get("/ui/disclosures", cookies={"rg_session": value}, allow_redirects=False)
+        assert r.status == 303, value
+
+
+async def test_logout_needs_csrf_and_ends_the_session(gateway: Gateway) -> None:
+    await login(gateway.client, gateway.tokens.privacy)
+    cookie = gateway.client.session.cookie_jar.filter_cookies(gateway.client.make_url("/ui/"))["rg_session"].value
+    r = await gateway.client.post("/ui/logout", data={"csrf": "wrong"}, allow_redirects=False)
+    assert r.status == 403
+    assert "CSRF" in await r.text()
+    assert (await gateway.client.get("/ui/disclosures", allow_redirects=False)).status == 200
+    r = await gateway.client.post("/ui/logout", data={"csrf": await page_csrf(gateway.client)}, allow_redirects=False)
+    assert r.status == 303 and r.headers["Location"] == "/ui/login"
+    # the old cookie value is no good any more, even if someone kept it
+    r = await gateway.client.get("/ui/disclosures", cookies={"rg_session": cookie}, allow_redirects=False)
+    assert r.status == 303
+
+
+async def test_csrf_token_is_bound_to_the_session(gateway: Gateway) -> None:
+    key = key_of(gateway)
+    other = new_session(Principal("staff", Role.PRIVACY)).csrf_token(key)
+    await login(gateway.client, gateway.tokens.privacy)
+    r = await gateway.client.post("/ui/disclosures", data={"csrf": other, "subject": "anna@example.se"},
+                                  allow_redirects=False)
+    assert r.status == 403
+    r = await gateway.client.post("/ui/disclosures", data={"subject": "anna@example.se"}, allow_redirects=False)
+    assert r.status == 403
+    r = await gateway.client.post("/ui/disclosures", data={"csrf": await page_csrf(gateway.client),
+                                                           "outcome": "delivered"}, allow_redirects=False)
+    assert r.status == 303 and r.headers["Location"] == "/ui/disclosures?outcome=delivered"
+
+
+# -- roles --------------------------------------------------------------------------------------------
+
+async def test_ordering_role_gets_403(gateway: Gateway) -> None:
+    r = await login(gateway.client, gateway.tokens.ordering)
+    assert r.status == 403
+    assert not [c for c in r.headers.getall("Set-Cookie", []) if c.startswith("rg_session=")]
+    # and a session for that role (were one ever made) opens no page
+    ordering = encode_session(key_of(gateway), new_session(Principal("shop", Role.ORDERING)))
+    for path in ("/ui/disclosures", "/ui/third-countries", "/ui/disclosures.csv",
+                 "/ui/disclosures/" + "0" * 32):
+        r = await gateway.client.get(path, cookies={"rg_session": ordering}, allow_redirects=False)
+        assert r.status == 403, path
+        assert r.content_type == "text/html"
+
+
+async def test_auditor_sees_metadata_but_never_values(gateway: Gateway) -> None:
+    await register_scenario(gateway)
+    [se] = [e for e in await gateway.store.disclosures(LogQuery().store_filter(None)) if e.recipient == "iis-se"]
+    await login(gateway.client, gateway.tokens.auditor)
+    r = await gateway.client.get(f"/ui/disclosures/{se.id}")
+    assert r.status == 200
+    html = await r.text()
+    assert "iis-se" in html and se.sv_trid and se.sv_trid in html and "RGREGISTRAR" in html
+    assert "Only the privacy role sees the values sent" in html
+    for value in PERSONAL:
+        assert value not in html
+    for path in ("/ui/disclosures", "/ui/third-countries"):
+        assert (await gateway.client.get(path)).status == 200
+    assert [a for a in await access_log(gateway) if a["action"] == "disclosure.values_read"] == []
+
+    gateway.client.session.cookie_jar.clear()
+    await login(gateway.client, gateway.tokens.privacy)
+    html = await (await gateway.client.get(f"/ui/disclosures/{se.id}")).text()
+    assert "Anna Andersson" in html and "Storgatan 1" in html
+    reads = [a for a in await access_log(gateway) if a["action"] == "disclosure.values_read"]
+    assert [(a["actor"], a["object_id"], a["subject_id"]) for a in reads] == [("staff", se.id, se.subject_id)]
+
+
+async def test_erased_subject_shows_erased(gateway: Gateway) -> None:
+    r = await gateway.post(VALID_BODY)
+    reg = await gateway.wait_status((await r.json())["id"], {"delivered"})
+    entry_id = reg["disclosures"][0]["id"]
+    entry = await gateway.store.disclosure(entry_id)
+    assert entry is not None and entry.subject_id
+    await services(gateway).ledger.shred(entry.subject_id, dt.datetime.now(dt.UTC).isoformat())
+    await login(gateway.client, gateway.tokens.privacy)
+    html = await (await gateway.client.get(f"/ui/disclosures/{entry_id}")).text()
+    assert 'id="erased"' in html and "Anna" not in html
+
+
+async def test_unknown_disclosure_is_a_404_page(gateway: Gateway) -> None:
+    await login(gateway.client, gateway.tokens.privacy)
+    for path in ("/ui/disclosures/" + "f" * 32, "/ui/disclosures/not-an-id"):
+        r = await gateway.client.get(path)
+        assert r.status == 404 and r.content_type == "text/html"
+
+
+# -- the log: filters, subject search, export ------------------------------------------------------
+
+async def test_filters_and_subject_search(gateway: Gateway) -> None:
+    await register_scenario(gateway)
+    await login(gateway.client, gateway.tokens.privacy)
+
+    async def recipients(query: str) -> list[str]:
+        r = await gateway.client.get(f"/ui/disclosures?{query}")
+        assert r.status == 200, await r.text()
+        return re.findall(r'data-recipient="([a-z0-9-]+)"', await r.text())
+
+    assert await recipients("") == ["iis-se", "pir-org", "verisign-com", "jprs-jp", "cnnic-cn"]
+    assert await recipients("third_country=true") == ["pir-org", "jprs-jp", "cnnic-cn"]
+    assert await recipients("third_country=false") == ["iis-se", "verisign-com"]
+    assert await recipients("instrument=Commission+Implementing+Decision+%28EU%29+2019%2F419") == ["jprs-jp"]
+    assert await recipients("instrument=none") == ["iis-se", "verisign-com", "cnnic-cn"]
+    assert await recipients("outcome=blocked") == ["cnnic-cn"]
+    assert await recipients("country=US") == ["pir-org", "verisign-com"]
+    assert await recipients("purpose=escrow") == []
+    [first] = await gateway.store.disclosures(replace(LogQuery().store_filter(None), limit=1))
+    today = dt.date.fromisoformat(first.recorded_at[:10])
+    assert len(await recipients(f"since={today}&until={today}")) == 5
+    assert await recipients(f"until={today - dt.timedelta(days=1)}") == []
+
+    # subject by national id, typed in another form: found through the blind index, not in the URL
+    csrf = await page_csrf(gateway.client)
+    r = await gateway.client.post("/ui/disclosures", data={"csrf": csrf, "subject": "811218-9876",
+                                                           "third_country": "true"}, allow_redirects=False)
+    assert r.status == 303
+    location = r.headers["Location"]
+    assert "811218" not in location and "subject_id=" in location and "third_country=true" in location
+    assert await recipients(location.split("?", 1)[1]) == ["pir-org"]
+    r = await gateway.client.post("/ui/disclosures", data={"csrf": csrf, "subject": "Kenji.Sato@EXAMPLE.jp"},
+                                  allow_redirects=True)
+    assert re.findall(r'data-recipient="([a-z0-9-]+)"', await r.text()) == ["jprs-jp"]
+    r = await gateway.client.post("/ui/disclosures", data={"csrf": csrf, "subject": "nobody@example.org"})
+    html = await r.text()
+    assert 'id="no-subject"' in html and "data-recipient" not in html and "nobody@" not in str(r.url)
+
+
+async def test_keyset_pages(gateway: Gateway) -> None:
+    await register_scenario(gateway)
+    await login(gateway.client, gateway.tokens.privacy)
+    from gateway.web import disclosures
+
+    old = disclosures.PAGE_SIZE
+    disclosures.PAGE_SIZE = 2
+    try:
+        seen: list[str] = []
+        url: str | None = "/ui/disclosures?third_country=false&outcome=delivered"
+        while url:
+            html = await (await gateway.client.get(url)).text()
+            seen += re.findall(r'data-recipient="([a-z0-9-]+)"', html)
+            m = re.search(r'id="next-page" href="([^"]+)"', html)
+            url = m.group(1).replace("&amp;", "&") if m else None
+        assert seen == ["iis-se", "verisign-com"]
+        url = "/ui/disclosures"
+        pages = []
+        while url:
+            html = await (await gateway.client.get(url)).text()
+            pages.append(re.findall(r'data-recipient="([a-z0-9-]+)"', html))
+            m = re.search(r'id="next-page" href="([^"]+)"', html)
+            url = m.group(1).replace("&amp;", "&") if m else None
+        assert pages == [["iis-se", "pir-org"], ["verisign-com", "jprs-jp"], ["cnnic-cn"]]
+    finally:
+        disclosures.PAGE_SIZE = old
+
+
+async def test_bad_filters_and_escaping(gateway: Gateway) -> None:
+    await login(gateway.client, gateway.tokens.privacy)
+    r = await gateway.client.get("/ui/disclosures?country=sweden")
+    assert r.status == 400
+    r = await gateway.client.get("/ui/disclosures?instrument=%3Cscript%3Ealert(1)%3C/script%3E")
+    html = await r.text()
+    assert r.status == 200
+    assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+async def test_csv_export_is_metadata_only_and_logged(gateway: Gateway) -> None:
+    await register_scenario(gateway)
+    await login(gateway.client, gateway.tokens.auditor)
+    r = await gateway.client.get("/ui/disclosures.csv?third_country=true")
+    assert r.status == 200
+    assert r.headers["Content-Type"].startswith("text/csv")
+    assert re.fullmatch(r'attachment; filename="disclosures-\d{8}T\d{6}Z\.csv"', r.headers["Content-Disposition"])
+    assert r.headers["X-Frame-Options"] == "DENY"
+    text = (await r.read()).decode("utf-8-sig")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert [row["recipient"] for row in rows] == ["pir-org", "jprs-jp", "cnnic-cn"]
+    assert rows[0]["instrument"] == "Commission Implementing Decision (EU) 2021/914, module 1"
+    assert rows[2]["outcome"] == "blocked"
+    for value in PERSONAL:
+        assert value not in text
+    [log] = [a for a in await access_log(gateway) if a["action"] == "disclosures.exported"]
+    assert log["actor"] == "audit" and log["object_id"] == "third_country=true" and log["subject_id"] is None
+
+
+async def test_third_country_overview_counts(gateway: Gateway) -> None:
+    await register_scenario(gateway)
+    await login(gateway.client, gateway.tokens.auditor)
+    html = await (await gateway.client.get("/ui/third-countries")).text()
+    rows = re.findall(r'<tr class="transfer" data-recipient="([a-z0-9-]+)".*?</tr>', html, re.S)
+    assert rows == ["cnnic-cn", "jprs-jp", "pir-org"]
+    expiring = html.split('id="expiring"')[1].split('id="expired"')[0]
+    assert "2021/914, module 1" in expiring and "pir-org" in expiring
+    expired = html.split('id="expired"')[1]
+    assert OLD_SCC in expired and "2021/1772" in expired
+
+
+async def test_security_headers(gateway: Gateway) -> None:
+    r = await gateway.client.get("/ui/login")
+    await login(gateway.client, gateway.tokens.privacy)
+    for resp in (r, await gateway.client.get("/ui/disclosures"), await gateway.client.get("/ui/static/ui.css")):
+        csp = resp.headers["Content-Security-Policy"]
+        assert "script-src" not in csp and "default-src 'none'" in csp and "'unsafe-inline'" not in csp
+        assert resp.headers["X-Frame-Options"] == "DENY"
+        assert resp.headers["Referrer-Policy"] == "no-referrer"
+    html = await (await gateway.client.get("/ui/third-countries")).text()
+    assert "<script" not in html and " style=" not in html

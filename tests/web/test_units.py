@@ -1,0 +1,40 @@
+"""Sessions and the instrument-expiry computation, without a server."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from pathlib import Path
+
+from gateway.auth import Principal, Role
+from gateway.policy.loader import load_policies
+from gateway.web.overview import instruments_due
+from gateway.web.session import Session, decode_session, encode_session, new_session, session_key
+from tests.web.conftest import EXPIRING_IN_DAYS, OLD_SCC, web_config
+
+
+def test_instruments_due_uses_dates(tmp_path: Path) -> None:
+    policies = load_policies(web_config(tmp_path))
+    today = dt.datetime.now(dt.UTC).date()
+    due = instruments_due(policies, today)
+    soon = [i for i in due if not i.expired]
+    assert [(i.kind, i.recipients, i.days_left) for i in soon] == [("safeguard", ("pir-org",), EXPIRING_IN_DAYS)]
+    assert soon[0].covered_after is None  # nothing else will cover .org: transfers would be blocked
+    gb = next(i for i in due if "2021/1772" in i.instrument)
+    assert gb.expired and gb.covered_after and "Renewal" in gb.covered_after
+    old = next(i for i in due if i.instrument == OLD_SCC)
+    assert old.expired
+    assert old.covered_after == "Art. 46(2)(c): Commission Implementing Decision (EU) 2021/914, module 1"
+    # 91 days before the SCCs end they are not yet listed
+    later = instruments_due(policies, today - dt.timedelta(days=91 - EXPIRING_IN_DAYS))
+    assert not [i for i in later if not i.expired and i.kind == "safeguard"]
+
+
+def test_session_roundtrip_and_tamper() -> None:
+    key = session_key(b"s" * 32)
+    s = new_session(Principal("staff", Role.PRIVACY))
+    assert decode_session(key, encode_session(key, s)) == s
+    assert decode_session(session_key(b"t" * 32), encode_session(key, s)) is None
+    late = Session("staff", Role.PRIVACY, int(time.time()) - 1, "0" * 32)
+    assert decode_session(key, encode_session(key, late)) is None
+    assert not s.csrf_ok(key, None) and not s.csrf_ok(key, "") and s.csrf_ok(key, s.csrf_token(key))
