@@ -12,11 +12,11 @@ from pathlib import Path
 from aiohttp import web
 
 from gateway import ledger_cli
-from gateway.rights import cli as rights_cli
 from gateway.auth import hash_token
 from gateway.errors import ConfigError
 from gateway.logs import configure
 from gateway.policy.loader import load_policies
+from gateway.rights import cli as rights_cli
 from gateway.settings import Settings
 
 

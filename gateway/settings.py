@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     epp_keepalive_s: float = Field(default=300.0, gt=0)
     epp_rate_limit_per_s: float | None = Field(default=None, gt=0)
     epp_attempts: int = Field(default=3, ge=1, le=10)  # in-process retries before the outbox backs off
+    #: A claimed outbox row older than this is taken to belong to a dead worker and is retried.  The
+    #: gateway raises it to at least what one delivery can take (EPP timeout x attempts, twice over).
+    worker_lease_s: float = Field(default=120.0, gt=0)
+
+    def effective_lease_s(self) -> float:
+        return max(self.worker_lease_s, 2 * self.epp_timeout_s * (self.epp_attempts + 1))
 
     def resolved_db(self) -> Path:
         return self.db_path or self.var_dir / "gateway.sqlite3"

@@ -48,7 +48,9 @@ class GatewayProcess:
             "GATEWAY_WORKER_POLL_S": "0.05",
             "GATEWAY_BACKOFF_BASE_S": "0.05",
             "GATEWAY_BACKOFF_MAX_S": "0.2",
-            "GATEWAY_EPP_TIMEOUT_S": "60",
+            "GATEWAY_EPP_TIMEOUT_S": "2",
+            "GATEWAY_EPP_ATTEMPTS": "1",
+            "GATEWAY_WORKER_LEASE_S": "1",
         }
         self.log = tmp / "gateway.log"
         self.proc: subprocess.Popen[bytes] | None = None

@@ -54,6 +54,7 @@ class DeliveryWorker:
         concurrency: int = 4,
         send_epp: EppSender = register,
         partner_endpoints: Callable[[str], PartnerEndpoint] | None = None,
+        lease_s: float = 120.0,
     ) -> None:
         self.store = store
         self.ledger = ledger
@@ -68,11 +69,14 @@ class DeliveryWorker:
         self.send_epp = send_epp
         self.partner_endpoints = partner_endpoints or _no_partner_endpoint
         self.wakeup = asyncio.Event()
+        self.lease_s = lease_s
 
     async def recover(self) -> int:
-        n = await self.store.requeue_in_flight(iso(self.clock()))
+        """Requeue rows whose claim is older than the lease: their worker died (kill -9, crash)."""
+        now = self.clock()
+        n = await self.store.requeue_in_flight(iso(now), iso(now - dt.timedelta(seconds=self.lease_s)))
         if n:
-            log.info("outbox.requeued_after_restart", count=n)
+            log.info("outbox.requeued_stale_claims", count=n)
         return n
 
     async def run_once(self) -> int:
@@ -81,9 +85,13 @@ class DeliveryWorker:
         return len(items)
 
     async def run(self, stop: asyncio.Event, poll_s: float) -> None:
-        await self.recover()
+        loop = asyncio.get_running_loop()
+        next_recovery = loop.time()
         while not stop.is_set():
             try:
+                if loop.time() >= next_recovery:  # also picks up rows of other instances that died
+                    await self.recover()
+                    next_recovery = loop.time() + self.lease_s / 2
                 n = await self.run_once()
             except Exception:  # the loop must survive a bad row; the row itself is logged
                 log.exception("worker.loop_error")

@@ -172,7 +172,9 @@ class Ledger:
             size=cp.size, root=cp.root, timestamp=signed.to_json()["timestamp"],  # type: ignore[arg-type]
             key_id=signed.key_id, signature=signed.signature, origin=cp.origin,
         ))
-        return signed
+        # another process may have checkpointed the same size first: the stored one is the one
+        stored = await self.store.checkpoint(cp.size)
+        return self.from_stored(stored) if stored is not None else signed
 
     @staticmethod
     def from_stored(s: StoredCheckpoint) -> SignedCheckpoint:
@@ -225,6 +227,15 @@ async def _pull(it: AsyncIterator[list[Any]]) -> AsyncIterator[Any]:
 async def verify_store(
     store: Store, public_key: Any, progress: Callable[[int, int], None] | None = None, batch: int = 2000
 ) -> VerifyReport:
+    try:
+        return await _verify_store(store, public_key, progress, batch)
+    except (ValueError, TypeError, KeyError) as exc:  # a row that no longer parses is corruption too
+        return VerifyReport(False, -1, 0, f"unreadable ledger data ({type(exc).__name__})")
+
+
+async def _verify_store(
+    store: Store, public_key: Any, progress: Callable[[int, int], None] | None, batch: int
+) -> VerifyReport:
     """Stream every leaf and node, recompute the tree, check every checkpoint's root and signature.
 
     Memory stays flat: only the frontier (log n hashes) and one batch of rows are held.  The first
@@ -258,10 +269,16 @@ async def verify_store(
         idx = frontier.size
         if entry.leaf_index != idx:
             return VerifyReport(False, idx, checked_cps, f"gap or reorder at leaf {idx}", idx, entry.id)
-        lh = leaf_hash(leaf_bytes(entry.row(idx)))
+        try:
+            lh = leaf_hash(leaf_bytes(entry.row(idx)))
+        except (ValueError, TypeError):
+            return VerifyReport(False, idx, checked_cps, f"entry at leaf {idx} cannot be read", idx, entry.id)
         if entry.leaf_hash != lh:
             return VerifyReport(False, idx, checked_cps, f"entry at leaf {idx} does not match its hash", idx,
                                 entry.id)
+        if entry.values_ct is not None and entry.values_digest != entry.stored_values_digest:
+            return VerifyReport(False, idx, checked_cps, f"encrypted values of leaf {idx} do not match the digest "
+                                "in its leaf", idx, entry.id)
         for n in frontier.append(lh):
             stored = await anext(nodes, None)
             expect = (n.level, n.index, node_born(n.level, n.index))

@@ -69,7 +69,8 @@ class DisclosureEntry:
             "result_code": self.result_code, "sv_trid": self.sv_trid, "cl_trid": self.cl_trid,
             "objects_json": json.dumps(self.objects, sort_keys=True), "reason": self.reason,
             "attempted_at": self.attempted_at, "recorded_at": self.recorded_at,
-            "values_digest": self.stored_values_digest if self.values_purged else self.values_digest,
+            # read back: the stored digest (the verifier checks the ciphertext against it separately)
+            "values_digest": self.stored_values_digest if self.leaf_hash is not None else self.values_digest,
         }
 
     @classmethod
@@ -215,7 +216,7 @@ class Store(Protocol):
 
     # registrations and outbox
     async def registration(self, reg_id: str) -> dict[str, Any] | None: ...
-    async def requeue_in_flight(self, now: str) -> int: ...
+    async def requeue_in_flight(self, now: str, stale_before: str | None = None) -> int: ...
     async def claim_due(self, now: str, limit: int, *, batch_recipient: str | None = None) -> list[OutboxItem]: ...
     async def finish(
         self, item: OutboxItem, entry: DisclosureEntry, *, state: str, next_attempt_at: str | None, now: str

@@ -300,16 +300,18 @@ class PostgresStore:
 
     # -- outbox ------------------------------------------------------------------------------------
 
-    async def requeue_in_flight(self, now: str) -> int:
+    async def requeue_in_flight(self, now: str, stale_before: str | None = None) -> int:
         """After a crash, anything in flight may or may not have reached the recipient: retry it.
 
-        With several processes sharing the database this must run only where no worker is mid-delivery
-        (at start-up of the only worker, as with SQLite): it cannot tell a dead worker's rows from a live one's.
+        Only rows claimed before ``stale_before``, a lease longer than any delivery can take, so the
+        rows of live workers in other processes are left alone.
         """
+        cutoff = stale_before or now
 
         async def run(c: Any) -> int:
             return _count(await c.execute(
-                "UPDATE outbox SET state='pending', next_attempt_at=$1, updated_at=$1 WHERE state='in_flight'", now
+                "UPDATE outbox SET state='pending', next_attempt_at=$1, updated_at=$1 "
+                "WHERE state='in_flight' AND updated_at <= $2", now, cutoff
             ))
 
         return await self._write(run)

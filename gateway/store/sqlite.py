@@ -279,17 +279,21 @@ class SqliteStore:
 
     # -- outbox ------------------------------------------------------------------------------------
 
-    async def requeue_in_flight(self, now: str) -> int:
+    async def requeue_in_flight(self, now: str, stale_before: str | None = None) -> int:
         """After a crash, anything in flight may or may not have reached the recipient: retry it.
 
-        The EPP adapter makes the retry idempotent (deterministic object ids, <info> on 2302).
+        Only rows claimed before ``stale_before`` (a lease longer than any delivery can take), so a
+        live worker's rows are left alone; the EPP adapter makes the retry idempotent (deterministic
+        object ids, <info> on 2302).
         """
+        cutoff = stale_before or now
 
         def run() -> int:
             with self._tx() as c:
                 return c.execute(
-                    "UPDATE outbox SET state='pending', next_attempt_at=?, updated_at=? WHERE state='in_flight'",
-                    (now, now),
+                    "UPDATE outbox SET state='pending', next_attempt_at=?, updated_at=? "
+                    "WHERE state='in_flight' AND updated_at <= ?",
+                    (now, now, cutoff),
                 ).rowcount
 
         return await self._run(run)

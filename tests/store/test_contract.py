@@ -209,6 +209,8 @@ async def test_requeue_in_flight(store: Store) -> None:
     await store.accept(make_accepted(6, recipients=("eurid",)), ts(0))
     claimed = await store.claim_due(ts(1), 2)
     assert len(claimed) == 2
+    # a claim younger than the lease belongs to a live worker: left alone
+    assert await store.requeue_in_flight(ts(5), stale_before=ts(0)) == 0
     assert await store.requeue_in_flight(ts(5)) == 2
     assert await store.requeue_in_flight(ts(5)) == 0
     never = await store.claim_due(ts(4), 10)  # requeued rows are due "now" (ts(5)), not earlier
