@@ -115,9 +115,9 @@ def plan_registration(
     return plans
 
 
-def outbox_aad(reg_id: str, recipient: str) -> str:
+def outbox_aad(reg_id: str, recipient: str, change_id: str = "") -> str:
     """Binds a sealed outbox payload to its row, so a blob cannot be replayed into another one."""
-    return f"outbox:{reg_id}:{recipient}"
+    return f"outbox:{reg_id}:{recipient}" + (f":{change_id}" if change_id else "")
 
 
 def request_hash(raw: Any) -> str:

@@ -184,7 +184,7 @@ async def build(settings: Settings, *, dev_tokens: bool = False) -> tuple[web.Ap
         store, ledger, policies, endpoint_for, max_attempts=settings.max_attempts,
         backoff_base_s=settings.backoff_base_s, backoff_max_s=settings.backoff_max_s,
         batch=settings.worker_batch, concurrency=settings.worker_concurrency, partner_endpoints=partner_for,
-        send_epp=pools.register, lease_s=settings.effective_lease_s(),
+        send_epp=pools.register, update_epp=pools.update_contact, lease_s=settings.effective_lease_s(),
     )
     escrow = None
     if cfg.escrow is not None:

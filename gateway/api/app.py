@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from gateway.api.openapi import openapi_document
 from gateway.api.problems import json_response, problem_middleware
 from gateway.auth import Principal, Role, TokenStore, require
+from gateway.changes import ChangeService
 from gateway.delivery.escrow_job import EscrowJob
 from gateway.delivery.worker import DeliveryWorker
 from gateway.errors import (
@@ -30,7 +31,7 @@ from gateway.errors import (
     ValidationFailed,
 )
 from gateway.ledger.service import Ledger, SubjectErased
-from gateway.models import RegistrationRequest
+from gateway.models import Registrant, RegistrationRequest
 from gateway.policy.schema import TransferCategory
 from gateway.registrations import RegistrationService
 from gateway.store.base import DisclosureFilter, Store
@@ -141,6 +142,28 @@ async def post_registration(request: web.Request) -> web.Response:
             headers=headers,
         )
     return json_response(answer, status=status, headers=headers)
+
+
+async def change_registrant(request: web.Request) -> web.Response:
+    """The ordering system reports new registrant data: changed, released fields go to every past
+    recipient of this registration's holder (contact:update for registries)."""
+    svc = _services(request)
+    principal = _principal(request)
+    require(principal, Role.ORDERING)
+    reg_id = request.match_info["reg_id"]
+    reg = await svc.store.registration(reg_id) if re.fullmatch(r"[0-9a-f]{32}", reg_id) else None
+    if reg is None or reg["client"] != principal.name or reg["subject_id"] is None:
+        raise NotFound("no such registration")
+    body, _ = await _read_json(request, svc.max_body_bytes)
+    try:
+        new = Registrant.model_validate_json(body)
+    except ValidationError as exc:
+        raise validation_problem(exc) from None
+    changes = ChangeService(svc.store, svc.ledger, svc.registrations.policies)
+    report = await changes.push(reg["subject_id"], new, purpose="registrant_change")
+    if svc.worker is not None:
+        svc.worker.wakeup.set()
+    return json_response({"registration_id": reg_id, "recipients": [c.as_dict() for c in report]}, status=202)
 
 
 async def get_registration(request: web.Request) -> web.Response:
@@ -265,6 +288,7 @@ def build_app(services: Services) -> web.Application:
     app[SERVICES] = services
     app.router.add_post("/v1/registrations", post_registration)
     app.router.add_get("/v1/registrations/{reg_id}", get_registration)
+    app.router.add_post("/v1/registrations/{reg_id}/registrant", change_registrant)
     app.router.add_get("/v1/disclosures", list_disclosures)
     app.router.add_get("/v1/disclosures/{entry_id}", get_disclosure)
     app.router.add_get("/healthz", healthz)

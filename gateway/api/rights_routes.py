@@ -12,11 +12,14 @@ from typing import Annotated, Any, Literal, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from adapters.http_partner import HttpPartnerClient
 from gateway.api.app import SERVICES, _principal, _read_json, validation_problem
 from gateway.api.problems import json_response
 from gateway.auth import Principal, Role, require
-from gateway.errors import ValidationFailed
+from gateway.changes import ChangeService
+from gateway.errors import DeliveryError, NotFound, ValidationFailed
 from gateway.models import Registrant
+from gateway.registrations import iso, utcnow
 from gateway.rights.config import default_config_dir, load_controller, load_retention
 from gateway.rights.service import RightsService
 
@@ -71,6 +74,10 @@ class EmptyBody(_Body):
 
 class CloseBody(_Body):
     outcome: Short
+
+
+class RectifyBody(_Body):
+    registrant: Registrant
 
 
 class ExplainBody(_Body):
@@ -188,9 +195,48 @@ class _Routes:
                                                               p.name))
 
     async def erase(self, request: web.Request) -> web.Response:
+        """Crypto-shred, then ask every HTTPS partner that may delete to do so (Art. 17(2), 19)."""
         p = self._privacy(request)
         await self._body(request, EmptyBody)
-        return json_response(await self.service(request).erase(request.match_info["request_id"], p.name))
+        request_id = request.match_info["request_id"]
+        report = await self.service(request).erase(request_id, p.name)
+        svc = request.app[SERVICES]
+        policies = svc.registrations.policies
+        for r in report["recipients"]:
+            policy = policies.recipients.get(r["recipient"])
+            if r["deletion_request"] != "possible" or policy is None or policy.https is None or svc.worker is None:
+                continue
+            try:
+                endpoint = svc.worker.partner_endpoints(r["recipient"])
+                async with HttpPartnerClient(endpoint) as client:
+                    for reg_id in r["registrations"]:
+                        await client.delete(f"{policy.https.path}/{reg_id}",
+                                            idempotency_key=f"erase:{request_id}:{reg_id}")
+                r["status"] = "requested"
+            except DeliveryError as exc:
+                r["status"] = "failed"
+                r["reason"] = f"deletion request failed ({exc.code}); retry or ask the recipient directly"
+            await svc.store.add_request_event(request_id, iso(utcnow()), p.name, "deletion_requested", {
+                "recipient": r["recipient"], "status": r["status"], "registrations": len(r["registrations"])})
+        return json_response(report)
+
+    async def rectify(self, request: web.Request) -> web.Response:
+        """Art. 16 + 19: the corrected data goes, minimised, to every recipient of the old data."""
+        p = self._privacy(request)
+        b = await self._body(request, RectifyBody)
+        request_id = request.match_info["request_id"]
+        row = await self.service(request).get(request_id)
+        if not row.get("subject_id"):
+            raise NotFound("the request has no subject to rectify")
+        svc = request.app[SERVICES]
+        changes = ChangeService(svc.store, svc.ledger, svc.registrations.policies)
+        report = [c.as_dict() for c in await changes.push(row["subject_id"], b.registrant)]
+        await svc.store.add_request_event(request_id, iso(utcnow()), p.name, "rectification_pushed", {
+            "queued": [c["recipient"] for c in report if c["action"] == "queued"],
+            "cannot_update": [c["recipient"] for c in report if c["action"] in ("cannot_update", "refused")]})
+        if svc.worker is not None:
+            svc.worker.wakeup.set()
+        return json_response({"request_id": request_id, "recipients": report}, status=202)
 
     async def close(self, request: web.Request) -> web.Response:
         p = self._privacy(request)
@@ -234,6 +280,7 @@ def add_routes(app: web.Application, *, config_dir: Path | None = None) -> None:
     app.router.add_post(f"{rid}/object", r.object)
     app.router.add_post(f"{rid}/lift", r.lift)
     app.router.add_post(f"{rid}/erase", r.erase)
+    app.router.add_post(f"{rid}/rectify", r.rectify)
     app.router.add_post(f"{rid}/close", r.close)
     app.router.add_get("/v1/art30", r.art30)
     app.router.add_post("/v1/explain", r.explain)

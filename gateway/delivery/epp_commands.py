@@ -15,16 +15,21 @@ import json
 from typing import Any, Literal, cast
 
 from adapters.epp.types import (
+    Address,
     ContactCreate,
     ContactExtension,
+    ContactUpdate,
     DiscloseSpec,
     DkhmContactExt,
     DomainCreate,
     EuridContactExt,
+    EuridContactUpdate,
     IisContactExt,
+    IisContactUpdate,
     NeulevelDomainExt,
     NoridContactExt,
     PostalInfo,
+    PostalInfoChange,
     RegistrationCommands,
 )
 from gateway.errors import RequiredFieldMissing
@@ -228,3 +233,30 @@ def payload_digest(payload: dict[str, Any]) -> str:
     """SHA-256 over the canonical JSON of exactly what the adapter will send."""
     canon = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return "sha256:" + hashlib.sha256(canon.encode()).hexdigest()
+
+
+# -- outbox codec for contact updates -------------------------------------------------------------------
+
+_UPDATE_EXTS: dict[str, type[Any]] = {"iis": IisContactUpdate, "eurid": EuridContactUpdate}
+_UPDATE_EXT_NAMES = {v: k for k, v in _UPDATE_EXTS.items()}
+
+
+def contact_update_to_json(cmd: ContactUpdate) -> dict[str, Any]:
+    d = dataclasses.asdict(cmd)
+    d["extensions"] = [{"kind": _UPDATE_EXT_NAMES[type(e)], **dataclasses.asdict(e)} for e in cmd.extensions]
+    return d
+
+
+def contact_update_from_json(d: dict[str, Any]) -> ContactUpdate:
+    postal = []
+    for p in d["postal_info"]:
+        addr = p.get("addr")
+        postal.append(PostalInfoChange(
+            type=p["type"], name=p["name"], org=p["org"],
+            addr=Address(city=addr["city"], cc=addr["cc"], street=tuple(addr["street"]), sp=addr["sp"],
+                         pc=addr["pc"]) if addr else None,
+        ))
+    return ContactUpdate(
+        id=d["id"], postal_info=tuple(postal), voice=d["voice"], fax=d["fax"], email=d["email"],
+        extensions=tuple(_UPDATE_EXTS[e.pop("kind")](**e) for e in map(dict, d["extensions"])),
+    )

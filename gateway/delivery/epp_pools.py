@@ -6,9 +6,9 @@ handshake and login per registration; the pool also applies the registry's rate 
 
 from __future__ import annotations
 
-from adapters.epp.client import register_pooled
+from adapters.epp.client import register_pooled, update_contact_pooled
 from adapters.epp.pool import EppSessionPool
-from adapters.epp.types import Endpoint, RegistrationCommands, RegistrationOutcome
+from adapters.epp.types import ContactUpdate, Endpoint, RegistrationCommands, RegistrationOutcome, UpdateOutcome
 
 
 class EppPools:
@@ -34,6 +34,9 @@ class EppPools:
         self, endpoint: Endpoint, commands: RegistrationCommands, cl_trid_prefix: str
     ) -> RegistrationOutcome:
         return await register_pooled(self.pool(endpoint), commands, cl_trid_prefix, attempts=self.attempts)
+
+    async def update_contact(self, endpoint: Endpoint, cmd: ContactUpdate, cl_trid_prefix: str) -> UpdateOutcome:
+        return await update_contact_pooled(self.pool(endpoint), cmd, cl_trid_prefix, attempts=self.attempts)
 
     async def close(self) -> None:
         for pool in self._pools.values():

@@ -71,7 +71,7 @@ class EscrowJob:
         for item in items:
             try:
                 sealed = await ledger.open_json(item.subject_id, item.payload_ct,
-                                                outbox_aad(item.registration_id, item.recipient))
+                                                outbox_aad(item.registration_id, item.recipient, item.change_id))
             except SubjectErased:  # erased before the deposit: nothing of theirs goes
                 entry, state, nxt = await self.worker.entry_for(
                     item, started, None, PermanentDeliveryError("the subject was erased before the deposit"), {}

@@ -18,10 +18,10 @@ from typing import Any
 
 import structlog
 
-from adapters.epp.client import register
-from adapters.epp.types import Endpoint, RegistrationCommands, RegistrationOutcome
+from adapters.epp.client import EppClient, register, update_contact_with
+from adapters.epp.types import ContactUpdate, Endpoint, RegistrationCommands, RegistrationOutcome, UpdateOutcome
 from adapters.http_partner import HttpPartnerClient, PartnerEndpoint
-from gateway.delivery.epp_commands import commands_from_json
+from gateway.delivery.epp_commands import commands_from_json, contact_update_from_json
 from gateway.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from gateway.ledger.service import Ledger, SubjectErased
 from gateway.policy.loader import PolicySet
@@ -33,6 +33,14 @@ log = structlog.get_logger("gateway.delivery")
 
 def _no_partner_endpoint(recipient: str) -> PartnerEndpoint:
     raise PermanentDeliveryError("no partner endpoint configured for this recipient; nothing was sent")
+
+
+EppUpdater = Callable[[Endpoint, ContactUpdate, str], Awaitable[UpdateOutcome]]
+
+
+async def _update_single(endpoint: Endpoint, cmd: ContactUpdate, prefix: str) -> UpdateOutcome:
+    async with EppClient(endpoint) as client:
+        return await update_contact_with(client, cmd, prefix)
 
 
 EppSender = Callable[[Endpoint, RegistrationCommands, str], Awaitable[RegistrationOutcome]]
@@ -55,6 +63,7 @@ class DeliveryWorker:
         send_epp: EppSender = register,
         partner_endpoints: Callable[[str], PartnerEndpoint] | None = None,
         lease_s: float = 120.0,
+        update_epp: EppUpdater | None = None,
     ) -> None:
         self.store = store
         self.ledger = ledger
@@ -70,6 +79,7 @@ class DeliveryWorker:
         self.partner_endpoints = partner_endpoints or _no_partner_endpoint
         self.wakeup = asyncio.Event()
         self.lease_s = lease_s
+        self.update_epp = update_epp or _update_single
 
     async def recover(self) -> int:
         """Requeue rows whose claim is older than the lease: their worker died (kill -9, crash)."""
@@ -117,7 +127,8 @@ class DeliveryWorker:
             try:
                 try:
                     sealed = await self.ledger.open_json(
-                        item.subject_id, item.payload_ct, outbox_aad(item.registration_id, item.recipient)
+                        item.subject_id, item.payload_ct,
+                        outbox_aad(item.registration_id, item.recipient, item.change_id),
                     )
                 except SubjectErased:
                     raise PermanentDeliveryError("the subject was erased before delivery; nothing was sent") from None
@@ -137,12 +148,18 @@ class DeliveryWorker:
                 elif protocol == "https":
                     endpoint = self.partner_endpoints(item.recipient)
                     sent = True
+                    key = payload.get("idempotency_key") or f"{item.registration_id}:{item.recipient}"
                     async with HttpPartnerClient(endpoint) as client:
-                        receipt = await client.send(
-                            payload["path"], payload["body"], idempotency_key=f"{item.registration_id}:{item.recipient}"
-                        )
+                        receipt = await client.send(payload["path"], payload["body"], idempotency_key=key)
                     outcome = Delivered(str(receipt.status), None, None,
                                         {"partner_ref": receipt.partner_ref} if receipt.partner_ref else {})
+                elif protocol == "epp-update":
+                    update = contact_update_from_json(payload["contact_update"])
+                    sent = True
+                    result = await self.update_epp(self.endpoints(item.recipient), update,
+                                                   f"{item.registration_id}-{item.change_id}")
+                    outcome = Delivered(str(result.result.code), result.result.sv_trid, result.result.cl_trid,
+                                        {"contact": result.object_id}, result.reconciled)
                 else:
                     raise PermanentDeliveryError(f"protocol '{protocol}' has no adapter yet; nothing was sent")
             except DeliveryError as exc:

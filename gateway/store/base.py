@@ -135,6 +135,7 @@ class OutboxItem:
     transfer: dict[str, Any]
     fields: dict[str, Any]
     purpose: str
+    change_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,7 @@ class NewOutbox:
     purpose: str = "domain_registration"
     required: bool = True  # counts towards the registration's status (the registry's delivery)
     batch: bool = False  # collected by a batch job (escrow deposits), not the delivery worker
+    change_id: str = ""  # set for an update pushed after the registration (rectification, change)
 
 
 @dataclass(frozen=True)
@@ -216,6 +218,7 @@ class Store(Protocol):
 
     # registrations and outbox
     async def registration(self, reg_id: str) -> dict[str, Any] | None: ...
+    async def enqueue(self, registration_id: str, subject_id: str, items: list[NewOutbox], now: str) -> None: ...
     async def requeue_in_flight(self, now: str, stale_before: str | None = None) -> int: ...
     async def claim_due(self, now: str, limit: int, *, batch_recipient: str | None = None) -> list[OutboxItem]: ...
     async def finish(

@@ -77,7 +77,9 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
             next_attempt_at TEXT NOT NULL,
             last_code       TEXT,
             updated_at      TEXT NOT NULL,
-            UNIQUE (registration_id, recipient)
+            -- '' for the registration's own delivery; a change id for each later update pushed
+            change_id       TEXT NOT NULL DEFAULT '',
+            UNIQUE (registration_id, recipient, change_id)
         );
         CREATE INDEX outbox_due ON outbox(batch, state, next_attempt_at);
 

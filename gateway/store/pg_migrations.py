@@ -88,7 +88,9 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
             next_attempt_at TEXT COLLATE "C" NOT NULL,
             last_code       TEXT COLLATE "C",
             updated_at      TEXT COLLATE "C" NOT NULL,
-            UNIQUE (registration_id, recipient)
+            -- '' for the registration's own delivery; a change id for each later update pushed
+            change_id       TEXT NOT NULL DEFAULT '',
+            UNIQUE (registration_id, recipient, change_id)
         );
         CREATE INDEX outbox_due ON outbox(batch, state, next_attempt_at);
 

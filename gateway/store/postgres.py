@@ -31,6 +31,7 @@ from gateway.store.base import (
     Accepted,
     DisclosureEntry,
     DisclosureFilter,
+    NewOutbox,
     OutboxItem,
     StoredCheckpoint,
     SubjectKey,
@@ -62,12 +63,23 @@ def _count(status: str) -> int:
     return int(status.rsplit(" ", 1)[-1])
 
 
+async def _insert_outbox(c: Any, registration_id: str, subject_id: str | None, items: list[NewOutbox],
+                         now: str) -> None:
+    await c.executemany(
+        "INSERT INTO outbox(registration_id, recipient, subject_id, purpose, required, batch, change_id, state, "
+        "payload_ct, payload_digest, transfer_json, fields_json, next_attempt_at, updated_at) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9, $10, $11, $12, $13)",
+        [(registration_id, i.recipient, subject_id, i.purpose, int(i.required), int(i.batch), i.change_id,
+          i.payload_ct, i.payload_digest, json.dumps(i.transfer), json.dumps(i.fields), now, now) for i in items],
+    )
+
+
 def _outbox_item(r: Any) -> OutboxItem:
     return OutboxItem(
         id=int(r["id"]), registration_id=r["registration_id"], recipient=r["recipient"],
         attempts=int(r["attempts"]), subject_id=r["subject_id"], payload_ct=bytes(r["payload_ct"]),
         payload_digest=r["payload_digest"], transfer=json.loads(r["transfer_json"]),
-        fields=json.loads(r["fields_json"]), purpose=r["purpose"],
+        fields=json.loads(r["fields_json"]), purpose=r["purpose"], change_id=r["change_id"],
     )
 
 
@@ -265,14 +277,7 @@ class PostgresStore:
                 client, key, request_hash, reg["id"], a.status, json.dumps(a.response), now,
             )
             if a.outbox:
-                await c.executemany(
-                    "INSERT INTO outbox(registration_id, recipient, subject_id, purpose, required, batch, state, "
-                    "payload_ct, payload_digest, transfer_json, fields_json, next_attempt_at, updated_at) "
-                    "VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9, $10, $11, $12)",
-                    [(reg["id"], item.recipient, subject_id, item.purpose, int(item.required), int(item.batch),
-                      item.payload_ct, item.payload_digest, json.dumps(item.transfer), json.dumps(item.fields),
-                      now, now) for item in a.outbox],
-                )
+                await _insert_outbox(c, reg["id"], subject_id, a.outbox, now)
             await self._append_in(c, a.entries)
             return None
 
@@ -299,6 +304,14 @@ class PostgresStore:
         }
 
     # -- outbox ------------------------------------------------------------------------------------
+
+    async def enqueue(self, registration_id: str, subject_id: str, items: list[NewOutbox], now: str) -> None:
+        """Updates pushed after a registration (rectification): delivered and logged like it."""
+
+        async def run(c: Any) -> None:
+            await _insert_outbox(c, registration_id, subject_id, items, now)
+
+        await self._write(run)
 
     async def requeue_in_flight(self, now: str, stale_before: str | None = None) -> int:
         """After a crash, anything in flight may or may not have reached the recipient: retry it.
@@ -329,7 +342,7 @@ class PostgresStore:
                 " ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED"
                 ") UPDATE outbox o SET state='in_flight', attempts=o.attempts+1, updated_at=$1 FROM due "
                 "WHERE o.id = due.id RETURNING o.id, o.registration_id, o.recipient, o.attempts, o.subject_id, "
-                "o.payload_ct, o.payload_digest, o.transfer_json, o.fields_json, o.purpose",
+                "o.payload_ct, o.payload_digest, o.transfer_json, o.fields_json, o.purpose, o.change_id",
                 now, limit, batch_recipient, 0 if batch_recipient is None else 1,
             )
             if not rows:

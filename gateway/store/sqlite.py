@@ -26,6 +26,7 @@ from gateway.store.base import (
     Accepted,
     DisclosureEntry,
     DisclosureFilter,
+    NewOutbox,
     OutboxItem,
     StoredCheckpoint,
     SubjectKey,
@@ -240,19 +241,32 @@ class SqliteStore:
                     "created_at) VALUES (?,?,?,?,?,?,?)",
                     (client, key, request_hash, reg["id"], a.status, json.dumps(a.response), now),
                 )
-                for item in a.outbox:
-                    c.execute(
-                        "INSERT INTO outbox(registration_id, recipient, subject_id, purpose, required, batch, "
-                        "state, payload_ct, payload_digest, transfer_json, fields_json, next_attempt_at, updated_at) "
-                        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                        (reg["id"], item.recipient, subject_id, item.purpose, int(item.required),
-                         int(item.batch), "pending", item.payload_ct,
-                         item.payload_digest, json.dumps(item.transfer), json.dumps(item.fields), now, now),
-                    )
+                self._insert_outbox(c, reg["id"], subject_id, a.outbox, now)
                 self._append_in(c, a.entries)
             return None
 
         return await self._run(run)
+
+    @staticmethod
+    def _insert_outbox(
+        c: sqlite3.Connection, registration_id: str, subject_id: str | None, items: list[NewOutbox], now: str
+    ) -> None:
+        c.executemany(
+            "INSERT INTO outbox(registration_id, recipient, subject_id, purpose, required, batch, change_id, "
+            "state, payload_ct, payload_digest, transfer_json, fields_json, next_attempt_at, updated_at) "
+            "VALUES (?,?,?,?,?,?,?,'pending',?,?,?,?,?,?)",
+            [(registration_id, i.recipient, subject_id, i.purpose, int(i.required), int(i.batch), i.change_id,
+              i.payload_ct, i.payload_digest, json.dumps(i.transfer), json.dumps(i.fields), now, now) for i in items],
+        )
+
+    async def enqueue(self, registration_id: str, subject_id: str, items: list[NewOutbox], now: str) -> None:
+        """Updates pushed after a registration (rectification): delivered and logged like it."""
+
+        def run() -> None:
+            with self._tx() as c:
+                self._insert_outbox(c, registration_id, subject_id, items, now)
+
+        await self._run(run)
 
     # -- registrations ---------------------------------------------------------------------------
 
@@ -328,7 +342,7 @@ class SqliteStore:
                         attempts=row["attempts"] + 1, subject_id=row["subject_id"],
                         payload_ct=bytes(row["payload_ct"]), payload_digest=row["payload_digest"],
                         transfer=json.loads(row["transfer_json"]), fields=json.loads(row["fields_json"]),
-                        purpose=row["purpose"],
+                        purpose=row["purpose"], change_id=row["change_id"],
                     ))
                 return items
 
