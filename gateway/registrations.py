@@ -7,6 +7,7 @@ is one act towards its registry, and a half-delivered one would be worse than no
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -19,6 +20,7 @@ from adapters.escrow import is_gtld
 from gateway.delivery.epp_commands import (
     RegistrarContact,
     build_commands,
+    carried_fields,
     commands_to_json,
     payload_digest,
 )
@@ -164,10 +166,11 @@ class RegistrationService:
             status_text = "blocked"
         else:
             status_text = "accepted"
-            for p in plans:
+            for i, p in enumerate(plans):
                 if p.refusal is not None:
                     continue
-                payload = self._payload(req, reg_id, p)
+                payload, p = self._payload(req, reg_id, p)
+                plans[i] = p
                 values = {k: list(v) if isinstance(v, tuple) else v for k, v in p.minimised.values.items()}
                 sealed = self.ledger.seal_json(
                     subject.dek, {"payload": payload, "values": values}, outbox_aad(reg_id, p.policy.recipient)
@@ -223,16 +226,27 @@ class RegistrationService:
             raise IdempotencyConflict("this Idempotency-Key was used with a different request body")
         return status, body
 
-    def _payload(self, req: RegistrationRequest, reg_id: str, p: RecipientPlan) -> dict[str, Any]:
-        """Exactly what the adapter will send (its digest goes into the disclosure entry)."""
+    def _payload(
+        self, req: RegistrationRequest, reg_id: str, p: RecipientPlan
+    ) -> tuple[dict[str, Any], RecipientPlan]:
+        """Exactly what the adapter will send (its digest goes into the disclosure entry), and the
+        plan narrowed to the fields that payload really carries."""
         values = {k: list(v) if isinstance(v, tuple) else v for k, v in p.minimised.values.items()}
         if p.policy.protocol == "epp":
             cmds = build_commands(req, reg_id, p.minimised, p.policy, self.registrar, self.secret)
-            return {"protocol": "epp", "commands": commands_to_json(cmds)}
+            released = set(p.minimised.values)
+            subject = [c for c in cmds.contacts if c.id != self.registrar.id]
+            carried = carried_fields(subject[0], released) if subject else set()
+            if carried != released:
+                m = p.minimised
+                dropped = {f: "released, but this registry has no element for it: not sent" for f in released - carried}
+                p = dataclasses.replace(p, minimised=dataclasses.replace(
+                    m, values={k: v for k, v in m.values.items() if k in carried}, withheld={**m.withheld, **dropped}))
+            return {"protocol": "epp", "commands": commands_to_json(cmds)}, p
         if p.policy.protocol == "https" and p.policy.https is not None:
             return {"protocol": "https", "path": p.policy.https.path,
-                    "body": {"registration_id": reg_id, "domain": req.domain, "data": values}}
-        return {"protocol": p.policy.protocol, "domain": req.domain, "tld": req.tld, "data": values}
+                    "body": {"registration_id": reg_id, "domain": req.domain, "data": values}}, p
+        return {"protocol": p.policy.protocol, "domain": req.domain, "tld": req.tld, "data": values}, p
 
     @staticmethod
     def _blocked_entry(reg_id: str, subject_id: str, p: RecipientPlan, now: dt.datetime) -> DisclosureEntry:

@@ -98,6 +98,31 @@ def _extensions(policy: RecipientPolicy, m: Minimised, kind: str) -> tuple[Conta
     return tuple(out)
 
 
+def carried_fields(contact: ContactCreate, released: set[str]) -> set[str]:
+    """Pure: the registrant fields a subject's contact object actually carries on the wire.
+
+    A policy may release a field for which the registry has no element (a Swedish organisation
+    number at .dk, the person/organisation kind at most registries): that field does not leave, and
+    the disclosure log must say so rather than list it as sent."""
+    pi = contact.postal_info
+    out = {"name", "city", "country", "email"}
+    out |= {f for f, v in (("organisation", pi.org), ("street", pi.street), ("state", pi.sp),
+                           ("postal_code", pi.pc), ("phone", contact.voice), ("fax", contact.fax)) if v}
+    for ext in contact.extensions:
+        if isinstance(ext, IisContactExt):
+            out |= {f for f, v in (("national_id", ext.orgno), ("vat_number", ext.vatno)) if v}
+        elif isinstance(ext, EuridContactExt):
+            out |= {"kind"} | {f for f, v in (("language", ext.lang), ("vat_number", ext.vat),
+                                              ("citizenship", ext.country_of_citizenship)) if v}
+        elif isinstance(ext, DkhmContactExt):
+            out |= {"kind"} | ({"national_id"} if ext.cvr or ext.pnumber else set())
+        elif isinstance(ext, NoridContactExt):
+            out |= {"national_id"}
+    if "national_id" in out:
+        out.add("national_id_scheme")  # the number's form or [CC] prefix says which scheme it is
+    return out & released
+
+
 def build_commands(
     req: RegistrationRequest,
     reg_id: str,

@@ -1,0 +1,104 @@
+"""For every configured TLD: read the EPP frames the sandbox captured back into registrant field
+names and compare them with the policy's release list. Exactly those fields left, nothing else."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from lxml import etree
+
+from gateway.policy.loader import load_policies
+from tests.conftest import ORG_BODY, ROOT, VALID_BODY, Gateway
+
+pytestmark = pytest.mark.integration
+
+EPP = "urn:ietf:params:xml:ns:epp-1.0"
+C = "urn:ietf:params:xml:ns:contact-1.0"
+IIS = "urn:se:iis:xml:epp:iis-1.2"
+EURID = "http://www.eurid.eu/xml/epp/contact-ext-1.3"
+DKHM = "urn:dkhm:params:xml:ns:dkhm-4.5"
+NORID = "http://www.norid.no/xsd/no-ext-contact-1.0"
+
+#: element (namespace, local name) → the registrant field it carries
+ELEMENT_FIELD = {
+    (C, "name"): "name", (C, "org"): "organisation", (C, "street"): "street", (C, "city"): "city",
+    (C, "sp"): "state", (C, "pc"): "postal_code", (C, "cc"): "country", (C, "voice"): "phone",
+    (C, "fax"): "fax", (C, "email"): "email",
+    (IIS, "orgno"): "national_id", (IIS, "vatno"): "vat_number",
+    (EURID, "lang"): "language", (EURID, "vat"): "vat_number", (EURID, "countryOfCitizenship"): "citizenship",
+    (EURID, "naturalPerson"): "kind",
+    (DKHM, "userType"): "kind", (DKHM, "CVR"): "national_id", (DKHM, "pnumber"): "national_id",
+    (NORID, "identity"): "national_id",
+}
+#: elements that carry no registrant data (protocol structure, the registrar's choices)
+STRUCTURE = {(C, n) for n in ("create", "id", "postalInfo", "addr", "authInfo", "pw")} | {
+    (EURID, "create"), (EURID, "type"), (IIS, "create"), (NORID, "create"), (NORID, "type"),
+    (EPP, "extension"),
+}
+#: fields a policy may release that travel inside another element
+IMPLIED = {"national_id_scheme": "national_id"}
+
+
+def _body_for(tld: str) -> dict[str, Any]:
+    b = copy.deepcopy(ORG_BODY if tld in {"dk", "no", "nl", "fi"} else VALID_BODY)
+    b["domain"] = f"falt-{tld}.{tld}"
+    b["registrant"]["fax"] = "+46 8 111 222 33"  # offered to every registry; most never get it
+    if tld == "eu":
+        b["registrant"]["citizenship"] = "SE"
+    if tld == "us":
+        b["us_nexus"] = {"app_purpose": "P3", "nexus_category": "C11"}
+    if tld == "no":
+        b["registrant"]["national_id"] = {"scheme": "no_organisasjonsnummer", "value": "988077917"}
+    return b
+
+
+def _fields_in(command: etree._Element) -> set[str]:
+    found: set[str] = set()
+    disclose = f"{{{C}}}disclose"
+    for el in command.iter():
+        # <contact:disclose> children are publication flags, not data
+        if not isinstance(el.tag, str) or el.tag == disclose or any(a.tag == disclose for a in el.iterancestors()):
+            continue
+        q = etree.QName(el)
+        key = (q.namespace or "", q.localname)
+        if key in ELEMENT_FIELD:
+            found.add(ELEMENT_FIELD[key])
+        elif key not in STRUCTURE and key[0] in (C, IIS, EURID, DKHM, NORID):
+            raise AssertionError(f"unmapped element {key}: decide what it carries")
+    return found
+
+
+@pytest.mark.parametrize("tld", sorted(load_policies(ROOT / "config").by_tld))
+async def test_exactly_the_released_fields_left(gateway: Gateway, tld: str) -> None:
+    policy = load_policies(ROOT / "config").by_tld[tld]
+    r = await gateway.post(_body_for(tld))
+    plan = await r.json()
+    frames = gateway.sandbox.sandbox.frames
+    if r.status == 422 or policy.protocol != "epp":
+        if r.status == 202:
+            await gateway.wait_status(plan["id"], {"failed"})
+        assert frames == []  # blocked or no adapter: nothing left at all
+        return
+    await gateway.wait_status(plan["id"], {"delivered"})
+    [registry_plan] = [t for t in plan["transfers"] if t["recipient"] == policy.recipient]
+    released = set(registry_plan["fields_sent"])
+    subject_creates = []
+    for f in frames:
+        root = etree.fromstring(f)
+        create = root.find(f"{{{EPP}}}command/{{{EPP}}}create/{{{C}}}create")
+        if create is not None and create.findtext(f"{{{C}}}id") != "RGREGISTRAR":
+            subject_creates.append(root.find(f"{{{EPP}}}command"))
+    if not released:
+        assert subject_creates == []  # thin: no contact object at all
+        return
+    [command] = subject_creates
+    sent = _fields_in(command)
+    expected = {IMPLIED.get(f, f) for f in released}
+    assert sent == expected, (tld, "sent, not released:", sorted(sent - expected),
+                              "released, not sent:", sorted(expected - sent))
+    # and whatever left was allowed by the policy file itself
+    for f in sent:
+        rule = policy.fields.get(f) or policy.fields.get("national_id")
+        assert rule is not None and rule.send != "never", (tld, f)
