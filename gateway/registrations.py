@@ -155,7 +155,7 @@ class RegistrationService:
         now = self.clock()
         reg_id = uuid.uuid4().hex
         subject = await self.ledger.subject_for(req.registrant)
-        restrictions = [] if subject.new is not None else await self.store.restrictions(subject.id)
+        restrictions = await self.store.restrictions(subject.id)
         plans = plan_registration(req, self.policies, now, restrictions)
         refused = [p for p in plans if p.refusal is not None]
         blocking = [p for p in refused if p.policy.required]
@@ -211,7 +211,7 @@ class RegistrationService:
         raced = await self.store.accept(
             Accepted(
                 registration=registration, idempotency=(client, key, rhash), status=http_status,
-                response=body, outbox=outbox, entries=entries, subject=subject.new, subject_links=subject.links,
+                response=body, outbox=outbox, entries=entries, subject_links=subject.links,
             ),
             iso(now),
         )

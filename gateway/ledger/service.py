@@ -67,8 +67,7 @@ def identifiers(reg: Registrant) -> list[tuple[str, str]]:
 class SubjectRef:
     id: str
     dek: bytes
-    new: NewSubject | None
-    links: tuple[tuple[str, str], ...]
+    links: tuple[tuple[str, str], ...]  # identifiers to add to the subject's blind index
 
 
 async def _collect(get_coords: Callable[[NodeSource], object], store: Store) -> dict[tuple[int, int], bytes]:
@@ -102,12 +101,18 @@ class Ledger:
         for sid in await self.store.find_subjects(digests):
             dek = await self.dek(sid)
             if dek is not None:  # an erased subject starts afresh: old keys stay destroyed
-                return SubjectRef(sid, dek, None, tuple(digests))
+                return SubjectRef(sid, dek, tuple(digests))
         sid = uuid.uuid4().hex
         dek = new_data_key()
         wrapped = wrap(self.ring, dek, sid)
+        claimed = await self.store.claim_subject(NewSubject(sid, wrapped.kid, wrapped.blob, tuple(digests)),
+                                                 dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"))
+        if claimed != sid:  # a concurrent request created this person first: use theirs
+            existing = await self.dek(claimed)
+            if existing is not None:
+                return SubjectRef(claimed, existing, tuple(digests))
         self._deks[sid] = dek
-        return SubjectRef(sid, dek, NewSubject(sid, wrapped.kid, wrapped.blob, tuple(digests)), ())
+        return SubjectRef(sid, dek, ())
 
     async def dek(self, subject_id: str) -> bytes | None:
         if subject_id in self._deks:

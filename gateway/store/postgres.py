@@ -32,6 +32,7 @@ from gateway.store.base import (
     DisclosureEntry,
     DisclosureFilter,
     NewOutbox,
+    NewSubject,
     OutboxItem,
     StoredCheckpoint,
     SubjectKey,
@@ -561,6 +562,30 @@ class PostgresStore:
             if r["subject_id"] not in found:
                 found.append(r["subject_id"])
         return found
+
+    async def claim_subject(self, new: NewSubject, now: str) -> str:
+        """Get-or-create, atomically across processes: transaction-scoped advisory locks on the
+        identifiers' digests (in one order) make concurrent first registrations of one person wait for
+        each other, so they share one subject and one data key."""
+
+        async def run(c: Any) -> str:
+            for _, digest in sorted(new.index):
+                await c.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", digest)
+            for kind, digest in new.index:
+                row = await c.fetchrow(
+                    "SELECT i.subject_id FROM subject_index i JOIN subjects s ON s.id = i.subject_id "
+                    "WHERE i.kind=$1 AND i.digest=$2 AND s.wrapped IS NOT NULL ORDER BY s.created_at, s.id LIMIT 1",
+                    kind, digest,
+                )
+                if row is not None:
+                    return str(row["subject_id"])
+            await c.execute("INSERT INTO subjects(id, kid, wrapped, created_at) VALUES ($1, $2, $3, $4)",
+                            new.id, new.kid, new.wrapped, now)
+            await c.executemany("INSERT INTO subject_index(kind, digest, subject_id) VALUES ($1, $2, $3) "
+                                "ON CONFLICT DO NOTHING", [(k, d, new.id) for k, d in new.index])
+            return new.id
+
+        return await self._write(run)
 
     async def subject_key(self, subject_id: str) -> SubjectKey | None:
         rows = await self._fetch("SELECT id, kid, wrapped, shredded_at FROM subjects WHERE id=$1", subject_id)

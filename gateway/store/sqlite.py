@@ -27,6 +27,7 @@ from gateway.store.base import (
     DisclosureEntry,
     DisclosureFilter,
     NewOutbox,
+    NewSubject,
     OutboxItem,
     StoredCheckpoint,
     SubjectKey,
@@ -545,6 +546,29 @@ class SqliteStore:
                     if r[0] not in found:
                         found.append(r[0])
             return found
+
+        return await self._run(run)
+
+    async def claim_subject(self, new: NewSubject, now: str) -> str:
+        """Get-or-create, atomically: the live subject one of these identifiers already names, else
+        ``new`` (inserted with its index).  Concurrent first registrations of one person then share
+        one subject and one data key instead of racing to make two."""
+
+        def run() -> str:
+            with self._tx() as c:
+                for kind, digest in new.index:
+                    row = c.execute(
+                        "SELECT i.subject_id FROM subject_index i JOIN subjects s ON s.id = i.subject_id "
+                        "WHERE i.kind=? AND i.digest=? AND s.wrapped IS NOT NULL ORDER BY s.created_at, s.id LIMIT 1",
+                        (kind, digest),
+                    ).fetchone()
+                    if row is not None:
+                        return str(row[0])
+                c.execute("INSERT INTO subjects(id, kid, wrapped, created_at) VALUES (?,?,?,?)",
+                          (new.id, new.kid, new.wrapped, now))
+                c.executemany("INSERT OR IGNORE INTO subject_index(kind, digest, subject_id) VALUES (?,?,?)",
+                              [(k, d, new.id) for k, d in new.index])
+                return new.id
 
         return await self._run(run)
 

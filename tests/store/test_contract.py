@@ -511,3 +511,19 @@ async def test_leaf_bytes_identical_across_stores(tmp_path: Path, pg_dsn: str) -
     finally:
         await sqlite_store.close()
         await pg_store.close()
+
+
+async def test_claim_subject_is_get_or_create(store: Store) -> None:
+    from gateway.store.base import NewSubject
+
+    a = NewSubject("a" * 32, "kid", b"w" * 60, (("email", "d-1"), ("national_id", "d-2")))
+    b = NewSubject("b" * 32, "kid", b"w" * 60, (("national_id", "d-2"),))
+    c = NewSubject("c" * 32, "kid", b"w" * 60, (("email", "d-9"),))
+    got = await asyncio.gather(store.claim_subject(a, ts(0)), store.claim_subject(b, ts(0)))
+    assert got[0] == got[1] and got[0] in (a.id, b.id)  # one wins, the other gets the winner
+    assert await store.claim_subject(c, ts(0)) == c.id
+    assert await store.find_subjects([("national_id", "d-2")]) == [got[0]]
+    # an erased subject is not reused: the person starts afresh with a new key
+    assert await store.shred_subject(got[0], ts(1))
+    d = NewSubject("d" * 32, "kid", b"w" * 60, (("national_id", "d-2"),))
+    assert await store.claim_subject(d, ts(2)) == d.id
