@@ -74,6 +74,7 @@ class EndpointsFile(BaseModel):
     endpoints: dict[str, EndpointConfig] = {}
     partners: dict[str, PartnerConfig] = {}
     escrow: EscrowConfig | None = None
+    address_lookup: PartnerConfig | None = None
 
 
 def load_secret(path: Path) -> bytes:
@@ -198,6 +199,7 @@ async def build(settings: Settings, *, dev_tokens: bool = False) -> tuple[web.Ap
         registrations=RegistrationService(store, ledger, policies, RegistrarContact(), secret),
         worker=worker if settings.worker_enabled else None, escrow=escrow,
         escrow_interval_s=cfg.escrow.interval_s if cfg.escrow else 0.0,
+        address_lookup=cfg.address_lookup.endpoint("address_lookup", where) if cfg.address_lookup else None,
         max_body_bytes=settings.max_body_bytes, poll_s=settings.worker_poll_s,
         metrics=Metrics.create(), checkpoint_interval_s=settings.checkpoint_interval_s,
     )

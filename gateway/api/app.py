@@ -16,6 +16,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from pydantic import ValidationError
 
+from adapters.http_partner import PartnerEndpoint
 from gateway.api.openapi import openapi_document
 from gateway.api.problems import json_response, problem_middleware
 from gateway.auth import Principal, Role, TokenStore, require
@@ -70,6 +71,7 @@ class Services:
     checkpoint_interval_s: float = 0.0
     escrow: EscrowJob | None = None
     escrow_interval_s: float = 0.0
+    address_lookup: PartnerEndpoint | None = None
 
 
 SERVICES = web.AppKey("services", Services)
@@ -297,10 +299,11 @@ def build_app(services: Services) -> web.Application:
     from gateway.api import ledger_routes  # routes module imports this one's helpers
 
     ledger_routes.add_routes(app)
-    from gateway.api import rights_routes
+    from gateway.api import lookup_routes, rights_routes
     from gateway.web import add_routes as add_ui_routes
 
     rights_routes.add_routes(app)
+    lookup_routes.add_routes(app)
     add_ui_routes(app)
 
     if services.worker is not None:
