@@ -22,6 +22,7 @@ from gateway.models import Registrant
 from gateway.registrations import iso, utcnow
 from gateway.rights.config import default_config_dir, load_controller, load_retention
 from gateway.rights.service import RightsService
+from gateway.store.base import DisclosureFilter
 
 Short = Annotated[str, Field(min_length=1, max_length=200)]
 M = TypeVar("M", bound=BaseModel)
@@ -180,13 +181,54 @@ class _Routes:
         p = self._privacy(request)
         b = await self._body(request, RestrictBody)
         out = await self.service(request).restrict(request.match_info["request_id"], p.name, b.scope)
+        out["notices"] = await self._notify(request, p.name, "restriction", b.scope)
         return json_response(out, status=201)
 
     async def object(self, request: web.Request) -> web.Response:
         p = self._privacy(request)
         b = await self._body(request, ObjectBody)
         out = await self.service(request).object(request.match_info["request_id"], p.name, b.scope)
+        out["notices"] = await self._notify(request, p.name, "objection", b.scope)
         return json_response(out, status=201)
+
+    async def _notify(self, request: web.Request, actor: str, kind: str, scope: str) -> list[dict[str, Any]]:
+        """Art. 19: tell each recipient in scope that received the subject's data.  HTTPS partners get
+        a notice (ids and kind only, no personal data) on their API; registries and the escrow agent
+        have no such message in their protocol, so they are listed for staff to tell directly."""
+        svc = request.app[SERVICES]
+        request_id = request.match_info["request_id"]
+        row = await self.service(request).get(request_id)
+        subject_id = row.get("subject_id")
+        if not subject_id:
+            return []
+        policies = svc.registrations.policies
+        received: dict[str, set[str]] = {}
+        delivered = DisclosureFilter(subject_id=subject_id, outcome="delivered", limit=1000)
+        for e in await svc.store.disclosures(delivered):
+            if e.fields:
+                received.setdefault(e.recipient, set()).add(e.registration_id)
+        notices = []
+        for rid, regs in sorted(received.items()):
+            policy = policies.recipients.get(rid)
+            marketing = policy is not None and policy.kind == "marketing"
+            in_scope = scope in ("all", rid) or (scope == "marketing" and marketing)
+            if not in_scope:
+                continue
+            status, how = "manual", "no notice message in this recipient's protocol: tell it directly"
+            if policy is not None and policy.https is not None and svc.worker is not None:
+                try:
+                    async with HttpPartnerClient(svc.worker.partner_endpoints(rid)) as client:
+                        for reg_id in sorted(regs):
+                            await client.send(f"{policy.https.path}/notices",
+                                              {"registration_id": reg_id, "notice": kind, "article": "19"},
+                                              idempotency_key=f"notice:{request_id}:{kind}:{reg_id}")
+                    status, how = "sent", "notice sent to the partner's API"
+                except DeliveryError as exc:
+                    status, how = "failed", f"notice failed ({exc.code}); tell the recipient directly"
+            notices.append({"recipient": rid, "registrations": sorted(regs), "status": status, "how": how})
+        await svc.store.add_request_event(request_id, iso(utcnow()), actor, "art19_notices", {
+            "kind": kind, "notices": [{"recipient": n["recipient"], "status": n["status"]} for n in notices]})
+        return notices
 
     async def lift(self, request: web.Request) -> web.Response:
         p = self._privacy(request)

@@ -34,12 +34,22 @@ class Partner:
 
     def __init__(self) -> None:
         self.posts: list[tuple[str, dict[str, Any]]] = []
+        self.deletes: list[str] = []
         self.deposits: dict[str, bytes] = {}
         self.app = web.Application()
         self.app.router.add_post("/v1/messages", self._post)
         self.app.router.add_post("/v1/subscribers", self._post)
         self.app.router.add_put("/deposits/{deposit_id}", self._deposit)
+        self.app.router.add_post("/v1/messages/notices", self._post)
+        self.app.router.add_post("/v1/subscribers/notices", self._post)
+        self.app.router.add_delete("/v1/messages/{reg}", self._delete)
+        self.app.router.add_delete("/v1/subscribers/{reg}", self._delete)
         self.server = TestServer(self.app, host="127.0.0.1")
+
+    async def _delete(self, request: web.Request) -> web.Response:
+        assert request.headers["Authorization"] == "Bearer partner-token"
+        self.deletes.append(request.path)
+        return web.Response(status=204)
 
     async def _post(self, request: web.Request) -> web.Response:
         assert request.headers["Authorization"] == "Bearer partner-token"
@@ -172,3 +182,35 @@ async def test_gtld_registrations_are_escrowed_encrypted(flow: tuple[Gateway, Pa
     assert entry["outcome"] == "delivered" and entry["objects"]["deposit_id"] == deposit_id
     assert "name" in entry["fields"] and entry["purpose"] == "escrow"
     assert await job.run_once() is None  # nothing queued any more
+
+
+async def _request(gw: Gateway, kind: str) -> str:
+    r = await gw.client.post("/v1/requests", headers=gw.tokens.h("privacy"), json={
+        "kind": kind, "channel": "letter", "identity_check": "ID card checked", "verified_by": "staff-1",
+        "identifiers": {"email": VALID_BODY["registrant"]["email"]}})
+    assert r.status in (200, 201), await r.text()
+    return str((await r.json())["id"])
+
+
+async def test_restriction_notices_and_erasure_requests_reach_partners(flow: tuple[Gateway, Partner, Any]) -> None:
+    gw, partner, _ = flow
+    reg = await _delivered(gw, VALID_BODY)
+    partner.posts.clear()
+    h = gw.tokens.h("privacy")
+    r = await gw.client.post(f"/v1/requests/{await _request(gw, 'restriction')}/restrict", headers=h,
+                             json={"scope": "all"})
+    assert r.status == 201, await r.text()
+    notices = {n["recipient"]: n for n in (await r.json())["notices"]}
+    assert notices["mail-provider"]["status"] == notices["marketing-partner"]["status"] == "sent"
+    assert notices["iis-se"]["status"] == "manual"  # no such message in EPP: staff tell the registry
+    assert sorted(p for p, _ in partner.posts) == ["/v1/messages/notices", "/v1/subscribers/notices"]
+    for _, sent in partner.posts:
+        assert set(sent) == {"key", "registration_id", "notice", "article"}  # ids only, no personal data
+        assert sent["registration_id"] == reg["id"] and sent["notice"] == "restriction"
+
+    r = await gw.client.post(f"/v1/requests/{await _request(gw, 'erasure')}/erase", headers=h, json={})
+    assert r.status == 200, await r.text()
+    plan = {x["recipient"]: x for x in (await r.json())["recipients"]}
+    assert plan["marketing-partner"]["status"] == plan["mail-provider"]["status"] == "requested"
+    assert plan["iis-se"]["deletion_request"] == "not_possible"  # the active domain needs its holder
+    assert sorted(partner.deletes) == [f"/v1/messages/{reg['id']}", f"/v1/subscribers/{reg['id']}"]
