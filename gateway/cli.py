@@ -11,7 +11,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from gateway import ledger_cli
+from gateway import ledger_cli, staff_cli
 from gateway.auth import hash_token
 from gateway.errors import ConfigError
 from gateway.logs import configure
@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--config-dir", type=Path)
     sub.add_parser("hash-token", help="read a token on stdin, print its SHA-256 for the tokens file")
     ledger_cli.add_parsers(sub)
+    staff_cli.add_parsers(sub)
     rights_cli.add_parsers(sub)
     args = parser.parse_args(argv)
     configure()
@@ -80,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.cmd in ("ledger", "keys"):
             return ledger_cli.run(settings, args)
+        if args.cmd in staff_cli.COMMANDS:
+            return staff_cli.run(settings, args)
         asyncio.run(_serve(settings, with_sandbox=args.cmd == "run"))
         return 0
     except ConfigError as exc:

@@ -200,6 +200,7 @@ async def build(settings: Settings, *, dev_tokens: bool = False) -> tuple[web.Ap
         worker=worker if settings.worker_enabled else None, escrow=escrow,
         escrow_interval_s=cfg.escrow.interval_s if cfg.escrow else 0.0,
         address_lookup=cfg.address_lookup.endpoint("address_lookup", where) if cfg.address_lookup else None,
+        config_dir=settings.config_dir, retention_interval_s=settings.retention_interval_s,
         max_body_bytes=settings.max_body_bytes, poll_s=settings.worker_poll_s,
         metrics=Metrics.create(), checkpoint_interval_s=settings.checkpoint_interval_s,
     )

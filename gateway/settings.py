@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     blind_index_key_file: Path | None = None
     signing_key_file: Path | None = None  # Ed25519 checkpoint key (PEM)
     checkpoint_interval_s: float = Field(default=60.0, ge=0)
+    retention_interval_s: float = Field(default=86_400.0, ge=0)  # the purge job; 0 turns it off
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=10 * 1024 * 1024)
 
     # default registry endpoint: the sandbox

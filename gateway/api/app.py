@@ -9,6 +9,7 @@ import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -72,6 +73,8 @@ class Services:
     escrow: EscrowJob | None = None
     escrow_interval_s: float = 0.0
     address_lookup: PartnerEndpoint | None = None
+    config_dir: Path | None = None
+    retention_interval_s: float = 0.0
 
 
 SERVICES = web.AppKey("services", Services)

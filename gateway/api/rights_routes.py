@@ -9,11 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
+import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from adapters.http_partner import HttpPartnerClient
-from gateway.api.app import SERVICES, _principal, _read_json, validation_problem
+from gateway.api.app import SERVICES, _periodic, _principal, _read_json, validation_problem
 from gateway.api.problems import json_response
 from gateway.auth import Principal, Role, require
 from gateway.changes import ChangeService
@@ -23,6 +24,8 @@ from gateway.registrations import iso, utcnow
 from gateway.rights.config import default_config_dir, load_controller, load_retention
 from gateway.rights.service import RightsService
 from gateway.store.base import DisclosureFilter
+
+log = structlog.get_logger("gateway.rights")
 
 Short = Annotated[str, Field(min_length=1, max_length=200)]
 M = TypeVar("M", bound=BaseModel)
@@ -95,8 +98,11 @@ class _Routes:
         self._service: RightsService | None = None
 
     def service(self, request: web.Request) -> RightsService:
+        return self.service_for(request.app)
+
+    def service_for(self, app: web.Application) -> RightsService:
         if self._service is None:
-            svc = request.app[SERVICES]
+            svc = app[SERVICES]
             self._service = RightsService(svc.store, svc.ledger, svc.registrations.policies,
                                           retention_config=self.retention, controller=self.controller)
         return self._service
@@ -310,7 +316,15 @@ class _Routes:
 
 def add_routes(app: web.Application, *, config_dir: Path | None = None) -> None:
     """``config_dir`` holds retention.yaml and controller.yaml (default: $GATEWAY_CONFIG_DIR or config/)."""
-    r = _Routes(config_dir)
+    services = app[SERVICES]
+    r = _Routes(config_dir or services.config_dir)
+    if services.retention_interval_s > 0:  # the purge job, on a timer for the app's lifetime
+
+        async def purge() -> None:
+            report = await r.service_for(app).retention(dry_run=False)
+            log.info("retention.purged", purged=report.get("purged", 0))
+
+        app.cleanup_ctx.append(_periodic(services.retention_interval_s, purge, "retention.purge"))
     rid = "/v1/requests/{request_id}"
     app.router.add_post("/v1/requests", r.open_request)
     app.router.add_get("/v1/requests", r.list_requests)

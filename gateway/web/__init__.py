@@ -1,6 +1,7 @@
 """Server-rendered pages for privacy staff (no JavaScript): login, the disclosure log with filters and
 CSV export, disclosure details with the values sent (privacy role only, each read logged), and the
-third-country overview.
+third-country overview; data-subject requests (list, opening, each request with its event log and the
+actions on it, Art. 15 extracts), the Art. 30 record and the policy explainer.
 
 ``add_routes(app)`` mounts everything under ``/ui``; more pages plug in through ``gateway.web.core``
 (``page``, ``render``, ``checked_form``) and ``add_nav``.
@@ -12,8 +13,10 @@ from importlib.resources import files
 
 from aiohttp import web
 
+from gateway.auth import Role
 from gateway.errors import NotFound
 from gateway.web.core import STAFF_ROLES, UI_STATE, NavItem, UiState, add_nav, public
+from gateway.web.rights import RIGHTS, RightsHolder
 from gateway.web.session import Revocations, session_key
 
 __all__ = ["NavItem", "add_nav", "add_routes", "session_key"]
@@ -35,12 +38,16 @@ async def static(request: web.Request) -> web.StreamResponse:
 
 def add_routes(app: web.Application) -> None:
     """Mount the staff pages on ``app`` (before it starts)."""
-    from gateway.web import disclosures, login, overview
+    from gateway.web import disclosures, login, overview, requests, rights
 
     staff = frozenset(STAFF_ROLES)
     app[UI_STATE] = UiState(nav=[], revocations=Revocations())
+    app[RIGHTS] = RightsHolder()
     add_nav(app, NavItem("/ui/disclosures", "Disclosure log", staff))
     add_nav(app, NavItem("/ui/third-countries", "Third countries", staff))
+    add_nav(app, NavItem("/ui/requests", "Requests", staff))
+    add_nav(app, NavItem("/ui/art30", "Art. 30 record", staff))
+    add_nav(app, NavItem("/ui/explain", "Explainer", frozenset({Role.PRIVACY})))
 
     r = app.router
     r.add_get("/ui", login.ui_root)
@@ -54,3 +61,16 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/ui/disclosures.csv", disclosures.export_csv)
     r.add_get("/ui/disclosures/{entry_id}", disclosures.detail_page)
     r.add_get("/ui/third-countries", overview.third_countries)
+    r.add_get("/ui/requests", requests.list_page)
+    r.add_get("/ui/requests/new", requests.new_get)
+    r.add_post("/ui/requests/new", requests.new_post)
+    rid = "/ui/requests/{request_id}"
+    r.add_get(rid, requests.detail_page)
+    r.add_post(f"{rid}/extract", requests.extract_post)
+    r.add_get(rid + "/extract.{fmt:json|pdf}", requests.extract_download)
+    for action, done in requests.ACTIONS.items():
+        r.add_post(f"{rid}/{action}", requests.action_handler(action, done))
+    r.add_get("/ui/art30", rights.art30_page)
+    r.add_get("/ui/art30.json", rights.art30_json)
+    r.add_get("/ui/explain", rights.explain_get)
+    r.add_post("/ui/explain", rights.explain_post)

@@ -145,7 +145,8 @@ async def test_restriction_and_objection_are_enforced_and_lifted(gateway: Gatewa
     await register(gateway, anna(domain="tredje.se"))
     actions = [e["action"] for e in (await (await gateway.client.get(f"/v1/requests/{req['id']}",
                                                                      headers=h)).json())["events"]]
-    assert actions == ["opened", "subject_found", "restricted", "lifted", "objected"]
+    assert actions == ["opened", "subject_found", "restricted", "art19_notices", "lifted", "objected",
+                       "art19_notices"]
 
 
 async def test_explain_over_http(gateway: Gateway) -> None:

@@ -1,0 +1,165 @@
+"""The rights service for the staff pages, the Art. 30 record page and the policy explainer.
+
+``rights_service(request)`` returns the very ``RightsService`` the ``/v1`` rights API uses (the API
+builds it lazily and caches it on its routes object; we reach it through the bound handler of the
+``GET /v1/art30`` route), so the pages and the API share one instance and one configuration.  If the
+API routes are not mounted, the pages build their own the same way and keep it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from multidict import MultiDictProxy
+from pydantic import ValidationError
+
+from gateway.api.app import SERVICES
+from gateway.api.problems import json_response
+from gateway.auth import Role
+from gateway.errors import InputError, PolicyRefusal
+from gateway.models import IdScheme, Registrant
+from gateway.policy.loader import PolicySet
+from gateway.rights.config import default_config_dir
+from gateway.rights.service import RightsService
+from gateway.web.core import STAFF_ROLES, checked_form, page, render
+from gateway.web.session import Session
+
+RightsAccessor = Callable[[web.Request], RightsService]
+API_ROUTE = "/v1/art30"  # any route whose handler is a bound method of the API's routes object
+
+
+@dataclass
+class RightsHolder:
+    accessor: RightsAccessor | None = None
+
+
+RIGHTS = web.AppKey("ui_rights", RightsHolder)
+
+
+def _api_accessor(app: web.Application) -> RightsAccessor | None:
+    for route in app.router.routes():
+        if route.method != "GET" or getattr(route.resource, "canonical", None) != API_ROUTE:
+            continue
+        service = getattr(getattr(route.handler, "__self__", None), "service", None)
+        return _checked(service) if callable(service) else None
+    return None
+
+
+def _checked(service: Callable[[web.Request], Any]) -> RightsAccessor:
+    def shared(request: web.Request) -> RightsService:
+        found = service(request)
+        if not isinstance(found, RightsService):  # pragma: no cover - the API changed shape
+            raise TypeError("the rights API's service accessor returned something else")
+        return found
+
+    return shared
+
+
+def _own_accessor() -> RightsAccessor:
+    cfg = default_config_dir()  # as the API's routes do
+    built: list[RightsService] = []
+
+    def own(request: web.Request) -> RightsService:
+        if not built:
+            svc = request.app[SERVICES]
+            built.append(RightsService(svc.store, svc.ledger, svc.registrations.policies, config_dir=cfg))
+        return built[0]
+
+    return own
+
+
+def rights_service(request: web.Request) -> RightsService:
+    holder = request.app[RIGHTS]
+    if holder.accessor is None:
+        holder.accessor = _api_accessor(request.app) or _own_accessor()
+    return holder.accessor(request)
+
+
+# -- Art. 30 -------------------------------------------------------------------------------------------
+
+@page(*STAFF_ROLES)
+async def art30_page(request: web.Request, session: Session) -> web.StreamResponse:
+    record = await rights_service(request).art30()
+    return render(request, "art30.html", session, r=record)
+
+
+@page(*STAFF_ROLES)
+async def art30_json(request: web.Request, session: Session) -> web.StreamResponse:
+    record = await rights_service(request).art30()
+    stamp = str(record["generated_at"])[:10]
+    return json_response(record, headers={"Content-Disposition": f'attachment; filename="art30-{stamp}.json"'})
+
+
+# -- the explainer -------------------------------------------------------------------------------------
+
+#: Form fields of the sample registrant, in order: (name, label).
+EXPLAIN_FIELDS = ("tld", "kind", "name", "organisation", "id_scheme", "id_value", "street", "city", "postal_code",
+                  "country", "email", "phone", "language", "citizenship")
+EXPLAIN_DEFAULTS = {"tld": "se", "kind": "person", "country": "SE", "language": "sv"}
+
+
+class ExplainInvalid(InputError):
+    code = "explain_invalid"
+    status = 422
+    title = "The sample registrant is not valid"
+
+
+def _opt(form: Mapping[str, str], name: str) -> str | None:
+    value = form.get(name, "").strip()
+    return value or None
+
+
+def registrant_from_form(form: Mapping[str, str]) -> Registrant:
+    """The sample registrant, validated by the same model the ordering API uses."""
+    street = [line.strip() for line in form.get("street", "").splitlines() if line.strip()]
+    data: dict[str, Any] = {
+        "kind": form.get("kind", "").strip(), "name": form.get("name", "").strip(),
+        "address": {"street": street, "city": form.get("city", "").strip(), "country": form.get("country", "").strip()},
+        "email": form.get("email", "").strip(), "phone": form.get("phone", "").strip(),
+        "language": form.get("language", "").strip() or "sv",
+    }
+    for name, target in (("organisation", data), ("citizenship", data), ("postal_code", data["address"])):
+        value = _opt(form, name)
+        if value is not None:
+            target[name] = value
+    scheme, value = _opt(form, "id_scheme"), _opt(form, "id_value")
+    if (scheme is None) != (value is None):
+        raise ExplainInvalid("give both the national ID scheme and its value, or neither",
+                             errors=[{"loc": ["national_id"], "msg": "scheme and value go together"}])
+    if scheme is not None:
+        data["national_id"] = {"scheme": scheme, "value": value}
+    try:
+        return Registrant.model_validate_json(json.dumps(data))
+    except ValidationError as exc:
+        errors = [{"loc": [str(p) for p in e["loc"]], "msg": e["msg"]} for e in exc.errors(include_input=False)]
+        raise ExplainInvalid("some fields are not valid (see below)", errors=errors) from None
+
+
+def _explain_context(policies: PolicySet) -> dict[str, Any]:
+    return {"schemes": [s.value for s in IdScheme], "tlds": sorted(policies.by_tld)}
+
+
+@page(Role.PRIVACY)
+async def explain_get(request: web.Request, session: Session) -> web.StreamResponse:
+    rights = rights_service(request)
+    return render(request, "explain.html", session, f=EXPLAIN_DEFAULTS, plan=None, error=None, errors=[],
+                  **_explain_context(rights.policies))
+
+
+@page(Role.PRIVACY)
+async def explain_post(request: web.Request, session: Session) -> web.StreamResponse:
+    form: MultiDictProxy[str] = await checked_form(request, session)
+    rights = rights_service(request)
+    values = {k: form.get(k, "") for k in EXPLAIN_FIELDS}
+    try:
+        plan = rights.explain(registrant_from_form(form), form.get("tld", ""))
+    except (InputError, PolicyRefusal) as err:
+        errors = err.extra.get("errors", []) if isinstance(err, ExplainInvalid) else []
+        return render(request, "explain.html", session, status=err.status, f=values, plan=None, error=err.detail,
+                      errors=errors, **_explain_context(rights.policies))
+    return render(request, "explain.html", session, f=values, plan=plan, error=None, errors=[],
+                  **_explain_context(rights.policies))
