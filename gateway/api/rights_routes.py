@@ -13,17 +13,16 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from adapters.http_partner import HttpPartnerClient
 from gateway.api.app import SERVICES, _periodic, _principal, _read_json, validation_problem
 from gateway.api.problems import json_response
 from gateway.auth import Principal, Role, require
 from gateway.changes import ChangeService
-from gateway.errors import DeliveryError, NotFound, ValidationFailed
+from gateway.errors import NotFound, ValidationFailed
 from gateway.models import Registrant
 from gateway.registrations import iso, utcnow
 from gateway.rights.config import default_config_dir, load_controller, load_retention
+from gateway.rights.recipients import PartnerEndpoints, art19_notices, request_deletions
 from gateway.rights.service import RightsService
-from gateway.store.base import DisclosureFilter
 
 log = structlog.get_logger("gateway.rights")
 
@@ -198,43 +197,12 @@ class _Routes:
         return json_response(out, status=201)
 
     async def _notify(self, request: web.Request, actor: str, kind: str, scope: str) -> list[dict[str, Any]]:
-        """Art. 19: tell each recipient in scope that received the subject's data.  HTTPS partners get
-        a notice (ids and kind only, no personal data) on their API; registries and the escrow agent
-        have no such message in their protocol, so they are listed for staff to tell directly."""
         svc = request.app[SERVICES]
         request_id = request.match_info["request_id"]
         row = await self.service(request).get(request_id)
-        subject_id = row.get("subject_id")
-        if not subject_id:
-            return []
-        policies = svc.registrations.policies
-        received: dict[str, set[str]] = {}
-        delivered = DisclosureFilter(subject_id=subject_id, outcome="delivered", limit=1000)
-        for e in await svc.store.disclosures(delivered):
-            if e.fields:
-                received.setdefault(e.recipient, set()).add(e.registration_id)
-        notices = []
-        for rid, regs in sorted(received.items()):
-            policy = policies.recipients.get(rid)
-            marketing = policy is not None and policy.kind == "marketing"
-            in_scope = scope in ("all", rid) or (scope == "marketing" and marketing)
-            if not in_scope:
-                continue
-            status, how = "manual", "no notice message in this recipient's protocol: tell it directly"
-            if policy is not None and policy.https is not None and svc.worker is not None:
-                try:
-                    async with HttpPartnerClient(svc.worker.partner_endpoints(rid)) as client:
-                        for reg_id in sorted(regs):
-                            await client.send(f"{policy.https.path}/notices",
-                                              {"registration_id": reg_id, "notice": kind, "article": "19"},
-                                              idempotency_key=f"notice:{request_id}:{kind}:{reg_id}")
-                    status, how = "sent", "notice sent to the partner's API"
-                except DeliveryError as exc:
-                    status, how = "failed", f"notice failed ({exc.code}); tell the recipient directly"
-            notices.append({"recipient": rid, "registrations": sorted(regs), "status": status, "how": how})
-        await svc.store.add_request_event(request_id, iso(utcnow()), actor, "art19_notices", {
-            "kind": kind, "notices": [{"recipient": n["recipient"], "status": n["status"]} for n in notices]})
-        return notices
+        return await art19_notices(svc.store, svc.registrations.policies, partner_endpoints(request.app),
+                                   request_id=request_id, subject_id=row.get("subject_id"), actor=actor, kind=kind,
+                                   scope=scope)
 
     async def lift(self, request: web.Request) -> web.Response:
         p = self._privacy(request)
@@ -249,23 +217,8 @@ class _Routes:
         request_id = request.match_info["request_id"]
         report = await self.service(request).erase(request_id, p.name)
         svc = request.app[SERVICES]
-        policies = svc.registrations.policies
-        for r in report["recipients"]:
-            policy = policies.recipients.get(r["recipient"])
-            if r["deletion_request"] != "possible" or policy is None or policy.https is None or svc.worker is None:
-                continue
-            try:
-                endpoint = svc.worker.partner_endpoints(r["recipient"])
-                async with HttpPartnerClient(endpoint) as client:
-                    for reg_id in r["registrations"]:
-                        await client.delete(f"{policy.https.path}/{reg_id}",
-                                            idempotency_key=f"erase:{request_id}:{reg_id}")
-                r["status"] = "requested"
-            except DeliveryError as exc:
-                r["status"] = "failed"
-                r["reason"] = f"deletion request failed ({exc.code}); retry or ask the recipient directly"
-            await svc.store.add_request_event(request_id, iso(utcnow()), p.name, "deletion_requested", {
-                "recipient": r["recipient"], "status": r["status"], "registrations": len(r["registrations"])})
+        await request_deletions(svc.store, svc.registrations.policies, partner_endpoints(request.app),
+                                request_id=request_id, actor=p.name, report=report)
         return json_response(report)
 
     async def rectify(self, request: web.Request) -> web.Response:
@@ -314,10 +267,24 @@ class _Routes:
         return json_response(out)
 
 
+RIGHTS_SERVICE = web.AppKey("rights_service", RightsService)
+
+
+def rights_service(app: web.Application) -> RightsService:
+    """The one RightsService of this app, shared by the API and the staff pages."""
+    return app[RIGHTS_SERVICE]
+
+
+def partner_endpoints(app: web.Application) -> PartnerEndpoints | None:
+    worker = app[SERVICES].worker
+    return worker.partner_endpoints if worker is not None else None
+
+
 def add_routes(app: web.Application, *, config_dir: Path | None = None) -> None:
     """``config_dir`` holds retention.yaml and controller.yaml (default: $GATEWAY_CONFIG_DIR or config/)."""
     services = app[SERVICES]
     r = _Routes(config_dir or services.config_dir)
+    app[RIGHTS_SERVICE] = r.service_for(app)
     if services.retention_interval_s > 0:  # the purge job, on a timer for the app's lifetime
 
         async def purge() -> None:

@@ -16,7 +16,6 @@ from aiohttp import web
 from gateway.auth import Role
 from gateway.errors import NotFound
 from gateway.web.core import STAFF_ROLES, UI_STATE, NavItem, UiState, add_nav, public
-from gateway.web.rights import RIGHTS, RightsHolder
 from gateway.web.session import Revocations, session_key
 
 __all__ = ["NavItem", "add_nav", "add_routes", "session_key"]
@@ -42,7 +41,6 @@ def add_routes(app: web.Application) -> None:
 
     staff = frozenset(STAFF_ROLES)
     app[UI_STATE] = UiState(nav=[], revocations=Revocations())
-    app[RIGHTS] = RightsHolder()
     add_nav(app, NavItem("/ui/disclosures", "Disclosure log", staff))
     add_nav(app, NavItem("/ui/third-countries", "Third countries", staff))
     add_nav(app, NavItem("/ui/requests", "Requests", staff))

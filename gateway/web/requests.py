@@ -4,7 +4,7 @@ restriction, Art. 21 objection, lifting, Art. 17 erasure, closing).
 
 Every action is a POST form with the session's CSRF token and goes through ``RightsService``, which
 writes the request event; the privacy role acts, the auditor only reads.  Identifiers a person gives
-are POSTed, never put in a URL, and never written anywhere but the blind-index lookup.
+are POSTed, never put in a URL, and only used for the blind-index lookup (never stored).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from gateway.errors import GatewayError, InputError
 from gateway.models import IdScheme
 from gateway.rights.service import REQUEST_KINDS, RequestKind
 from gateway.web.core import STAFF_ROLES, Handler, checked_form, page, render
-from gateway.web.rights import rights_service
+from gateway.web.rights import art19_notices, request_deletions, rights_service
 from gateway.web.session import Session
 
 CHANNELS = ("email", "letter", "web_form", "phone", "in_person")
@@ -34,10 +34,10 @@ IDENTITY_CHECKS = ("BankID signature", "Reply from the e-mail address on record"
                    "Signed letter with a copy of an ID document")
 
 
-class BadState(InputError):
-    code = "bad_filter"
+class BadInput(InputError):
+    code = "bad_form_value"
     status = 400
-    title = "A filter value is not valid"
+    title = "A form value is not valid"
 
 
 class ConfirmationMissing(InputError):
@@ -51,7 +51,7 @@ def _lang(value: str | None) -> Literal["sv", "en"]:
         return "en"
     if value in (None, "", "sv"):
         return "sv"
-    raise BadState("'lang' must be 'sv' or 'en'")
+    raise BadInput("'lang' must be 'sv' or 'en'")
 
 
 def _request_id(request: web.Request) -> str:
@@ -84,7 +84,8 @@ def detail_pairs(detail: Any) -> list[tuple[str, Any]]:
     out: list[tuple[str, Any]] = []
     for k, v in detail.items():
         if isinstance(v, list | tuple):
-            out.append((str(k), [str(x) for x in v]))
+            out.append((str(k), [", ".join(f"{a}: {b}" for a, b in x.items()) if isinstance(x, dict) else str(x)
+                                 for x in v]))
         elif isinstance(v, bool):
             out.append((str(k), "yes" if v else "no"))
         elif isinstance(v, dict):
@@ -134,7 +135,7 @@ async def new_post(request: web.Request, session: Session) -> web.StreamResponse
         del identifiers["national_id_scheme"]
     try:
         if f["kind"] not in REQUEST_KINDS:
-            raise BadState("choose the kind of request")
+            raise BadInput("choose the kind of request")
         out = await rights_service(request).open_request(
             kind=cast(RequestKind, f["kind"]), channel=f["channel"], identity_check=f["identity_check"],
             verified_by=f["verified_by"], actor=session.name, identifiers=identifiers,
@@ -175,11 +176,13 @@ def subject_ids(req: dict[str, Any]) -> list[str]:
 
 NOTICES = {
     "extended": "The deadline was extended. Tell the data subject, with the reasons, within the first month.",
-    "restricted": "Restriction recorded: further disclosures are refused. Tell the recipients listed in the log "
-                  "(Art. 19).",
-    "objected": "Objection recorded: disclosures in its scope are refused from now on.",
+    "restricted": "Restriction recorded: further disclosures are refused. Art. 19: partners with an API were sent a "
+                  "notice; tell the recipients marked manual or failed in the log directly.",
+    "objected": "Objection recorded: disclosures in its scope are refused from now on. Art. 19 notices as for a "
+                "restriction: see the log.",
     "lifted": "Restriction lifted. The data subject must have been told before (Art. 18(3)).",
-    "erased": "Erased: the subject's data keys are destroyed. Follow up the deletion requests listed below.",
+    "erased": "Erased: the subject's data keys are destroyed. Partners with an API were asked to delete (see the "
+              "log); follow up the other deletion requests listed below.",
     "closed": "The request is closed.",
 }
 
@@ -197,22 +200,26 @@ async def _act(request: web.Request, session: Session, action: str, form: MultiD
     if action == "extend":
         await rights.extend(rid, who, form.get("reason", ""))
     elif action == "restrict":
-        await rights.restrict(rid, who, form.get("scope", "all").strip() or "all")
+        scope = form.get("scope", "all").strip() or "all"
+        await rights.restrict(rid, who, scope)
+        await art19_notices(request, who, "restriction", scope)
     elif action == "object":
-        await rights.object(rid, who, form.get("scope", "marketing").strip() or "marketing")
+        scope = form.get("scope", "marketing").strip() or "marketing"
+        await rights.object(rid, who, scope)
+        await art19_notices(request, who, "objection", scope)
     elif action == "lift":
         restriction = form.get("restriction_id", "").strip()
         if not re.fullmatch(r"[0-9a-f]{32}", restriction):
-            raise BadState("choose the restriction to lift")
+            raise BadInput("choose the restriction to lift")
         await rights.lift(rid, restriction, who)
     elif action == "erase":
         if form.get("confirm", "").strip() != ERASE_WORD:
             raise ConfirmationMissing(f"type {ERASE_WORD} in the confirmation field to erase")
-        await rights.erase(rid, who)
+        await request_deletions(request, who, rid, await rights.erase(rid, who))
     elif action == "close":
         await rights.close(rid, who, form.get("outcome", ""))
     else:  # pragma: no cover - routes name the actions
-        raise BadState("unknown action")
+        raise BadInput("unknown action")
 
 
 def action_handler(action: str, done: str) -> Handler:

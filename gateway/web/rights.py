@@ -1,16 +1,11 @@
-"""The rights service for the staff pages, the Art. 30 record page and the policy explainer.
-
-``rights_service(request)`` returns the very ``RightsService`` the ``/v1`` rights API uses (the API
-builds it lazily and caches it on its routes object; we reach it through the bound handler of the
-``GET /v1/art30`` route), so the pages and the API share one instance and one configuration.  If the
-API routes are not mounted, the pages build their own the same way and keep it.
-"""
+"""The staff pages' side of data-subject rights: the shared RightsService, the recipient follow-ups
+after a restriction, objection or erasure (the same functions the API calls), the Art. 30 record page
+and the policy explainer."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -19,64 +14,39 @@ from pydantic import ValidationError
 
 from gateway.api.app import SERVICES
 from gateway.api.problems import json_response
+from gateway.api.rights_routes import partner_endpoints
+from gateway.api.rights_routes import rights_service as api_rights_service
 from gateway.auth import Role
 from gateway.errors import InputError, PolicyRefusal
 from gateway.models import IdScheme, Registrant
 from gateway.policy.loader import PolicySet
-from gateway.rights.config import default_config_dir
+from gateway.rights.recipients import art19_notices as shared_notices
+from gateway.rights.recipients import request_deletions as shared_deletions
 from gateway.rights.service import RightsService
 from gateway.web.core import STAFF_ROLES, checked_form, page, render
 from gateway.web.session import Session
 
-RightsAccessor = Callable[[web.Request], RightsService]
-API_ROUTE = "/v1/art30"  # any route whose handler is a bound method of the API's routes object
-
-
-@dataclass
-class RightsHolder:
-    accessor: RightsAccessor | None = None
-
-
-RIGHTS = web.AppKey("ui_rights", RightsHolder)
-
-
-def _api_accessor(app: web.Application) -> RightsAccessor | None:
-    for route in app.router.routes():
-        if route.method != "GET" or getattr(route.resource, "canonical", None) != API_ROUTE:
-            continue
-        service = getattr(getattr(route.handler, "__self__", None), "service", None)
-        return _checked(service) if callable(service) else None
-    return None
-
-
-def _checked(service: Callable[[web.Request], Any]) -> RightsAccessor:
-    def shared(request: web.Request) -> RightsService:
-        found = service(request)
-        if not isinstance(found, RightsService):  # pragma: no cover - the API changed shape
-            raise TypeError("the rights API's service accessor returned something else")
-        return found
-
-    return shared
-
-
-def _own_accessor() -> RightsAccessor:
-    cfg = default_config_dir()  # as the API's routes do
-    built: list[RightsService] = []
-
-    def own(request: web.Request) -> RightsService:
-        if not built:
-            svc = request.app[SERVICES]
-            built.append(RightsService(svc.store, svc.ledger, svc.registrations.policies, config_dir=cfg))
-        return built[0]
-
-    return own
-
 
 def rights_service(request: web.Request) -> RightsService:
-    holder = request.app[RIGHTS]
-    if holder.accessor is None:
-        holder.accessor = _api_accessor(request.app) or _own_accessor()
-    return holder.accessor(request)
+    """The app's one RightsService, shared with the /v1 rights API."""
+    return api_rights_service(request.app)
+
+
+async def art19_notices(request: web.Request, actor: str, kind: str, scope: str) -> list[dict[str, Any]]:
+    """After a restriction or objection: the same Art. 19 notices the API sends."""
+    svc = request.app[SERVICES]
+    request_id = request.match_info["request_id"]
+    row = await rights_service(request).get(request_id)
+    return await shared_notices(svc.store, svc.registrations.policies, partner_endpoints(request.app),
+                                request_id=request_id, subject_id=row.get("subject_id"), actor=actor, kind=kind,
+                                scope=scope)
+
+
+async def request_deletions(request: web.Request, actor: str, request_id: str, report: dict[str, Any]) -> None:
+    """After an erasure: the same deletion requests to HTTPS partners the API makes."""
+    svc = request.app[SERVICES]
+    await shared_deletions(svc.store, svc.registrations.policies, partner_endpoints(request.app),
+                           request_id=request_id, actor=actor, report=report)
 
 
 # -- Art. 30 -------------------------------------------------------------------------------------------

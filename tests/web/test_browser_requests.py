@@ -1,0 +1,139 @@
+"""A data-subject access request in a real headless Chromium: log in, open the request through the form
+for a registered subject found by e-mail, produce the Swedish extract, read it, and download its PDF.
+
+As in test_browser.py, playwright's sync API runs in a worker thread while the gateway serves on the
+test's event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from pypdf import PdfReader
+
+from tests.conftest import Gateway
+from tests.web.conftest import register_scenario
+from tests.web.test_browser import CHROMIUM, LAUNCH_ARGS
+
+pytestmark = pytest.mark.integration
+
+ANNA_RECIPIENTS = ("Internetstiftelsen (.se registry)", "Public Interest Registry (.org registry)",
+                   "VeriSign, Inc. (.com registry)")
+OTHERS = ("exempel.jp", "exempel.cn", "Japan Registry Services", "China Internet Network", "Kenji", "Wei Zhang",
+          "example.jp", "example.cn")
+
+
+@dataclass
+class Seen:
+    request_url: str = ""
+    subject: str = ""
+    events: list[str] = field(default_factory=list)
+    extract_title: str = ""
+    letter: str = ""
+    covers: str = ""
+    page_text: str = ""
+    pdf_name: str = ""
+    pdf_path: Path | None = None
+    events_after: list[str] = field(default_factory=list)
+    console_errors: list[str] = field(default_factory=list)
+
+
+def drive(base: str, token: str, download_dir: Path) -> Seen:
+    from playwright.sync_api import sync_playwright
+
+    seen = Seen()
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS, headless=True)
+        try:
+            context = browser.new_context(accept_downloads=True)
+            page = context.new_page()
+            page.set_default_timeout(10_000)
+            errors = seen.console_errors
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+
+            # log in on the way to the requests page, reached through the navigation
+            page.goto(f"{base}/ui/requests")
+            page.fill("#token", token)
+            page.click("form.login button[type=submit]")
+            page.wait_for_url(re.compile(r"/ui/requests$"))
+            page.click("#new-request")
+            page.wait_for_url(re.compile(r"/ui/requests/new$"))
+
+            # open an access request for the person who wrote from her registered address
+            page.select_option("select[name=kind]", "access")
+            page.select_option("select[name=channel]", "email")
+            page.fill("input[name=identity_check]", "Reply from the e-mail address on record")
+            page.fill("input[name=email]", "Anna.Andersson@example.se")
+            page.click("form.request-form button[type=submit]")
+            page.wait_for_url(re.compile(r"/ui/requests/[0-9a-f]{32}$"))
+            seen.request_url = page.url
+            seen.subject = page.locator("#subject").inner_text()
+            seen.events = [e.get_attribute("data-action") or "" for e in page.locator("tr.event").all()]
+
+            # the extract, in Swedish
+            page.select_option("#extract-form select[name=lang]", "sv")
+            page.click("#extract-form button[type=submit]")
+            page.wait_for_url(re.compile(r"/ui/requests/[0-9a-f]{32}/extract$"))
+            seen.extract_title = page.title()
+            seen.letter = page.locator("#letter").inner_text()
+            seen.covers = page.locator("#covers").inner_text()
+            seen.page_text = page.locator("body").inner_text()
+
+            # ... and its PDF
+            with page.expect_download() as info:
+                page.click("#download-pdf")
+            download = info.value
+            seen.pdf_name = download.suggested_filename
+            seen.pdf_path = download_dir / download.suggested_filename
+            download.save_as(seen.pdf_path)
+
+            # back on the request, both extracts are in its log
+            page.click("text=← Request")
+            page.wait_for_url(re.compile(r"/ui/requests/[0-9a-f]{32}$"))
+            seen.events_after = [e.get_attribute("data-action") or "" for e in page.locator("tr.event").all()]
+        finally:
+            browser.close()
+    return seen
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
+async def test_access_request_and_extract_in_chromium(gateway: Gateway, tmp_path: Path) -> None:
+    await register_scenario(gateway)
+    base = str(gateway.client.make_url("/")).rstrip("/")
+    seen = await asyncio.to_thread(drive, base, gateway.tokens.privacy, tmp_path)
+
+    assert "anna" not in seen.request_url.lower()
+    assert seen.subject.startswith("found (email)")
+    assert seen.events == ["opened", "subject_found"]
+
+    assert seen.extract_title.startswith("Registerutdrag")
+    letter = seen.letter
+    assert letter.startswith("Registerutdrag") and "Integritetsskyddsmyndigheten" in letter
+    for name in ANNA_RECIPIENTS:
+        assert name in letter, name
+    assert "Utlämnanden (3)" in letter and "Anna Andersson" in letter and "Rätt till radering" in letter
+    for domain in ("exempel.se", "exempel.org", "exempel.com"):
+        assert domain in seen.covers, domain
+    for other in OTHERS:  # another subject's registrations and data are nowhere on the page
+        assert other not in seen.page_text, other
+
+    assert re.fullmatch(r"extract-[0-9a-f]{32}-sv-\d{8}\.pdf", seen.pdf_name)
+    assert seen.pdf_path is not None
+    data = seen.pdf_path.read_bytes()
+    assert data.startswith(b"%PDF")
+    text = "\n".join(p.extract_text() for p in PdfReader(io.BytesIO(data)).pages)
+    for needle in ("Registerutdrag", "Integritetsskyddsmyndigheten", "Anna Andersson", *ANNA_RECIPIENTS):
+        assert needle in text, needle
+    for other in OTHERS:
+        assert other not in text, other
+
+    assert seen.events_after == ["opened", "subject_found", "extract", "extract"]
+    reads = [a for a in await gateway.store.access_log() if a["action"] == "rights.extract"]
+    assert len(reads) == 2 and {a["actor"] for a in reads} == {"staff"}
+    assert seen.console_errors == []  # no CSP violations: the letter's inline style is not on the page

@@ -1,0 +1,424 @@
+"""The data-subject request pages, the Art. 30 record and the explainer, through aiohttp's client: roles,
+CSRF on every action, opening a request through the form, extracts in Swedish and English, erasure's
+typed confirmation, and an explainer that sends nothing."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from typing import Any
+
+import pytest
+from aiohttp import web
+from pypdf import PdfReader
+
+from gateway.api.app import SERVICES
+from gateway.api.rights_routes import rights_service as api_rights_service
+from gateway.auth import Principal, Role
+from gateway.store.base import DisclosureFilter
+from gateway.web.rights import request_deletions, rights_service
+from gateway.web.session import encode_session, new_session
+from tests.conftest import Gateway
+from tests.web.conftest import register_scenario
+from tests.web.test_pages import csrf_of, key_of, login, page_csrf
+
+pytestmark = pytest.mark.integration
+
+ANNA_EMAIL = "anna.andersson@example.se"
+REQUEST_LINK = re.compile(r"^/ui/requests/([0-9a-f]{32})$")
+
+
+def app_of(gateway: Gateway) -> web.Application:
+    app: web.Application | None = gateway.client.app
+    assert app is not None
+    return app
+
+
+async def open_via_form(gateway: Gateway, expect: int = 303, **fields: str) -> Any:
+    csrf = await page_csrf(gateway.client, "/ui/requests/new")
+    data = {"csrf": csrf, "kind": "access", "channel": "email", "identity_check": "BankID signature",
+            "verified_by": "staff"} | fields
+    r = await gateway.client.post("/ui/requests/new", data=data, allow_redirects=False)
+    assert r.status == expect, await r.text()
+    return r
+
+
+async def open_anna(gateway: Gateway) -> str:
+    r = await open_via_form(gateway, email=ANNA_EMAIL)
+    m = REQUEST_LINK.match(r.headers["Location"])
+    assert m, r.headers["Location"]
+    return m.group(1)
+
+
+async def events(gateway: Gateway, rid: str) -> list[str]:
+    return [e["action"] for e in await gateway.store.request_events(rid)]
+
+
+async def post(gateway: Gateway, path: str, csrf: str | None, **fields: str) -> Any:
+    data = dict(fields)
+    if csrf is not None:
+        data["csrf"] = csrf
+    return await gateway.client.post(path, data=data, allow_redirects=False)
+
+
+def action_paths(rid: str) -> list[tuple[str, dict[str, str]]]:
+    base = f"/ui/requests/{rid}"
+    return [
+        (f"{base}/extract", {"lang": "sv"}), (f"{base}/extend", {"reason": "complex request"}),
+        (f"{base}/restrict", {"scope": "all"}), (f"{base}/object", {"scope": "marketing"}),
+        (f"{base}/lift", {"restriction_id": "0" * 32}), (f"{base}/erase", {"confirm": "ERASE"}),
+        (f"{base}/close", {"outcome": "done"}),
+    ]
+
+
+# -- roles and CSRF -----------------------------------------------------------------------------------
+
+async def test_roles(gateway: Gateway) -> None:
+    await register_scenario(gateway)
+    await login(gateway.client, gateway.tokens.privacy)
+    rid = await open_anna(gateway)
+    gateway.client.session.cookie_jar.clear()
+
+    # not logged in: to the login page
+    for path in ("/ui/requests", f"/ui/requests/{rid}", "/ui/art30", "/ui/explain", "/ui/requests/new"):
+        r = await gateway.client.get(path, allow_redirects=False)
+        assert r.status == 303 and r.headers["Location"].startswith("/ui/login?next="), path
+
+    # the ordering role opens nothing
+    ordering = {"rg_session": encode_session(key_of(gateway), new_session(Principal("shop", Role.ORDERING)))}
+    for path in ("/ui/requests", f"/ui/requests/{rid}", "/ui/requests/new", "/ui/art30", "/ui/art30.json",
+                 "/ui/explain", f"/ui/requests/{rid}/extract.pdf"):
+        r = await gateway.client.get(path, cookies=ordering, allow_redirects=False)
+        assert r.status == 403 and r.content_type == "text/html", path
+
+    # the auditor reads lists, details and the Art. 30 record, and does nothing else
+    await login(gateway.client, gateway.tokens.auditor)
+    for path in ("/ui/requests", "/ui/requests?state=all", f"/ui/requests/{rid}", "/ui/art30", "/ui/art30.json"):
+        assert (await gateway.client.get(path)).status == 200, path
+    html = await (await gateway.client.get(f"/ui/requests/{rid}")).text()
+    assert "Only the privacy role can act" in html and 'id="erase-form"' not in html
+    assert 'data-action="subject_found"' in html
+    nav = html.split("</nav>")[0]
+    assert "/ui/requests" in nav and "/ui/art30" in nav and "/ui/explain" not in nav
+    for path in ("/ui/requests/new", "/ui/explain", f"/ui/requests/{rid}/extract.json",
+                 f"/ui/requests/{rid}/extract.pdf"):
+        assert (await gateway.client.get(path)).status == 403, path
+    csrf = await page_csrf(gateway.client, "/ui/requests")
+    for path, fields in [*action_paths(rid), ("/ui/requests/new", {"email": ANNA_EMAIL, "kind": "access"}),
+                         ("/ui/explain", {"tld": "se"})]:
+        r = await post(gateway, path, csrf, **fields)
+        assert r.status == 403, path
+    assert await events(gateway, rid) == ["opened", "subject_found"]
+    assert [a for a in await gateway.store.access_log() if a["action"] == "rights.extract"] == []
+
+
+async def test_every_action_needs_the_sessions_csrf_token(gateway: Gateway) -> None:
+    await register_scenario(gateway)
+    await login(gateway.client, gateway.tokens.privacy)
+    rid = await open_anna(gateway)
+    other = new_session(Principal("staff", Role.PRIVACY)).csrf_token(key_of(gateway))
+    paths = [*action_paths(rid), ("/ui/requests/new", {"email": ANNA_EMAIL, "kind": "access", "channel": "email",
+                                                       "identity_check": "x", "verified_by": "y"}),
+             ("/ui/explain", {"tld": "se"})]
+    for path, fields in paths:
+        for token in (None, "", other):
+            r = await post(gateway, path, token, **fields)
+            assert r.status == 403, (path, token)
+            assert "CSRF" in await r.text()
+    assert await events(gateway, rid) == ["opened", "subject_found"]
+    assert len(await gateway.store.requests()) == 1
+    assert await gateway.store.restrictions((await gateway.store.requests())[0]["subject_id"]) == []
+
+
+# -- opening and listing ----------------------------------------------------------------------------------
+
+async def test_open_a_request_through_the_form_and_see_it(gateway: Gateway) -> None:
+    await register_scenario(gateway)
+    await login(gateway.client, gateway.tokens.privacy)
+    form = await (await gateway.client.get("/ui/requests/new")).text()
+    for kind in ("access", "rectification", "erasure", "restriction", "objection"):
+        assert f'<option value="{kind}"' in form
+
+    r = await open_via_form(gateway, kind="erasure", channel="letter", email=" Anna.Andersson@EXAMPLE.se",
+                            national_id="811218-9876", domain="exempel.se")
+    location = r.headers["Location"]
+    assert "anna" not in location.lower() and "811218" not in location  # identifiers never go into a URL
+    m = REQUEST_LINK.match(location)
+    assert m is not None
+    rid = m.group(1)
+    html = await (await gateway.client.get(location)).text()
+    assert '<dd id="kind">erasure</dd>' in html and '<dd id="state">open</dd>' in html
+    [row] = await gateway.store.requests()
+    assert row["subject_id"] and row["subject_id"] in html
+    assert re.search(r'id="subject">found \(email \+ national_id \+ domain\)', html)
+    assert 'data-action="opened"' in html and 'data-action="subject_found"' in html
+    assert re.search(r"(28|29|30|31) days left", html)
+    assert row["deadline"] in html
+    for value in ("Anna", "811218", "anna.andersson"):  # what the person gave is not stored nor shown
+        assert value not in html
+        assert value not in json.dumps(await gateway.store.request_events(rid))
+
+    listing = await (await gateway.client.get("/ui/requests")).text()
+    assert f'data-id="{rid}"' in listing and 'data-kind="erasure"' in listing
+    assert 'id="new-request"' in listing
+
+    # a person nobody registered: opened, subject not found, only extract and close offered
+    r = await open_via_form(gateway, email="nobody@example.org")
+    html = await (await gateway.client.get(r.headers["Location"])).text()
+    assert "<strong>not found</strong>" in html and 'id="no-subject-actions"' in html
+    assert 'id="erase-form"' not in html and 'id="restrict-form"' not in html and 'id="close-form"' in html
+
+    # no identifier: the form again, with the error, nothing opened
+    r = await open_via_form(gateway, 422, domain="exempel.se")
+    assert 'id="form-error"' in await r.text()
+    r = await open_via_form(gateway, 400, kind="portability", email=ANNA_EMAIL)
+    assert len(await gateway.store.requests()) == 2
+
+
+async def test_list_filters_by_state_and_marks_overdue(gateway: Gateway) -> None:
+    await login(gateway.client, gateway.tokens.privacy)
+    late = await open_anna(gateway)
+    closed = await open_anna(gateway)
+    await gateway.store.update_request(late, {"deadline": "2020-01-31"})
+    csrf = await page_csrf(gateway.client, f"/ui/requests/{closed}")
+    assert (await post(gateway, f"/ui/requests/{closed}/close", csrf, outcome="withdrawn")).status == 303
+
+    async def rows(query: str) -> dict[str, str]:
+        html = await (await gateway.client.get(f"/ui/requests{query}")).text()
+        return {rid: cls for cls, rid in re.findall(r'<tr class="request ([a-z-]+)" data-id="([0-9a-f]{32})"', html)}
+
+    assert await rows("") == {late: "overdue"}
+    assert await rows("?state=closed") == {closed: "closed"}
+    assert await rows("?state=all") == {late: "overdue", closed: "closed"}
+    html = await (await gateway.client.get("/ui/requests")).text()
+    assert "days overdue" in html
+    detail = await (await gateway.client.get(f"/ui/requests/{late}")).text()
+    assert 'id="deadline" class="overdue"' in detail and "days overdue" in detail
+    assert (await gateway.client.get("/ui/requests?state=pending")).status == 400
+
+
+# -- extracts -------------------------------------------------------------------------------------------
+
+def pdf_text(data: bytes) -> str:
+    return "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(data)).pages)
+
+
+async def test_extract_pages_in_swedish_and_english(gateway: Gateway) -> None:
+    await register_scenario(gateway)
+    await login(gateway.client, gateway.tokens.privacy)
+    rid = await open_anna(gateway)
+    csrf = await page_csrf(gateway.client, f"/ui/requests/{rid}")
+
+    r = await post(gateway, f"/ui/requests/{rid}/extract", csrf, lang="sv")
+    assert r.status == 200 and r.headers["Cache-Control"] == "no-store"
+    sv = await r.text()
+    letter = sv.split('id="letter"')[1]
+    assert "<h1>Registerutdrag</h1>" in letter and "Integritetsskyddsmyndigheten" in letter
+    for name in ("Internetstiftelsen (.se registry)", "Public Interest Registry (.org registry)",
+                 "VeriSign, Inc. (.com registry)", "Anna Andersson", "[SE]811218-9876"):
+        assert name in letter, name
+    for other in ("Japan Registry", "Kenji", "China Internet", "Wei Zhang", "exempel.jp", "exempel.cn"):
+        assert other not in sv, other
+    assert "<style>" not in sv and " style=" not in sv  # the letter's inline style is left out (CSP)
+    covers = sv.split('id="covers"')[1].split("</p>")[0]
+    assert "exempel.se" in covers and "exempel.org" in covers and "exempel.jp" not in covers
+    for fmt in ("pdf", "json"):
+        assert f'href="/ui/requests/{rid}/extract.{fmt}?lang=sv"' in sv
+
+    en = await (await post(gateway, f"/ui/requests/{rid}/extract", csrf, lang="en")).text()
+    assert "<h1>Register extract</h1>" in en and "Registerutdrag" not in en
+    assert "Internetstiftelsen (.se registry)" in en and "Sweden" in en
+
+    r = await gateway.client.get(f"/ui/requests/{rid}/extract.json?lang=en")
+    assert r.status == 200 and r.headers["Content-Disposition"].startswith(f'attachment; filename="extract-{rid}-en-')
+    x = await r.json()
+    assert x["lang"] == "en" and {d["recipient"]["id"] for d in x["disclosures"]} == {"iis-se", "pir-org",
+                                                                                        "verisign-com"}
+    r = await gateway.client.get(f"/ui/requests/{rid}/extract.pdf?lang=sv")
+    assert r.status == 200 and r.content_type == "application/pdf"
+    text = pdf_text(await r.read())
+    assert "Registerutdrag" in text and "Internetstiftelsen (.se registry)" in text and "Kenji" not in text
+    assert (await gateway.client.get(f"/ui/requests/{rid}/extract.pdf?lang=de")).status == 400
+    assert (await post(gateway, f"/ui/requests/{rid}/extract", csrf, lang="de")).status == 400
+
+    # every extract is a step in the request's log and a logged read
+    assert await events(gateway, rid) == ["opened", "subject_found", "extract", "extract", "extract", "extract"]
+    reads = [a for a in await gateway.store.access_log() if a["action"] == "rights.extract"]
+    assert len(reads) == 4 and {a["object_id"] for a in reads} == {rid}
+    detail = await (await gateway.client.get(f"/ui/requests/{rid}")).text()
+    assert detail.count('data-action="extract"') == 4
+
+
+# -- actions ----------------------------------------------------------------------------------------------
+
+async def test_actions_and_the_event_log(gateway: Gateway) -> None:
+    await register_scenario(gateway)
+    await login(gateway.client, gateway.tokens.privacy)
+    rid = await open_anna(gateway)
+    base = f"/ui/requests/{rid}"
+    csrf = await page_csrf(gateway.client, base)
+    [row] = await gateway.store.requests()
+    subject = row["subject_id"]
+
+    # extend: needs a reason; once only
+    r = await post(gateway, f"{base}/extend", csrf, reason="  ")
+    assert r.status == 422 and 'id="action-error"' in await r.text()
+    r = await post(gateway, f"{base}/extend", csrf, reason="many registrations to go through")
+    assert r.status == 303 and r.headers["Location"] == f"{base}?done=extended"
+    html = await (await gateway.client.get(r.headers["Location"])).text()
+    assert 'id="notice"' in html and "many registrations to go through" in html and 'id="extend-form"' not in html
+    r = await post(gateway, f"{base}/extend", csrf, reason="again")
+    assert r.status == 409 and "already extended" in await r.text()
+
+    # restrict, object, lift
+    assert (await post(gateway, f"{base}/restrict", csrf, scope="no-such-recipient")).status == 422
+    assert (await post(gateway, f"{base}/restrict", csrf, scope="all")).status == 303
+    assert (await post(gateway, f"{base}/object", csrf, scope="marketing")).status == 303
+    active = await gateway.store.restrictions(subject)
+    assert [(a["kind"], a["scope"]) for a in active] == [("restriction", "all"), ("objection", "marketing")]
+    html = await (await gateway.client.get(base)).text()
+    assert 'id="lift-form"' in html and active[0]["id"] in html
+    assert "iis-se" in html.split('data-action="restricted"')[1].split("</tr>")[0]  # Art. 19: whom to tell
+    assert (await post(gateway, f"{base}/lift", csrf, restriction_id="f" * 32)).status == 404
+    assert (await post(gateway, f"{base}/lift", csrf, restriction_id="nope")).status == 400
+    assert (await post(gateway, f"{base}/lift", csrf, restriction_id=active[0]["id"])).status == 303
+    assert [a["id"] for a in await gateway.store.restrictions(subject)] == [active[1]["id"]]
+
+    # erase: only with the word typed
+    for typed in (None, "", "erase", "yes"):
+        fields = {} if typed is None else {"confirm": typed}
+        r = await post(gateway, f"{base}/erase", csrf, **fields)
+        assert r.status == 422 and "type ERASE" in await r.text(), typed
+        key = await gateway.store.subject_key(subject)
+        assert key is not None and key.wrapped is not None
+    r = await post(gateway, f"{base}/erase", csrf, confirm="ERASE")
+    assert r.status == 303
+    key = await gateway.store.subject_key(subject)
+    assert key is not None and key.wrapped is None
+    html = await (await gateway.client.get(base)).text()
+    erasure = html.split('id="erasure"')[1].split("</section>")[0]
+    for recipient in ("iis-se", "pir-org"):
+        assert f'data-recipient="{recipient}"' in erasure
+    assert "not possible" in erasure and 'id="erase-form"' not in html
+
+    # close, then nothing more
+    assert (await post(gateway, f"{base}/close", csrf, outcome="")).status == 422
+    assert (await post(gateway, f"{base}/close", csrf, outcome="erased; registries asked")).status == 303
+    html = await (await gateway.client.get(base)).text()
+    assert '<dd id="state">closed</dd>' in html and "erased; registries asked" in html
+    assert 'id="close-form"' not in html and 'id="extract-form"' in html
+    assert (await post(gateway, f"{base}/restrict", csrf, scope="all")).status == 409
+
+    steps = ["opened", "subject_found", "extended", "restricted", "art19_notices", "objected", "art19_notices",
+             "lifted", "erased", "closed"]
+    assert await events(gateway, rid) == steps
+    for action in steps:
+        assert f'data-action="{action}"' in html, action
+    # Art. 19: the API's notices were taken for the page's restriction too; registries are told by staff
+    notices = html.split('data-action="art19_notices"')[1].split("</tr>")[0]
+    assert "recipient: iis-se, status: manual" in notices and "recipient: pir-org, status: manual" in notices
+    assert (await gateway.client.get("/ui/requests/" + "f" * 32)).status == 404
+    assert (await post(gateway, "/ui/requests/" + "f" * 32 + "/close", csrf, outcome="x")).status == 404
+
+
+async def test_erasure_asks_https_partners_to_delete_as_the_api_does(gateway: Gateway) -> None:
+    await login(gateway.client, gateway.tokens.privacy)
+    rid = await open_anna(gateway)
+    request: Any = type("R", (), {"app": app_of(gateway)})()
+    report = {"recipients": [
+        {"recipient": "marketing-partner", "deletion_request": "possible", "registrations": ["a" * 32, "b" * 32]},
+        {"recipient": "iis-se", "deletion_request": "not_possible", "registrations": ["c" * 32]},
+    ]}
+    await request_deletions(request, "staff", rid, report)
+    # no endpoint for the partner in this gateway: the request fails and says so; the registry is left to staff
+    assert report["recipients"][0]["status"] == "failed" and "ask the recipient directly" in \
+        report["recipients"][0]["reason"]
+    assert "status" not in report["recipients"][1]
+    [event] = [e for e in await gateway.store.request_events(rid) if e["action"] == "deletion_requested"]
+    assert event["detail"] == {"recipient": "marketing-partner", "status": "failed", "registrations": 2}
+
+
+async def test_pages_share_the_apis_rights_service(gateway: Gateway) -> None:
+    await login(gateway.client, gateway.tokens.privacy)
+    assert (await gateway.client.get("/ui/art30")).status == 200
+    app = app_of(gateway)
+    request: Any = type("R", (), {"app": app})()
+    assert rights_service(request) is api_rights_service(app)
+    assert rights_service(request).store is app[SERVICES].store
+
+
+# -- Art. 30 and the explainer ------------------------------------------------------------------------------
+
+async def test_art30_page_lists_every_configured_recipient(gateway: Gateway) -> None:
+    await register_scenario(gateway)
+    await login(gateway.client, gateway.tokens.auditor)
+    html = await (await gateway.client.get("/ui/art30")).text()
+    policies = app_of(gateway)[SERVICES].registrations.policies
+    section = html.split('id="recipients"')[1].split("</section>")[0]
+    listed = set(re.findall(r'<tr class="recipient" data-recipient="([a-z0-9-]+)"', section))
+    assert listed == set(policies.recipients) and len(listed) == 20
+    assert "Integritetsskyddsmyndigheten" in html
+    transfers = dict(re.findall(r'<tr class="transfer" data-recipient="([a-z0-9-]+)" data-category="([a-z_]+)"',
+                                html))
+    assert transfers["jprs-jp"] == "adequacy" and transfers["cnnic-cn"] == "blocked"
+    assert transfers["pir-org"] == "safeguard" and "iis-se" not in transfers
+    assert "AES-256-GCM" in html and "Merkle" in html
+    r = await gateway.client.get("/ui/art30.json")
+    assert r.status == 200 and r.headers["Content-Disposition"].startswith('attachment; filename="art30-')
+    assert (await r.json())["record"].startswith("Art. 30(1)")
+
+
+EXPLAIN_ANNA = {
+    "kind": "person", "name": "Anna Andersson", "id_scheme": "se_personnummer", "id_value": "19811218-9876",
+    "street": "Storgatan 1", "city": "Stockholm", "postal_code": "111 22", "country": "SE",
+    "email": "anna.andersson@example.se", "phone": "+46 8 123 456 78", "language": "sv",
+}
+
+
+def plan_of(html: str, recipient: str) -> str:
+    return html.split(f'data-recipient="{recipient}"')[1].split("</article>")[0]
+
+
+async def test_explainer_shows_what_would_go_where_and_sends_nothing(gateway: Gateway) -> None:
+    await login(gateway.client, gateway.tokens.privacy)
+    commands, connections = len(gateway.sandbox.sandbox.commands), gateway.sandbox.sandbox.connections_opened
+    form = await (await gateway.client.get("/ui/explain")).text()
+    csrf = csrf_of(form)
+
+    r = await post(gateway, "/ui/explain", csrf, tld="se", **EXPLAIN_ANNA)
+    assert r.status == 200
+    html = await r.text()
+    iis = plan_of(html, "iis-se")
+    assert 'data-category="eea"' in html.split('data-recipient="iis-se"')[1][:60]
+    assert re.search(r'data-field="national_id"><th scope="row">national_id</th><td>\[SE\]811218-9876</td>', iis)
+    assert '<tr class="withheld" data-field="language">' in iis
+    assert 'id="verdict">The registration would go ahead.' in html
+
+    r = await post(gateway, "/ui/explain", csrf, tld=".CN", **EXPLAIN_ANNA)
+    html = await r.text()
+    cn = plan_of(html, "cnnic-cn")
+    assert 'data-category="blocked"' in html and "blocked" in cn and "transfer_blocked" in cn
+    assert '<dd class="would-send">nothing</dd>' in cn and 'class="not-sent"' in cn
+    assert "would be refused" in html
+
+    # .com: the thin registry gets no personal data; escrow is listed
+    html = await (await post(gateway, "/ui/explain", csrf, tld="com", **EXPLAIN_ANNA)).text()
+    assert "No personal data." in plan_of(html, "verisign-com") and 'data-recipient="escrow-agent"' in html
+
+    # invalid sample: the fields named, the form kept
+    r = await post(gateway, "/ui/explain", csrf, tld="se", **(EXPLAIN_ANNA | {"email": "not-an-email",
+                                                                             "id_value": "19811218-9875"}))
+    html = await r.text()
+    assert r.status == 422 and 'id="field-errors"' in html and "<code>email</code>" in html
+    assert "<code>national_id</code>" in html and 'data-recipient="iis-se"' not in html
+    r = await post(gateway, "/ui/explain", csrf, tld="zz", **EXPLAIN_ANNA)
+    assert r.status == 422 and "no recipient policy for .zz" in await r.text()
+    r = await post(gateway, "/ui/explain", csrf, tld="se", **(EXPLAIN_ANNA | {"id_scheme": ""}))
+    assert r.status == 422
+
+    # nothing reached the registry sandbox, nothing was logged or queued
+    assert len(gateway.sandbox.sandbox.commands) == commands
+    assert gateway.sandbox.sandbox.connections_opened == connections
+    assert await gateway.store.disclosures(DisclosureFilter()) == []
+    assert await gateway.store.requests() == []
