@@ -103,8 +103,8 @@ class DeliveryWorker:
                     await self.recover()
                     next_recovery = loop.time() + self.lease_s / 2
                 n = await self.run_once()
-            except Exception:  # the loop must survive a bad row; the row itself is logged
-                log.exception("worker.loop_error")
+            except Exception as exc:  # the loop must survive a bad row; log the type, never a message
+                log.error("worker.loop_error", error_type=type(exc).__name__)
                 n = 0
             if n == 0:
                 self.wakeup.clear()
