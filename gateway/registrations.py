@@ -160,6 +160,7 @@ class RegistrationService:
         refused = [p for p in plans if p.refusal is not None]
         blocking = [p for p in refused if p.policy.required]
         outbox: list[NewOutbox] = []
+        contact_links: list[tuple[str, str]] = []
         # every refusal is logged; a required recipient's refusal stops the whole registration
         entries = [self._blocked_entry(reg_id, subject.id, p, now) for p in refused]
         if blocking:
@@ -171,6 +172,10 @@ class RegistrationService:
                     continue
                 payload, p = self._payload(req, reg_id, p)
                 plans[i] = p
+                # the registry contact ids made of this subject: a person may quote one to be found
+                contact_links += [("contact_id", self.ledger.indexer.index("contact_id", c["id"]))
+                                  for c in payload.get("commands", {}).get("contacts", [])
+                                  if c["id"] != self.registrar.id]
                 values = {k: list(v) if isinstance(v, tuple) else v for k, v in p.minimised.values.items()}
                 sealed = self.ledger.seal_json(
                     subject.dek, {"payload": payload, "values": values}, outbox_aad(reg_id, p.policy.recipient)
@@ -211,7 +216,7 @@ class RegistrationService:
         raced = await self.store.accept(
             Accepted(
                 registration=registration, idempotency=(client, key, rhash), status=http_status,
-                response=body, outbox=outbox, entries=entries, subject_links=subject.links,
+                response=body, outbox=outbox, entries=entries, subject_links=subject.links + tuple(contact_links),
             ),
             iso(now),
         )

@@ -158,6 +158,12 @@ async def test_same_person_is_one_subject_found_by_blind_index(gateway: Gateway)
     b = await _register_and_wait(gateway, other)
     regs = [await gateway.wait_status(x, {"delivered"}) for x in (a, b)]
     assert regs[0]["subject_id"] == regs[1]["subject_id"]
+    # found by the registry contact id too, through the blind index
+    ledger = gateway.client.app[SERVICES].ledger
+    contact_id = regs[0]["disclosures"][0]["objects"]["contact:registrant"]
+    found = await gateway.store.find_subjects([("contact_id", ledger.indexer.index("contact_id", contact_id.lower()))])
+    assert found == [regs[0]["subject_id"]]
+    assert await gateway.store.find_subjects([("contact_id", ledger.indexer.index("contact_id", "RGNOSUCH"))]) == []
     # no plaintext identifier in the store's indexes or tables
     path = gateway.client.app[SERVICES].store.path  # type: ignore[attr-defined]
     dump = "\n".join(sqlite3.connect(path).iterdump())
