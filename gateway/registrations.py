@@ -152,6 +152,7 @@ class RegistrationService:
         if prior is not None:
             return self._replay(prior, rhash)
 
+        recipients_for(req.tld, self.policies)  # an unknown TLD is refused before anything is stored
         now = self.clock()
         reg_id = uuid.uuid4().hex
         subject = await self.ledger.subject_for(req.registrant)

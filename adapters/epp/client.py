@@ -425,7 +425,8 @@ class EppClient:
     def _require_extensions(
         self, exts: Iterable[AnyExtension], op: str, object_id: str, cl_trid: str
     ) -> None:
-        missing = sorted({ns for ns in (extension_namespace(ext) for ext in exts) if ns not in self.ext_uris})
+        needed = {extension_namespace(ext) for ext in exts}
+        missing = sorted(ns for ns in needed if ns is not None and ns not in self.ext_uris)
         if missing:
             raise PermanentDeliveryError(
                 "EPP server does not offer an extension this command needs",

@@ -140,8 +140,39 @@ class NeulevelDomainExt:
     nexus_country: str | None = None
 
 
-ContactExtension = IisContactExt | EuridContactExt | DkhmContactExt | NoridContactExt
-"""Extensions a ``ContactCreate`` may carry."""
+FiRole = Literal[2, 3, 4, 5]
+"""Traficom contact role: 2 admin, 3 reseller, 4 technical contact, 5 registrant (holder) [NDRI]."""
+FiType = Literal[0, 1, 2, 3, 4, 5, 6, 7]
+"""Traficom contact type: 0 private person, 1 company, 2 association, 3 institution, 4 political party,
+5 municipality, 6 government, 7 public community [NDRI]."""
+
+
+@dataclass(frozen=True)
+class FiContactExt:
+    """Traficom (.fi) contact data, carried *inside* <contact:create> (contact-1.0 namespace).
+
+    Unlike every other value here this is not an <extension> element: Traficom's contact schema
+    adds ``role``/``type`` after <contact:id>, ``isfinnish``/``firstname``/``lastname`` before and
+    ``birthDate``/``identity``/``registernumber`` after <contact:name>/<contact:org> in
+    <contact:postalInfo>, and ``legalemail`` after <contact:email> (Net::DRI FICORA/Contact.pm).
+    ``identity`` is the Finnish personal identity code (HETU) of a Finnish person,
+    ``registernumber`` a company's register number (Y-tunnus for Finnish ones), ``birth_date``
+    (YYYY-MM-DD) what a foreign person gives instead of an identity.
+    """
+
+    role: FiRole
+    type: FiType
+    is_finnish: bool
+    firstname: str | None = None
+    lastname: str | None = None
+    birth_date: str | None = None
+    identity: str | None = None
+    registernumber: str | None = None
+    legalemail: str | None = None
+
+
+ContactExtension = IisContactExt | EuridContactExt | DkhmContactExt | NoridContactExt | FiContactExt
+"""Extensions a ``ContactCreate`` may carry (``FiContactExt`` goes inside <contact:create>, not <extension>)."""
 
 ContactUpdateExtension = IisContactUpdate | EuridContactUpdate | NoridContactExt
 """Extensions a ``ContactUpdate`` may carry."""
@@ -411,3 +442,4 @@ class Endpoint:
     key_file: str | None = None
     server_name: str | None = None  # TLS SNI / hostname check
     timeout_s: float = 10.0
+

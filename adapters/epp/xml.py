@@ -229,8 +229,8 @@ def build_logout(cl_trid: str) -> bytes:
     return _finish(root, command, cl_trid)
 
 
-def extension_namespace(ext: extensions.AnyExtension) -> str:
-    """The extURI an extension needs; the client checks it was negotiated at login."""
+def extension_namespace(ext: extensions.AnyExtension) -> str | None:
+    """The extURI an extension needs (``None``: none); the client checks it was negotiated at login."""
     return extensions.namespace(ext)
 
 
@@ -294,6 +294,8 @@ def build_contact_create(cmd: ContactCreate, cl_trid: str) -> bytes:
     auth = _sub(obj, NS_CONTACT, "authInfo")
     _sub(auth, NS_CONTACT, "pw", cmd.auth_pw)
     _disclose(obj, cmd.disclose, cmd.postal_info.type)
+    for ext in cmd.extensions:
+        extensions.amend_contact_create(obj, ext)  # .fi: Traficom's members inside <contact:create>
     return _finish(root, command, cl_trid, _contact_ext_elements(cmd.extensions))
 
 

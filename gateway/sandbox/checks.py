@@ -1,10 +1,14 @@
-"""Hand checks for registry extensions whose XSDs we cannot ship (iis, EURid, Norid, neulevel).
+"""Hand checks for registry extensions whose XSDs we cannot ship (iis, EURid, Norid, neulevel, Traficom).
 
 epp-1.0.xsd validates <extension> children strictly (``processContents="strict"``), so an element
 without a loaded schema fails validation.  ``FrameValidator`` therefore removes the elements these
 checks cover and checks them here, XSD-style (sequence order, required members, value patterns),
 from the facts in ``shared/reference/registries.md`` and the public registrar libraries named in
 each ``adapters.epp.extensions`` module.  dkhm-4.5 is not here: its real schema validates it.
+
+Traficom (.fi) is different: its members sit inside <contact:create> itself, in the contact
+namespace.  ``check_traficom`` checks and removes them, so the rest of the frame is still validated
+against the official contact-1.0.xsd.
 
 Each check gets the element and the command it sits in (``"contact:create"``, ``"domain:update"``
 ...), because what is allowed differs by command (``iis:update`` holds ``vatno`` on a contact but
@@ -19,8 +23,10 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from lxml import etree
+from stdnum.fi import hetu, ytunnus
 
-from adapters.epp.xml import NS_EURID_CONTACT, NS_IIS, NS_NEULEVEL, NS_NORID_CONTACT
+from adapters.epp.extensions import fi
+from adapters.epp.xml import NS_CONTACT, NS_EPP, NS_EURID_CONTACT, NS_IIS, NS_NEULEVEL, NS_NORID_CONTACT
 
 Check = Callable[[str], bool]
 
@@ -231,6 +237,113 @@ def check_neulevel(el: etree._Element, kind: str) -> list[str]:
         errors.append("neulevel:unspec: AppPurpose must be P1-P5")
     if "NexusCategory" in pairs and not _US_CATEGORY.match(pairs["NexusCategory"]):
         errors.append("neulevel:unspec: NexusCategory must be C11, C12, C21, C31/CC or C32/CC")
+    return errors
+
+
+# ---- .fi --------------------------------------------------------------------------------------------
+# Net::DRI Data/Contact/FICORA.pm: role 2-5 and type 0-7 mandatory; for a holder (role 5) legalemail
+# is mandatory, and so is identity (Finnish person), birthDate (foreign person) or registernumber
+# (any organisation).  Formats: HETU DDMMYYCZZZQ, Y-tunnus NNNNNNN-N (both with their check digit).
+
+_FI_HETU: Final = re.compile(r"^[0-9]{6}[-+A-FU-Y][0-9]{3}[0-9A-Y]$")
+_FI_YTUNNUS: Final = re.compile(r"^[0-9]{7}-[0-9]$")
+_DATE: Final = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+_FI_CHECKS: Final[dict[str, Check]] = {
+    "role": lambda v: v in {"2", "3", "4", "5"},
+    "type": lambda v: v in {str(n) for n in range(8)},
+    "isfinnish": lambda v: v in {"0", "1"},
+    "firstname": token,
+    "lastname": token,
+    "birthDate": lambda v: bool(_DATE.match(v)),
+    "identity": lambda v: bool(_FI_HETU.match(v)) and hetu.is_valid(v),
+    "registernumber": token,
+    "legalemail": token,
+}
+
+
+def _fi_members(parent: etree._Element, order: tuple[str, ...], ours: frozenset[str], where: str) -> tuple[
+    dict[str, str], list[str]
+]:
+    """Traficom's members of ``parent`` (text by name), after checking order, repeats and values."""
+    errors: list[str] = []
+    found: dict[str, str] = {}
+    last = -1
+    for child in parent:
+        if not isinstance(child.tag, str) or etree.QName(child).namespace != NS_CONTACT:
+            continue
+        name = _local(child)
+        if name not in order:
+            continue
+        rank = order.index(name)
+        if rank < last:
+            errors.append(f"{where}/{name}: out of order")
+        last = max(last, rank)
+        if name not in ours:
+            continue
+        if name in found:
+            errors.append(f"{where}/{name}: repeated")
+        if len(child) or child.attrib:
+            errors.append(f"{where}/{name}: must be a simple element")
+        value = child.text or ""
+        if not _FI_CHECKS[name](value):
+            errors.append(f"{where}/{name}: invalid value")
+        found[name] = value
+    return found, errors
+
+
+def has_traficom_members(create: etree._Element) -> bool:
+    tags = {_local(c) for c in create if isinstance(c.tag, str)}
+    tags |= {_local(c) for p in create.findall(_q(NS_CONTACT, "postalInfo")) for c in p if isinstance(c.tag, str)}
+    return bool(tags & (fi.CREATE_ELEMENTS | fi.POSTAL_ELEMENTS))
+
+
+def check_traficom(root: etree._Element, kind: str) -> list[str]:
+    """Check Traficom's members of a <contact:create> in ``root`` and remove them (in place).
+
+    Frames without them are left alone: plain RFC 5733 contacts go to the XSD as they are.
+    """
+    create = root.find(f"{_q(NS_EPP, 'command')}/{_q(NS_EPP, 'create')}/{_q(NS_CONTACT, 'create')}")
+    if create is None or kind != "contact:create" or not has_traficom_members(create):
+        return []
+    members, errors = _fi_members(create, fi.CREATE_ORDER, fi.CREATE_ELEMENTS, "contact:create")
+    postals = create.findall(_q(NS_CONTACT, "postalInfo"))
+    for postal in postals:
+        found, more = _fi_members(postal, fi.POSTAL_ORDER, fi.POSTAL_ELEMENTS, "contact:postalInfo")
+        errors += more
+        for name, value in found.items():
+            if members.setdefault(name, value) != value:
+                errors.append(f"contact:postalInfo/{name}: differs between postalInfo elements")
+    for name in ("role", "type"):
+        if name not in members:
+            errors.append(f"contact:create: missing required element {name}")
+    if members.get("role") == "5" and "type" in members:
+        errors += _fi_holder(members)
+    for parent in (create, *postals):
+        for child in list(parent):
+            if isinstance(child.tag, str) and etree.QName(child).namespace == NS_CONTACT and (
+                _local(child) in fi.CREATE_ELEMENTS | fi.POSTAL_ELEMENTS
+            ):
+                parent.remove(child)
+    return errors
+
+
+def _fi_holder(members: Mapping[str, str]) -> list[str]:
+    errors = [f"contact:create: a holder needs {n}" for n in ("legalemail", "isfinnish") if n not in members]
+    finnish = members.get("isfinnish") == "1"
+    if members["type"] == "0":
+        needed = "identity" if finnish else "birthDate"
+        if needed not in members:
+            errors.append(f"contact:postalInfo: a {'Finnish' if finnish else 'foreign'} person needs {needed}")
+        if not finnish and "identity" in members:
+            errors.append("contact:postalInfo/identity: only for Finnish persons")
+    else:
+        number = members.get("registernumber")
+        if number is None:
+            errors.append("contact:postalInfo: an organisation needs registernumber")
+        elif finnish and not (_FI_YTUNNUS.match(number) and ytunnus.is_valid(number)):
+            errors.append("contact:postalInfo/registernumber: a Finnish one is a Y-tunnus NNNNNNN-N")
+        if "identity" in members:
+            errors.append("contact:postalInfo/identity: only for persons")
     return errors
 
 

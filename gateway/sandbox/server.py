@@ -9,7 +9,8 @@ schema and session rules a registry enforces, not against a mock that agrees wit
 client sends.
 
 Objects and their command semantics live in ``objects``; the iis, EURid, Norid and neulevel
-extensions have no redistributable schema and are checked by hand in ``checks``; dkhm-4.5 is
+extensions and Traficom's (.fi) members of <contact:create> have no redistributable schema and are
+checked by hand in ``checks``; dkhm-4.5 is
 validated by its real schema.  Every command is recorded in ``commands`` (with a monotonic
 timestamp, the result code and the connection it came on) so tests can assert on what the
 registry saw: retries, login attempts, rate-limit spacing.
@@ -55,7 +56,7 @@ from adapters.epp.xml import (
     EppXmlError,
     parse_document,
 )
-from gateway.sandbox.checks import HAND_CHECKED, token
+from gateway.sandbox.checks import HAND_CHECKED, check_traficom, token
 from gateway.sandbox.objects import ObjectStore, Outcome, now, sub, text, texts, xs_datetime
 
 log = logging.getLogger(__name__)
@@ -155,7 +156,7 @@ def frame_kind(root: etree._Element) -> str:
 
 
 class FrameValidator:
-    """Validate whole EPP frames: official XSDs plus hand checks for iis, EURid, Norid, neulevel."""
+    """Validate whole EPP frames: official XSDs plus hand checks for iis, EURid, Norid, neulevel, Traficom."""
 
     def __init__(self, directory: Path | None = None) -> None:
         self.directory = (directory or schema_dir()).resolve()
@@ -173,7 +174,7 @@ class FrameValidator:
         else:
             root = copy.deepcopy(frame)
         kind = frame_kind(root)
-        errors: list[str] = []
+        errors: list[str] = check_traficom(root, kind)  # .fi members inside contact:create, removed
         for extension in root.iter(_q(NS_EPP, "extension")):
             for child in list(extension):
                 if not isinstance(child.tag, str):

@@ -3,7 +3,9 @@
 Each typed extension value (see ``adapters.epp.types``) maps to exactly one namespace and one
 builder here, so "which extURI does this command need" and "what XML does it produce" cannot
 disagree.  Modules: ``iis`` (.se/.nu), ``eurid`` (.eu), ``dkhm`` (.dk), ``norid`` (.no),
-``neulevel`` (.us); ``fi`` documents why .fi is not implemented.
+``neulevel`` (.us), ``fi`` (.fi).  Traficom's (.fi) members are not an <extension> at all but sit
+inside <contact:create> in the contact namespace: ``amend_contact_create`` adds them, and their
+``namespace`` is ``None`` (no extURI to negotiate).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Final
 
 from lxml import etree
 
-from adapters.epp.extensions import dkhm, eurid, iis, neulevel, norid
+from adapters.epp.extensions import dkhm, eurid, fi, iis, neulevel, norid
 from adapters.epp.types import (
     ContactExtension,
     ContactUpdateExtension,
@@ -21,6 +23,7 @@ from adapters.epp.types import (
     DomainUpdateExtension,
     EuridContactExt,
     EuridContactUpdate,
+    FiContactExt,
     IisContactExt,
     IisContactUpdate,
     IisDomainUpdate,
@@ -31,6 +34,7 @@ from adapters.epp.types import (
 __all__ = [
     "SUPPORTED_EXT_URIS",
     "AnyExtension",
+    "amend_contact_create",
     "contact_create_elements",
     "contact_update_elements",
     "domain_create_elements",
@@ -43,7 +47,7 @@ SUPPORTED_EXT_URIS: Final = (iis.NS, eurid.NS, dkhm.NS, norid.NS, neulevel.NS)
 
 AnyExtension = ContactExtension | ContactUpdateExtension | DomainExtension | DomainUpdateExtension
 
-_NAMESPACES: Final[dict[type, str]] = {
+_NAMESPACES: Final[dict[type, str | None]] = {
     IisContactExt: iis.NS,
     IisContactUpdate: iis.NS,
     IisDomainUpdate: iis.NS,
@@ -52,11 +56,12 @@ _NAMESPACES: Final[dict[type, str]] = {
     DkhmContactExt: dkhm.NS,
     NoridContactExt: norid.NS,
     NeulevelDomainExt: neulevel.NS,
+    FiContactExt: None,  # Traficom's members are in the contact namespace itself
 }
 
 
-def namespace(ext: AnyExtension) -> str:
-    """The extURI an extension value needs; the client checks it was negotiated at login."""
+def namespace(ext: AnyExtension) -> str | None:
+    """The extURI an extension value needs (``None``: none); the client checks it was negotiated at login."""
     return _NAMESPACES[type(ext)]
 
 
@@ -73,7 +78,15 @@ def contact_create_elements(ext: ContactExtension) -> list[etree._Element]:
         return dkhm.contact_create(ext)
     if isinstance(ext, NoridContactExt):
         return norid.contact_create(ext)
+    if isinstance(ext, FiContactExt):
+        return []  # see amend_contact_create
     raise _wrong(ext, "contact:create")
+
+
+def amend_contact_create(create: etree._Element, ext: ContactExtension) -> None:
+    """Registry members that go inside <contact:create> itself rather than under <extension>."""
+    if isinstance(ext, FiContactExt):
+        fi.amend_contact_create(create, ext)
 
 
 def contact_update_elements(ext: ContactUpdateExtension) -> list[etree._Element]:

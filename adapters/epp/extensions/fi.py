@@ -1,19 +1,83 @@
-"""Traficom (.fi): documented here, deliberately NOT implemented.
+"""Traficom (.fi, formerly FICORA): Traficom's own contact shape inside <contact:create>.
 
-What .fi needs (Net::DRI ``Protocol/EPP/Extensions/FICORA``, registries.md): the contact element
-itself differs from RFC 5733 -- ``<contact:create>`` carries ``role``, ``type``, ``isfinnish``,
-``firstname``, ``lastname``, ``birthDate``, ``identity``, ``registernumber`` and ``legalemail``
-inside the standard contact namespace, plus ``urn:ietf:params:xml:ns:domain-ext-1.0`` for domain
-deletion scheduling.  Such frames are invalid against the official contact-1.0.xsd, so supporting
-.fi means a second contact builder and a Traficom schema to validate it, neither of which we have.
+Source: Net::DRI ``Protocol/EPP/Extensions/FICORA/Contact.pm`` (element names and their places) and
+``Data/Contact/FICORA.pm`` (role/type codes and which members a holder needs); registries.md .fi row.
+Traficom's contact schema is not available to us, so the sandbox checks these elements by hand and
+removes them before validating the rest of the frame against the official contact-1.0.xsd.
 
-Until then a .fi recipient policy must not be configured for EPP delivery; ``SUPPORTED`` is empty
-so nothing here is ever announced at login.
+The contact element itself differs from RFC 5733; the extra elements are in the *contact*
+namespace, so no extURI is involved (``namespace()`` in ``extensions`` answers ``None``):
+
+* after <contact:id>: ``role`` (2 admin, 3 reseller, 4 tech, 5 holder), ``type`` (0 private
+  person, 1 company, 2 association, 3 institution, 4 political party, 5 municipality,
+  6 government, 7 public community);
+* in <contact:postalInfo>: ``isfinnish`` (0/1), ``firstname``, ``lastname`` before <contact:name>;
+  ``birthDate``, ``identity``, ``registernumber`` after <contact:org>, before <contact:addr>;
+* after <contact:email>: ``legalemail`` (mandatory for a holder, role 5).
+
+A holder (role 5) needs: a Finnish person (type 0, isfinnish 1) ``identity``; a foreign person
+(type 0, isfinnish 0) ``birthDate``; any organisation (type 1-7) ``registernumber`` [NDRI].
+
+Not implemented / UNCONFIRMED:
+* Net::DRI sends no <contact:authInfo> on create ("not supported" per Traficom's technical
+  document, though defined in their schema); we keep it, as contact-1.0.xsd requires it.
+  Whether Traficom accepts it is UNCONFIRMED.
+* Net::DRI always uses postalInfo type ``loc``; we keep the gateway's int/loc choice.
+* contact updates, contact:info parsing of these elements, and ``domain-ext-1.0`` (domain
+  deletion scheduling, ``NS_DOMAIN_EXT``), which is therefore not announced at login.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
+from lxml import etree
+
+from adapters.epp._xmlutil import q, sub
+from adapters.epp.types import FiContactExt
+
+NS_CONTACT: Final = "urn:ietf:params:xml:ns:contact-1.0"
 NS_DOMAIN_EXT: Final = "urn:ietf:params:xml:ns:domain-ext-1.0"
 SUPPORTED: Final[tuple[str, ...]] = ()
+"""extURIs this module needs at login: none, the contact elements live in the contact namespace."""
+
+CREATE_ORDER: Final = ("id", "role", "type", "postalInfo", "voice", "fax", "email", "legalemail", "authInfo",
+                       "disclose")
+"""<contact:create> children in Traficom's order (Net::DRI FICORA/Contact.pm)."""
+POSTAL_ORDER: Final = ("isfinnish", "firstname", "lastname", "name", "org", "birthDate", "identity",
+                       "registernumber", "addr")
+"""<contact:postalInfo> children in Traficom's order."""
+CREATE_ELEMENTS: Final = frozenset({"role", "type", "legalemail"})
+POSTAL_ELEMENTS: Final = frozenset({"isfinnish", "firstname", "lastname", "birthDate", "identity", "registernumber"})
+"""Traficom's additions to RFC 5733, by parent."""
+
+
+def _insert(parent: etree._Element, name: str, text: str, order: tuple[str, ...]) -> None:
+    """Add ``<contact:name>text</contact:name>`` after the last child that comes before it in ``order``."""
+    rank = order.index(name)
+    pos = 0
+    for i, child in enumerate(parent):
+        if isinstance(child.tag, str) and etree.QName(child).localname in order[:rank]:
+            pos = i + 1
+    el = sub(parent, NS_CONTACT, name, text)  # created in the tree, so it reuses the contact prefix
+    parent.insert(pos, el)
+
+
+def amend_contact_create(create: etree._Element, ext: FiContactExt) -> None:
+    """Add Traficom's members to an RFC 5733 <contact:create> already built by ``adapters.epp.xml``."""
+    create_values = (("role", str(ext.role)), ("type", str(ext.type)), ("legalemail", ext.legalemail))
+    for name, value in create_values:
+        if value is not None:
+            _insert(create, name, value, CREATE_ORDER)
+    postal_values = (
+        ("isfinnish", "1" if ext.is_finnish else "0"),
+        ("firstname", ext.firstname),
+        ("lastname", ext.lastname),
+        ("birthDate", ext.birth_date),
+        ("identity", ext.identity),
+        ("registernumber", ext.registernumber),
+    )
+    for postal in create.findall(q(NS_CONTACT, "postalInfo")):
+        for name, value in postal_values:
+            if value is not None:
+                _insert(postal, name, value, POSTAL_ORDER)
