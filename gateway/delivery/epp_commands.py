@@ -24,6 +24,7 @@ from adapters.epp.types import (
     DomainCreate,
     EuridContactExt,
     EuridContactUpdate,
+    FiContactExt,
     IisContactExt,
     IisContactUpdate,
     NeulevelDomainExt,
@@ -95,7 +96,47 @@ def _extensions(policy: RecipientPolicy, m: Minimised, kind: str) -> tuple[Conta
         elif ext == "norid" and v.get("national_id_scheme") == "no_organisasjonsnummer":
             # Norid identifies organisations by their 9-digit organisation number
             out.append(NoridContactExt(identity_type="organizationNumber", identity=cast(str, v["national_id"])))
+        elif ext == "ficora":
+            out.append(ficora_contact(v, kind))
     return tuple(out)
+
+
+def _split_name(name: str) -> tuple[str | None, str]:
+    """Simplification: the last word is the last name, everything before it the first name(s).
+
+    Wrong for multi-word surnames ("Anna von Berg"); the gateway has no separate name fields."""
+    words = name.split()
+    return (" ".join(words[:-1]) or None, words[-1]) if words else (None, name)
+
+
+def ficora_contact(v: dict[str, Any], kind: str) -> FiContactExt:
+    """Traficom's members of the holder's contact, from released values only.
+
+    * type: 0 private person or 1 company -- the gateway does not know an organisation's legal form
+      (association, municipality ...), so every organisation is sent as a company (UNCONFIRMED
+      whether Traficom checks the type against the register).
+    * isfinnish: 1 when a Finnish number (HETU / Y-tunnus) is released, else from the country.
+    * identity: the HETU, only for scheme ``fi_hetu``; registernumber: the Y-tunnus (NNNNNNN-N), only
+      for ``fi_ytunnus``.  Other numbers (a Swedish personnummer or organisationsnummer) are not sent,
+      and ``carried_fields`` logs them as withheld.  Traficom needs a registernumber from foreign
+      organisations too and a birthDate from foreign persons [NDRI]: such holders are refused by the
+      registry until the gateway gets those fields (see config/recipients/fi.yaml).
+    * firstname/lastname: persons only, split from the released name (see ``_split_name``).
+    * legalemail: the released e-mail (mandatory for a holder).
+    """
+    scheme = v.get("national_id_scheme")
+    number = _s(v, "national_id")
+    identity = number if scheme == "fi_hetu" and kind == "person" else None
+    registernumber = None
+    if scheme == "fi_ytunnus" and kind == "organisation" and number is not None:
+        digits = number.replace("-", "")
+        registernumber = f"{digits[:-1]}-{digits[-1]}"
+    is_finnish = identity is not None or registernumber is not None or v.get("country") == "FI"
+    first, last = _split_name(cast(str, v["name"])) if kind == "person" else (None, None)
+    return FiContactExt(
+        role=5, type=0 if kind == "person" else 1, is_finnish=is_finnish, firstname=first, lastname=last,
+        identity=identity, registernumber=registernumber, legalemail=_s(v, "email"),
+    )
 
 
 def carried_fields(contact: ContactCreate, released: set[str]) -> set[str]:
@@ -118,6 +159,9 @@ def carried_fields(contact: ContactCreate, released: set[str]) -> set[str]:
             out |= {"kind"} | ({"national_id"} if ext.cvr or ext.pnumber else set())
         elif isinstance(ext, NoridContactExt):
             out |= {"national_id"}
+        elif isinstance(ext, FiContactExt):
+            # role/type say person or organisation; isfinnish derives from the country or the number sent
+            out |= {"kind"} | ({"national_id"} if ext.identity or ext.registernumber else set())
     if "national_id" in out:
         out.add("national_id_scheme")  # the number's form or [CC] prefix says which scheme it is
     return out & released
@@ -184,6 +228,9 @@ def build_commands(
                 email=registrar.email,
                 auth_pw=auth_code(secret, "registrar"),
                 voice=registrar.voice,
+                # Traficom wants role and type on every contact: a technical contact (4), a company (1)
+                extensions=(FiContactExt(role=4, type=1, is_finnish=registrar.cc == "FI"),)
+                if "ficora" in epp.extensions else (),
             )
         )
     for role, source in epp.contacts.items():
@@ -209,7 +256,7 @@ def build_commands(
 
 _EXT_TYPES: dict[str, type[Any]] = {
     "iis": IisContactExt, "eurid": EuridContactExt, "dkhm": DkhmContactExt, "norid": NoridContactExt,
-    "neulevel": NeulevelDomainExt,
+    "neulevel": NeulevelDomainExt, "ficora": FiContactExt,
 }
 _EXT_NAMES = {v: k for k, v in _EXT_TYPES.items()}
 

@@ -139,7 +139,7 @@ class Disclose(ConfigModel):
 
 class EppSettings(ConfigModel):
     contacts: dict[Literal["registrant", "admin", "tech", "billing"], ContactSource] = {}
-    extensions: list[Literal["iis", "eurid", "dkhm", "norid", "nominet", "jprs", "neulevel", "cnnic"]] = []
+    extensions: list[Literal["iis", "eurid", "dkhm", "norid", "nominet", "jprs", "neulevel", "cnnic", "ficora"]] = []
     disclose_person: Disclose | None = None
     disclose_organisation: Disclose | None = None
     honours_disclose: bool = True

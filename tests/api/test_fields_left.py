@@ -31,14 +31,26 @@ ELEMENT_FIELD = {
     (EURID, "naturalPerson"): "kind",
     (DKHM, "userType"): "kind", (DKHM, "CVR"): "national_id", (DKHM, "pnumber"): "national_id",
     (NORID, "identity"): "national_id",
+    # Traficom (.fi) members inside contact:create, in the contact namespace itself
+    (C, "type"): "kind", (C, "firstname"): "name", (C, "lastname"): "name", (C, "legalemail"): "email",
+    (C, "identity"): "national_id", (C, "registernumber"): "national_id", (C, "birthDate"): "birth_date",
+    (C, "isfinnish"): "country",  # 1/0 from the country (or from the Finnish number sent as identity/registernumber)
 }
-#: elements that carry no registrant data (protocol structure, the registrar's choices)
-STRUCTURE = {(C, n) for n in ("create", "id", "postalInfo", "addr", "authInfo", "pw")} | {
+#: elements that carry no registrant data (protocol structure, the registrar's choices; .fi role 5 = holder)
+STRUCTURE = {(C, n) for n in ("create", "id", "postalInfo", "addr", "authInfo", "pw", "role")} | {
     (EURID, "create"), (EURID, "type"), (IIS, "create"), (NORID, "create"), (NORID, "type"),
     (EPP, "extension"),
 }
+HETU = "131052-308T"  # a valid Finnish personal identity code (python-stdnum's example)
 #: fields a policy may release that travel inside another element
 IMPLIED = {"national_id_scheme": "national_id"}
+
+
+#: .fi: a Finnish company with its Y-tunnus (Traficom needs a registernumber from every organisation)
+FI_ORG = {"kind": "organisation", "name": "Matti Meikäläinen", "organisation": "Esimerkki Oy",
+          "national_id": {"scheme": "fi_ytunnus", "value": "2077474-0"},
+          "address": {"street": ["Mannerheimintie 1"], "city": "Helsinki", "postal_code": "00100", "country": "FI"},
+          "email": "info@esimerkki.fi", "phone": "+358 9 123 4567", "language": "fi"}
 
 
 def _body_for(tld: str) -> dict[str, Any]:
@@ -51,6 +63,8 @@ def _body_for(tld: str) -> dict[str, Any]:
         b["us_nexus"] = {"app_purpose": "P3", "nexus_category": "C11"}
     if tld == "no":
         b["registrant"]["national_id"] = {"scheme": "no_organisasjonsnummer", "value": "988077917"}
+    if tld == "fi":
+        b["registrant"] = {**copy.deepcopy(FI_ORG), "fax": b["registrant"]["fax"]}
     return b
 
 
@@ -70,17 +84,17 @@ def _fields_in(command: etree._Element) -> set[str]:
     return found
 
 
-@pytest.mark.parametrize("tld", sorted(load_policies(ROOT / "config").by_tld))
-async def test_exactly_the_released_fields_left(gateway: Gateway, tld: str) -> None:
+async def _released_fields_left(gateway: Gateway, tld: str, body: dict[str, Any]) -> etree._Element | None:
+    """Post ``body``; assert exactly the released fields left; the subject's command, if one was sent."""
     policy = load_policies(ROOT / "config").by_tld[tld]
-    r = await gateway.post(_body_for(tld))
+    r = await gateway.post(body)
     plan = await r.json()
     frames = gateway.sandbox.sandbox.frames
     if r.status == 422 or policy.protocol != "epp":
         if r.status == 202:
             await gateway.wait_status(plan["id"], {"failed"})
         assert frames == []  # blocked or no adapter: nothing left at all
-        return
+        return None
     await gateway.wait_status(plan["id"], {"delivered"})
     [registry_plan] = [t for t in plan["transfers"] if t["recipient"] == policy.recipient]
     released = set(registry_plan["fields_sent"])
@@ -92,7 +106,7 @@ async def test_exactly_the_released_fields_left(gateway: Gateway, tld: str) -> N
             subject_creates.append(root.find(f"{{{EPP}}}command"))
     if not released:
         assert subject_creates == []  # thin: no contact object at all
-        return
+        return None
     [command] = subject_creates
     sent = _fields_in(command)
     expected = {IMPLIED.get(f, f) for f in released}
@@ -102,3 +116,27 @@ async def test_exactly_the_released_fields_left(gateway: Gateway, tld: str) -> N
     for f in sent:
         rule = policy.fields.get(f) or policy.fields.get("national_id")
         assert rule is not None and rule.send != "never", (tld, f)
+    return command
+
+
+@pytest.mark.parametrize("tld", sorted(load_policies(ROOT / "config").by_tld))
+async def test_exactly_the_released_fields_left(gateway: Gateway, tld: str) -> None:
+    await _released_fields_left(gateway, tld, _body_for(tld))
+
+
+async def test_fi_finnish_person_sends_hetu_as_identity(gateway: Gateway) -> None:
+    b = copy.deepcopy(VALID_BODY)
+    b["domain"] = "henkilo.fi"
+    b["registrant"] = {
+        "kind": "person", "name": "Matti Meikäläinen", "national_id": {"scheme": "fi_hetu", "value": HETU},
+        "address": {"street": ["Mannerheimintie 1"], "city": "Helsinki", "postal_code": "00100", "country": "FI"},
+        "email": "matti@example.fi", "phone": "+358 9 123 4567", "fax": "+358 9 123 4568",
+    }
+    command = await _released_fields_left(gateway, "fi", b)
+    assert command is not None
+    assert command.findtext(f".//{{{C}}}identity") == HETU
+    assert command.findtext(f".//{{{C}}}isfinnish") == "1"
+    assert command.findtext(f".//{{{C}}}type") == "0" and command.findtext(f".//{{{C}}}role") == "5"
+    assert (command.findtext(f".//{{{C}}}firstname"), command.findtext(f".//{{{C}}}lastname")) == (
+        "Matti", "Meikäläinen")
+    assert command.find(f".//{{{C}}}registernumber") is None

@@ -170,6 +170,13 @@ def _tlds() -> list[str]:
     return sorted(load_policies(ROOT / "config").by_tld)
 
 
+#: .fi: a Finnish company with its Y-tunnus (Traficom needs a registernumber from every organisation)
+FI_ORG = {"kind": "organisation", "name": "Matti Meikäläinen", "organisation": "Esimerkki Oy",
+          "national_id": {"scheme": "fi_ytunnus", "value": "2077474-0"},
+          "address": {"street": ["Mannerheimintie 1"], "city": "Helsinki", "postal_code": "00100", "country": "FI"},
+          "email": "info@esimerkki.fi", "phone": "+358 9 123 4567", "language": "fi"}
+
+
 def _body_for(tld: str) -> dict[str, Any]:
     b = copy.deepcopy(ORG_BODY if tld in {"dk", "no", "nl", "fi"} else VALID_BODY)
     b["domain"] = f"exempel-{tld}.{tld}"
@@ -179,6 +186,8 @@ def _body_for(tld: str) -> dict[str, Any]:
         b["us_nexus"] = {"app_purpose": "P3", "nexus_category": "C11"}
     if tld == "no":
         b["registrant"]["national_id"] = {"scheme": "no_organisasjonsnummer", "value": "988077917"}
+    if tld == "fi":
+        b["registrant"] = copy.deepcopy(FI_ORG)
     return b
 
 

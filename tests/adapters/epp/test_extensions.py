@@ -57,7 +57,7 @@ def test_every_extension_has_one_namespace_and_is_announced() -> None:
     ]  # fmt: skip
     for ext in exts:
         assert extension_namespace(ext) in SUPPORTED_EXT_URIS
-    assert fi.SUPPORTED == () and fi.NS_DOMAIN_EXT not in SUPPORTED_EXT_URIS  # .fi: documented, not built
+    assert fi.SUPPORTED == () and fi.NS_DOMAIN_EXT not in SUPPORTED_EXT_URIS  # .fi: no extURI
 
 
 def test_iis_update_shapes(validator: FrameValidator) -> None:
