@@ -8,6 +8,7 @@ problem body and values are personal data.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from enum import StrEnum
 from typing import Annotated, Literal
@@ -205,6 +206,7 @@ class Registrant(Strict):
     fax: Annotated[str, Field(max_length=32)] | None = None
     language: Annotated[str, Field(pattern=r"^[a-z]{2}$")] = "sv"
     citizenship: str | None = None
+    birth_date: dt.date | None = None  # only where a registry needs it (.fi: foreign persons)
 
     @field_validator("email")
     @classmethod
@@ -229,6 +231,13 @@ class Registrant(Strict):
     def _language(cls, v: str) -> str:
         if pycountry.languages.get(alpha_2=v) is None:
             raise ValueError("not an ISO 639-1 language code")
+        return v
+
+    @field_validator("birth_date")
+    @classmethod
+    def _birth_date(cls, v: dt.date | None) -> dt.date | None:
+        if v is not None and not dt.date(1880, 1, 1) <= v <= dt.date.today():
+            raise ValueError("birth date must be a past date after 1880")
         return v
 
     @model_validator(mode="after")

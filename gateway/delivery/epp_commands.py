@@ -109,6 +109,9 @@ def _split_name(name: str) -> tuple[str | None, str]:
     return (" ".join(words[:-1]) or None, words[-1]) if words else (None, name)
 
 
+_ORGANISATION_SCHEMES = frozenset({"se_organisationsnummer", "dk_cvr", "no_organisasjonsnummer"})
+
+
 def ficora_contact(v: dict[str, Any], kind: str) -> FiContactExt:
     """Traficom's members of the holder's contact, from released values only.
 
@@ -116,11 +119,10 @@ def ficora_contact(v: dict[str, Any], kind: str) -> FiContactExt:
       (association, municipality ...), so every organisation is sent as a company (UNCONFIRMED
       whether Traficom checks the type against the register).
     * isfinnish: 1 when a Finnish number (HETU / Y-tunnus) is released, else from the country.
-    * identity: the HETU, only for scheme ``fi_hetu``; registernumber: the Y-tunnus (NNNNNNN-N), only
-      for ``fi_ytunnus``.  Other numbers (a Swedish personnummer or organisationsnummer) are not sent,
-      and ``carried_fields`` logs them as withheld.  Traficom needs a registernumber from foreign
-      organisations too and a birthDate from foreign persons [NDRI]: such holders are refused by the
-      registry until the gateway gets those fields (see config/recipients/fi.yaml).
+    * identity: the HETU, only for scheme ``fi_hetu``; a foreign person is identified by birthDate
+      instead [NDRI] (a Swedish personnummer is not sent; ``carried_fields`` logs it as withheld).
+    * registernumber: the Y-tunnus (NNNNNNN-N) for ``fi_ytunnus``, else a foreign organisation's own
+      register number (Traficom wants one from every organisation [NDRI]).
     * firstname/lastname: persons only, split from the released name (see ``_split_name``).
     * legalemail: the released e-mail (mandatory for a holder).
     """
@@ -128,14 +130,19 @@ def ficora_contact(v: dict[str, Any], kind: str) -> FiContactExt:
     number = _s(v, "national_id")
     identity = number if scheme == "fi_hetu" and kind == "person" else None
     registernumber = None
-    if scheme == "fi_ytunnus" and kind == "organisation" and number is not None:
-        digits = number.replace("-", "")
-        registernumber = f"{digits[:-1]}-{digits[-1]}"
-    is_finnish = identity is not None or registernumber is not None or v.get("country") == "FI"
+    finnish_number = False
+    if kind == "organisation" and number is not None:
+        if scheme == "fi_ytunnus":
+            digits = number.replace("-", "")
+            registernumber, finnish_number = f"{digits[:-1]}-{digits[-1]}", True
+        elif scheme in _ORGANISATION_SCHEMES:  # a foreign organisation's own register number [NDRI]
+            registernumber = number
+    birth_date = _s(v, "birth_date") if kind == "person" and identity is None else None
+    is_finnish = identity is not None or finnish_number or (v.get("country") == "FI" and birth_date is None)
     first, last = _split_name(cast(str, v["name"])) if kind == "person" else (None, None)
     return FiContactExt(
         role=5, type=0 if kind == "person" else 1, is_finnish=is_finnish, firstname=first, lastname=last,
-        identity=identity, registernumber=registernumber, legalemail=_s(v, "email"),
+        identity=identity, registernumber=registernumber, legalemail=_s(v, "email"), birth_date=birth_date,
     )
 
 
@@ -162,6 +169,7 @@ def carried_fields(contact: ContactCreate, released: set[str]) -> set[str]:
         elif isinstance(ext, FiContactExt):
             # role/type say person or organisation; isfinnish derives from the country or the number sent
             out |= {"kind"} | ({"national_id"} if ext.identity or ext.registernumber else set())
+            out |= {"birth_date"} if ext.birth_date else set()
     if "national_id" in out:
         out.add("national_id_scheme")  # the number's form or [CC] prefix says which scheme it is
     return out & released

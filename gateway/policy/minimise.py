@@ -35,6 +35,7 @@ def registrant_fields(reg: Registrant) -> dict[str, Value | None]:
         "fax": reg.fax,
         "language": reg.language,
         "citizenship": reg.citizenship,
+        "birth_date": reg.birth_date.isoformat() if reg.birth_date else None,
     }
 
 

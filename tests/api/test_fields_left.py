@@ -140,3 +140,26 @@ async def test_fi_finnish_person_sends_hetu_as_identity(gateway: Gateway) -> Non
     assert (command.findtext(f".//{{{C}}}firstname"), command.findtext(f".//{{{C}}}lastname")) == (
         "Matti", "Meikäläinen")
     assert command.find(f".//{{{C}}}registernumber") is None
+
+
+@pytest.mark.parametrize("holder", ["foreign_person", "foreign_organisation"])
+async def test_fi_identifies_foreign_holders_as_traficom_asks(gateway: Gateway, holder: str) -> None:
+    b = copy.deepcopy(VALID_BODY if holder == "foreign_person" else ORG_BODY)
+    b["domain"] = f"{holder.replace('_', '-')}.fi"
+    if holder == "foreign_person":
+        b["registrant"]["birth_date"] = "1981-12-18"
+    r = await gateway.post(b)
+    assert r.status == 202, await r.text()
+    plan = await r.json()
+    reg = await gateway.wait_status(plan["id"], {"delivered", "failed"})
+    assert reg["status"] == "delivered", reg["disclosures"]
+    [fi] = [t for t in plan["transfers"] if t["recipient"] == "traficom-fi"]
+    [create] = [etree.fromstring(f) for f in gateway.sandbox.sandbox.frames
+                if b"<contact:create" in f and b"RGREGISTRAR" not in f]
+    text = etree.tostring(create).decode()
+    if holder == "foreign_person":
+        assert ">1981-12-18<" in text and "811218" not in text  # birthDate, never the Swedish number
+        assert "birth_date" in fi["fields_sent"] and "national_id" in fi["fields_withheld"]
+    else:
+        assert ">802405-0190<" in text  # the organisation's own register number
+        assert "national_id" in fi["fields_sent"]

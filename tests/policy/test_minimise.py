@@ -17,7 +17,7 @@ from gateway.policy.schema import RecipientPolicy
 
 ALL_FIELDS = (
     "kind", "name", "organisation", "national_id", "national_id_scheme", "vat_number", "street", "city",
-    "state", "postal_code", "country", "email", "phone", "fax", "language", "citizenship",
+    "state", "postal_code", "country", "email", "phone", "fax", "language", "citizenship", "birth_date",
 )
 
 
@@ -40,6 +40,7 @@ def registrant(**overrides: Any) -> Registrant:
         "fax": "+46 8 123 456 79",
         "language": "sv",
         "citizenship": "SE",
+        "birth_date": "1988-03-20",
     }
     data.update(overrides)
     return Registrant.model_validate_json(json.dumps(data))
