@@ -94,6 +94,9 @@ BAD_BODIES: dict[str, Mutation] = {
     "citizenship invalid": _set("registrant.citizenship", "ZZ"),
     "vat malformed": _set("registrant.vat_number", "12345"),
     "null registrant": _set("registrant", None),
+    "birth date in the future": _set("registrant.birth_date", "2999-01-01"),
+    "birth date impossible": _set("registrant.birth_date", "1981-02-30"),
+    "us nexus on a .se name": _set("us_nexus", {"app_purpose": "P1", "nexus_category": "C11"}),
 }
 
 
