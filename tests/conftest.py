@@ -57,6 +57,30 @@ ORG_BODY: dict[str, Any] = {
 }
 
 
+#: .fi: a Finnish company with its Y-tunnus (Traficom needs a registernumber from every organisation)
+FI_ORG: dict[str, Any] = {
+    "kind": "organisation", "name": "Matti Meikäläinen", "organisation": "Esimerkki Oy",
+    "national_id": {"scheme": "fi_ytunnus", "value": "2077474-0"},
+    "address": {"street": ["Mannerheimintie 1"], "city": "Helsinki", "postal_code": "00100", "country": "FI"},
+    "email": "info@esimerkki.fi", "phone": "+358 9 123 4567", "language": "fi"}
+
+
+def body_for_tld(tld: str, label: str = "exempel", **registrant: Any) -> dict[str, Any]:
+    """A registration each registry accepts: the identifiers and declarations its rules ask for."""
+    b = copy.deepcopy(ORG_BODY if tld in {"dk", "no", "nl"} else VALID_BODY)
+    b["domain"] = f"{label}-{tld}.{tld}"
+    if tld == "eu":
+        b["registrant"]["citizenship"] = "SE"
+    if tld == "us":
+        b["us_nexus"] = {"app_purpose": "P3", "nexus_category": "C11"}
+    if tld == "no":
+        b["registrant"]["national_id"] = {"scheme": "no_organisasjonsnummer", "value": "988077917"}
+    if tld == "fi":
+        b["registrant"] = copy.deepcopy(FI_ORG)
+    b["registrant"].update(registrant)
+    return b
+
+
 def body(**overrides: Any) -> dict[str, Any]:
     b = copy.deepcopy(VALID_BODY)
     b.update(overrides)

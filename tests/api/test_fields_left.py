@@ -10,7 +10,7 @@ import pytest
 from lxml import etree
 
 from gateway.policy.loader import load_policies
-from tests.conftest import ORG_BODY, ROOT, VALID_BODY, Gateway
+from tests.conftest import ORG_BODY, ROOT, VALID_BODY, Gateway, body_for_tld
 
 pytestmark = pytest.mark.integration
 
@@ -44,28 +44,6 @@ STRUCTURE = {(C, n) for n in ("create", "id", "postalInfo", "addr", "authInfo", 
 HETU = "131052-308T"  # a valid Finnish personal identity code (python-stdnum's example)
 #: fields a policy may release that travel inside another element
 IMPLIED = {"national_id_scheme": "national_id"}
-
-
-#: .fi: a Finnish company with its Y-tunnus (Traficom needs a registernumber from every organisation)
-FI_ORG = {"kind": "organisation", "name": "Matti Meikäläinen", "organisation": "Esimerkki Oy",
-          "national_id": {"scheme": "fi_ytunnus", "value": "2077474-0"},
-          "address": {"street": ["Mannerheimintie 1"], "city": "Helsinki", "postal_code": "00100", "country": "FI"},
-          "email": "info@esimerkki.fi", "phone": "+358 9 123 4567", "language": "fi"}
-
-
-def _body_for(tld: str) -> dict[str, Any]:
-    b = copy.deepcopy(ORG_BODY if tld in {"dk", "no", "nl", "fi"} else VALID_BODY)
-    b["domain"] = f"falt-{tld}.{tld}"
-    b["registrant"]["fax"] = "+46 8 111 222 33"  # offered to every registry; most never get it
-    if tld == "eu":
-        b["registrant"]["citizenship"] = "SE"
-    if tld == "us":
-        b["us_nexus"] = {"app_purpose": "P3", "nexus_category": "C11"}
-    if tld == "no":
-        b["registrant"]["national_id"] = {"scheme": "no_organisasjonsnummer", "value": "988077917"}
-    if tld == "fi":
-        b["registrant"] = {**copy.deepcopy(FI_ORG), "fax": b["registrant"]["fax"]}
-    return b
 
 
 def _fields_in(command: etree._Element) -> set[str]:
@@ -121,7 +99,7 @@ async def _released_fields_left(gateway: Gateway, tld: str, body: dict[str, Any]
 
 @pytest.mark.parametrize("tld", sorted(load_policies(ROOT / "config").by_tld))
 async def test_exactly_the_released_fields_left(gateway: Gateway, tld: str) -> None:
-    await _released_fields_left(gateway, tld, _body_for(tld))
+    await _released_fields_left(gateway, tld, body_for_tld(tld, "falt", fax="+46 8 111 222 33"))
 
 
 async def test_fi_finnish_person_sends_hetu_as_identity(gateway: Gateway) -> None:

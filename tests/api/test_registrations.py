@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +9,7 @@ import pytest
 from lxml import etree
 
 from gateway.policy.loader import load_policies
-from tests.conftest import ORG_BODY, ROOT, VALID_BODY, Gateway, body
+from tests.conftest import ROOT, VALID_BODY, Gateway, body, body_for_tld
 
 pytestmark = pytest.mark.integration
 
@@ -170,32 +169,11 @@ def _tlds() -> list[str]:
     return sorted(load_policies(ROOT / "config").by_tld)
 
 
-#: .fi: a Finnish company with its Y-tunnus (Traficom needs a registernumber from every organisation)
-FI_ORG = {"kind": "organisation", "name": "Matti Meikäläinen", "organisation": "Esimerkki Oy",
-          "national_id": {"scheme": "fi_ytunnus", "value": "2077474-0"},
-          "address": {"street": ["Mannerheimintie 1"], "city": "Helsinki", "postal_code": "00100", "country": "FI"},
-          "email": "info@esimerkki.fi", "phone": "+358 9 123 4567", "language": "fi"}
-
-
-def _body_for(tld: str) -> dict[str, Any]:
-    b = copy.deepcopy(ORG_BODY if tld in {"dk", "no", "nl", "fi"} else VALID_BODY)
-    b["domain"] = f"exempel-{tld}.{tld}"
-    if tld == "eu":
-        b["registrant"]["citizenship"] = "SE"
-    if tld == "us":
-        b["us_nexus"] = {"app_purpose": "P3", "nexus_category": "C11"}
-    if tld == "no":
-        b["registrant"]["national_id"] = {"scheme": "no_organisasjonsnummer", "value": "988077917"}
-    if tld == "fi":
-        b["registrant"] = copy.deepcopy(FI_ORG)
-    return b
-
-
 @pytest.mark.parametrize("tld", _tlds())
 async def test_every_configured_tld_sends_schema_valid_epp(gateway: Gateway, tld: str) -> None:
     """The sandbox fixture asserts afterwards that every frame validated against the official XSDs."""
     policy = load_policies(ROOT / "config").by_tld[tld]
-    r = await gateway.post(_body_for(tld))
+    r = await gateway.post(body_for_tld(tld))
     data = await r.json()
     if r.status == 422:
         assert data["code"] == "transfer_blocked"
