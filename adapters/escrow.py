@@ -158,6 +158,8 @@ class EscrowRecord:
     subject_id: str
     contacts: Mapping[str, Mapping[str, FieldValue]] = field(repr=False)
     contact_subjects: Mapping[str, str] = field(default_factory=dict)
+    nameservers: tuple[str, ...] = ()  # RAA 3.4.1: the name servers
+    expires: str | None = None  # RAA 3.4.1: the expiration date (ISO 8601 date)
 
 
 @dataclass(frozen=True)
@@ -216,7 +218,12 @@ def _record_entry(index: int, record: EscrowRecord) -> dict[str, Any]:
     for role in record.contact_subjects:
         if role not in record.contacts:
             raise ValueError(f"{where}: contact_subjects names a role without contact data")
-    return {"domain": domain, "tld": tld, "contacts": contacts}
+    entry: dict[str, Any] = {"domain": domain, "tld": tld, "contacts": contacts}
+    if record.nameservers:
+        entry["nameservers"] = sorted(ns.lower() for ns in record.nameservers)
+    if record.expires is not None:
+        entry["expires"] = record.expires
+    return entry
 
 
 def build_deposit(

@@ -252,7 +252,13 @@ class RegistrationService:
         if p.policy.protocol == "https" and p.policy.https is not None:
             return {"protocol": "https", "path": p.policy.https.path,
                     "body": {"registration_id": reg_id, "domain": req.domain, "data": values}}, p
-        return {"protocol": p.policy.protocol, "domain": req.domain, "tld": req.tld, "data": values}, p
+        today = self.clock().date()
+        try:  # the registry computes the real one; the deposit carries the expected date
+            expires = today.replace(year=today.year + req.period_years).isoformat()
+        except ValueError:  # 29 February
+            expires = today.replace(year=today.year + req.period_years, day=28).isoformat()
+        return {"protocol": p.policy.protocol, "domain": req.domain, "tld": req.tld, "data": values,
+                "nameservers": list(req.nameservers), "expires": expires}, p
 
     @staticmethod
     def _blocked_entry(reg_id: str, subject_id: str, p: RecipientPlan, now: dt.datetime) -> DisclosureEntry:

@@ -66,7 +66,7 @@ class EscrowJob:
         if not items:
             return None
         deposit_id = uuid.uuid4().hex
-        records: list[EscrowRecord] = []
+        records: dict[str, EscrowRecord] = {}  # one record per domain: a later change replaces it
         kept: list[tuple[OutboxItem, dict[str, Any]]] = []
         for item in items:
             try:
@@ -81,8 +81,15 @@ class EscrowJob:
             payload = sealed["payload"]
             values: dict[str, Any] = sealed["values"]
             contact = {_CONTACT_KEYS[k]: v for k, v in values.items() if k in _CONTACT_KEYS}
-            records.append(EscrowRecord(domain=payload["domain"], tld=payload["tld"],
-                                        subject_id=item.subject_id or "", contacts={"registrant": contact}))
+            previous = records.get(payload["domain"])
+            records[payload["domain"]] = EscrowRecord(
+                domain=payload["domain"], tld=payload["tld"], subject_id=item.subject_id or "",
+                # the holder is also the admin contact (policies map admin to the subject); the tech
+                # and billing contacts are the registrar's own, which the agent holds already
+                contacts={"registrant": contact, "admin": contact},
+                nameservers=tuple(payload.get("nameservers") or (previous.nameservers if previous else ())),
+                expires=payload.get("expires") or (previous.expires if previous else None),
+            )
             kept.append((item, values))
         if not kept:
             return DepositReport(deposit_id, 0, 0, [], None, False)
@@ -93,7 +100,7 @@ class EscrowJob:
         try:
             async with EscrowClient(self.endpoint, self.agent_key) as client:
                 summary, receipt = await client.deposit(
-                    records, registrar_id=self.registrar_id, deposit_id=deposit_id, watermark=started
+                    list(records.values()), registrar_id=self.registrar_id, deposit_id=deposit_id, watermark=started
                 )
             summary_fields, sha = list(summary.fields), summary.sha256
             outcome = Delivered(str(receipt.status), None, None, {"deposit_id": deposit_id,

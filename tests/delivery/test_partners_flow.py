@@ -177,6 +177,9 @@ async def test_gtld_registrations_are_escrowed_encrypted(flow: tuple[Gateway, Pa
     deposit = json.loads(decrypt_deposit(blob, agent))
     text = json.dumps(deposit, ensure_ascii=False)
     assert "exempel.com" in text and "Anna Andersson" in text and "exempel.se" not in text
+    [record] = deposit["domains"]
+    assert set(record["contacts"]) == {"registrant", "admin"}
+    assert record["nameservers"] == ["ns1.example.net", "ns2.example.net"] and record["expires"]
     reg = await gw.wait_status(com["id"], {"delivered"})
     [entry] = [e for e in reg["disclosures"] if e["recipient"] == "escrow-agent"]
     assert entry["outcome"] == "delivered" and entry["objects"]["deposit_id"] == deposit_id
