@@ -16,12 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from gateway.api.app import SERVICES, _periodic, _principal, _read_json, validation_problem
 from gateway.api.problems import json_response
 from gateway.auth import Principal, Role, require
-from gateway.changes import ChangeService
 from gateway.errors import NotFound, ValidationFailed
 from gateway.models import Registrant
-from gateway.registrations import iso, utcnow
 from gateway.rights.config import default_config_dir, load_controller, load_retention
-from gateway.rights.recipients import PartnerEndpoints, art19_notices, request_deletions
+from gateway.rights.recipients import PartnerEndpoints, art19_notices, push_rectification, request_deletions
 from gateway.rights.service import RightsService
 
 log = structlog.get_logger("gateway.rights")
@@ -230,11 +228,8 @@ class _Routes:
         if not row.get("subject_id"):
             raise NotFound("the request has no subject to rectify")
         svc = request.app[SERVICES]
-        changes = ChangeService(svc.store, svc.ledger, svc.registrations.policies)
-        report = [c.as_dict() for c in await changes.push(row["subject_id"], b.registrant)]
-        await svc.store.add_request_event(request_id, iso(utcnow()), p.name, "rectification_pushed", {
-            "queued": [c["recipient"] for c in report if c["action"] == "queued"],
-            "cannot_update": [c["recipient"] for c in report if c["action"] in ("cannot_update", "refused")]})
+        report = await push_rectification(svc.store, svc.ledger, svc.registrations.policies, request_id=request_id,
+                                          subject_id=row["subject_id"], actor=p.name, registrant=b.registrant)
         if svc.worker is not None:
             svc.worker.wakeup.set()
         return json_response({"request_id": request_id, "recipients": report}, status=202)

@@ -11,7 +11,10 @@ from collections.abc import Callable
 from typing import Any
 
 from adapters.http_partner import HttpPartnerClient, PartnerEndpoint
+from gateway.changes import ChangeService
 from gateway.errors import DeliveryError
+from gateway.ledger.service import Ledger
+from gateway.models import Registrant
 from gateway.policy.loader import PolicySet
 from gateway.registrations import iso, utcnow
 from gateway.store.base import DisclosureFilter, Store
@@ -57,6 +60,18 @@ async def art19_notices(
     await store.add_request_event(request_id, iso(utcnow()), actor, "art19_notices", {
         "kind": kind, "notices": [{"recipient": n["recipient"], "status": n["status"]} for n in notices]})
     return notices
+
+
+async def push_rectification(
+    store: Store, ledger: Ledger, policies: PolicySet, *,
+    request_id: str, subject_id: str, actor: str, registrant: Registrant,
+) -> list[dict[str, Any]]:
+    """Art. 16 + 19: the corrected data goes, minimised, to every recipient of the old data."""
+    report = [c.as_dict() for c in await ChangeService(store, ledger, policies).push(subject_id, registrant)]
+    await store.add_request_event(request_id, iso(utcnow()), actor, "rectification_pushed", {
+        "queued": [c["recipient"] for c in report if c["action"] == "queued"],
+        "cannot_update": [c["recipient"] for c in report if c["action"] in ("cannot_update", "refused")]})
+    return report
 
 
 async def request_deletions(

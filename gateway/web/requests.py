@@ -17,13 +17,15 @@ from aiohttp import web
 from markupsafe import Markup
 from multidict import MultiDictProxy
 
+from gateway.api.app import SERVICES
 from gateway.api.problems import json_response
 from gateway.auth import Role
 from gateway.errors import GatewayError, InputError
 from gateway.models import IdScheme
+from gateway.rights.recipients import push_rectification
 from gateway.rights.service import REQUEST_KINDS, RequestKind
 from gateway.web.core import STAFF_ROLES, Handler, checked_form, page, render
-from gateway.web.rights import art19_notices, request_deletions, rights_service
+from gateway.web.rights import art19_notices, registrant_from_form, request_deletions, rights_service
 from gateway.web.session import Session
 
 CHANNELS = ("email", "letter", "web_form", "phone", "in_person")
@@ -163,7 +165,7 @@ async def _detail(request: web.Request, session: Session, *, status: int = 200, 
         restrictions=restrictions, recipients=sorted((rid, p.name) for rid, p in pols.items()),
         marketing=sorted(rid for rid, p in pols.items() if "marketing" in p.purposes),
         can_act=session.role is Role.PRIVACY, erase_word=ERASE_WORD, due_text=due_text, due_class=due_class(req),
-        pairs=detail_pairs, subject_ids=subject_ids(req),
+        pairs=detail_pairs, subject_ids=subject_ids(req), f={}, schemes=[s.value for s in IdScheme],
     )
 
 
@@ -175,6 +177,8 @@ def subject_ids(req: dict[str, Any]) -> list[str]:
 
 
 NOTICES = {
+    "rectified": "The corrected data was queued, minimised, to every recipient of the old data (Art. 16, 19). "
+                 "The log lists recipients that cannot be updated: tell them directly.",
     "extended": "The deadline was extended. Tell the data subject, with the reasons, within the first month.",
     "restricted": "Restriction recorded: further disclosures are refused. Art. 19: partners with an API were sent a "
                   "notice; tell the recipients marked manual or failed in the log directly.",
@@ -216,6 +220,15 @@ async def _act(request: web.Request, session: Session, action: str, form: MultiD
         if form.get("confirm", "").strip() != ERASE_WORD:
             raise ConfirmationMissing(f"type {ERASE_WORD} in the confirmation field to erase")
         await request_deletions(request, who, rid, await rights.erase(rid, who))
+    elif action == "rectify":
+        row = await rights.get(rid)
+        if not row.get("subject_id"):
+            raise BadInput("no data subject was found for this request")
+        svc = request.app[SERVICES]
+        await push_rectification(svc.store, svc.ledger, rights.policies, request_id=rid,
+                                 subject_id=str(row["subject_id"]), actor=who, registrant=registrant_from_form(form))
+        if svc.worker is not None:
+            svc.worker.wakeup.set()
     elif action == "close":
         await rights.close(rid, who, form.get("outcome", ""))
     else:  # pragma: no cover - routes name the actions
@@ -239,7 +252,7 @@ def action_handler(action: str, done: str) -> Handler:
 
 
 ACTIONS = {"extend": "extended", "restrict": "restricted", "object": "objected", "lift": "lifted",
-           "erase": "erased", "close": "closed"}
+           "erase": "erased", "rectify": "rectified", "close": "closed"}
 
 
 # -- the Art. 15 extract ------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ typed confirmation, and an explainer that sends nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import re
@@ -422,3 +423,29 @@ async def test_explainer_shows_what_would_go_where_and_sends_nothing(gateway: Ga
     assert gateway.sandbox.sandbox.connections_opened == connections
     assert await gateway.store.disclosures(DisclosureFilter()) == []
     assert await gateway.store.requests() == []
+
+
+async def test_rectify_from_the_request_page(gateway: Gateway) -> None:
+    ids = await register_scenario(gateway)
+    await login(gateway.client, gateway.tokens.privacy)
+    rid = await open_anna(gateway)
+    csrf = await page_csrf(gateway.client, f"/ui/requests/{rid}")
+    before = len(gateway.sandbox.sandbox.frames)
+    fields = {"kind": "person", "name": "Anna Andersson", "id_scheme": "se_personnummer", "id_value": "19811218-9876",
+              "street": "Nygatan 9", "city": "Stockholm", "postal_code": "111 22", "country": "SE",
+              "email": ANNA_EMAIL, "phone": "+46 8 123 456 78", "language": "sv"}
+    r = await post(gateway, f"/ui/requests/{rid}/rectify", csrf, **fields)
+    assert r.status == 303, await r.text()
+    assert "rectification_pushed" in await events(gateway, rid)
+    reg = await gateway.wait_status(ids["exempel.se"], {"delivered"})
+    for _ in range(100):
+        reg = await gateway.wait_status(ids["exempel.se"], {"delivered"})
+        if any(e["purpose"] == "rectification" for e in reg["disclosures"]):
+            break
+        await asyncio.sleep(0.05)
+    [pushed] = [e for e in reg["disclosures"] if e["purpose"] == "rectification"]
+    assert pushed["fields"] == ["street"] and pushed["outcome"] == "delivered"
+    assert any(b"<contact:update" in f and b"Nygatan 9" in f for f in gateway.sandbox.sandbox.frames[before:])
+    # without the session's CSRF token nothing is pushed
+    r = await post(gateway, f"/ui/requests/{rid}/rectify", None, **fields)
+    assert r.status == 403
