@@ -18,13 +18,11 @@ from typing import Any
 import pytest
 
 from tests.conftest import Gateway
+from tests.web.chromium import chromium_page, needs_chromium
 from tests.web.conftest import OLD_SCC, register_scenario
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = Path("/usr/bin/chromium")
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-               "--disable-sync", "--no-first-run"]
 PERSONAL = ("Anna Andersson", "anna.andersson", "Storgatan", "19811218", "Kenji", "kenji.sato", "Tokyo",
             "Wei Zhang", "Beijing", "+46", "123 456 78")
 
@@ -51,87 +49,75 @@ class Seen:
 
 
 def drive(base: str, token: str, download_dir: Path) -> Seen:
-    from playwright.sync_api import sync_playwright
-
     seen = Seen()
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS, headless=True)
-        try:
-            context = browser.new_context(accept_downloads=True)
-            page = context.new_page()
-            page.set_default_timeout(10_000)
-            errors = seen.console_errors
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    with chromium_page(seen.console_errors) as page:
 
-            def rows() -> list[str]:
-                return [r.get_attribute("data-recipient") or "" for r in page.locator("tr.entry").all()]
+        def rows() -> list[str]:
+            return [r.get_attribute("data-recipient") or "" for r in page.locator("tr.entry").all()]
 
-            # login through the form; the log is where it lands
-            resp = page.goto(f"{base}/ui/disclosures")
-            assert resp is not None
-            seen.login_title = page.title()
-            page.fill("#token", token)
-            page.click("form.login button[type=submit]")
-            page.wait_for_url(re.compile(r"/ui/disclosures$"))
-            seen.all_rows = rows()
-            final = page.goto(f"{base}/ui/disclosures")
-            assert final is not None
-            seen.headers = final.all_headers()
+        # login through the form; the log is where it lands
+        resp = page.goto(f"{base}/ui/disclosures")
+        assert resp is not None
+        seen.login_title = page.title()
+        page.fill("#token", token)
+        page.click("form.login button[type=submit]")
+        page.wait_for_url(re.compile(r"/ui/disclosures$"))
+        seen.all_rows = rows()
+        final = page.goto(f"{base}/ui/disclosures")
+        assert final is not None
+        seen.headers = final.all_headers()
 
-            # third countries only
-            page.select_option("select[name=third_country]", "true")
-            page.click("form.filters button[type=submit]")
-            page.wait_for_url(re.compile(r"third_country=true"))
-            seen.third_rows = rows()
+        # third countries only
+        page.select_option("select[name=third_country]", "true")
+        page.click("form.filters button[type=submit]")
+        page.wait_for_url(re.compile(r"third_country=true"))
+        seen.third_rows = rows()
 
-            # ... and one recipient
-            page.select_option("select[name=recipient]", "jprs-jp")
-            page.click("form.filters button[type=submit]")
-            page.wait_for_url(re.compile(r"recipient=jprs-jp"))
-            seen.recipient_rows = rows()
+        # ... and one recipient
+        page.select_option("select[name=recipient]", "jprs-jp")
+        page.click("form.filters button[type=submit]")
+        page.wait_for_url(re.compile(r"recipient=jprs-jp"))
+        seen.recipient_rows = rows()
 
-            # a subject by e-mail, all transfers
-            page.click("text=Clear all")
-            page.wait_for_url(re.compile(r"/ui/disclosures$"))
-            page.fill("input[name=subject]", "Anna.Andersson@example.se")
-            page.click("form.filters button[type=submit]")
-            page.wait_for_url(re.compile(r"subject_id="))
-            seen.subject_url = page.url
-            seen.subject_rows = rows()
+        # a subject by e-mail, all transfers
+        page.click("text=Clear all")
+        page.wait_for_url(re.compile(r"/ui/disclosures$"))
+        page.fill("input[name=subject]", "Anna.Andersson@example.se")
+        page.click("form.filters button[type=submit]")
+        page.wait_for_url(re.compile(r"subject_id="))
+        seen.subject_url = page.url
+        seen.subject_rows = rows()
 
-            # the .se disclosure, with its decrypted values
-            page.locator("tr.entry[data-recipient=iis-se] a", has_text="details").click()
-            page.wait_for_url(re.compile(r"/ui/disclosures/[0-9a-f]{32}$"))
-            seen.detail_values = page.locator("#values").inner_text()
-            seen.detail_facts = page.locator("#facts").inner_text()
+        # the .se disclosure, with its decrypted values
+        page.locator("tr.entry[data-recipient=iis-se] a", has_text="details").click()
+        page.wait_for_url(re.compile(r"/ui/disclosures/[0-9a-f]{32}$"))
+        seen.detail_values = page.locator("#values").inner_text()
+        seen.detail_facts = page.locator("#facts").inner_text()
 
-            # CSV of the whole log
-            page.goto(f"{base}/ui/disclosures")
-            with page.expect_download() as info:
-                page.click("#export")
-            download = info.value
-            seen.csv_name = download.suggested_filename
-            target = download_dir / download.suggested_filename
-            download.save_as(target)
-            seen.csv_text = target.read_bytes().decode("utf-8-sig")
+        # CSV of the whole log
+        page.goto(f"{base}/ui/disclosures")
+        with page.expect_download() as info:
+            page.click("#export")
+        download = info.value
+        seen.csv_name = download.suggested_filename
+        target = download_dir / download.suggested_filename
+        download.save_as(target)
+        seen.csv_text = target.read_bytes().decode("utf-8-sig")
 
-            # the overview, reached through the navigation
-            page.click("nav >> text=Third countries")
-            page.wait_for_url(re.compile(r"/ui/third-countries$"))
-            for tr in page.locator("tr.transfer").all():
-                cells = [c.inner_text().strip() for c in tr.locator("td").all()]
-                seen.overview[tr.get_attribute("data-recipient") or ""] = dict(zip(
-                    ("recipient", "country", "basis", "instrument", "delivered", "blocked", "failed", "refused"),
-                    cells, strict=True))
-            seen.expiring = page.locator("#expiring").inner_text()
-            seen.expired = page.locator("#expired").inner_text()
-        finally:
-            browser.close()
+        # the overview, reached through the navigation
+        page.click("nav >> text=Third countries")
+        page.wait_for_url(re.compile(r"/ui/third-countries$"))
+        for tr in page.locator("tr.transfer").all():
+            cells = [c.inner_text().strip() for c in tr.locator("td").all()]
+            seen.overview[tr.get_attribute("data-recipient") or ""] = dict(zip(
+                ("recipient", "country", "basis", "instrument", "delivered", "blocked", "failed", "refused"),
+                cells, strict=True))
+        seen.expiring = page.locator("#expiring").inner_text()
+        seen.expired = page.locator("#expired").inner_text()
     return seen
 
 
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
+@needs_chromium
 async def test_staff_pages_in_chromium(gateway: Gateway, tmp_path: Path) -> None:
     await register_scenario(gateway)
     base = str(gateway.client.make_url("/")).rstrip("/")

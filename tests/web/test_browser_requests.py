@@ -17,8 +17,8 @@ import pytest
 from pypdf import PdfReader
 
 from tests.conftest import Gateway
+from tests.web.chromium import chromium_page, needs_chromium
 from tests.web.conftest import register_scenario
-from tests.web.test_browser import CHROMIUM, LAUNCH_ARGS
 
 pytestmark = pytest.mark.integration
 
@@ -44,65 +44,53 @@ class Seen:
 
 
 def drive(base: str, token: str, download_dir: Path) -> Seen:
-    from playwright.sync_api import sync_playwright
-
     seen = Seen()
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS, headless=True)
-        try:
-            context = browser.new_context(accept_downloads=True)
-            page = context.new_page()
-            page.set_default_timeout(10_000)
-            errors = seen.console_errors
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    with chromium_page(seen.console_errors) as page:
 
-            # log in on the way to the requests page, reached through the navigation
-            page.goto(f"{base}/ui/requests")
-            page.fill("#token", token)
-            page.click("form.login button[type=submit]")
-            page.wait_for_url(re.compile(r"/ui/requests$"))
-            page.click("#new-request")
-            page.wait_for_url(re.compile(r"/ui/requests/new$"))
+        # log in on the way to the requests page, reached through the navigation
+        page.goto(f"{base}/ui/requests")
+        page.fill("#token", token)
+        page.click("form.login button[type=submit]")
+        page.wait_for_url(re.compile(r"/ui/requests$"))
+        page.click("#new-request")
+        page.wait_for_url(re.compile(r"/ui/requests/new$"))
 
-            # open an access request for the person who wrote from her registered address
-            page.select_option("select[name=kind]", "access")
-            page.select_option("select[name=channel]", "email")
-            page.fill("input[name=identity_check]", "Reply from the e-mail address on record")
-            page.fill("input[name=email]", "Anna.Andersson@example.se")
-            page.click("form.request-form button[type=submit]")
-            page.wait_for_url(re.compile(r"/ui/requests/[0-9a-f]{32}$"))
-            seen.request_url = page.url
-            seen.subject = page.locator("#subject").inner_text()
-            seen.events = [e.get_attribute("data-action") or "" for e in page.locator("tr.event").all()]
+        # open an access request for the person who wrote from her registered address
+        page.select_option("select[name=kind]", "access")
+        page.select_option("select[name=channel]", "email")
+        page.fill("input[name=identity_check]", "Reply from the e-mail address on record")
+        page.fill("input[name=email]", "Anna.Andersson@example.se")
+        page.click("form.request-form button[type=submit]")
+        page.wait_for_url(re.compile(r"/ui/requests/[0-9a-f]{32}$"))
+        seen.request_url = page.url
+        seen.subject = page.locator("#subject").inner_text()
+        seen.events = [e.get_attribute("data-action") or "" for e in page.locator("tr.event").all()]
 
-            # the extract, in Swedish
-            page.select_option("#extract-form select[name=lang]", "sv")
-            page.click("#extract-form button[type=submit]")
-            page.wait_for_url(re.compile(r"/ui/requests/[0-9a-f]{32}/extract$"))
-            seen.extract_title = page.title()
-            seen.letter = page.locator("#letter").inner_text()
-            seen.covers = page.locator("#covers").inner_text()
-            seen.page_text = page.locator("body").inner_text()
+        # the extract, in Swedish
+        page.select_option("#extract-form select[name=lang]", "sv")
+        page.click("#extract-form button[type=submit]")
+        page.wait_for_url(re.compile(r"/ui/requests/[0-9a-f]{32}/extract$"))
+        seen.extract_title = page.title()
+        seen.letter = page.locator("#letter").inner_text()
+        seen.covers = page.locator("#covers").inner_text()
+        seen.page_text = page.locator("body").inner_text()
 
-            # ... and its PDF
-            with page.expect_download() as info:
-                page.click("#download-pdf")
-            download = info.value
-            seen.pdf_name = download.suggested_filename
-            seen.pdf_path = download_dir / download.suggested_filename
-            download.save_as(seen.pdf_path)
+        # ... and its PDF
+        with page.expect_download() as info:
+            page.click("#download-pdf")
+        download = info.value
+        seen.pdf_name = download.suggested_filename
+        seen.pdf_path = download_dir / download.suggested_filename
+        download.save_as(seen.pdf_path)
 
-            # back on the request, both extracts are in its log
-            page.click("text=← Request")
-            page.wait_for_url(re.compile(r"/ui/requests/[0-9a-f]{32}$"))
-            seen.events_after = [e.get_attribute("data-action") or "" for e in page.locator("tr.event").all()]
-        finally:
-            browser.close()
+        # back on the request, both extracts are in its log
+        page.click("text=← Request")
+        page.wait_for_url(re.compile(r"/ui/requests/[0-9a-f]{32}$"))
+        seen.events_after = [e.get_attribute("data-action") or "" for e in page.locator("tr.event").all()]
     return seen
 
 
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
+@needs_chromium
 async def test_access_request_and_extract_in_chromium(gateway: Gateway, tmp_path: Path) -> None:
     await register_scenario(gateway)
     base = str(gateway.client.make_url("/")).rstrip("/")
