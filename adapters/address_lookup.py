@@ -30,13 +30,12 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import TracebackType
 from typing import Any, Final, Literal
 
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from adapters.http_partner import HttpPartnerClient, PartnerEndpoint, Sleep
+from adapters.http_partner import HttpPartnerClient, PartnerClientBase, PartnerEndpoint, Sleep
 from gateway.errors import PermanentDeliveryError, ValidationFailed
 from gateway.models import IdScheme, normalise_national_id
 
@@ -159,7 +158,7 @@ def _identifier(personnummer: str) -> tuple[IdentifierKind, str]:
     )
 
 
-class AddressLookupClient:
+class AddressLookupClient(PartnerClientBase):
     """Looks people up by personnummer; use as ``async with AddressLookupClient(endpoint) as spar``.
 
     Lookups are reads, so they are retried under the shared partner policy without an
@@ -178,20 +177,6 @@ class AddressLookupClient:
         self.path = path
         self._http = HttpPartnerClient(endpoint, transport=transport, sleep=sleep)
         self._clock = clock or (lambda: datetime.now(UTC))
-
-    async def __aenter__(self) -> AddressLookupClient:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
 
     async def lookup(self, personnummer: str, purpose: str, *, blind_index: str) -> LookupResult:
         """Ask the register about one person for ``purpose``; ``blind_index`` goes into the record.

@@ -36,7 +36,6 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import TracebackType
 from typing import Any, Final, Literal, get_args
 from urllib.parse import quote
 
@@ -48,7 +47,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from adapters.http_partner import HttpPartnerClient, PartnerEndpoint, Sleep, partner_ref
+from adapters.http_partner import HttpPartnerClient, PartnerClientBase, PartnerEndpoint, Sleep, partner_ref
 from gateway.errors import PolicyRefusal
 
 __all__ = [
@@ -340,7 +339,7 @@ class EscrowReceipt:
     sha256: str
 
 
-class EscrowClient:
+class EscrowClient(PartnerClientBase):
     """Uploads sealed deposits to the escrow agent: ``PUT /deposits/{deposit_id}``.
 
     PUT to a name we choose is idempotent by itself, and the deposit id doubles as the
@@ -360,20 +359,6 @@ class EscrowClient:
     ) -> None:
         self.recipient_public_key = recipient_public_key
         self._http = HttpPartnerClient(endpoint, transport=transport, sleep=sleep)
-
-    async def __aenter__(self) -> EscrowClient:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
 
     async def upload(self, deposit_id: str, sealed: bytes) -> EscrowReceipt:
         if not _DEPOSIT_ID.fullmatch(deposit_id):
