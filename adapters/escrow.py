@@ -48,7 +48,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from adapters.http_partner import HttpPartnerClient, PartnerClientBase, PartnerEndpoint, Sleep, partner_ref
-from gateway.errors import PolicyRefusal
+from gateway.errors import InvalidDeposit, PolicyRefusal
 
 __all__ = [
     "IDN_CCTLDS",
@@ -108,10 +108,6 @@ IDN_CCTLDS: Final[Mapping[str, str]] = {
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _FIELD = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _DEPOSIT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-
-
-class InvalidDeposit(ValueError):
-    """A sealed deposit that cannot be opened: wrong key, tampering, truncation or unknown version."""
 
 
 def _tld_label(tld: str) -> str:

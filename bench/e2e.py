@@ -33,14 +33,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from adapters.epp.client import register  # noqa: E402
+from adapters.epp.sandbox.server import SandboxThread  # noqa: E402
 from adapters.epp.tls import ensure_dev_pki  # noqa: E402
 from adapters.epp.types import Endpoint  # noqa: E402
 from gateway.auth import hash_token  # noqa: E402
-from gateway.delivery.epp_commands import RegistrarContact, build_commands  # noqa: E402
 from gateway.models import RegistrationRequest  # noqa: E402
+from gateway.outbox.epp import RegistrarContact, build_commands  # noqa: E402
 from gateway.policy.loader import load_policies  # noqa: E402
 from gateway.policy.minimise import minimise  # noqa: E402
-from gateway.sandbox.server import SandboxThread  # noqa: E402
 
 BODY: dict[str, Any] = {
     "order_ref": "BENCH",

@@ -2,27 +2,54 @@
 
 Every error carries a stable machine-readable ``code`` (the ``code`` member of the RFC 9457
 problem body), an HTTP ``status`` and a ``title``.  Messages are written by us, never copied
-from input, so no error can carry personal data out of the gateway.
+from input, so no error can carry personal data out of the gateway.  A subclass states its code,
+status and title as class arguments (``class X(InputError, code=..., title=...)``), so the whole
+tree reads as a table; codes are part of the API and never change.
 
     GatewayError
-    ├── InputError                 4xx: the caller sent something we refuse
-    │   ├── ValidationFailed       422 (body field errors; field paths only, no values)
-    │   ├── UnsupportedMediaType   415
-    │   ├── PayloadTooLarge        413
-    │   ├── MalformedBody          400
-    │   ├── NotFound               404
-    │   ├── IdempotencyConflict    409
-    │   ├── Unauthenticated        401
-    │   └── Forbidden              403
-    ├── PolicyRefusal              a recipient must not get the data (fail closed)
-    │   ├── TransferBlocked        no valid Chapter V basis
-    │   ├── NoRecipientPolicy      TLD without a configured policy
-    │   ├── RequiredFieldMissing   the registry needs a field the registrant lacks
-    │   └── SubjectRestricted      Art. 18 restriction or Art. 21 objection in force
-    ├── ConfigError                a policy/settings file is wrong; stops start-up
-    └── DeliveryError              talking to a recipient failed
-        ├── TransientDeliveryError retry (timeouts, dropped connections, EPP 2400/2500-range)
-        └── PermanentDeliveryError never retried (EPP 2xxx client errors, unsupported protocol)
+    ├── InputError                     4xx: the caller sent something we refuse
+    │   ├── ValidationFailed           422 body field errors (field paths only, no values)
+    │   │   ├── InvalidScope           422 a restriction scope that is no recipient
+    │   │   └── IdentifiersMissing     422 a request with nothing to find the subject by
+    │   ├── UnsupportedMediaType       415
+    │   ├── PayloadTooLarge            413
+    │   ├── MalformedBody              400
+    │   ├── MissingIdempotencyKey      400
+    │   ├── BadFilter                  400 a staff page's filter value
+    │   ├── BadInput                   400 a staff page's form value
+    │   ├── ConfirmationMissing        422 erasure not confirmed on the page
+    │   ├── ExplainInvalid             422 the explainer's sample registrant
+    │   ├── NotFound                   404
+    │   │   ├── RequestNotFound        404 no such data-subject request
+    │   │   └── RestrictionNotFound    404 no such active restriction
+    │   ├── MethodNotAllowed           405
+    │   ├── IdempotencyConflict        409
+    │   ├── RequestClosed              409 the data-subject request is closed
+    │   ├── SubjectNotIdentified       409 no subject found for the request
+    │   ├── ExtensionRefused           409 Art. 12(3) allows one extension
+    │   ├── Unauthenticated            401
+    │   └── Forbidden                  403
+    ├── PolicyRefusal                  422 a recipient must not get the data (fail closed)
+    │   ├── TransferBlocked            no valid Chapter V basis
+    │   ├── NoRecipientPolicy          TLD without a configured policy
+    │   ├── RequiredFieldMissing       the registry needs a field the registrant lacks
+    │   └── SubjectRestricted          Art. 18 restriction or Art. 21 objection in force
+    ├── SubjectErased                  410 the subject's data key was destroyed (Art. 17)
+    ├── ConfigError                    500 a policy/settings file is wrong; stops start-up
+    │   └── RightsConfigError          500 the rights configuration (controller, retention)
+    ├── LedgerCorrupt                  500 the disclosure ledger failed verification
+    ├── DecryptionFailed               500 wrong key, wrong associated data or tampering
+    └── DeliveryError                  502 talking to a recipient failed
+        ├── TransientDeliveryError     retry (timeouts, dropped connections, EPP 2400/2500-range)
+        └── PermanentDeliveryError     never retried (EPP 2xxx client errors, unsupported protocol)
+
+Protocol-level errors raised inside adapters, below the problem tree (an adapter turns them into a
+``DeliveryError`` before they reach a service):
+
+    EppXmlError                        a frame from the peer is not the EPP we expect
+    └── ProtocolMismatch               no shared object service or extension
+    FrameError                         an EPP length header no sane peer sends
+    InvalidDeposit (ValueError)        an escrow deposit that cannot be opened
 
 Retries (tenacity) target ``TransientDeliveryError`` only.
 """
@@ -36,6 +63,17 @@ class GatewayError(Exception):
     code: ClassVar[str] = "internal"
     status: ClassVar[int] = 500
     title: ClassVar[str] = "Internal error"
+
+    def __init_subclass__(
+        cls, *, code: str | None = None, status: int | None = None, title: str | None = None, **kw: Any
+    ) -> None:
+        super().__init_subclass__(**kw)
+        if code is not None:
+            cls.code = code
+        if status is not None:
+            cls.status = status
+        if title is not None:
+            cls.title = title
 
     def __init__(self, detail: str | None = None, **extra: Any) -> None:
         self.detail = detail or self.title
@@ -57,119 +95,192 @@ class GatewayError(Exception):
         return body
 
 
-class InputError(GatewayError):
-    code = "bad_request"
-    status = 400
-    title = "Bad request"
+# -- the caller's input ------------------------------------------------------------------------------
 
 
-class ValidationFailed(InputError):
-    code = "validation_failed"
-    status = 422
-    title = "The request body failed validation"
+class InputError(GatewayError, code="bad_request", status=400, title="Bad request"):
+    """Anything the caller can fix; never retried by us."""
 
 
-class UnsupportedMediaType(InputError):
-    code = "unsupported_media_type"
-    status = 415
-    title = "Content-Type must be application/json"
+class ValidationFailed(InputError, code="validation_failed", status=422, title="The request body failed validation"):
+    """Carries ``errors``: field paths and rule names, never the rejected values."""
 
 
-class PayloadTooLarge(InputError):
-    code = "payload_too_large"
-    status = 413
-    title = "Request body too large"
+class InvalidScope(ValidationFailed, code="invalid_scope",
+                   title="The scope must be 'all', 'marketing' or a configured recipient"):
+    """A restriction or objection must name something the gateway can refuse."""
 
 
-class MalformedBody(InputError):
-    code = "malformed_body"
-    status = 400
-    title = "Request body is not valid JSON"
+class IdentifiersMissing(ValidationFailed, code="identifiers_missing",
+                         title="An e-mail address or a national ID is needed to find the data subject"):
+    """Without an identifier the blind index cannot find anyone."""
 
 
-class MissingIdempotencyKey(InputError):
-    code = "idempotency_key_required"
-    status = 400
-    title = "An Idempotency-Key header is required"
+class UnsupportedMediaType(InputError, code="unsupported_media_type", status=415,
+                           title="Content-Type must be application/json"):
+    """Bodies are JSON only, so nothing is guessed from a form post."""
 
 
-class NotFound(InputError):
-    code = "not_found"
-    status = 404
-    title = "Not found"
+class PayloadTooLarge(InputError, code="payload_too_large", status=413, title="Request body too large"):
+    """Checked before the body is parsed."""
 
 
-class MethodNotAllowed(InputError):
-    code = "method_not_allowed"
-    status = 405
-    title = "Method not allowed"
+class MalformedBody(InputError, code="malformed_body", title="Request body is not valid JSON"):
+    """The body could not be parsed at all."""
 
 
-class IdempotencyConflict(InputError):
-    code = "idempotency_conflict"
-    status = 409
-    title = "Idempotency-Key was used with a different request"
+class MissingIdempotencyKey(InputError, code="idempotency_key_required",
+                            title="An Idempotency-Key header is required"):
+    """Registrations are replayed by key, so a retried call never registers twice."""
 
 
-class Unauthenticated(InputError):
-    code = "unauthenticated"
-    status = 401
-    title = "A valid bearer token is required"
+class BadFilter(InputError, code="bad_filter", title="A filter value is not valid"):
+    """A staff page's filter; the page re-renders with the message."""
 
 
-class Forbidden(InputError):
-    code = "forbidden"
-    status = 403
-    title = "Your role may not do this"
+class BadInput(InputError, code="bad_form_value", title="A form value is not valid"):
+    """A staff page's form value."""
 
 
-class PolicyRefusal(GatewayError):
-    code = "policy_refusal"
-    status = 422
-    title = "Policy refuses this disclosure"
+class ConfirmationMissing(InputError, code="confirmation_missing", status=422, title="Erasure was not confirmed"):
+    """Erasure cannot be undone, so the page asks for an explicit confirmation."""
 
 
-class TransferBlocked(PolicyRefusal):
-    code = "transfer_blocked"
-    title = "No valid GDPR Chapter V basis for this transfer"
+class ExplainInvalid(InputError, code="explain_invalid", status=422, title="The sample registrant is not valid"):
+    """The explainer's sample registrant failed the same validation as a registration."""
 
 
-class NoRecipientPolicy(PolicyRefusal):
-    code = "no_recipient_policy"
-    title = "No recipient policy is configured for this TLD"
+class NotFound(InputError, code="not_found", status=404, title="Not found"):
+    """Also what another client's object looks like, so ids leak nothing."""
 
 
-class RequiredFieldMissing(PolicyRefusal):
-    code = "required_field_missing"
-    title = "The recipient requires a field the registrant lacks"
+class RequestNotFound(NotFound, code="request_not_found", title="No such data-subject request"):
+    """Unknown request id."""
 
 
-class SubjectRestricted(PolicyRefusal):
-    code = "subject_restricted"
-    title = "The data subject has restricted or objected to this processing"
+class RestrictionNotFound(NotFound, code="restriction_not_found",
+                          title="No such active restriction for this request's subject"):
+    """Lifting something that is not in force."""
 
 
-class ConfigError(GatewayError):
-    code = "config_invalid"
-    status = 500
-    title = "Configuration is invalid"
+class MethodNotAllowed(InputError, code="method_not_allowed", status=405, title="Method not allowed"):
+    """The path exists, the method does not."""
 
 
-class DeliveryError(GatewayError):
-    code = "delivery_failed"
-    status = 502
-    title = "Delivery to a recipient failed"
+class IdempotencyConflict(InputError, code="idempotency_conflict", status=409,
+                          title="Idempotency-Key was used with a different request"):
+    """The same key with another body: refusing is safer than guessing which one was meant."""
+
+
+class RequestClosed(InputError, code="request_closed", status=409, title="The data-subject request is closed"):
+    """A closed request keeps its record; new actions need a new request."""
+
+
+class SubjectNotIdentified(InputError, code="subject_not_identified", status=409,
+                           title="No data subject was found for this request"):
+    """The action needs a subject and the identifiers matched none."""
+
+
+class ExtensionRefused(InputError, code="extension_refused", status=409,
+                       title="The deadline cannot be extended (Art. 12(3))"):
+    """Art. 12(3) allows one extension, with reasons."""
+
+
+class Unauthenticated(InputError, code="unauthenticated", status=401, title="A valid bearer token is required"):
+    """No or unknown credentials."""
+
+
+class Forbidden(InputError, code="forbidden", status=403, title="Your role may not do this"):
+    """Known credentials, wrong role."""
+
+
+# -- policy: fail closed ------------------------------------------------------------------------------
+
+
+class PolicyRefusal(GatewayError, code="policy_refusal", status=422, title="Policy refuses this disclosure"):
+    """A recipient must not get the data; nothing is sent and the refusal is logged."""
+
+
+class TransferBlocked(PolicyRefusal, code="transfer_blocked", title="No valid GDPR Chapter V basis for this transfer"):
+    """No adequacy decision in force, no safeguard, no derogation."""
+
+
+class NoRecipientPolicy(PolicyRefusal, code="no_recipient_policy",
+                        title="No recipient policy is configured for this TLD"):
+    """Default deny: an unconfigured TLD gets nothing."""
+
+
+class RequiredFieldMissing(PolicyRefusal, code="required_field_missing",
+                           title="The recipient requires a field the registrant lacks"):
+    """E.g. a Swedish ID number for .se."""
+
+
+class SubjectRestricted(PolicyRefusal, code="subject_restricted",
+                        title="The data subject has restricted or objected to this processing"):
+    """Art. 18 restriction or Art. 21 objection in force."""
+
+
+# -- state of the data ------------------------------------------------------------------------------
+
+
+class SubjectErased(GatewayError, code="subject_erased", status=410,
+                    title="The subject's data key was destroyed; values cannot be read"):
+    """Crypto-shredding is final: the values are gone, the entries remain."""
+
+
+class ConfigError(GatewayError, code="config_invalid", title="Configuration is invalid"):
+    """Stops start-up with ``file:line: key.path: reason``."""
+
+
+class RightsConfigError(ConfigError, code="rights_config_invalid", title="The rights configuration is invalid"):
+    """The controller or retention file."""
+
+
+class LedgerCorrupt(GatewayError, code="ledger_corrupt", title="The disclosure ledger failed verification"):
+    """Names the first entry whose hash, ciphertext or checkpoint does not match."""
+
+
+class DecryptionFailed(GatewayError, code="decryption_failed", title="Stored data could not be decrypted"):
+    """Wrong key, wrong associated data, tampered or truncated blob: all look the same.
+
+    One error for all of them on purpose: telling a caller *why* a ciphertext failed helps an
+    attacker more than an operator, and the message never includes data.
+    """
+
+
+# -- delivery ---------------------------------------------------------------------------------------
+
+
+class DeliveryError(GatewayError, code="delivery_failed", status=502, title="Delivery to a recipient failed"):
+    """Talking to a recipient failed; ``result_code`` is the recipient's own code, if any."""
 
     def __init__(self, detail: str | None = None, *, result_code: int | None = None, **extra: Any) -> None:
         super().__init__(detail, **extra)
         self.result_code = result_code
 
 
-class TransientDeliveryError(DeliveryError):
-    code = "delivery_transient"
-    title = "Recipient temporarily unavailable"
+class TransientDeliveryError(DeliveryError, code="delivery_transient", title="Recipient temporarily unavailable"):
+    """Retried with backoff: the recipient may take it later."""
 
 
-class PermanentDeliveryError(DeliveryError):
-    code = "delivery_permanent"
-    title = "Recipient refused the data"
+class PermanentDeliveryError(DeliveryError, code="delivery_permanent", title="Recipient refused the data"):
+    """Never retried: sending the same again gets the same answer."""
+
+
+# -- protocol level, inside adapters ------------------------------------------------------------------
+
+
+class EppXmlError(Exception):
+    """A frame from the peer is not the EPP we expect; messages never quote the frame itself."""
+
+
+class ProtocolMismatch(EppXmlError):
+    """Client and server share no usable object service, or a needed extension is not offered."""
+
+
+class FrameError(Exception):
+    """The peer sent a length header no sane EPP peer sends; the stream can no longer be trusted."""
+
+
+class InvalidDeposit(ValueError):
+    """A sealed deposit that cannot be opened: wrong key, tampering, truncation or unknown version."""

@@ -14,10 +14,10 @@ import pytest
 import yaml
 from aiohttp.test_utils import TestClient, TestServer
 
+from adapters.epp.sandbox.server import SandboxThread
 from adapters.epp.tls import DevPki, ensure_dev_pki
 from gateway.auth import hash_token
-from gateway.sandbox.server import SandboxThread
-from gateway.service import build
+from gateway.compose import build
 from gateway.settings import Settings
 from gateway.store.base import Store
 

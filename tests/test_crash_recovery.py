@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 import pytest
 
+from adapters.epp.sandbox.server import SandboxThread
 from adapters.epp.tls import DevPki
-from gateway.sandbox.server import SandboxThread
 from tests.conftest import ROOT, VALID_BODY, Tokens, write_tokens
 
 pytestmark = pytest.mark.integration

@@ -27,7 +27,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Final, TypeVar
 
 from adapters.epp.extensions import AnyExtension
-from adapters.epp.framing import DEFAULT_MAX_FRAME, FrameError, read_frame, write_frame
+from adapters.epp.framing import DEFAULT_MAX_FRAME, read_frame, write_frame
 from adapters.epp.outcomes import (
     CLOSING_CODES,
     OBJECT_EXISTS,
@@ -63,7 +63,6 @@ from adapters.epp.types import (
 from adapters.epp.xml import (
     SUPPORTED_EXT_URIS,
     ContactInfo,
-    EppXmlError,
     Greeting,
     Response,
     build_contact_create,
@@ -84,7 +83,7 @@ from adapters.epp.xml import (
     parse_greeting,
     parse_response,
 )
-from gateway.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from gateway.errors import DeliveryError, EppXmlError, FrameError, PermanentDeliveryError, TransientDeliveryError
 
 if TYPE_CHECKING:
     from adapters.epp.pool import EppSessionPool

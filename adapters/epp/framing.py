@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import asyncio
 
+from gateway.errors import FrameError
+
 HEADER_SIZE = 4
 DEFAULT_MAX_FRAME = 4 * 1024 * 1024
 """Largest payload we accept; real EPP responses are kilobytes, so 4 MiB is generous, not a limit."""
 
 _MAX_ENCODABLE = 0xFFFFFFFF - HEADER_SIZE
-
-
-class FrameError(Exception):
-    """The peer sent a length header no sane EPP peer sends; the stream can no longer be trusted."""
 
 
 async def read_frame(reader: asyncio.StreamReader, max_size: int = DEFAULT_MAX_FRAME) -> bytes:

@@ -42,6 +42,7 @@ from adapters.epp.types import (
     PostalInfo,
     TransferData,
 )
+from gateway.errors import EppXmlError, ProtocolMismatch
 
 NS_EPP: Final = "urn:ietf:params:xml:ns:epp-1.0"
 NS_EPPCOM: Final = "urn:ietf:params:xml:ns:eppcom-1.0"
@@ -81,14 +82,6 @@ NSMAP: Final = {
 # RFC 5733 section 2.9 / contact-1.0.xsd discloseType: this order is enforced by the schema.
 _DISCLOSE_ORDER: Final = ("name", "org", "addr", "voice", "fax", "email")
 _DISCLOSE_TYPED: Final = frozenset({"name", "org", "addr"})
-
-
-class EppXmlError(Exception):
-    """A frame from the peer is not the EPP we expect; messages never quote the frame itself."""
-
-
-class ProtocolMismatch(EppXmlError):
-    """Client and server share no usable object service, or a needed extension is not offered."""
 
 
 @dataclass(frozen=True)

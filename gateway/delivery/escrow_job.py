@@ -18,10 +18,10 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from adapters.escrow import EscrowClient, EscrowRecord
 from adapters.http_partner import PartnerEndpoint
+from gateway.clock import iso
 from gateway.delivery.worker import Delivered, DeliveryWorker
-from gateway.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
-from gateway.ledger.service import SubjectErased
-from gateway.registrations import iso, outbox_aad
+from gateway.errors import DeliveryError, PermanentDeliveryError, SubjectErased, TransientDeliveryError
+from gateway.services.registrations import outbox_aad
 from gateway.store.base import OutboxItem
 
 log = structlog.get_logger("gateway.escrow")

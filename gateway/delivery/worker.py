@@ -21,12 +21,13 @@ import structlog
 from adapters.epp.client import EppClient, register, update_contact_with
 from adapters.epp.types import ContactUpdate, Endpoint, RegistrationCommands, RegistrationOutcome, UpdateOutcome
 from adapters.http_partner import HttpPartnerClient, PartnerEndpoint
-from gateway.delivery.epp_commands import commands_from_json, contact_update_from_json
-from gateway.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
-from gateway.ledger.service import Ledger, SubjectErased
+from gateway.clock import Clock, iso, utcnow
+from gateway.errors import DeliveryError, PermanentDeliveryError, SubjectErased, TransientDeliveryError
+from gateway.outbox.epp import commands_from_json, contact_update_from_json
 from gateway.policy.loader import PolicySet
 from gateway.policy.restrictions import restriction_refusal
-from gateway.registrations import Clock, iso, outbox_aad, utcnow
+from gateway.services.ledger import Ledger
+from gateway.services.registrations import outbox_aad
 from gateway.store.base import DisclosureEntry, OutboxItem, Store
 
 log = structlog.get_logger("gateway.delivery")

@@ -7,6 +7,7 @@ per-subject keys (:mod:`.keys`) so that erasure is possible by destroying a key,
 breaking the tree.  Nothing in this package touches a database; storage lives elsewhere.
 """
 
+from gateway.errors import DecryptionFailed
 from gateway.ledger.checkpoint import (
     Checkpoint,
     CheckpointSigner,
@@ -14,18 +15,7 @@ from gateway.ledger.checkpoint import (
     load_or_create_signing_key,
     verify_checkpoint,
 )
-from gateway.ledger.keys import (
-    BlindIndexer,
-    DecryptionFailed,
-    KeyRing,
-    WrappedKey,
-    new_data_key,
-    open_sealed,
-    rewrap,
-    seal,
-    unwrap,
-    wrap,
-)
+from gateway.ledger.keys import BlindIndexer, KeyRing, WrappedKey, new_data_key, open_sealed, rewrap, seal, unwrap, wrap
 from gateway.ledger.merkle import (
     EMPTY_ROOT,
     Frontier,

@@ -41,7 +41,7 @@ from typing import Literal, get_args
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from gateway.errors import ConfigError, GatewayError
+from gateway.errors import ConfigError, DecryptionFailed
 
 __all__ = [
     "KEY_SIZE",
@@ -67,18 +67,6 @@ _TAG_SIZE = 16
 _SEAL_VERSION = 1
 _WRAP_VERSION = 1
 _KID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
-
-
-class DecryptionFailed(GatewayError):
-    """Wrong key, wrong associated data, tampered or truncated blob: all look the same.
-
-    One error for all of them on purpose: telling a caller *why* a ciphertext failed helps an
-    attacker more than an operator, and the message never includes data.
-    """
-
-    code = "decryption_failed"
-    status = 500
-    title = "Stored data could not be decrypted"
 
 
 # --------------------------------------------------------------------------------------------

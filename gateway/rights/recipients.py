@@ -11,12 +11,12 @@ from collections.abc import Callable
 from typing import Any
 
 from adapters.http_partner import HttpPartnerClient, PartnerEndpoint
-from gateway.changes import ChangeService
+from gateway.clock import iso, utcnow
 from gateway.errors import DeliveryError
-from gateway.ledger.service import Ledger
 from gateway.models import Registrant
 from gateway.policy.loader import PolicySet
-from gateway.registrations import iso, utcnow
+from gateway.services.changes import ChangeService
+from gateway.services.ledger import Ledger
 from gateway.store.base import DisclosureFilter, Store
 
 PartnerEndpoints = Callable[[str], PartnerEndpoint]

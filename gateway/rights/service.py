@@ -17,14 +17,23 @@ from typing import Any, Literal, get_args
 
 import structlog
 
-from gateway.errors import ValidationFailed
+from gateway.clock import iso, utcnow
+from gateway.errors import (
+    ExtensionRefused,
+    IdentifiersMissing,
+    InvalidScope,
+    RequestClosed,
+    RequestNotFound,
+    RestrictionNotFound,
+    SubjectErased,
+    SubjectNotIdentified,
+    ValidationFailed,
+)
 from gateway.ledger.checkpoint import SignedCheckpoint
-from gateway.ledger.service import Ledger, SubjectErased
 from gateway.models import IdScheme, Registrant, RegistrationRequest, normalise_national_id, to_a_label
 from gateway.policy.classify import classify_transfer
 from gateway.policy.loader import PolicySet
 from gateway.policy.schema import RecipientPolicy, TransferCategory
-from gateway.registrations import iso, plan_registration, utcnow
 from gateway.rights import render
 from gateway.rights.config import (
     ControllerConfig,
@@ -34,17 +43,10 @@ from gateway.rights.config import (
     load_retention,
 )
 from gateway.rights.deadlines import days_left, deadline_for, extended_deadline, extension_refusal
-from gateway.rights.errors import (
-    ExtensionRefused,
-    IdentifiersMissing,
-    InvalidScope,
-    RequestClosed,
-    RequestNotFound,
-    RestrictionNotFound,
-    SubjectNotIdentified,
-)
 from gateway.rights.extract import FORMAT, FORMAT_VERSION, present_entry, values_note
 from gateway.rights.texts import AUTOMATED, LANGS, RIGHTS, SOURCE, VERIFY, Lang
+from gateway.services.ledger import Ledger
+from gateway.services.registrations import plan_registration
 from gateway.store.base import DisclosureEntry, DisclosureFilter, Store
 
 log = structlog.get_logger("gateway.rights")

@@ -21,9 +21,9 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from adapters.address_lookup import AddressLookupClient
 from adapters.epp.tls import ensure_dev_pki
-from adapters.escrow import EscrowClient, EscrowRecord, InvalidDeposit, build_deposit, decrypt_deposit
+from adapters.escrow import EscrowClient, EscrowRecord, build_deposit, decrypt_deposit
 from adapters.http_partner import HttpPartnerClient, PartnerEndpoint
-from gateway.errors import PermanentDeliveryError
+from gateway.errors import InvalidDeposit, PermanentDeliveryError
 
 pytestmark = pytest.mark.integration
 

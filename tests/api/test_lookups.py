@@ -12,9 +12,9 @@ import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from adapters.epp.sandbox.server import SandboxThread
 from adapters.epp.tls import DevPki
-from gateway.sandbox.server import SandboxThread
-from gateway.service import build
+from gateway.compose import build
 from tests.conftest import VALID_BODY, Gateway, Tokens, gateway_settings
 
 pytestmark = pytest.mark.integration

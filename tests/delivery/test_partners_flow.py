@@ -19,11 +19,11 @@ from aiohttp.test_utils import TestClient, TestServer
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from adapters.epp.sandbox.server import SandboxThread
 from adapters.epp.tls import DevPki
 from adapters.escrow import decrypt_deposit
-from gateway.api.app import SERVICES
-from gateway.sandbox.server import SandboxThread
-from gateway.service import build
+from gateway.compose import build
+from gateway.http.app import SERVICES
 from tests.conftest import ROOT, VALID_BODY, Gateway, Tokens, body, gateway_settings
 
 pytestmark = pytest.mark.integration

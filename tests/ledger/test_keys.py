@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.errors import ConfigError, GatewayError
+from gateway.errors import ConfigError, DecryptionFailed, GatewayError
 from gateway.ledger.keys import (
     BlindIndexer,
-    DecryptionFailed,
     KeyRing,
     WrappedKey,
     new_data_key,

@@ -14,8 +14,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from gateway.api.app import SERVICES
-from gateway.ledger.service import Ledger, SubjectErased, verify_store
+from gateway.errors import SubjectErased
+from gateway.http.app import SERVICES
+from gateway.services.ledger import Ledger, verify_store
 from gateway.store.base import DisclosureFilter
 from tests.conftest import ROOT, VALID_BODY, Gateway, body
 

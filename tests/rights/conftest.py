@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from adapters.epp.sandbox.server import SandboxThread
 from adapters.epp.tls import DevPki
-from gateway.api import rights_routes
-from gateway.sandbox.server import SandboxThread
-from gateway.service import build
+from gateway.compose import build
+from gateway.http.api import rights as rights_routes
 from tests.conftest import ROOT, VALID_BODY, Gateway, Tokens, body, gateway_settings
 
 BERTIL: dict[str, Any] = dict(

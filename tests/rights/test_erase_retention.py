@@ -6,9 +6,9 @@ import datetime as dt
 
 import pytest
 
-from gateway.api.app import SERVICES
-from gateway.ledger.service import verify_store
+from gateway.http.app import SERVICES
 from gateway.rights import RightsService, add_months, verify_extract
+from gateway.services.ledger import verify_store
 from tests.conftest import ROOT, Gateway
 from tests.rights.conftest import anna, bertil, entries, open_request, public_key_pem, register
 

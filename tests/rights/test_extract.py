@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from pypdf import PdfReader
 
-from gateway.api.app import SERVICES
+from gateway.cli.rights import main as cli_main
+from gateway.http.app import SERVICES
 from gateway.rights import verify_extract
-from gateway.rights.cli import main as cli_main
 from tests.conftest import ROOT, Gateway
 from tests.rights.conftest import anna, bertil, entries, open_request, public_key_pem, register
 
@@ -154,7 +154,7 @@ async def test_cli_verifies_an_extract_offline(gateway: Gateway, tmp_path: Path)
     key_file.write_bytes(await public_key_pem(gateway))
     done = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "gateway.rights.cli", "extract", "verify", str(extract_file), "--public-key",
+        [sys.executable, "-m", "gateway.cli.rights", "extract", "verify", str(extract_file), "--public-key",
          str(key_file)], capture_output=True, text=True, cwd=ROOT, timeout=60, check=False,
         env={"PATH": "/usr/bin:/bin"},
     )

@@ -386,7 +386,7 @@ OUTCOMES = ("delivered", "failed", "blocked", "refused")
 
 
 def iso(t: dt.datetime) -> str:
-    """As gateway.registrations.iso (not imported: the worker processes start faster without it)."""
+    """As gateway.clock.iso (not imported: the worker processes start faster without it)."""
     return t.astimezone(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
@@ -435,7 +435,7 @@ def make_accepted(n: int, *, key: str | None = None, recipients: tuple[str, ...]
 
 async def add_checkpoint(store: Store, signer: CheckpointSigner, minutes: float = 0) -> SignedCheckpoint:
     """Sign and store a checkpoint of the current head, the way the gateway does."""
-    from gateway.ledger.service import Ledger
+    from gateway.services.ledger import Ledger
 
     ledger = Ledger(store, None, None, signer)  # type: ignore[arg-type]  # checkpoint() needs neither
     return await ledger.checkpoint(T0 + dt.timedelta(minutes=minutes))

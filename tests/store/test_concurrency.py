@@ -17,7 +17,7 @@ import asyncpg
 import pytest
 
 from gateway.ledger.checkpoint import CheckpointSigner
-from gateway.ledger.service import verify_store
+from gateway.services.ledger import verify_store
 from gateway.store.postgres import PostgresStore
 from tests.conftest import ROOT
 from tests.store.conftest import make_accepted, ts

@@ -19,7 +19,7 @@ from gateway.ledger.merkle import (
     verify_consistency,
     verify_inclusion,
 )
-from gateway.ledger.service import verify_store
+from gateway.services.ledger import verify_store
 from gateway.store.base import (
     THIRD_COUNTRY_CATEGORIES,
     DisclosureFilter,

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from adapters.epp.sandbox.server import SandboxThread
 from adapters.epp.tls import DevPki
-from gateway.api.app import SERVICES
-from gateway.ledger.service import verify_store
-from gateway.sandbox.server import SandboxThread
-from gateway.service import build
+from gateway.compose import build
+from gateway.http.app import SERVICES
+from gateway.services.ledger import verify_store
 from tests.conftest import VALID_BODY, Gateway, Tokens, body, gateway_settings
 
 pytestmark = pytest.mark.integration

@@ -22,7 +22,7 @@ import pytest
 
 from gateway.ledger.checkpoint import CheckpointSigner
 from gateway.ledger.entry import LEAF_COLUMNS
-from gateway.ledger.service import VerifyReport, verify_store
+from gateway.services.ledger import VerifyReport, verify_store
 from gateway.store.base import DisclosureEntry, Store
 from tests.store.conftest import PgCluster, RawDB, StoreSpec, build_ledger, run_sync
 

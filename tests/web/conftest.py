@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from adapters.epp.sandbox.server import SandboxThread
 from adapters.epp.tls import DevPki
-from gateway.sandbox.server import SandboxThread
-from gateway.service import build
-from gateway.web import add_routes
+from gateway.compose import build
+from gateway.http.pages import add_routes
 from tests.conftest import ROOT, VALID_BODY, Gateway, Tokens, gateway_settings
 
 EXPIRING_IN_DAYS = 30

@@ -18,17 +18,17 @@ from aiohttp.test_utils import TestClient, TestServer
 from yarl import URL
 
 from adapters.epp.tls import DevPki
-from gateway.api.app import SERVICES, Services
-from gateway.api.problems import problem_middleware
 from gateway.auth import Principal, Role
-from gateway.web import add_routes
-from gateway.web.disclosures import LogQuery
-from gateway.web.session import (
+from gateway.http.app import SERVICES, Services
+from gateway.http.pages import add_routes
+from gateway.http.pages.disclosures import LogQuery
+from gateway.http.pages.session import (
     decode_session,
     encode_session,
     new_session,
     session_key,
 )
+from gateway.http.problems import problem_middleware
 from tests.conftest import VALID_BODY, Gateway
 from tests.web.conftest import OLD_SCC, register_scenario
 
@@ -274,7 +274,7 @@ async def test_filters_and_subject_search(gateway: Gateway) -> None:
 async def test_keyset_pages(gateway: Gateway) -> None:
     await register_scenario(gateway)
     await login(gateway.client, gateway.tokens.privacy)
-    from gateway.web import disclosures
+    from gateway.http.pages import disclosures
 
     old = disclosures.PAGE_SIZE
     disclosures.PAGE_SIZE = 2

@@ -14,12 +14,12 @@ import pytest
 from aiohttp import web
 from pypdf import PdfReader
 
-from gateway.api.app import SERVICES
-from gateway.api.rights_routes import rights_service as api_rights_service
 from gateway.auth import Principal, Role
+from gateway.http.api.rights import rights_service as api_rights_service
+from gateway.http.app import SERVICES
+from gateway.http.pages.rights import request_deletions, rights_service
+from gateway.http.pages.session import encode_session, new_session
 from gateway.store.base import DisclosureFilter
-from gateway.web.rights import request_deletions, rights_service
-from gateway.web.session import encode_session, new_session
 from tests.conftest import Gateway
 from tests.web.conftest import register_scenario
 from tests.web.test_pages import csrf_of, key_of, login, page_csrf

@@ -7,9 +7,9 @@ import time
 from pathlib import Path
 
 from gateway.auth import Principal, Role
+from gateway.http.pages.overview import instruments_due
+from gateway.http.pages.session import Session, decode_session, encode_session, new_session, session_key
 from gateway.policy.loader import load_policies
-from gateway.web.overview import instruments_due
-from gateway.web.session import Session, decode_session, encode_session, new_session, session_key
 from tests.web.conftest import EXPIRING_IN_DAYS, OLD_SCC, web_config
 
 

@@ -16,6 +16,7 @@ import pytest
 
 from adapters.epp.client import EppClient, find_domain, make_cl_trid, register
 from adapters.epp.framing import read_frame, write_frame
+from adapters.epp.sandbox import Faults, RegistrySandbox, SandboxThread
 from adapters.epp.tls import DevPki, ensure_dev_pki
 from adapters.epp.types import (
     DkhmContactExt,
@@ -36,7 +37,6 @@ from adapters.epp.xml import (
     parse_response,
 )
 from gateway.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
-from gateway.sandbox import Faults, RegistrySandbox, SandboxThread
 from tests.adapters.epp.test_xml import sample_contact, sample_domain
 
 pytestmark = pytest.mark.integration
@@ -339,7 +339,7 @@ def test_sandbox_thread_serves_sync_callers(pki: DevPki) -> None:
 def test_cli_serves_until_sigterm(tmp_path: Path) -> None:
     env = {**os.environ, "GATEWAY_SANDBOX_PASSWORD": "cli-password"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway.sandbox", "--port", "0", "--pki-dir", str(tmp_path / "pki")],
+        [sys.executable, "-m", "adapters.epp.sandbox", "--port", "0", "--pki-dir", str(tmp_path / "pki")],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         env=env,

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from adapters.epp.client import EppClient
+from adapters.epp.sandbox import RegistrySandbox
 from adapters.epp.tls import DevPki
 from adapters.epp.types import (
     Address,
@@ -30,7 +31,6 @@ from adapters.epp.types import (
 )
 from adapters.epp.xml import NS_DKHM, NS_EURID_CONTACT, NS_IIS, NS_NEULEVEL, NS_NORID_CONTACT, xs_date
 from gateway.errors import PermanentDeliveryError
-from gateway.sandbox import RegistrySandbox
 from tests.adapters.epp.test_xml import sample_contact, sample_domain
 
 pytestmark = pytest.mark.integration

@@ -7,6 +7,7 @@ import datetime as dt
 import pytest
 from lxml import etree
 
+from adapters.epp.sandbox import FrameValidator
 from adapters.epp.types import (
     Address,
     ContactDelete,
@@ -34,7 +35,6 @@ from adapters.epp.xml import (
     parse_response,
     xs_date,
 )
-from gateway.sandbox import FrameValidator
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,8 @@ from lxml import etree
 
 from adapters.epp import extensions
 from adapters.epp.extensions import fi, neulevel
+from adapters.epp.sandbox import FrameValidator
+from adapters.epp.sandbox.checks import parse_unspec
 from adapters.epp.types import (
     ContactUpdate,
     DomainUpdate,
@@ -29,8 +31,6 @@ from adapters.epp.xml import (
     extension_namespace,
     parse_document,
 )
-from gateway.sandbox import FrameValidator
-from gateway.sandbox.checks import parse_unspec
 from tests.adapters.epp.test_xml import sample_contact, sample_domain
 
 

@@ -7,7 +7,8 @@ import struct
 
 import pytest
 
-from adapters.epp.framing import DEFAULT_MAX_FRAME, FrameError, read_frame, write_frame
+from adapters.epp.framing import DEFAULT_MAX_FRAME, read_frame, write_frame
+from gateway.errors import FrameError
 
 
 class _Sink:

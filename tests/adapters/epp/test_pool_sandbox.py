@@ -19,10 +19,10 @@ from adapters.epp.client import (
     update_domain_pooled,
 )
 from adapters.epp.pool import EppSessionPool
+from adapters.epp.sandbox import RegistrySandbox
 from adapters.epp.tls import DevPki
 from adapters.epp.types import ContactUpdate, DomainInfo, DomainRenew, DomainUpdate, IisContactExt, RegistrationCommands
 from gateway.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
-from gateway.sandbox import RegistrySandbox
 from tests.adapters.epp.test_xml import sample_contact, sample_domain
 
 pytestmark = pytest.mark.integration

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from lxml import etree
 
+from adapters.epp.sandbox import FrameValidator
 from adapters.epp.types import (
     ContactCreate,
     DiscloseSpec,
@@ -37,7 +38,6 @@ from adapters.epp.xml import (
     parse_greeting,
     parse_response,
 )
-from gateway.sandbox import FrameValidator
 
 GREETING = Greeting(
     sv_id="test",

@@ -1,0 +1,214 @@
+"""Composition root: settings → store, policies, tokens, worker, app.  All I/O set-up lives here."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from pathlib import Path
+from typing import Annotated
+
+from aiohttp import web
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+from pydantic import BaseModel, ConfigDict, Field
+
+from adapters.epp.tls import ensure_dev_pki
+from adapters.epp.types import Endpoint
+from adapters.http_partner import PartnerEndpoint
+from gateway.auth import TokenStore, write_dev_tokens
+from gateway.delivery.epp_pools import EppPools
+from gateway.delivery.escrow_job import EscrowJob
+from gateway.delivery.worker import DeliveryWorker
+from gateway.errors import ConfigError, PermanentDeliveryError
+from gateway.http.app import Metrics, Services, build_app
+from gateway.ledger.checkpoint import load_or_create_signing_key
+from gateway.ledger.keys import BlindIndexer, KeyRing
+from gateway.outbox.epp import RegistrarContact
+from gateway.policy.loader import PolicySet, load_model, load_policies
+from gateway.services.ledger import Ledger
+from gateway.services.registrations import RegistrationService
+from gateway.settings import Settings
+from gateway.store.base import Store
+from gateway.store.sqlite import SqliteStore
+
+
+class EndpointConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    host: str
+    port: Annotated[int, Field(ge=1, le=65535)]
+    client_id: str
+    password_env: str
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    server_name: str | None = None
+
+
+class PartnerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    base_url: str
+    token_env: str
+    ca_file: str | None = None
+    timeout_s: float = 10.0
+
+    def endpoint(self, name: str, where: Path) -> PartnerEndpoint:
+        token = os.environ.get(self.token_env)
+        if token is None:
+            raise ConfigError(f"{where}: {name}: ${self.token_env} is not set")
+        return PartnerEndpoint(base_url=self.base_url, token=token, timeout_s=self.timeout_s,
+                               verify=self.ca_file or True, name=name)
+
+
+class EscrowConfig(PartnerConfig):
+    recipient: str
+    agent_public_key_file: Path  # X25519, PEM
+    registrar_id: str
+    interval_s: Annotated[float, Field(gt=0)] = 86_400.0
+
+
+class EndpointsFile(BaseModel):
+    """Where each recipient is reached; secrets come from named environment variables."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    endpoints: dict[str, EndpointConfig] = {}
+    partners: dict[str, PartnerConfig] = {}
+    escrow: EscrowConfig | None = None
+    address_lookup: PartnerConfig | None = None
+
+
+def load_secret(path: Path) -> bytes:
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(secrets.token_bytes(32))
+        path.chmod(0o600)
+    data = path.read_bytes()
+    if len(data) < 32:
+        raise ConfigError(f"{path}: secret must be at least 32 bytes")
+    return data
+
+
+def load_endpoints(settings: Settings, policies: PolicySet) -> EndpointsFile:
+    if settings.endpoints_file is None:
+        return EndpointsFile()
+    cfg = load_model(settings.endpoints_file, EndpointsFile)
+    for rid in [*cfg.endpoints, *cfg.partners, *([cfg.escrow.recipient] if cfg.escrow else [])]:
+        if rid not in policies.recipients:
+            raise ConfigError(f"{settings.endpoints_file}: {rid}: no such recipient policy")
+    return cfg
+
+
+def endpoint_resolver(settings: Settings, policies: PolicySet, cfg: EndpointsFile) -> dict[str, Endpoint]:
+    """Every registry's EPP endpoint: from the endpoints file if given, else the local sandbox."""
+    if cfg.endpoints:
+        out = {}
+        for rid, e in cfg.endpoints.items():
+            password = os.environ.get(e.password_env)
+            if password is None:
+                raise ConfigError(f"{settings.endpoints_file}: endpoints.{rid}: ${e.password_env} is not set")
+            out[rid] = Endpoint(e.host, e.port, e.client_id, password, e.ca_file, e.cert_file, e.key_file,
+                                e.server_name, settings.epp_timeout_s)
+        return out
+    pki = ensure_dev_pki(settings.resolved_pki())
+    sandbox = Endpoint(
+        host=settings.sandbox_host, port=settings.sandbox_port, client_id=settings.registrar_client_id,
+        password=settings.registrar_password, ca_file=str(pki.ca_cert), cert_file=str(pki.client_cert),
+        key_file=str(pki.client_key), server_name="localhost", timeout_s=settings.epp_timeout_s,
+    )
+    return dict.fromkeys(policies.recipients, sandbox)
+
+
+def load_key_ring(settings: Settings) -> KeyRing:
+    if settings.kek is not None:
+        return KeyRing.from_env(settings.kek, name="GATEWAY_KEK")
+    path = settings.resolved_kek()
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):  # another process created it first: load theirs
+            return KeyRing.generate(path)
+    return KeyRing.from_file(path)
+
+
+def load_indexer(settings: Settings) -> BlindIndexer:
+    path = settings.resolved_blind_index_key()
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            return BlindIndexer.generate(path)
+    return BlindIndexer.from_file(path)
+
+
+async def open_store(settings: Settings) -> Store:
+    if settings.database_url:
+        from gateway.store.postgres import PostgresStore
+
+        return await PostgresStore.open(settings.database_url)
+    return SqliteStore(settings.resolved_db(), synchronous=settings.db_synchronous)
+
+
+def open_ledger(settings: Settings, store: Store) -> Ledger:
+    signer = load_or_create_signing_key(settings.resolved_signing_key())
+    return Ledger(store, load_key_ring(settings), load_indexer(settings), signer)
+
+
+async def build(settings: Settings, *, dev_tokens: bool = False) -> tuple[web.Application, Store]:
+    policies = load_policies(settings.config_dir)
+    tokens_path = settings.resolved_tokens()
+    if not tokens_path.exists():
+        if not dev_tokens:
+            raise ConfigError(f"{tokens_path}: no tokens file (run 'gateway run' once for development tokens)")
+        write_dev_tokens(tokens_path, settings.var_dir / "dev-tokens")
+    tokens = TokenStore.load(tokens_path)
+    secret = load_secret(settings.resolved_secret())
+    cfg = load_endpoints(settings, policies)
+    endpoints = endpoint_resolver(settings, policies, cfg)
+    where = settings.endpoints_file or Path("endpoints")
+    partners = {rid: p.endpoint(rid, where) for rid, p in cfg.partners.items()}
+    store = await open_store(settings)
+    ledger = open_ledger(settings, store)
+
+    def endpoint_for(recipient: str) -> Endpoint:
+        try:
+            return endpoints[recipient]
+        except KeyError:
+            raise PermanentDeliveryError("no endpoint configured for this recipient") from None
+
+    def partner_for(recipient: str) -> PartnerEndpoint:
+        try:
+            return partners[recipient]
+        except KeyError:
+            raise PermanentDeliveryError("no partner endpoint configured for this recipient") from None
+
+    pools = EppPools(max_sessions=settings.epp_max_sessions, idle_keepalive_s=settings.epp_keepalive_s,
+                     rate_limit_per_s=settings.epp_rate_limit_per_s, attempts=settings.epp_attempts)
+    worker = DeliveryWorker(
+        store, ledger, policies, endpoint_for, max_attempts=settings.max_attempts,
+        backoff_base_s=settings.backoff_base_s, backoff_max_s=settings.backoff_max_s,
+        batch=settings.worker_batch, concurrency=settings.worker_concurrency, partner_endpoints=partner_for,
+        send_epp=pools.register, update_epp=pools.update_contact, lease_s=settings.effective_lease_s(),
+    )
+    escrow = None
+    if cfg.escrow is not None:
+        key = serialization.load_pem_public_key(cfg.escrow.agent_public_key_file.read_bytes())
+        if not isinstance(key, X25519PublicKey):
+            raise ConfigError(f"{where}: escrow.agent_public_key_file: not an X25519 public key")
+        escrow = EscrowJob(worker, cfg.escrow.recipient, cfg.escrow.endpoint("escrow", where), key,
+                           cfg.escrow.registrar_id)
+    services = Services(
+        store=store, ledger=ledger, tokens=tokens,
+        registrations=RegistrationService(store, ledger, policies, RegistrarContact(), secret),
+        worker=worker if settings.worker_enabled else None, escrow=escrow,
+        escrow_interval_s=cfg.escrow.interval_s if cfg.escrow else 0.0,
+        address_lookup=cfg.address_lookup.endpoint("address_lookup", where) if cfg.address_lookup else None,
+        config_dir=settings.config_dir, retention_interval_s=settings.retention_interval_s,
+        max_body_bytes=settings.max_body_bytes, poll_s=settings.worker_poll_s,
+        metrics=Metrics.create(), checkpoint_interval_s=settings.checkpoint_interval_s,
+    )
+    app = build_app(services)
+
+    async def close_store(app: web.Application) -> None:
+        await pools.close()
+        await store.close()
+
+    app.on_cleanup.append(close_store)
+    return app, store

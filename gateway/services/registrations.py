@@ -1,0 +1,266 @@
+"""Accepting a registration: plan (pure) then persist (one transaction).
+
+The plan says, per recipient, what goes, what is withheld, and on which Chapter V basis.  If any
+recipient of a registration is refused, nothing is sent to anyone (fail closed): a registration
+is one act towards its registry, and a half-delivered one would be worse than none.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from adapters.escrow import is_gtld
+from gateway.clock import Clock, iso, utcnow
+from gateway.errors import (
+    GatewayError,
+    IdempotencyConflict,
+    NoRecipientPolicy,
+    RequiredFieldMissing,
+    SubjectRestricted,
+    TransferBlocked,
+)
+from gateway.models import RegistrationRequest
+from gateway.outbox.epp import (
+    RegistrarContact,
+    build_commands,
+    carried_fields,
+    commands_to_json,
+    payload_digest,
+)
+from gateway.policy.classify import TransferDecision, classify_transfer
+from gateway.policy.loader import PolicySet
+from gateway.policy.minimise import Minimised, minimise
+from gateway.policy.restrictions import restriction_refusal
+from gateway.policy.schema import RecipientPolicy
+from gateway.services.ledger import Ledger
+from gateway.store.base import Accepted, DisclosureEntry, NewOutbox, Store
+
+
+@dataclass(frozen=True)
+class RecipientPlan:
+    policy: RecipientPolicy
+    decision: TransferDecision
+    minimised: Minimised
+    refusal: GatewayError | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "recipient": self.policy.recipient,
+            "recipient_name": self.policy.name,
+            "kind": self.policy.kind,
+            "country": self.policy.country,
+            "transfer": self.decision.as_dict(),
+            "fields_sent": list(self.minimised.fields_sent),
+            "fields_withheld": dict(sorted(self.minimised.withheld.items())),
+            "disclose": self.minimised.disclose.model_dump() if self.minimised.disclose else None,
+            "refused": None if self.refusal is None else {
+                "code": self.refusal.code, "detail": self.refusal.detail,
+            },
+        }
+
+
+def recipients_for(tld: str, policies: PolicySet) -> list[RecipientPolicy]:
+    """The TLD's registry first, then escrow (gTLD names only) and the enabled partners."""
+    registry = policies.registry_for(tld)
+    if registry is None:
+        raise NoRecipientPolicy(f"no recipient policy for .{tld}")
+    others = [
+        p for p in policies.recipients.values()
+        if p.enabled and p.kind != "registry"
+        and (p.on_registration == "all" or (p.on_registration == "gtld" and is_gtld(tld)))
+    ]
+    return [registry, *sorted(others, key=lambda p: p.recipient)]
+
+
+def plan_registration(
+    req: RegistrationRequest,
+    policies: PolicySet,
+    at: dt.datetime,
+    restrictions: Sequence[Mapping[str, Any]] = (),
+) -> list[RecipientPlan]:
+    """Pure: which recipients get what, on which basis, at time ``at``, given the subject's
+    restrictions and objections."""
+    plans = []
+    for policy in recipients_for(req.tld, policies):
+        purpose = policy.purposes[0]
+        m = minimise(req.registrant, policy)
+        decision = classify_transfer(
+            policy, policies.jurisdictions, at, purpose, carries_personal_data=bool(m.values)
+        )
+        refusal: GatewayError | None = None
+        restricted = restriction_refusal(restrictions, policy, purpose)
+        if restricted is not None:
+            refusal = SubjectRestricted(f"{policy.recipient}: {restricted}")
+        elif not decision.allowed:
+            refusal = TransferBlocked(f"transfer to {policy.recipient} blocked: {decision.reason}")
+        elif m.missing_required:
+            refusal = RequiredFieldMissing(
+                f"{policy.recipient} requires: {', '.join(m.missing_required)}",
+            )
+        plans.append(RecipientPlan(policy, decision, m, refusal))
+    return plans
+
+
+def outbox_aad(reg_id: str, recipient: str, change_id: str = "") -> str:
+    """Binds a sealed outbox payload to its row, so a blob cannot be replayed into another one."""
+    return f"outbox:{reg_id}:{recipient}" + (f":{change_id}" if change_id else "")
+
+
+def request_hash(raw: Any) -> str:
+    return hashlib.sha256(json.dumps(raw, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+class RegistrationService:
+    def __init__(
+        self,
+        store: Store,
+        ledger: Ledger,
+        policies: PolicySet,
+        registrar: RegistrarContact,
+        secret: bytes,
+        clock: Clock = utcnow,
+    ) -> None:
+        self.store = store
+        self.ledger = ledger
+        self.policies = policies
+        self.registrar = registrar
+        self.secret = secret
+        self.clock = clock
+
+    async def submit(
+        self, client: str, key: str, raw: Any, req: RegistrationRequest
+    ) -> tuple[int, dict[str, Any]]:
+        """Returns (HTTP status, body); replays the stored answer for a repeated key."""
+        rhash = request_hash(raw)
+        prior = await self.store.idempotent_response(client, key)
+        if prior is not None:
+            return self._replay(prior, rhash)
+
+        recipients_for(req.tld, self.policies)  # an unknown TLD is refused before anything is stored
+        now = self.clock()
+        reg_id = uuid.uuid4().hex
+        subject = await self.ledger.subject_for(req.registrant)
+        restrictions = await self.store.restrictions(subject.id)
+        plans = plan_registration(req, self.policies, now, restrictions)
+        refused = [p for p in plans if p.refusal is not None]
+        blocking = [p for p in refused if p.policy.required]
+        outbox: list[NewOutbox] = []
+        contact_links: list[tuple[str, str]] = []
+        # every refusal is logged; a required recipient's refusal stops the whole registration
+        entries = [self._blocked_entry(reg_id, subject.id, p, now) for p in refused]
+        if blocking:
+            status_text = "blocked"
+        else:
+            status_text = "accepted"
+            for i, p in enumerate(plans):
+                if p.refusal is not None:
+                    continue
+                payload, p = self._payload(req, reg_id, p)
+                plans[i] = p
+                # the registry contact ids made of this subject: a person may quote one to be found
+                contact_links += [("contact_id", self.ledger.indexer.index("contact_id", c["id"]))
+                                  for c in payload.get("commands", {}).get("contacts", [])
+                                  if c["id"] != self.registrar.id]
+                values = {k: list(v) if isinstance(v, tuple) else v for k, v in p.minimised.values.items()}
+                sealed = self.ledger.seal_json(
+                    subject.dek, {"payload": payload, "values": values}, outbox_aad(reg_id, p.policy.recipient)
+                )
+                outbox.append(
+                    NewOutbox(
+                        recipient=p.policy.recipient, payload_ct=sealed, payload_digest=payload_digest(payload),
+                        transfer=p.decision.as_dict(),
+                        fields={"sent": list(p.minimised.fields_sent), "withheld": sorted(p.minimised.withheld)},
+                        purpose=p.policy.purposes[0],
+                        required=p.policy.required and p.policy.protocol != "escrow",
+                        batch=p.policy.protocol == "escrow",
+                    )
+                )
+        plan_view = [p.as_dict() for p in plans]
+        body: dict[str, Any] = {
+            "id": reg_id,
+            "status": status_text,
+            "order_ref": req.order_ref,
+            "domain": req.domain,
+            "accepted_at": iso(now),
+            "transfers": plan_view,
+            "links": {"self": f"/v1/registrations/{reg_id}"},
+        }
+        if blocking:
+            first = blocking[0].refusal
+            assert first is not None
+            http_status = first.status
+            body = first.problem(instance=f"/v1/registrations/{reg_id}") | {
+                "registration_id": reg_id, "transfers": plan_view,
+            }
+        else:
+            http_status = 202
+        registration = {
+            "id": reg_id, "order_ref": req.order_ref, "domain": req.domain, "tld": req.tld,
+            "status": status_text, "plan": plan_view, "subject_id": subject.id,
+        }
+        raced = await self.store.accept(
+            Accepted(
+                registration=registration, idempotency=(client, key, rhash), status=http_status,
+                response=body, outbox=outbox, entries=entries, subject_links=subject.links + tuple(contact_links),
+            ),
+            iso(now),
+        )
+        if raced is not None:
+            return self._replay(raced, rhash)
+        return http_status, body
+
+    @staticmethod
+    def _replay(prior: tuple[str, int, dict[str, Any]], rhash: str) -> tuple[int, dict[str, Any]]:
+        prior_hash, status, body = prior
+        if prior_hash != rhash:
+            raise IdempotencyConflict("this Idempotency-Key was used with a different request body")
+        return status, body
+
+    def _payload(
+        self, req: RegistrationRequest, reg_id: str, p: RecipientPlan
+    ) -> tuple[dict[str, Any], RecipientPlan]:
+        """Exactly what the adapter will send (its digest goes into the disclosure entry), and the
+        plan narrowed to the fields that payload really carries."""
+        values = {k: list(v) if isinstance(v, tuple) else v for k, v in p.minimised.values.items()}
+        if p.policy.protocol == "epp":
+            cmds = build_commands(req, reg_id, p.minimised, p.policy, self.registrar, self.secret)
+            released = set(p.minimised.values)
+            subject = [c for c in cmds.contacts if c.id != self.registrar.id]
+            carried = carried_fields(subject[0], released) if subject else set()
+            if carried != released:
+                m = p.minimised
+                dropped = {f: "released, but this registry has no element for it: not sent" for f in released - carried}
+                p = dataclasses.replace(p, minimised=dataclasses.replace(
+                    m, values={k: v for k, v in m.values.items() if k in carried}, withheld={**m.withheld, **dropped}))
+            return {"protocol": "epp", "commands": commands_to_json(cmds)}, p
+        if p.policy.protocol == "https" and p.policy.https is not None:
+            return {"protocol": "https", "path": p.policy.https.path,
+                    "body": {"registration_id": reg_id, "domain": req.domain, "data": values}}, p
+        today = self.clock().date()
+        try:  # the registry computes the real one; the deposit carries the expected date
+            expires = today.replace(year=today.year + req.period_years).isoformat()
+        except ValueError:  # 29 February
+            expires = today.replace(year=today.year + req.period_years, day=28).isoformat()
+        return {"protocol": p.policy.protocol, "domain": req.domain, "tld": req.tld, "data": values,
+                "nameservers": list(req.nameservers), "expires": expires}, p
+
+    @staticmethod
+    def _blocked_entry(reg_id: str, subject_id: str, p: RecipientPlan, now: dt.datetime) -> DisclosureEntry:
+        assert p.refusal is not None
+        return DisclosureEntry(
+            id=uuid.uuid4().hex, registration_id=reg_id, recipient=p.policy.recipient,
+            recipient_name=p.policy.name, recipient_country=p.policy.country,
+            category=p.decision.category.value, article=p.decision.article, instrument=p.decision.instrument,
+            purpose=p.policy.purposes[0], outcome="blocked", fields=(), withheld=tuple(
+                sorted({*p.minimised.fields_sent, *p.minimised.withheld})
+            ),
+            objects={}, attempted_at=iso(now), recorded_at=iso(now),
+            result_code=p.refusal.code, reason=p.refusal.detail, subject_id=subject_id,
+        )

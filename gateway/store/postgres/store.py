@@ -1,0 +1,623 @@
+"""The shared store: PostgreSQL through an asyncpg pool, one transaction per write method.
+
+Semantics mirror ``sqlite.SqliteStore`` exactly; what SQLite gets from its single writer lock
+(``BEGIN IMMEDIATE``), PostgreSQL gets from row locks, so several gateway processes can share one
+database:
+
+* every append locks the tree's head row (``SELECT … FOR UPDATE``) before reading the frontier, so
+  appends from any number of processes serialise: no forked tree, no gap in the leaf indexes, and the
+  leaf, its new nodes and the new head commit together with whatever else the transaction writes;
+* ``claim_due`` claims outbox rows with ``FOR UPDATE SKIP LOCKED``: two workers never claim one row;
+* ``accept`` takes a transaction-scoped advisory lock on (client, Idempotency-Key), so a racing second
+  request waits for the first to commit and then returns its answer, as SQLite's does.
+
+Transactions run at READ COMMITTED whatever the server's default is: a writer that waited for the
+head row then reads the head its predecessor committed.  A transaction the server aborts to break a
+deadlock is retried from the start (nothing of it was committed).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import asyncpg  # type: ignore[import-untyped]
+
+from gateway.ledger.entry import LEAF_COLUMNS
+from gateway.ledger.merkle import Frontier
+from gateway.store.base import (
+    THIRD_COUNTRY_CATEGORIES,
+    Accepted,
+    DisclosureEntry,
+    DisclosureFilter,
+    NewOutbox,
+    NewSubject,
+    OutboxItem,
+    StoredCheckpoint,
+    SubjectKey,
+    extend_tree,
+    node_born,
+)
+from gateway.store.postgres.migrations import migrate
+
+T = TypeVar("T")
+
+_COLUMNS = ", ".join((*LEAF_COLUMNS, "leaf_hash"))
+_PLACEHOLDERS = ", ".join(f"${i}" for i in range(1, len(LEAF_COLUMNS) + 2))
+_INSERT = f"INSERT INTO disclosures({_COLUMNS}) VALUES ({_PLACEHOLDERS})"  # noqa: S608 - fixed columns
+_SELECT = (
+    f"SELECT {', '.join('d.' + c for c in (*LEAF_COLUMNS, 'leaf_hash'))}, v.values_ct FROM disclosures d "  # noqa: S608
+    "LEFT JOIN entry_values v ON v.entry_id = d.id"
+)
+_CHECKPOINT_COLUMNS = "size, root, timestamp, origin, key_id, signature"
+
+#: First key of the two-key advisory lock taken per (client, Idempotency-Key) in ``accept``.
+_IDEMPOTENCY_LOCK = 0x52475749
+#: How often a transaction aborted by deadlock detection or a serialisation failure is retried.
+_ATTEMPTS = 5
+_RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
+
+
+def _count(status: str) -> int:
+    """Rows affected, from a command tag such as ``UPDATE 3``."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
+async def _insert_outbox(c: Any, registration_id: str, subject_id: str | None, items: list[NewOutbox],
+                         now: str) -> None:
+    await c.executemany(
+        "INSERT INTO outbox(registration_id, recipient, subject_id, purpose, required, batch, change_id, state, "
+        "payload_ct, payload_digest, transfer_json, fields_json, next_attempt_at, updated_at) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9, $10, $11, $12, $13)",
+        [(registration_id, i.recipient, subject_id, i.purpose, int(i.required), int(i.batch), i.change_id,
+          i.payload_ct, i.payload_digest, json.dumps(i.transfer), json.dumps(i.fields), now, now) for i in items],
+    )
+
+
+def _outbox_item(r: Any) -> OutboxItem:
+    return OutboxItem(
+        id=int(r["id"]), registration_id=r["registration_id"], recipient=r["recipient"],
+        attempts=int(r["attempts"]), subject_id=r["subject_id"], payload_ct=bytes(r["payload_ct"]),
+        payload_digest=r["payload_digest"], transfer=json.loads(r["transfer_json"]),
+        fields=json.loads(r["fields_json"]), purpose=r["purpose"], change_id=r["change_id"],
+    )
+
+
+def _cp(r: Any) -> StoredCheckpoint:
+    return StoredCheckpoint(
+        size=int(r["size"]), root=bytes(r["root"]), timestamp=r["timestamp"], key_id=r["key_id"],
+        signature=bytes(r["signature"]), origin=r["origin"],
+    )
+
+
+def _key(r: Any) -> SubjectKey:
+    return SubjectKey(r["id"], r["kid"], bytes(r["wrapped"]) if r["wrapped"] is not None else None,
+                      r["shredded_at"])
+
+
+class PostgresStore:
+    def __init__(self, pool: Any, schema_version: int) -> None:
+        """Use :meth:`open`: it creates the pool and migrates the database first."""
+        self._pool = pool
+        self.schema_version = schema_version
+
+    @classmethod
+    async def open(cls, dsn: str, *, min_size: int = 1, max_size: int = 10) -> PostgresStore:
+        """Connect, and bring the schema up to date (once, however many processes start at once)."""
+        pool = await asyncpg.create_pool(
+            dsn, min_size=min_size, max_size=max_size,
+            server_settings={"application_name": "registrant-gateway"},
+        )
+        try:
+            async with pool.acquire() as conn:
+                version = await migrate(conn)
+        except BaseException:
+            await pool.close()
+            raise
+        return cls(pool, version)
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def _write(self, fn: Callable[[Any], Awaitable[T]]) -> T:
+        """Run ``fn(conn)`` in one READ COMMITTED transaction; retried if the server aborted it."""
+        for attempt in range(1, _ATTEMPTS + 1):
+            try:
+                async with self._pool.acquire() as conn, conn.transaction(isolation="read_committed"):
+                    return await fn(conn)
+            except _RETRYABLE:
+                if attempt == _ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _fetch(self, sql: str, *args: Any) -> list[Any]:
+        rows = await self._pool.fetch(sql, *args)
+        return list(rows)
+
+    # -- the tree ------------------------------------------------------------------------------------
+
+    @staticmethod
+    async def _append_in(c: Any, entries: list[DisclosureEntry]) -> None:
+        if not entries:
+            return
+        # The row lock serialises every append (in every process) until this transaction ends.
+        blob = await c.fetchval("SELECT frontier FROM ledger_head WHERE id=1 FOR UPDATE")
+        if blob is None:
+            raise RuntimeError("ledger_head row is missing")
+        frontier = Frontier.from_bytes(bytes(blob))
+        leaves: list[tuple[Any, ...]] = []
+        values: list[tuple[str, bytes]] = []
+        nodes: list[tuple[int, int, int, bytes]] = []
+        for entry in entries:
+            row, lh, new = extend_tree(frontier, entry)
+            leaves.append((*(row[col] for col in LEAF_COLUMNS), lh))
+            if entry.values_ct is not None:
+                values.append((entry.id, entry.values_ct))
+            nodes.extend((n.level, n.index, node_born(n.level, n.index), n.hash) for n in new)
+        await c.executemany(_INSERT, leaves)
+        if values:
+            await c.executemany("INSERT INTO entry_values(entry_id, values_ct) VALUES ($1, $2)", values)
+        await c.executemany("INSERT INTO ledger_nodes(level, idx, born, hash) VALUES ($1, $2, $3, $4)", nodes)
+        await c.execute("UPDATE ledger_head SET size=$1, frontier=$2 WHERE id=1", frontier.size, frontier.to_bytes())
+
+    async def append(self, entries: list[DisclosureEntry]) -> None:
+        if not entries:
+            return
+
+        async def run(c: Any) -> None:
+            await self._append_in(c, entries)
+
+        await self._write(run)
+
+    async def head(self) -> Frontier:
+        blob = await self._pool.fetchval("SELECT frontier FROM ledger_head WHERE id=1")
+        return Frontier.from_bytes(bytes(blob))
+
+    async def nodes(self, coords: list[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        if not coords:
+            return {}
+        rows = await self._fetch(
+            "SELECT n.level, n.idx, n.hash FROM unnest($1::int[], $2::bigint[]) AS q(level, idx) "
+            "JOIN ledger_nodes n ON n.level = q.level AND n.idx = q.idx",
+            [lv for lv, _ in coords], [ix for _, ix in coords],
+        )
+        return {(int(r["level"]), int(r["idx"])): bytes(r["hash"]) for r in rows}
+
+    async def add_checkpoint(self, cp: StoredCheckpoint) -> None:
+        async def run(c: Any) -> None:
+            await c.execute(
+                f"INSERT INTO checkpoints({_CHECKPOINT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6) "  # noqa: S608
+                "ON CONFLICT (size) DO NOTHING",
+                cp.size, cp.root, cp.timestamp, cp.origin, cp.key_id, cp.signature,
+            )
+
+        await self._write(run)
+
+    async def checkpoints(self) -> list[StoredCheckpoint]:
+        rows = await self._fetch(f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints ORDER BY size")  # noqa: S608
+        return [_cp(r) for r in rows]
+
+    async def checkpoint(self, size: int) -> StoredCheckpoint | None:
+        rows = await self._fetch(f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints WHERE size=$1", size)  # noqa: S608
+        return _cp(rows[0]) if rows else None
+
+    async def stream_leaves(self, batch: int = 1000) -> AsyncIterator[list[DisclosureEntry]]:
+        """Keyset pages by leaf index; no connection is held between pages (flat memory, no pinning)."""
+        after = -1
+        while True:
+            rows = await self._fetch(f"{_SELECT} WHERE d.leaf_index > $1 ORDER BY d.leaf_index LIMIT $2", after, batch)
+            if not rows:
+                return
+            yield [DisclosureEntry.from_row(r) for r in rows]
+            after = int(rows[-1]["leaf_index"])
+
+    async def stream_nodes(self, batch: int = 1000) -> AsyncIterator[list[tuple[int, int, int, bytes]]]:
+        """Keyset pages in (born, level) order: the order in which a verifier recomputes the nodes."""
+        born, level = -1, -1
+        while True:
+            rows = await self._fetch(
+                "SELECT level, idx, born, hash FROM ledger_nodes WHERE (born, level) > ($1, $2) "
+                "ORDER BY born, level LIMIT $3", born, level, batch,
+            )
+            if not rows:
+                return
+            yield [(int(r["level"]), int(r["idx"]), int(r["born"]), bytes(r["hash"])) for r in rows]
+            born, level = int(rows[-1]["born"]), int(rows[-1]["level"])
+
+    # -- idempotency and acceptance ------------------------------------------------------------
+
+    async def idempotent_response(self, client: str, key: str) -> tuple[str, int, dict[str, Any]] | None:
+        rows = await self._fetch(
+            "SELECT request_hash, status, response_json FROM idempotency WHERE client=$1 AND key=$2", client, key
+        )
+        if not rows:
+            return None
+        return rows[0]["request_hash"], int(rows[0]["status"]), json.loads(rows[0]["response_json"])
+
+    async def accept(self, a: Accepted, now: str) -> tuple[str, int, dict[str, Any]] | None:
+        """Write the whole acceptance atomically; returns the earlier answer if the key raced us."""
+        client, key, request_hash = a.idempotency
+        reg = a.registration
+
+        async def run(c: Any) -> tuple[str, int, dict[str, Any]] | None:
+            # A racing request with the same key waits here until we commit, then sees our row below.
+            await c.execute(
+                "SELECT pg_advisory_xact_lock($1::int, hashtext($2::text || E'\\n' || $3::text))",
+                _IDEMPOTENCY_LOCK, client, key,
+            )
+            prior = await c.fetchrow(
+                "SELECT request_hash, status, response_json FROM idempotency WHERE client=$1 AND key=$2",
+                client, key,
+            )
+            if prior is not None:
+                return prior["request_hash"], int(prior["status"]), json.loads(prior["response_json"])
+            if a.subject is not None:
+                await c.execute(
+                    "INSERT INTO subjects(id, kid, wrapped, created_at) VALUES ($1, $2, $3, $4)",
+                    a.subject.id, a.subject.kid, a.subject.wrapped, now,
+                )
+            subject_id = reg.get("subject_id")
+            if subject_id is not None:
+                links = (a.subject.index if a.subject else ()) + a.subject_links
+                if links:
+                    await c.executemany(
+                        "INSERT INTO subject_index(kind, digest, subject_id) VALUES ($1, $2, $3) "
+                        "ON CONFLICT DO NOTHING",
+                        [(k, d, subject_id) for k, d in links],
+                    )
+            await c.execute(
+                "INSERT INTO registrations(id, client, order_ref, domain, tld, subject_id, status, plan_json, "
+                "created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                reg["id"], client, reg["order_ref"], reg["domain"], reg["tld"], subject_id, reg["status"],
+                json.dumps(reg["plan"]), now, now,
+            )
+            await c.execute(
+                "INSERT INTO idempotency(client, key, request_hash, registration_id, status, response_json, "
+                "created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                client, key, request_hash, reg["id"], a.status, json.dumps(a.response), now,
+            )
+            if a.outbox:
+                await _insert_outbox(c, reg["id"], subject_id, a.outbox, now)
+            await self._append_in(c, a.entries)
+            return None
+
+        return await self._write(run)
+
+    # -- registrations ---------------------------------------------------------------------------
+
+    async def registration(self, reg_id: str) -> dict[str, Any] | None:
+        async with self._pool.acquire() as c, c.transaction(isolation="repeatable_read", readonly=True):
+            row = await c.fetchrow("SELECT * FROM registrations WHERE id=$1", reg_id)
+            if row is None:
+                return None
+            deliveries = await c.fetch(
+                "SELECT recipient, state, attempts, last_code, updated_at FROM outbox WHERE registration_id=$1 "
+                "ORDER BY id", reg_id,
+            )
+            entries = await c.fetch(f"{_SELECT} WHERE d.registration_id=$1 ORDER BY d.leaf_index", reg_id)
+        return {
+            "id": row["id"], "client": row["client"], "order_ref": row["order_ref"], "domain": row["domain"],
+            "subject_id": row["subject_id"], "status": row["status"], "plan": json.loads(row["plan_json"]),
+            "created_at": row["created_at"], "updated_at": row["updated_at"],
+            "deliveries": [dict(d) for d in deliveries],
+            "disclosures": [DisclosureEntry.from_row(e).as_dict() for e in entries],
+        }
+
+    # -- outbox ------------------------------------------------------------------------------------
+
+    async def enqueue(self, registration_id: str, subject_id: str, items: list[NewOutbox], now: str) -> None:
+        """Updates pushed after a registration (rectification): delivered and logged like it."""
+
+        async def run(c: Any) -> None:
+            await _insert_outbox(c, registration_id, subject_id, items, now)
+
+        await self._write(run)
+
+    async def requeue_in_flight(self, now: str, stale_before: str | None = None) -> int:
+        """After a crash, anything in flight may or may not have reached the recipient: retry it.
+
+        Only rows claimed before ``stale_before``, a lease longer than any delivery can take, so the
+        rows of live workers in other processes are left alone.
+        """
+        cutoff = stale_before or now
+
+        async def run(c: Any) -> int:
+            return _count(await c.execute(
+                "UPDATE outbox SET state='pending', next_attempt_at=$1, updated_at=$1 "
+                "WHERE state='in_flight' AND updated_at <= $2", now, cutoff
+            ))
+
+        return await self._write(run)
+
+    async def claim_due(self, now: str, limit: int, *, batch_recipient: str | None = None) -> list[OutboxItem]:
+        """Due rows for the delivery worker, or (``batch_recipient``) a batch job's rows.
+
+        Rows another transaction is claiming are skipped, not waited for: two workers never get one row."""
+        # batch=0 rows for the worker, batch=1 rows of one recipient for its batch job ($3 IS NULL: no filter)
+        async def run(c: Any) -> list[OutboxItem]:
+            rows = await c.fetch(
+                "WITH due AS ("
+                " SELECT id FROM outbox WHERE batch = $4 AND ($3::text IS NULL OR recipient = $3::text)"
+                " AND state='pending' AND next_attempt_at <= $1"
+                " ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED"
+                ") UPDATE outbox o SET state='in_flight', attempts=o.attempts+1, updated_at=$1 FROM due "
+                "WHERE o.id = due.id RETURNING o.id, o.registration_id, o.recipient, o.attempts, o.subject_id, "
+                "o.payload_ct, o.payload_digest, o.transfer_json, o.fields_json, o.purpose, o.change_id",
+                now, limit, batch_recipient, 0 if batch_recipient is None else 1,
+            )
+            if not rows:
+                return []
+            reg_ids = sorted({r["registration_id"] for r in rows})  # one lock order for every claimer
+            await c.execute(
+                "UPDATE registrations SET status='delivering', updated_at=$1 WHERE id = ANY($2::text[]) "
+                "AND status='accepted'", now, reg_ids,
+            )
+            return sorted((_outbox_item(r) for r in rows), key=lambda item: item.id)
+
+        return await self._write(run)
+
+    async def finish(
+        self, item: OutboxItem, entry: DisclosureEntry, *, state: str, next_attempt_at: str | None, now: str
+    ) -> None:
+        """Record one attempt's outcome and its disclosure entry in one transaction."""
+        if state not in ("done", "failed", "pending"):
+            raise ValueError("bad outbox state")
+
+        async def run(c: Any) -> None:
+            await c.execute(
+                "UPDATE outbox SET state=$1, last_code=$2, next_attempt_at=COALESCE($3, next_attempt_at), "
+                "updated_at=$4 WHERE id=$5 AND state='in_flight'",
+                state, entry.result_code, next_attempt_at, now, item.id,
+            )
+            await self._append_in(c, [entry])
+            # the registration's status follows the rows that count for it (not marketing, not escrow)
+            states = {r["state"] for r in await c.fetch(
+                "SELECT state FROM outbox WHERE registration_id=$1 AND required=1", item.registration_id
+            )}
+            status = "delivered" if states == {"done"} else "failed" if "failed" in states else "delivering"
+            await c.execute("UPDATE registrations SET status=$1, updated_at=$2 WHERE id=$3",
+                            status, now, item.registration_id)
+
+        await self._write(run)
+
+    async def pending_count(self) -> int:
+        n = await self._pool.fetchval("SELECT COUNT(*) FROM outbox WHERE state IN ('pending','in_flight')")
+        return int(n)
+
+    # -- disclosures ---------------------------------------------------------------------------------
+
+    async def disclosures(self, f: DisclosureFilter) -> list[DisclosureEntry]:
+        params: list[Any] = [f.after_seq]
+        where = ["d.leaf_index > $1"]
+
+        def bind(value: Any) -> str:
+            params.append(value)
+            return f"${len(params)}"
+
+        for column, value in (
+            ("recipient", f.recipient), ("recipient_country", f.country), ("category", f.category),
+            ("outcome", f.outcome), ("registration_id", f.registration_id), ("subject_id", f.subject_id),
+        ):
+            if value is not None:
+                where.append(f"d.{column} = {bind(value)}")
+        if f.third_country is not None:
+            negate = "" if f.third_country else "NOT "
+            where.append(f"{negate}(d.category = ANY({bind(list(THIRD_COUNTRY_CATEGORIES))}::text[]))")
+        if f.since is not None:
+            where.append(f"d.recorded_at >= {bind(f.since)}")
+        if f.until is not None:
+            where.append(f"d.recorded_at < {bind(f.until)}")
+        # only fixed column names are interpolated; every value is a bound parameter
+        sql = f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY d.leaf_index LIMIT {bind(f.limit)}"
+        return [DisclosureEntry.from_row(r) for r in await self._fetch(sql, *params)]
+
+    async def disclosure(self, entry_id: str) -> DisclosureEntry | None:
+        rows = await self._fetch(f"{_SELECT} WHERE d.id=$1", entry_id)
+        return DisclosureEntry.from_row(rows[0]) if rows else None
+
+    # -- access log ------------------------------------------------------------------------------------
+
+    async def record_access(self, actor: str, action: str, object_id: str, subject_id: str | None, at: str) -> None:
+        async def run(c: Any) -> None:
+            await c.execute(
+                "INSERT INTO access_log(at, actor, action, object_id, subject_id) VALUES ($1, $2, $3, $4, $5)",
+                at, actor, action, object_id, subject_id,
+            )
+
+        await self._write(run)
+
+    async def access_log(self, subject_id: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        if subject_id is None:
+            rows = await self._fetch(
+                "SELECT at, actor, action, object_id, subject_id FROM access_log ORDER BY id LIMIT $1", limit
+            )
+        else:
+            rows = await self._fetch(
+                "SELECT at, actor, action, object_id, subject_id FROM access_log WHERE subject_id=$1 "
+                "ORDER BY id LIMIT $2", subject_id, limit,
+            )
+        return [dict(r) for r in rows]
+
+    # -- data-subject requests, restrictions, retention -------------------------------------------------
+
+    _REQUEST_COLUMNS = ("id", "kind", "channel", "identity_check", "verified_by", "opened_by", "opened_at",
+                        "deadline", "state", "subject_id", "closed_at", "data_json")
+
+    async def open_request(self, req: dict[str, Any]) -> None:
+        cols = self._REQUEST_COLUMNS
+        values = [json.dumps(req.get("data", {})) if c == "data_json" else req.get(c) for c in cols]
+        marks = ", ".join(f"${i}" for i in range(1, len(cols) + 1))
+
+        async def run(c: Any) -> None:
+            await c.execute(f"INSERT INTO requests({', '.join(cols)}) VALUES ({marks})", *values)  # noqa: S608
+
+        await self._write(run)
+
+    @staticmethod
+    def _request(r: Any) -> dict[str, Any]:
+        d = dict(r)
+        d["data"] = json.loads(d.pop("data_json"))
+        return d
+
+    async def request(self, request_id: str) -> dict[str, Any] | None:
+        rows = await self._fetch("SELECT * FROM requests WHERE id=$1", request_id)
+        return self._request(rows[0]) if rows else None
+
+    async def requests(self, state: str | None = None) -> list[dict[str, Any]]:
+        if state is None:
+            rows = await self._fetch("SELECT * FROM requests ORDER BY opened_at DESC")
+        else:
+            rows = await self._fetch("SELECT * FROM requests WHERE state=$1 ORDER BY deadline", state)
+        return [self._request(r) for r in rows]
+
+    async def update_request(self, request_id: str, changes: dict[str, Any]) -> None:
+        allowed = {"state", "subject_id", "closed_at", "deadline", "data"}
+        if not set(changes) <= allowed:
+            raise ValueError("only state, subject_id, closed_at, deadline and data change")
+        if not changes:
+            return
+        sets = [("data_json" if k == "data" else k) for k in changes]
+        values = [json.dumps(v) if k == "data" else v for k, v in changes.items()]
+        assignments = ", ".join(f"{col}=${i}" for i, col in enumerate(sets, start=1))
+
+        async def run(c: Any) -> None:
+            await c.execute(f"UPDATE requests SET {assignments} WHERE id=${len(sets) + 1}",  # noqa: S608
+                            *values, request_id)
+
+        await self._write(run)
+
+    async def add_request_event(
+        self, request_id: str, at: str, actor: str, action: str, detail: dict[str, Any]
+    ) -> None:
+        async def run(c: Any) -> None:
+            await c.execute(
+                "INSERT INTO request_events(request_id, at, actor, action, detail_json) VALUES ($1, $2, $3, $4, $5)",
+                request_id, at, actor, action, json.dumps(detail, sort_keys=True),
+            )
+
+        await self._write(run)
+
+    async def request_events(self, request_id: str) -> list[dict[str, Any]]:
+        rows = await self._fetch(
+            "SELECT at, actor, action, detail_json FROM request_events WHERE request_id=$1 ORDER BY id", request_id
+        )
+        return [{"at": r["at"], "actor": r["actor"], "action": r["action"], "detail": json.loads(r["detail_json"])}
+                for r in rows]
+
+    async def add_restriction(self, r: dict[str, Any]) -> None:
+        async def run(c: Any) -> None:
+            await c.execute(
+                "INSERT INTO restrictions(id, subject_id, kind, scope, since, request_id) "
+                "VALUES ($1, $2, $3, $4, $5, $6)",
+                r["id"], r["subject_id"], r["kind"], r["scope"], r["since"], r.get("request_id"),
+            )
+
+        await self._write(run)
+
+    async def lift_restriction(self, restriction_id: str, at: str) -> bool:
+        async def run(c: Any) -> bool:
+            return _count(await c.execute(
+                "UPDATE restrictions SET lifted_at=$1 WHERE id=$2 AND lifted_at IS NULL", at, restriction_id
+            )) == 1
+
+        return await self._write(run)
+
+    async def restrictions(self, subject_id: str, *, active_only: bool = True) -> list[dict[str, Any]]:
+        only_active = " AND lifted_at IS NULL" if active_only else ""
+        rows = await self._fetch(
+            f"SELECT * FROM restrictions WHERE subject_id=$1{only_active} ORDER BY since", subject_id  # noqa: S608
+        )
+        return [dict(r) for r in rows]
+
+    async def subject_registrations(self, subject_id: str) -> list[dict[str, Any]]:
+        rows = await self._fetch(
+            "SELECT id, domain, tld, status, created_at FROM registrations WHERE subject_id=$1 ORDER BY created_at",
+            subject_id,
+        )
+        return [dict(r) for r in rows]
+
+    async def purge_values(self, entry_ids: list[str]) -> int:
+        """Retention: delete sealed values; the leaves keep their digests, so the tree verifies."""
+        if not entry_ids:
+            return 0
+
+        async def run(c: Any) -> int:
+            return _count(await c.execute("DELETE FROM entry_values WHERE entry_id = ANY($1::text[])", entry_ids))
+
+        return await self._write(run)
+
+    # -- subjects and keys -----------------------------------------------------------------------------
+
+    async def find_subjects(self, digests: list[tuple[str, str]]) -> list[str]:
+        if not digests:
+            return []
+        rows = await self._fetch(
+            "SELECT s.subject_id FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS q(kind, digest, ord) "
+            "JOIN subject_index s ON s.kind = q.kind AND s.digest = q.digest ORDER BY q.ord, s.subject_id",
+            [k for k, _ in digests], [d for _, d in digests],
+        )
+        found: list[str] = []
+        for r in rows:
+            if r["subject_id"] not in found:
+                found.append(r["subject_id"])
+        return found
+
+    async def claim_subject(self, new: NewSubject, now: str) -> str:
+        """Get-or-create, atomically across processes: transaction-scoped advisory locks on the
+        identifiers' digests (in one order) make concurrent first registrations of one person wait for
+        each other, so they share one subject and one data key."""
+
+        async def run(c: Any) -> str:
+            for _, digest in sorted(new.index):
+                await c.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", digest)
+            for kind, digest in new.index:
+                row = await c.fetchrow(
+                    "SELECT i.subject_id FROM subject_index i JOIN subjects s ON s.id = i.subject_id "
+                    "WHERE i.kind=$1 AND i.digest=$2 AND s.wrapped IS NOT NULL ORDER BY s.created_at, s.id LIMIT 1",
+                    kind, digest,
+                )
+                if row is not None:
+                    return str(row["subject_id"])
+            await c.execute("INSERT INTO subjects(id, kid, wrapped, created_at) VALUES ($1, $2, $3, $4)",
+                            new.id, new.kid, new.wrapped, now)
+            await c.executemany("INSERT INTO subject_index(kind, digest, subject_id) VALUES ($1, $2, $3) "
+                                "ON CONFLICT DO NOTHING", [(k, d, new.id) for k, d in new.index])
+            return new.id
+
+        return await self._write(run)
+
+    async def subject_key(self, subject_id: str) -> SubjectKey | None:
+        rows = await self._fetch("SELECT id, kid, wrapped, shredded_at FROM subjects WHERE id=$1", subject_id)
+        return _key(rows[0]) if rows else None
+
+    async def subject_keys(self) -> AsyncIterator[SubjectKey]:
+        after: str | None = None
+        while True:
+            rows = await self._fetch(
+                "SELECT id, kid, wrapped, shredded_at FROM subjects WHERE $1::text IS NULL OR id > $1::text "
+                "ORDER BY id LIMIT 500", after,
+            )
+            if not rows:
+                return
+            for r in rows:
+                yield _key(r)
+            after = rows[-1]["id"]
+
+    async def replace_wrapped_key(self, subject_id: str, kid: str, wrapped: bytes) -> None:
+        async def run(c: Any) -> None:
+            await c.execute("UPDATE subjects SET kid=$1, wrapped=$2 WHERE id=$3 AND wrapped IS NOT NULL",
+                            kid, wrapped, subject_id)
+
+        await self._write(run)
+
+    async def shred_subject(self, subject_id: str, now: str) -> bool:
+        """Destroy the subject's data key: every value sealed under it becomes unreadable."""
+
+        async def run(c: Any) -> bool:
+            return _count(await c.execute(
+                "UPDATE subjects SET kid=NULL, wrapped=NULL, shredded_at=$1 WHERE id=$2 AND wrapped IS NOT NULL",
+                now, subject_id,
+            )) == 1
+
+        return await self._write(run)

@@ -1,0 +1,607 @@
+"""The embedded store: SQLite in WAL mode, one writer connection, explicit transactions.
+
+The accepted request, its outbox rows and any "blocked" disclosure entries are written in one
+``BEGIN IMMEDIATE`` transaction, and so is each delivery outcome with its disclosure entry and the
+Merkle tree's new nodes: after a crash at any instant the store holds either all of it or none.
+Calls are short and synchronous underneath; the async contract runs them in a worker thread.
+``BEGIN IMMEDIATE`` takes SQLite's write lock first, so several processes on one file serialise
+their appends instead of forking the tree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from gateway.ledger.entry import LEAF_COLUMNS
+from gateway.ledger.merkle import Frontier
+from gateway.store.base import (
+    THIRD_COUNTRY_CATEGORIES,
+    Accepted,
+    DisclosureEntry,
+    DisclosureFilter,
+    NewOutbox,
+    NewSubject,
+    OutboxItem,
+    StoredCheckpoint,
+    SubjectKey,
+    extend_tree,
+    node_born,
+)
+from gateway.store.sqlite.migrations import migrate
+
+T = TypeVar("T")
+
+_COLUMNS = ", ".join((*LEAF_COLUMNS, "leaf_hash"))
+_INSERT = f"INSERT INTO disclosures({_COLUMNS}) VALUES ({','.join('?' * (len(LEAF_COLUMNS) + 1))})"  # noqa: S608
+_SELECT = (
+    f"SELECT {', '.join('d.' + c for c in (*LEAF_COLUMNS, 'leaf_hash'))}, v.values_ct FROM disclosures d "  # noqa: S608 - fixed column names
+    "LEFT JOIN entry_values v ON v.entry_id = d.id"
+)
+
+
+class SqliteStore:
+    def __init__(self, path: Path | str, *, synchronous: str = "FULL") -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        if synchronous not in ("FULL", "NORMAL", "EXTRA"):
+            raise ValueError("synchronous must be FULL, NORMAL or EXTRA")
+        self._synchronous = synchronous
+        self._conn = self._connect()
+        self._lock = threading.Lock()
+        self.schema_version = migrate(self._conn)
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=60)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        conn.execute("PRAGMA foreign_keys=ON")
+        return conn
+
+    async def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    async def _run(self, fn: Callable[[], T]) -> T:
+        return await asyncio.to_thread(fn)
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            else:
+                self._conn.execute("COMMIT")
+
+    def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return list(self._conn.execute(sql, params).fetchall())
+
+    # -- the tree ------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _append_in(c: sqlite3.Connection, entries: list[DisclosureEntry]) -> None:
+        if not entries:
+            return
+        blob = c.execute("SELECT frontier FROM ledger_head WHERE id=1").fetchone()[0]
+        frontier = Frontier.from_bytes(bytes(blob))
+        for entry in entries:
+            row, lh, nodes = extend_tree(frontier, entry)
+            c.execute(_INSERT, (*(row[col] for col in LEAF_COLUMNS), lh))
+            if entry.values_ct is not None:
+                c.execute("INSERT INTO entry_values(entry_id, values_ct) VALUES (?,?)", (entry.id, entry.values_ct))
+            c.executemany(
+                "INSERT INTO ledger_nodes(level, idx, born, hash) VALUES (?,?,?,?)",
+                [(n.level, n.index, node_born(n.level, n.index), n.hash) for n in nodes],
+            )
+        c.execute("UPDATE ledger_head SET size=?, frontier=? WHERE id=1", (frontier.size, frontier.to_bytes()))
+
+    async def append(self, entries: list[DisclosureEntry]) -> None:
+        def run() -> None:
+            with self._tx() as c:
+                self._append_in(c, entries)
+
+        await self._run(run)
+
+    async def head(self) -> Frontier:
+        rows = await self._run(lambda: self._read("SELECT frontier FROM ledger_head WHERE id=1"))
+        return Frontier.from_bytes(bytes(rows[0][0]))
+
+    async def nodes(self, coords: list[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        def run() -> dict[tuple[int, int], bytes]:
+            out: dict[tuple[int, int], bytes] = {}
+            with self._lock:
+                for level, idx in coords:
+                    r = self._conn.execute(
+                        "SELECT hash FROM ledger_nodes WHERE level=? AND idx=?", (level, idx)
+                    ).fetchone()
+                    if r is not None:
+                        out[(level, idx)] = bytes(r[0])
+            return out
+
+        return await self._run(run)
+
+    async def add_checkpoint(self, cp: StoredCheckpoint) -> None:
+        def run() -> None:
+            with self._tx() as c:
+                c.execute(
+                    "INSERT OR IGNORE INTO checkpoints(size, root, timestamp, origin, key_id, signature) "
+                    "VALUES (?,?,?,?,?,?)",
+                    (cp.size, cp.root, cp.timestamp, cp.origin, cp.key_id, cp.signature),
+                )
+
+        await self._run(run)
+
+    @staticmethod
+    def _cp(r: sqlite3.Row) -> StoredCheckpoint:
+        return StoredCheckpoint(
+            size=r["size"], root=bytes(r["root"]), timestamp=r["timestamp"], key_id=r["key_id"],
+            signature=bytes(r["signature"]), origin=r["origin"],
+        )
+
+    async def checkpoints(self) -> list[StoredCheckpoint]:
+        rows = await self._run(lambda: self._read("SELECT * FROM checkpoints ORDER BY size"))
+        return [self._cp(r) for r in rows]
+
+    async def checkpoint(self, size: int) -> StoredCheckpoint | None:
+        rows = await self._run(lambda: self._read("SELECT * FROM checkpoints WHERE size=?", (size,)))
+        return self._cp(rows[0]) if rows else None
+
+    def _reader(self) -> sqlite3.Connection:
+        """A separate read connection: streaming must not hold the writer's lock for minutes."""
+        conn = sqlite3.connect(self.path, check_same_thread=False, timeout=60)
+        conn.row_factory = sqlite3.Row
+        return conn
+
+    async def stream_leaves(self, batch: int = 1000) -> AsyncIterator[list[DisclosureEntry]]:
+        conn = await self._run(self._reader)
+        try:
+            after = -1
+            while True:
+                rows = await self._run(lambda a=after: conn.execute(  # type: ignore[misc]
+                    f"{_SELECT} WHERE d.leaf_index > ? ORDER BY d.leaf_index LIMIT ?", (a, batch)
+                ).fetchall())
+                if not rows:
+                    return
+                yield [DisclosureEntry.from_row(r) for r in rows]
+                after = rows[-1]["leaf_index"]
+        finally:
+            conn.close()
+
+    async def stream_nodes(self, batch: int = 1000) -> AsyncIterator[list[tuple[int, int, int, bytes]]]:
+        conn = await self._run(self._reader)
+        try:
+            cursor: tuple[int, int] = (-1, -1)
+            while True:
+                rows = await self._run(lambda cur=cursor: conn.execute(  # type: ignore[misc]
+                    "SELECT level, idx, born, hash FROM ledger_nodes WHERE (born, level) > (?, ?) "
+                    "ORDER BY born, level LIMIT ?", (cur[0], cur[1], batch)
+                ).fetchall())
+                if not rows:
+                    return
+                yield [(r[0], r[1], r[2], bytes(r[3])) for r in rows]
+                cursor = (rows[-1][2], rows[-1][0])
+        finally:
+            conn.close()
+
+    # -- idempotency and acceptance ------------------------------------------------------------
+
+    async def idempotent_response(self, client: str, key: str) -> tuple[str, int, dict[str, Any]] | None:
+        rows = await self._run(lambda: self._read(
+            "SELECT request_hash, status, response_json FROM idempotency WHERE client=? AND key=?", (client, key)
+        ))
+        if not rows:
+            return None
+        return rows[0]["request_hash"], int(rows[0]["status"]), json.loads(rows[0]["response_json"])
+
+    async def accept(self, a: Accepted, now: str) -> tuple[str, int, dict[str, Any]] | None:
+        """Write the whole acceptance atomically; returns the earlier answer if the key raced us."""
+
+        def run() -> tuple[str, int, dict[str, Any]] | None:
+            client, key, request_hash = a.idempotency
+            reg = a.registration
+            with self._tx() as c:
+                prior = c.execute(
+                    "SELECT request_hash, status, response_json FROM idempotency WHERE client=? AND key=?",
+                    (client, key),
+                ).fetchone()
+                if prior is not None:
+                    return prior["request_hash"], int(prior["status"]), json.loads(prior["response_json"])
+                if a.subject is not None:
+                    c.execute(
+                        "INSERT INTO subjects(id, kid, wrapped, created_at) VALUES (?,?,?,?)",
+                        (a.subject.id, a.subject.kid, a.subject.wrapped, now),
+                    )
+                subject_id = reg.get("subject_id")
+                if subject_id is not None:
+                    links = (a.subject.index if a.subject else ()) + a.subject_links
+                    c.executemany(
+                        "INSERT OR IGNORE INTO subject_index(kind, digest, subject_id) VALUES (?,?,?)",
+                        [(k, d, subject_id) for k, d in links],
+                    )
+                c.execute(
+                    "INSERT INTO registrations(id, client, order_ref, domain, tld, subject_id, status, plan_json, "
+                    "created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    (reg["id"], client, reg["order_ref"], reg["domain"], reg["tld"], subject_id, reg["status"],
+                     json.dumps(reg["plan"]), now, now),
+                )
+                c.execute(
+                    "INSERT INTO idempotency(client, key, request_hash, registration_id, status, response_json, "
+                    "created_at) VALUES (?,?,?,?,?,?,?)",
+                    (client, key, request_hash, reg["id"], a.status, json.dumps(a.response), now),
+                )
+                self._insert_outbox(c, reg["id"], subject_id, a.outbox, now)
+                self._append_in(c, a.entries)
+            return None
+
+        return await self._run(run)
+
+    @staticmethod
+    def _insert_outbox(
+        c: sqlite3.Connection, registration_id: str, subject_id: str | None, items: list[NewOutbox], now: str
+    ) -> None:
+        c.executemany(
+            "INSERT INTO outbox(registration_id, recipient, subject_id, purpose, required, batch, change_id, "
+            "state, payload_ct, payload_digest, transfer_json, fields_json, next_attempt_at, updated_at) "
+            "VALUES (?,?,?,?,?,?,?,'pending',?,?,?,?,?,?)",
+            [(registration_id, i.recipient, subject_id, i.purpose, int(i.required), int(i.batch), i.change_id,
+              i.payload_ct, i.payload_digest, json.dumps(i.transfer), json.dumps(i.fields), now, now) for i in items],
+        )
+
+    async def enqueue(self, registration_id: str, subject_id: str, items: list[NewOutbox], now: str) -> None:
+        """Updates pushed after a registration (rectification): delivered and logged like it."""
+
+        def run() -> None:
+            with self._tx() as c:
+                self._insert_outbox(c, registration_id, subject_id, items, now)
+
+        await self._run(run)
+
+    # -- registrations ---------------------------------------------------------------------------
+
+    async def registration(self, reg_id: str) -> dict[str, Any] | None:
+        def run() -> dict[str, Any] | None:
+            rows = self._read("SELECT * FROM registrations WHERE id=?", (reg_id,))
+            if not rows:
+                return None
+            row = rows[0]
+            deliveries = self._read(
+                "SELECT recipient, state, attempts, last_code, updated_at FROM outbox WHERE registration_id=? "
+                "ORDER BY id", (reg_id,),
+            )
+            entries = self._read(f"{_SELECT} WHERE d.registration_id=? ORDER BY d.leaf_index", (reg_id,))
+            return {
+                "id": row["id"], "client": row["client"], "order_ref": row["order_ref"], "domain": row["domain"],
+                "subject_id": row["subject_id"], "status": row["status"], "plan": json.loads(row["plan_json"]),
+                "created_at": row["created_at"], "updated_at": row["updated_at"],
+                "deliveries": [dict(d) for d in deliveries],
+                "disclosures": [DisclosureEntry.from_row(e).as_dict() for e in entries],
+            }
+
+        return await self._run(run)
+
+    # -- outbox ------------------------------------------------------------------------------------
+
+    async def requeue_in_flight(self, now: str, stale_before: str | None = None) -> int:
+        """After a crash, anything in flight may or may not have reached the recipient: retry it.
+
+        Only rows claimed before ``stale_before`` (a lease longer than any delivery can take), so a
+        live worker's rows are left alone; the EPP adapter makes the retry idempotent (deterministic
+        object ids, <info> on 2302).
+        """
+        cutoff = stale_before or now
+
+        def run() -> int:
+            with self._tx() as c:
+                return c.execute(
+                    "UPDATE outbox SET state='pending', next_attempt_at=?, updated_at=? "
+                    "WHERE state='in_flight' AND updated_at <= ?",
+                    (now, now, cutoff),
+                ).rowcount
+
+        return await self._run(run)
+
+    async def claim_due(self, now: str, limit: int, *, batch_recipient: str | None = None) -> list[OutboxItem]:
+        """Due rows for the delivery worker, or (``batch_recipient``) a batch job's rows."""
+
+        def run() -> list[OutboxItem]:
+            with self._tx() as c:
+                if batch_recipient is None:
+                    rows = c.execute(
+                        "SELECT * FROM outbox WHERE batch=0 AND state='pending' AND next_attempt_at<=? "
+                        "ORDER BY id LIMIT ?", (now, limit),
+                    ).fetchall()
+                else:
+                    rows = c.execute(
+                        "SELECT * FROM outbox WHERE batch=1 AND recipient=? AND state='pending' AND next_attempt_at<=? "
+                        "ORDER BY id LIMIT ?", (batch_recipient, now, limit),
+                    ).fetchall()
+                items = []
+                for row in rows:
+                    c.execute(
+                        "UPDATE outbox SET state='in_flight', attempts=attempts+1, updated_at=? WHERE id=?",
+                        (now, row["id"]),
+                    )
+                    c.execute(
+                        "UPDATE registrations SET status='delivering', updated_at=? WHERE id=? AND status='accepted'",
+                        (now, row["registration_id"]),
+                    )
+                    items.append(OutboxItem(
+                        id=row["id"], registration_id=row["registration_id"], recipient=row["recipient"],
+                        attempts=row["attempts"] + 1, subject_id=row["subject_id"],
+                        payload_ct=bytes(row["payload_ct"]), payload_digest=row["payload_digest"],
+                        transfer=json.loads(row["transfer_json"]), fields=json.loads(row["fields_json"]),
+                        purpose=row["purpose"], change_id=row["change_id"],
+                    ))
+                return items
+
+        return await self._run(run)
+
+    async def finish(
+        self, item: OutboxItem, entry: DisclosureEntry, *, state: str, next_attempt_at: str | None, now: str
+    ) -> None:
+        """Record one attempt's outcome and its disclosure entry in one transaction."""
+        if state not in ("done", "failed", "pending"):
+            raise ValueError("bad outbox state")
+
+        def run() -> None:
+            with self._tx() as c:
+                c.execute(
+                    "UPDATE outbox SET state=?, last_code=?, next_attempt_at=COALESCE(?, next_attempt_at), "
+                    "updated_at=? WHERE id=? AND state='in_flight'",
+                    (state, entry.result_code, next_attempt_at, now, item.id),
+                )
+                self._append_in(c, [entry])
+                # the registration's status follows the rows that count for it (not marketing, not escrow)
+                states = {r[0] for r in c.execute(
+                    "SELECT state FROM outbox WHERE registration_id=? AND required=1", (item.registration_id,)
+                )}
+                status = "delivered" if states == {"done"} else "failed" if "failed" in states else "delivering"
+                c.execute("UPDATE registrations SET status=?, updated_at=? WHERE id=?",
+                          (status, now, item.registration_id))
+
+        await self._run(run)
+
+    async def pending_count(self) -> int:
+        rows = await self._run(lambda: self._read(
+            "SELECT COUNT(*) FROM outbox WHERE state IN ('pending','in_flight')"
+        ))
+        return int(rows[0][0])
+
+    # -- disclosures ---------------------------------------------------------------------------------
+
+    async def disclosures(self, f: DisclosureFilter) -> list[DisclosureEntry]:
+        where = ["d.leaf_index > ?"]
+        params: list[Any] = [f.after_seq]
+        for column, value in (
+            ("recipient", f.recipient), ("recipient_country", f.country), ("category", f.category),
+            ("outcome", f.outcome), ("registration_id", f.registration_id), ("subject_id", f.subject_id),
+        ):
+            if value is not None:
+                where.append(f"d.{column} = ?")
+                params.append(value)
+        if f.third_country is not None:
+            marks = ",".join("?" * len(THIRD_COUNTRY_CATEGORIES))
+            where.append(f"d.category {'IN' if f.third_country else 'NOT IN'} ({marks})")
+            params.extend(THIRD_COUNTRY_CATEGORIES)
+        if f.since is not None:
+            where.append("d.recorded_at >= ?")
+            params.append(f.since)
+        if f.until is not None:
+            where.append("d.recorded_at < ?")
+            params.append(f.until)
+        params.append(f.limit)
+        # only fixed column names are interpolated; every value is a bound parameter
+        sql = f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY d.leaf_index LIMIT ?"
+        rows = await self._run(lambda: self._read(sql, tuple(params)))
+        return [DisclosureEntry.from_row(r) for r in rows]
+
+    async def disclosure(self, entry_id: str) -> DisclosureEntry | None:
+        rows = await self._run(lambda: self._read(f"{_SELECT} WHERE d.id=?", (entry_id,)))
+        return DisclosureEntry.from_row(rows[0]) if rows else None
+
+    # -- access log ------------------------------------------------------------------------------------
+
+    async def record_access(self, actor: str, action: str, object_id: str, subject_id: str | None, at: str) -> None:
+        def run() -> None:
+            with self._tx() as c:
+                c.execute("INSERT INTO access_log(at, actor, action, object_id, subject_id) VALUES (?,?,?,?,?)",
+                          (at, actor, action, object_id, subject_id))
+
+        await self._run(run)
+
+    async def access_log(self, subject_id: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        sql = "SELECT at, actor, action, object_id, subject_id FROM access_log"
+        params: tuple[Any, ...] = (limit,)
+        if subject_id is not None:
+            sql += " WHERE subject_id=?"
+            params = (subject_id, limit)
+        rows = await self._run(lambda: self._read(sql + " ORDER BY id LIMIT ?", params))
+        return [dict(r) for r in rows]
+
+    # -- data-subject requests, restrictions, retention -------------------------------------------------
+
+    _REQUEST_COLUMNS = ("id", "kind", "channel", "identity_check", "verified_by", "opened_by", "opened_at",
+                        "deadline", "state", "subject_id", "closed_at", "data_json")
+
+    async def open_request(self, req: dict[str, Any]) -> None:
+        cols = self._REQUEST_COLUMNS
+        values = tuple(json.dumps(req.get("data", {})) if c == "data_json" else req.get(c) for c in cols)
+
+        def run() -> None:
+            with self._tx() as c:
+                c.execute(f"INSERT INTO requests({', '.join(cols)}) VALUES ({','.join('?' * len(cols))})",  # noqa: S608
+                          values)
+
+        await self._run(run)
+
+    @staticmethod
+    def _request(r: sqlite3.Row) -> dict[str, Any]:
+        d = dict(r)
+        d["data"] = json.loads(d.pop("data_json"))
+        return d
+
+    async def request(self, request_id: str) -> dict[str, Any] | None:
+        rows = await self._run(lambda: self._read("SELECT * FROM requests WHERE id=?", (request_id,)))
+        return self._request(rows[0]) if rows else None
+
+    async def requests(self, state: str | None = None) -> list[dict[str, Any]]:
+        if state is None:
+            rows = await self._run(lambda: self._read("SELECT * FROM requests ORDER BY opened_at DESC"))
+        else:
+            rows = await self._run(lambda: self._read(
+                "SELECT * FROM requests WHERE state=? ORDER BY deadline", (state,)))
+        return [self._request(r) for r in rows]
+
+    async def update_request(self, request_id: str, changes: dict[str, Any]) -> None:
+        allowed = {"state", "subject_id", "closed_at", "deadline", "data"}
+        if not set(changes) <= allowed:
+            raise ValueError("only state, subject_id, closed_at, deadline and data change")
+        sets = [("data_json" if k == "data" else k) for k in changes]
+        values = [json.dumps(v) if k == "data" else v for k, v in changes.items()]
+
+        def run() -> None:
+            with self._tx() as c:
+                c.execute(f"UPDATE requests SET {', '.join(s + '=?' for s in sets)} WHERE id=?",  # noqa: S608
+                          (*values, request_id))
+
+        await self._run(run)
+
+    async def add_request_event(
+        self, request_id: str, at: str, actor: str, action: str, detail: dict[str, Any]
+    ) -> None:
+        def run() -> None:
+            with self._tx() as c:
+                c.execute("INSERT INTO request_events(request_id, at, actor, action, detail_json) VALUES (?,?,?,?,?)",
+                          (request_id, at, actor, action, json.dumps(detail, sort_keys=True)))
+
+        await self._run(run)
+
+    async def request_events(self, request_id: str) -> list[dict[str, Any]]:
+        rows = await self._run(lambda: self._read(
+            "SELECT at, actor, action, detail_json FROM request_events WHERE request_id=? ORDER BY id", (request_id,)))
+        return [{"at": r["at"], "actor": r["actor"], "action": r["action"], "detail": json.loads(r["detail_json"])}
+                for r in rows]
+
+    async def add_restriction(self, r: dict[str, Any]) -> None:
+        def run() -> None:
+            with self._tx() as c:
+                c.execute("INSERT INTO restrictions(id, subject_id, kind, scope, since, request_id) "
+                          "VALUES (?,?,?,?,?,?)",
+                          (r["id"], r["subject_id"], r["kind"], r["scope"], r["since"], r.get("request_id")))
+
+        await self._run(run)
+
+    async def lift_restriction(self, restriction_id: str, at: str) -> bool:
+        def run() -> bool:
+            with self._tx() as c:
+                return c.execute("UPDATE restrictions SET lifted_at=? WHERE id=? AND lifted_at IS NULL",
+                                 (at, restriction_id)).rowcount == 1
+
+        return await self._run(run)
+
+    async def restrictions(self, subject_id: str, *, active_only: bool = True) -> list[dict[str, Any]]:
+        only_active = " AND lifted_at IS NULL" if active_only else ""
+        rows = await self._run(lambda: self._read(
+            f"SELECT * FROM restrictions WHERE subject_id=?{only_active} ORDER BY since", (subject_id,)))  # noqa: S608
+        return [dict(r) for r in rows]
+
+    async def subject_registrations(self, subject_id: str) -> list[dict[str, Any]]:
+        rows = await self._run(lambda: self._read(
+            "SELECT id, domain, tld, status, created_at FROM registrations WHERE subject_id=? ORDER BY created_at",
+            (subject_id,)))
+        return [dict(r) for r in rows]
+
+    async def purge_values(self, entry_ids: list[str]) -> int:
+        """Retention: delete sealed values; the leaves keep their digests, so the tree verifies."""
+
+        def run() -> int:
+            with self._tx() as c:
+                return sum(c.execute("DELETE FROM entry_values WHERE entry_id=?", (e,)).rowcount for e in entry_ids)
+
+        return await self._run(run)
+
+    # -- subjects and keys -----------------------------------------------------------------------------
+
+    async def find_subjects(self, digests: list[tuple[str, str]]) -> list[str]:
+        def run() -> list[str]:
+            found: list[str] = []
+            for kind, digest in digests:
+                for r in self._read(
+                    "SELECT subject_id FROM subject_index WHERE kind=? AND digest=? ORDER BY subject_id",
+                    (kind, digest),
+                ):
+                    if r[0] not in found:
+                        found.append(r[0])
+            return found
+
+        return await self._run(run)
+
+    async def claim_subject(self, new: NewSubject, now: str) -> str:
+        """Get-or-create, atomically: the live subject one of these identifiers already names, else
+        ``new`` (inserted with its index).  Concurrent first registrations of one person then share
+        one subject and one data key instead of racing to make two."""
+
+        def run() -> str:
+            with self._tx() as c:
+                for kind, digest in new.index:
+                    row = c.execute(
+                        "SELECT i.subject_id FROM subject_index i JOIN subjects s ON s.id = i.subject_id "
+                        "WHERE i.kind=? AND i.digest=? AND s.wrapped IS NOT NULL ORDER BY s.created_at, s.id LIMIT 1",
+                        (kind, digest),
+                    ).fetchone()
+                    if row is not None:
+                        return str(row[0])
+                c.execute("INSERT INTO subjects(id, kid, wrapped, created_at) VALUES (?,?,?,?)",
+                          (new.id, new.kid, new.wrapped, now))
+                c.executemany("INSERT OR IGNORE INTO subject_index(kind, digest, subject_id) VALUES (?,?,?)",
+                              [(k, d, new.id) for k, d in new.index])
+                return new.id
+
+        return await self._run(run)
+
+    @staticmethod
+    def _key(r: sqlite3.Row) -> SubjectKey:
+        return SubjectKey(r["id"], r["kid"], bytes(r["wrapped"]) if r["wrapped"] is not None else None,
+                          r["shredded_at"])
+
+    async def subject_key(self, subject_id: str) -> SubjectKey | None:
+        rows = await self._run(lambda: self._read("SELECT * FROM subjects WHERE id=?", (subject_id,)))
+        return self._key(rows[0]) if rows else None
+
+    async def subject_keys(self) -> AsyncIterator[SubjectKey]:
+        rows = await self._run(lambda: self._read("SELECT * FROM subjects ORDER BY id"))
+        for r in rows:
+            yield self._key(r)
+
+    async def replace_wrapped_key(self, subject_id: str, kid: str, wrapped: bytes) -> None:
+        def run() -> None:
+            with self._tx() as c:
+                c.execute("UPDATE subjects SET kid=?, wrapped=? WHERE id=? AND wrapped IS NOT NULL",
+                          (kid, wrapped, subject_id))
+
+        await self._run(run)
+
+    async def shred_subject(self, subject_id: str, now: str) -> bool:
+        """Destroy the subject's data key: every value sealed under it becomes unreadable."""
+
+        def run() -> bool:
+            with self._tx() as c:
+                return c.execute(
+                    "UPDATE subjects SET kid=NULL, wrapped=NULL, shredded_at=? WHERE id=? AND wrapped IS NOT NULL",
+                    (now, subject_id),
+                ).rowcount == 1
+
+        return await self._run(run)
