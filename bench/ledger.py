@@ -31,8 +31,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from gateway.ledger.checkpoint import load_or_create_signing_key  # noqa: E402
+from gateway.ledger.entry import DisclosureEntry  # noqa: E402
 from gateway.ledger.keys import BlindIndexer, new_data_key, seal  # noqa: E402
-from gateway.store.base import DisclosureEntry, DisclosureFilter, NewSubject  # noqa: E402
+from gateway.store.base import DisclosureFilter, NewSubject  # noqa: E402
 from gateway.store.sqlite import SqliteStore  # noqa: E402
 
 NOW = "2026-11-25T12:00:00.000000Z"
@@ -106,7 +107,7 @@ def verify_subprocess(var: Path) -> dict[str, float]:
     env = {**os.environ, "GATEWAY_VAR_DIR": str(var)}
     t = time.perf_counter()
     r = subprocess.run([sys.executable, "-c", (
-        "import resource, sys; from gateway.cli import main; rc = main(['ledger', 'verify', '--quiet']); "
+        "import resource, sys; from gateway.cli.main import main; rc = main(['ledger', 'verify', '--quiet']); "
         "print('MAXRSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)")],
         env=env, cwd=ROOT, capture_output=True, text=True, timeout=3600, check=False)
     wall = time.perf_counter() - t

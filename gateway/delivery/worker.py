@@ -23,12 +23,13 @@ from adapters.epp.types import ContactUpdate, Endpoint, RegistrationCommands, Re
 from adapters.http_partner import HttpPartnerClient, PartnerEndpoint
 from gateway.clock import Clock, iso, utcnow
 from gateway.errors import DeliveryError, PermanentDeliveryError, SubjectErased, TransientDeliveryError
+from gateway.ledger.entry import DisclosureEntry
 from gateway.outbox.epp import commands_from_json, contact_update_from_json
 from gateway.policy.loader import PolicySet
 from gateway.policy.restrictions import restriction_refusal
 from gateway.services.ledger import Ledger
 from gateway.services.registrations import outbox_aad
-from gateway.store.base import DisclosureEntry, OutboxItem, Store
+from gateway.store.base import OutboxItem, Store
 
 log = structlog.get_logger("gateway.delivery")
 

@@ -1,19 +1,8 @@
-"""Data-subject rights: requests and their deadlines, Art. 15 extracts (verifiable offline), restriction
-and objection, erasure, the Art. 30 record, the transfer explainer and the retention purge."""
+"""Data-subject rights: requests and their deadlines (``deadlines``), Art. 15 extracts verifiable
+offline (``extract``), restriction and objection, erasure, the Art. 30 record, the transfer explainer
+and the retention purge (``service``).
 
-from gateway.policy.restrictions import restriction_refusal
-from gateway.rights.deadlines import add_months, deadline_for, extended_deadline, extension_refusal
-from gateway.rights.extract import verify_extract
-from gateway.rights.service import REQUEST_KINDS, RequestKind, RightsService
-
-__all__ = [
-    "REQUEST_KINDS",
-    "RequestKind",
-    "RightsService",
-    "add_months",
-    "deadline_for",
-    "extended_deadline",
-    "extension_refusal",
-    "restriction_refusal",
-    "verify_extract",
-]
+Nothing is imported here on purpose: ``gateway extract verify`` runs on a data subject's or an
+auditor's machine with the public key only, and must not load the network adapters that the
+service needs for its follow-ups.
+"""

@@ -16,10 +16,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from gateway.ledger.checkpoint import SignedCheckpoint, verify_checkpoint
-from gateway.ledger.entry import LEAF_COLUMNS, leaf_bytes
+from gateway.ledger.entry import LEAF_COLUMNS, DisclosureEntry, leaf_bytes
 from gateway.ledger.merkle import leaf_hash, verify_inclusion
 from gateway.rights.texts import OUTCOMES, VALUE_NOTES, Lang, country_name, safeguard_text, transfer_text
-from gateway.store.base import DisclosureEntry
 
 FORMAT = "registrant-gateway/art15-extract"
 FORMAT_VERSION = 1

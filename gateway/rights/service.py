@@ -30,6 +30,7 @@ from gateway.errors import (
     ValidationFailed,
 )
 from gateway.ledger.checkpoint import SignedCheckpoint
+from gateway.ledger.entry import DisclosureEntry
 from gateway.models import IdScheme, Registrant, RegistrationRequest, normalise_national_id, to_a_label
 from gateway.policy.classify import classify_transfer
 from gateway.policy.loader import PolicySet
@@ -47,7 +48,7 @@ from gateway.rights.extract import FORMAT, FORMAT_VERSION, present_entry, values
 from gateway.rights.texts import AUTOMATED, LANGS, RIGHTS, SOURCE, VERIFY, Lang
 from gateway.services.ledger import Ledger
 from gateway.services.registrations import plan_registration
-from gateway.store.base import DisclosureEntry, DisclosureFilter, Store
+from gateway.store.base import DisclosureFilter, Store
 
 log = structlog.get_logger("gateway.rights")
 

@@ -26,6 +26,7 @@ from adapters.epp.types import (
 )
 from gateway.clock import Clock, iso, utcnow
 from gateway.errors import SubjectErased
+from gateway.ledger.entry import DisclosureEntry
 from gateway.models import Registrant, epp_phone
 from gateway.outbox.epp import contact_update_to_json, payload_digest
 from gateway.policy.classify import classify_transfer
@@ -35,7 +36,7 @@ from gateway.policy.restrictions import restriction_refusal
 from gateway.policy.schema import RecipientPolicy
 from gateway.services.ledger import Ledger
 from gateway.services.registrations import outbox_aad
-from gateway.store.base import DisclosureEntry, DisclosureFilter, NewOutbox, Store
+from gateway.store.base import DisclosureFilter, NewOutbox, Store
 
 _POSTAL = ("name", "organisation")
 _ADDRESS = ("street", "city", "state", "postal_code", "country")

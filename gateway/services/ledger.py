@@ -17,7 +17,7 @@ from typing import Any
 
 from gateway.errors import DecryptionFailed, LedgerCorrupt, NotFound, SubjectErased
 from gateway.ledger.checkpoint import Checkpoint, CheckpointSigner, SignedCheckpoint, verify_checkpoint
-from gateway.ledger.entry import leaf_bytes
+from gateway.ledger.entry import DisclosureEntry, leaf_bytes
 from gateway.ledger.keys import BlindIndexer, KeyRing, WrappedKey, new_data_key, open_sealed, rewrap, seal, unwrap, wrap
 from gateway.ledger.merkle import (
     Frontier,
@@ -27,7 +27,7 @@ from gateway.ledger.merkle import (
     leaf_hash,
 )
 from gateway.models import Registrant
-from gateway.store.base import DisclosureEntry, NewSubject, Store, StoredCheckpoint, node_born
+from gateway.store.base import NewSubject, Store, StoredCheckpoint, node_born
 
 ORIGIN = "registrant-gateway/disclosure-ledger"
 

@@ -26,6 +26,7 @@ from gateway.errors import (
     SubjectRestricted,
     TransferBlocked,
 )
+from gateway.ledger.entry import DisclosureEntry
 from gateway.models import RegistrationRequest
 from gateway.outbox.epp import (
     RegistrarContact,
@@ -40,7 +41,7 @@ from gateway.policy.minimise import Minimised, minimise
 from gateway.policy.restrictions import restriction_refusal
 from gateway.policy.schema import RecipientPolicy
 from gateway.services.ledger import Ledger
-from gateway.store.base import Accepted, DisclosureEntry, NewOutbox, Store
+from gateway.store.base import Accepted, NewOutbox, Store
 
 
 @dataclass(frozen=True)

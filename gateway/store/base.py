@@ -8,104 +8,12 @@ disagree with the rows it covers.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from gateway.ledger.entry import leaf_bytes
+from gateway.ledger.entry import DisclosureEntry, leaf_bytes
 from gateway.ledger.merkle import Frontier, Node, leaf_hash
-
-
-@dataclass(frozen=True)
-class DisclosureEntry:
-    id: str
-    registration_id: str
-    recipient: str
-    recipient_name: str
-    recipient_country: str
-    category: str
-    article: str | None
-    instrument: str | None
-    purpose: str
-    outcome: str  # delivered | failed | blocked | refused
-    fields: tuple[str, ...]
-    withheld: tuple[str, ...]
-    objects: dict[str, str]
-    attempted_at: str
-    recorded_at: str
-    retryable: bool = False
-    payload_digest: str | None = None
-    result_code: str | None = None
-    sv_trid: str | None = None
-    cl_trid: str | None = None
-    reason: str | None = None
-    subject_id: str | None = None
-    values_ct: bytes | None = None  # AES-GCM under the subject's data key; None when nothing was sent
-    leaf_index: int | None = None
-    leaf_hash: bytes | None = None
-    stored_values_digest: str | None = None  # as read back; differs from values_digest once purged
-
-    @property
-    def values_purged(self) -> bool:
-        return self.stored_values_digest is not None and self.values_ct is None
-
-    @property
-    def values_digest(self) -> str | None:
-        return None if self.values_ct is None else "sha256:" + hashlib.sha256(self.values_ct).hexdigest()
-
-    def row(self, leaf_index: int) -> dict[str, Any]:
-        """The stored columns (the leaf's content) for this entry at ``leaf_index``.
-
-        An entry read back after a purge has no ciphertext; its leaf keeps the stored digest."""
-        return {
-            "leaf_index": leaf_index, "id": self.id, "registration_id": self.registration_id,
-            "subject_id": self.subject_id, "recipient": self.recipient, "recipient_name": self.recipient_name,
-            "recipient_country": self.recipient_country, "category": self.category, "article": self.article,
-            "instrument": self.instrument, "purpose": self.purpose, "outcome": self.outcome,
-            "retryable": int(self.retryable), "fields_json": json.dumps(list(self.fields)),
-            "withheld_json": json.dumps(list(self.withheld)), "payload_digest": self.payload_digest,
-            "result_code": self.result_code, "sv_trid": self.sv_trid, "cl_trid": self.cl_trid,
-            "objects_json": json.dumps(self.objects, sort_keys=True), "reason": self.reason,
-            "attempted_at": self.attempted_at, "recorded_at": self.recorded_at,
-            # read back: the stored digest (the verifier checks the ciphertext against it separately)
-            "values_digest": self.stored_values_digest if self.leaf_hash is not None else self.values_digest,
-        }
-
-    @classmethod
-    def from_row(cls, r: Any) -> DisclosureEntry:
-        """From a stored row joined with ``entry_values``; ``values_purged`` when the digest has no
-        ciphertext any more (retention purge)."""
-        values = r["values_ct"]
-        return cls(
-            id=r["id"], registration_id=r["registration_id"], recipient=r["recipient"],
-            recipient_name=r["recipient_name"], recipient_country=r["recipient_country"], category=r["category"],
-            article=r["article"], instrument=r["instrument"], purpose=r["purpose"], outcome=r["outcome"],
-            retryable=bool(r["retryable"]), fields=tuple(json.loads(r["fields_json"])),
-            withheld=tuple(json.loads(r["withheld_json"])), payload_digest=r["payload_digest"],
-            result_code=r["result_code"], sv_trid=r["sv_trid"], cl_trid=r["cl_trid"],
-            objects=json.loads(r["objects_json"]), reason=r["reason"], attempted_at=r["attempted_at"],
-            recorded_at=r["recorded_at"], subject_id=r["subject_id"],
-            values_ct=bytes(values) if values is not None else None, leaf_index=r["leaf_index"],
-            leaf_hash=bytes(r["leaf_hash"]) if r["leaf_hash"] is not None else None,
-            stored_values_digest=r["values_digest"],
-        )
-
-    def as_dict(self) -> dict[str, Any]:
-        """Metadata view: never the encrypted values (see the ledger for decryption)."""
-        return {
-            "id": self.id, "seq": self.leaf_index, "registration_id": self.registration_id,
-            "subject_id": self.subject_id, "recipient": self.recipient, "recipient_name": self.recipient_name,
-            "recipient_country": self.recipient_country,
-            "transfer": {"category": self.category, "article": self.article, "instrument": self.instrument},
-            "purpose": self.purpose, "outcome": self.outcome, "retryable": self.retryable,
-            "fields": list(self.fields), "withheld": list(self.withheld), "payload_digest": self.payload_digest,
-            "result_code": self.result_code, "sv_trid": self.sv_trid, "cl_trid": self.cl_trid,
-            "objects": self.objects, "reason": self.reason, "attempted_at": self.attempted_at,
-            "recorded_at": self.recorded_at, "values_purged": self.values_purged,
-            "leaf_hash": self.leaf_hash.hex() if self.leaf_hash else None,
-        }
 
 
 def extend_tree(frontier: Frontier, entry: DisclosureEntry) -> tuple[dict[str, Any], bytes, list[Node]]:
@@ -207,6 +115,26 @@ class Accepted:
 THIRD_COUNTRY_CATEGORIES = ("adequacy", "safeguard", "derogation", "blocked")
 
 
+class DisclosureReads:
+    """``iter_disclosures`` for every store, written once over the store's own ``disclosures`` page:
+    callers walk all matching entries without a paging loop of their own."""
+
+    async def disclosures(self, f: DisclosureFilter) -> list[DisclosureEntry]:
+        raise NotImplementedError
+
+    async def iter_disclosures(self, f: DisclosureFilter, *, page: int = 500) -> AsyncIterator[DisclosureEntry]:
+        """Every entry matching ``f`` (its ``after_seq`` is the start; its ``limit`` is ignored), in
+        leaf order, read ``page`` entries at a time."""
+        f = replace(f, limit=page)
+        while True:
+            rows = await self.disclosures(f)
+            for e in rows:
+                yield e
+            if len(rows) < page or rows[-1].leaf_index is None:
+                return
+            f = replace(f, after_seq=rows[-1].leaf_index)
+
+
 class Store(Protocol):
     schema_version: int
 
@@ -229,6 +157,7 @@ class Store(Protocol):
     # disclosures (the ledger's leaves)
     async def append(self, entries: list[DisclosureEntry]) -> None: ...
     async def disclosures(self, f: DisclosureFilter) -> list[DisclosureEntry]: ...
+    def iter_disclosures(self, f: DisclosureFilter, *, page: int = 500) -> AsyncIterator[DisclosureEntry]: ...
     async def disclosure(self, entry_id: str) -> DisclosureEntry | None: ...
 
     # subjects and keys

@@ -6,7 +6,7 @@ import json
 from typing import Any, cast
 
 from gateway.policy.loader import load_policies
-from gateway.rights import RightsService
+from gateway.rights.service import RightsService
 from gateway.store.sqlite import SqliteStore
 from tests.conftest import ROOT
 

@@ -7,7 +7,9 @@ import datetime as dt
 import pytest
 
 from gateway.http.app import SERVICES
-from gateway.rights import RightsService, add_months, verify_extract
+from gateway.rights.deadlines import add_months
+from gateway.rights.extract import verify_extract
+from gateway.rights.service import RightsService
 from gateway.services.ledger import verify_store
 from tests.conftest import ROOT, Gateway
 from tests.rights.conftest import anna, bertil, entries, open_request, public_key_pem, register

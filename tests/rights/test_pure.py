@@ -11,16 +11,9 @@ import pytest
 from gateway.errors import NoRecipientPolicy, ValidationFailed
 from gateway.models import Registrant
 from gateway.policy.loader import PolicySet, load_policies
-from gateway.rights import (
-    RightsService,
-    add_months,
-    deadline_for,
-    extended_deadline,
-    extension_refusal,
-    restriction_refusal,
-)
-from gateway.rights.deadlines import days_left
-from gateway.rights.service import national_id_forms
+from gateway.policy.restrictions import restriction_refusal
+from gateway.rights.deadlines import add_months, days_left, deadline_for, extended_deadline, extension_refusal
+from gateway.rights.service import RightsService, national_id_forms
 from tests.conftest import ROOT, VALID_BODY
 
 D = dt.date

@@ -35,7 +35,8 @@ import asyncpg
 import pytest
 
 from gateway.ledger.checkpoint import CheckpointSigner, SignedCheckpoint
-from gateway.store.base import Accepted, DisclosureEntry, NewOutbox, NewSubject, Store
+from gateway.ledger.entry import DisclosureEntry
+from gateway.store.base import Accepted, NewOutbox, NewSubject, Store
 from gateway.store.postgres import PostgresStore
 from gateway.store.sqlite import SqliteStore
 

@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 
 from gateway.ledger.checkpoint import CheckpointSigner
-from gateway.ledger.entry import LEAF_COLUMNS
+from gateway.ledger.entry import LEAF_COLUMNS, DisclosureEntry
 from gateway.services.ledger import VerifyReport, verify_store
-from gateway.store.base import DisclosureEntry, Store
+from gateway.store.base import Store
 from tests.store.conftest import PgCluster, RawDB, StoreSpec, build_ledger, run_sync
 
 N = 13  # leaves: an unbalanced tree (8 + 4 + 1)

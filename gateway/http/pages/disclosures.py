@@ -23,10 +23,11 @@ from gateway.errors import BadFilter, NotFound, SubjectErased
 from gateway.http.app import SERVICES
 from gateway.http.pages.core import STAFF_ROLES, checked_form, page, render, secure_headers
 from gateway.http.pages.session import Session
+from gateway.ledger.entry import DisclosureEntry
 from gateway.models import IdScheme, normalise_national_id
 from gateway.policy.loader import PolicySet
 from gateway.policy.schema import TransferCategory
-from gateway.store.base import DisclosureEntry, DisclosureFilter, Store
+from gateway.store.base import DisclosureFilter, Store
 
 PAGE_SIZE = 50
 SCAN_BATCH = 500

@@ -24,13 +24,13 @@ from typing import Any, TypeVar
 
 import asyncpg  # type: ignore[import-untyped]
 
-from gateway.ledger.entry import LEAF_COLUMNS
+from gateway.ledger.entry import LEAF_COLUMNS, DisclosureEntry
 from gateway.ledger.merkle import Frontier
 from gateway.store.base import (
     THIRD_COUNTRY_CATEGORIES,
     Accepted,
-    DisclosureEntry,
     DisclosureFilter,
+    DisclosureReads,
     NewOutbox,
     NewSubject,
     OutboxItem,
@@ -96,7 +96,7 @@ def _key(r: Any) -> SubjectKey:
                       r["shredded_at"])
 
 
-class PostgresStore:
+class PostgresStore(DisclosureReads):
     def __init__(self, pool: Any, schema_version: int) -> None:
         """Use :meth:`open`: it creates the pool and migrates the database first."""
         self._pool = pool

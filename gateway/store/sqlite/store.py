@@ -19,13 +19,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from gateway.ledger.entry import LEAF_COLUMNS
+from gateway.ledger.entry import LEAF_COLUMNS, DisclosureEntry
 from gateway.ledger.merkle import Frontier
 from gateway.store.base import (
     THIRD_COUNTRY_CATEGORIES,
     Accepted,
-    DisclosureEntry,
     DisclosureFilter,
+    DisclosureReads,
     NewOutbox,
     NewSubject,
     OutboxItem,
@@ -46,7 +46,7 @@ _SELECT = (
 )
 
 
-class SqliteStore:
+class SqliteStore(DisclosureReads):
     def __init__(self, path: Path | str, *, synchronous: str = "FULL") -> None:
         self.path = str(path)
         if self.path != ":memory:":
