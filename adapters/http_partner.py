@@ -47,13 +47,13 @@ import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_random_exponential
 
+from adapters._closing import AsyncClosing
 from gateway.errors import ConfigError, DeliveryError, PermanentDeliveryError, TransientDeliveryError
 
 __all__ = [
@@ -310,7 +310,7 @@ def partner_ref(response: PartnerResponse) -> str | None:
     return text if 0 < len(text) <= _MAX_PARTNER_REF else None
 
 
-class HttpPartnerClient:
+class HttpPartnerClient(AsyncClosing):
     """One partner's connection pool; use as ``async with HttpPartnerClient(endpoint) as client``.
 
     ``transport`` is the test seam (``respx`` or ``httpx.MockTransport``); when given, ``verify``
@@ -339,17 +339,6 @@ class HttpPartnerClient:
             follow_redirects=False,
             headers={"Authorization": f"Bearer {endpoint.token}", "User-Agent": USER_AGENT},
         )
-
-    async def __aenter__(self) -> HttpPartnerClient:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -494,21 +483,10 @@ class HttpPartnerClient:
         return b"".join(chunks)
 
 
-class PartnerClientBase:
+class PartnerClientBase(AsyncClosing):
     """Async context management for clients built on one :class:`HttpPartnerClient` (``self._http``)."""
 
     _http: HttpPartnerClient
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -1,4 +1,4 @@
-"""EPP over TLS (RFC 5730/5734) and the registration flow built on it.
+"""One EPP session (RFC 5730) over a transport, and the registration flow built on it.
 
 Error mapping is the contract with the retry layer: ``TransientDeliveryError`` means "the registry
 may not have seen this, or may have seen it and crashed; try again", ``PermanentDeliveryError``
@@ -6,8 +6,7 @@ means "retrying cannot help".  A retry after an ambiguous failure is safe becaus
 clTRIDs are deterministic and ``register`` reconciles "object exists" answers via <info>.
 
 Result codes are classified in ``adapters.epp.outcomes`` (the one place that decides what is
-retried); ``with_retries`` there is the retry loop the ``*_pooled`` helpers use, on sessions from
-an ``adapters.epp.pool.EppSessionPool``.
+retried); the pooled, retried operations are in ``adapters.epp.pooled``.
 
 Nothing raised or logged here quotes a frame or a registry message: registries echo submitted
 values in their messages, and those values are personal data.  Only result codes, object ids
@@ -21,99 +20,60 @@ import dataclasses
 import hashlib
 import logging
 import secrets
-import ssl
 from collections.abc import Awaitable, Callable, Iterable
-from types import TracebackType
-from typing import TYPE_CHECKING, Final, TypeVar
+from typing import Any, Final, TypeVar
 
-from adapters.epp.extensions import AnyExtension
-from adapters.epp.framing import DEFAULT_MAX_FRAME, read_frame, write_frame
-from adapters.epp.outcomes import (
-    CLOSING_CODES,
-    OBJECT_EXISTS,
-    OBJECT_MISSING,
-    RETRYABLE_CODES,
-    raise_for_result,
-    transport_error,
-    with_retries,
-)
+from adapters._closing import AsyncClosing
+from adapters.epp import extensions
+from adapters.epp.commands import Binding, binding_for
+from adapters.epp.outcomes import CLOSING_CODES, OBJECT_EXISTS, OBJECT_MISSING, raise_for_result, transport_error
 from adapters.epp.ratelimit import TokenBucket
 from adapters.epp.reconcile import narrow_contact_update, narrow_domain_update
+from adapters.epp.transport import TlsTransport, Transport
 from adapters.epp.types import (
+    Command,
     ContactCreate,
-    ContactDelete,
+    ContactInfoQuery,
     ContactUpdate,
     DomainCreate,
-    DomainDelete,
     DomainInfo,
-    DomainRenew,
-    DomainTransfer,
+    DomainInfoQuery,
     DomainUpdate,
     Endpoint,
     EppResult,
-    PollAck,
-    PollRequest,
-    PollResult,
+    Greeting,
     RegistrationCommands,
     RegistrationOutcome,
-    RenewResult,
-    TransferResult,
     UpdateOutcome,
 )
 from adapters.epp.xml import (
+    MAX_CL_TRID,
     SUPPORTED_EXT_URIS,
-    ContactInfo,
-    Greeting,
     Response,
-    build_contact_create,
-    build_contact_delete,
-    build_contact_info,
-    build_contact_update,
-    build_domain_create,
-    build_domain_delete,
-    build_domain_info,
-    build_domain_renew,
-    build_domain_transfer,
-    build_domain_update,
     build_hello,
     build_login,
     build_logout,
-    build_poll,
-    extension_namespace,
     parse_greeting,
     parse_response,
 )
-from gateway.errors import DeliveryError, EppXmlError, FrameError, PermanentDeliveryError, TransientDeliveryError
-
-if TYPE_CHECKING:
-    from adapters.epp.pool import EppSessionPool
+from gateway.errors import EppXmlError, FrameError, PermanentDeliveryError, TransientDeliveryError
 
 __all__ = [
-    "ContactInfo",
     "EppClient",
-    "Greeting",
     "command_cl_trid",
     "find_domain",
     "make_cl_trid",
     "register",
-    "register_pooled",
     "register_with",
-    "run_pooled",
-    "update_contact_pooled",
     "update_contact_with",
-    "update_domain_pooled",
     "update_domain_with",
 ]
 
 log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
-
-SUCCESS: Final = frozenset({1000, 1001})
-LOGOUT_OK: Final = frozenset({1500})
-TRANSIENT: Final = RETRYABLE_CODES  # kept for importers; the mapping lives in adapters.epp.outcomes
-CLOSING: Final = CLOSING_CODES
-MAX_CL_TRID: Final = 64
+_R = TypeVar("_R")
+_U = TypeVar("_U", DomainUpdate, ContactUpdate)
 
 _OPAQUE_FIELDS: Final = frozenset({"postal_info", "voice", "fax", "email", "auth_pw", "disclose", "extensions"})
 """Command fields that hold personal data or secrets: they shape a clTRID only by being present."""
@@ -158,18 +118,12 @@ def command_cl_trid(prefix: str, verb: str, cmd: object) -> str:
     return make_cl_trid(prefix, f"{verb}-{digest}")
 
 
-def _ssl_context(endpoint: Endpoint) -> ssl.SSLContext:
-    # With a cafile, create_default_context loads only that CA: the registry's CA is pinned and the
-    # system trust store plays no part.
-    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=endpoint.ca_file)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    if endpoint.cert_file:
-        ctx.load_cert_chain(endpoint.cert_file, endpoint.key_file)
-    return ctx
+class EppClient(AsyncClosing):
+    """One logged-in EPP session over a transport; ``async with EppClient(endpoint) as client``.
 
-
-class EppClient:
-    """One logged-in EPP session; use as ``async with EppClient(endpoint) as client``.
+    ``EppClient(endpoint)`` speaks TLS to the endpoint (``TlsTransport``); ``EppClient(transport)``
+    speaks over any ``Transport``, e.g. a ``RecordingTransport`` in tests.  Commands go through
+    ``send``, which returns what the command's type is bound to (``adapters.epp.commands``).
 
     EPP is strictly request/response on one connection, so commands are serialised with a lock.
     Once a command fails mid-flight (timeout, dropped connection, garbled frame) the session is
@@ -178,20 +132,18 @@ class EppClient:
 
     def __init__(
         self,
-        endpoint: Endpoint,
+        transport: Transport | Endpoint,
         *,
         trid_prefix: str | None = None,
-        max_frame: int = DEFAULT_MAX_FRAME,
         rate_limiter: TokenBucket | None = None,
     ) -> None:
-        self.endpoint = endpoint
+        self._transport = transport if isinstance(transport, Transport) else TlsTransport(transport)
+        self.endpoint = self._transport.endpoint
         self._trid_prefix = trid_prefix or f"rg-{secrets.token_hex(6)}"
-        self._max_frame = max_frame
         self._rate_limiter = rate_limiter
         self._polls = 0
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
         self._greeting: Greeting | None = None
+        self._connected = False
         self._logged_in = False
         self._broken = False
         self._lock = asyncio.Lock()
@@ -210,9 +162,7 @@ class EppClient:
 
         A connection the server has already closed (EOF seen while idle) is not usable either.
         """
-        if not self._logged_in or self._broken or self._writer is None or self._reader is None:
-            return False
-        return not (self._reader.at_eof() or self._writer.is_closing())
+        return self._logged_in and not self._broken and self._connected and self._transport.is_open
 
     @property
     def ext_uris(self) -> tuple[str, ...]:
@@ -227,12 +177,8 @@ class EppClient:
             raise
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def aclose(self) -> None:
+        """Log out if the session is still good, then close; what ``async with`` does on exit."""
         try:
             if self._logged_in and not self._broken:
                 try:
@@ -244,22 +190,13 @@ class EppClient:
             await self.close()
 
     async def connect(self) -> None:
-        """Open TLS, read the greeting and log in."""
+        """Open the transport, read the greeting and log in."""
         ep = self.endpoint
         try:
-            ctx = _ssl_context(ep)
-        except (OSError, ssl.SSLError) as exc:
-            raise PermanentDeliveryError("EPP TLS material is unusable") from exc
-        try:
             async with asyncio.timeout(ep.timeout_s):
-                self._reader, self._writer = await asyncio.open_connection(
-                    ep.host, ep.port, ssl=ctx, server_hostname=ep.server_name or ep.host
-                )
-                data = await read_frame(self._reader, self._max_frame)
-        except ssl.SSLCertVerificationError as exc:
-            # A certificate that does not chain to the pinned CA is a configuration or security
-            # problem for a human, not something a retry fixes.
-            raise PermanentDeliveryError("EPP server certificate failed verification") from exc
+                await self._transport.connect()
+                self._connected = True
+                data = await self._transport.read_frame()
         except TimeoutError as exc:
             raise TransientDeliveryError("EPP connect timed out") from exc
         except (OSError, EOFError, FrameError) as exc:
@@ -272,26 +209,20 @@ class EppClient:
         except ValueError as exc:  # e.g. a clTRID prefix that is not an XML token
             raise PermanentDeliveryError("EPP login cannot be expressed") from exc
         response = await self._command(frame, "login", self._trid("login"))
-        self._check(response, "login")
+        raise_for_result(response.result, "login")
         self._logged_in = True
 
     async def close(self) -> None:
-        writer, self._writer, self._reader = self._writer, None, None
+        """Close the transport without logging out (a broken session, or after ``logout``)."""
+        self._connected = False
         self._logged_in = False
-        if writer is None:
-            return
-        writer.close()
-        try:
-            async with asyncio.timeout(2.0):
-                await writer.wait_closed()
-        except (TimeoutError, OSError):
-            writer.transport.abort()
+        await self._transport.close()
 
     async def logout(self) -> EppResult:
         trid = self._trid("logout")
         response = await self._command(build_logout(trid), "logout", trid)
         self._logged_in = False
-        self._check(response, "logout", ok=LOGOUT_OK)
+        raise_for_result(response.result, "logout")
         return response.result
 
     async def hello(self) -> Greeting:
@@ -305,126 +236,40 @@ class EppClient:
         self._greeting = greeting
         return greeting
 
-    # ---- object commands ----------------------------------------------------------------------
+    # ---- commands -----------------------------------------------------------------------------
 
-    async def contact_create(self, cmd: ContactCreate, cl_trid: str) -> EppResult:
-        self._require_extensions(cmd.extensions, "contact:create", cmd.id, cl_trid)
-        frame = self._build(build_contact_create, cmd, cl_trid, op="contact:create")
-        response = await self._command(frame, "contact:create", cl_trid, object_id=cmd.id)
-        self._check(response, "contact:create", object_id=cmd.id)
-        return response.result
+    async def send(self, command: Command[_R], cl_trid: str | None = None) -> _R:
+        """Send ``command`` and return what its type is bound to (``EppResult``, ``DomainInfo`` ...).
 
-    async def domain_create(self, cmd: DomainCreate, cl_trid: str) -> EppResult:
-        self._require_extensions(cmd.extensions, "domain:create", cmd.name, cl_trid)
-        frame = self._build(build_domain_create, cmd, cl_trid, op="domain:create")
-        response = await self._command(frame, "domain:create", cl_trid, object_id=cmd.name)
-        self._check(response, "domain:create", object_id=cmd.name)
-        return response.result
-
-    async def domain_info(self, name: str, cl_trid: str) -> DomainInfo:
-        frame = self._build(build_domain_info, name, cl_trid, op="domain:info")
-        response = await self._command(frame, "domain:info", cl_trid, object_id=name)
-        self._check(response, "domain:info", object_id=name)
-        if response.domain_info is None:
-            raise PermanentDeliveryError(
-                "EPP domain:info answer carried no infData", result_code=response.result.code, cl_trid=cl_trid
-            )
-        return response.domain_info
-
-    async def contact_info(self, contact_id: str, cl_trid: str) -> ContactInfo:
-        frame = self._build(build_contact_info, contact_id, cl_trid, op="contact:info")
-        response = await self._command(frame, "contact:info", cl_trid, object_id=contact_id)
-        self._check(response, "contact:info", object_id=contact_id)
-        if response.contact_info is None:
-            raise PermanentDeliveryError(
-                "EPP contact:info answer carried no infData",
-                result_code=response.result.code,
-                cl_trid=cl_trid,
-            )
-        return response.contact_info
-
-    async def contact_update(self, cmd: ContactUpdate, cl_trid: str | None = None) -> EppResult:
-        """<contact:update>; ``cl_trid`` defaults to ``command_cl_trid`` under this session's prefix."""
-        trid = cl_trid or command_cl_trid(self._trid_prefix, "contact-update", cmd)
-        self._require_extensions(cmd.extensions, "contact:update", cmd.id, trid)
-        frame = self._build(build_contact_update, cmd, trid, op="contact:update")
-        response = await self._command(frame, "contact:update", trid, object_id=cmd.id)
-        self._check(response, "contact:update", object_id=cmd.id)
-        return response.result
-
-    async def contact_delete(self, cmd: ContactDelete, cl_trid: str | None = None) -> EppResult:
-        trid = cl_trid or command_cl_trid(self._trid_prefix, "contact-delete", cmd)
-        frame = self._build(build_contact_delete, cmd, trid, op="contact:delete")
-        response = await self._command(frame, "contact:delete", trid, object_id=cmd.id)
-        self._check(response, "contact:delete", object_id=cmd.id)
-        return response.result
-
-    async def domain_update(self, cmd: DomainUpdate, cl_trid: str | None = None) -> EppResult:
-        """<domain:update> (ns, contacts, statuses; registrant and authInfo changes; extensions)."""
-        trid = cl_trid or command_cl_trid(self._trid_prefix, "domain-update", cmd)
-        self._require_extensions(cmd.extensions, "domain:update", cmd.name, trid)
-        frame = self._build(build_domain_update, cmd, trid, op="domain:update")
-        response = await self._command(frame, "domain:update", trid, object_id=cmd.name)
-        self._check(response, "domain:update", object_id=cmd.name)
-        return response.result
-
-    async def domain_delete(self, cmd: DomainDelete, cl_trid: str | None = None) -> EppResult:
-        trid = cl_trid or command_cl_trid(self._trid_prefix, "domain-delete", cmd)
-        frame = self._build(build_domain_delete, cmd, trid, op="domain:delete")
-        response = await self._command(frame, "domain:delete", trid, object_id=cmd.name)
-        self._check(response, "domain:delete", object_id=cmd.name)
-        return response.result
-
-    async def domain_renew(self, cmd: DomainRenew, cl_trid: str | None = None) -> RenewResult:
-        """<domain:renew>; a replay cannot renew twice because ``cur_exp_date`` no longer matches (2306)."""
-        trid = cl_trid or command_cl_trid(self._trid_prefix, "domain-renew", cmd)
-        frame = self._build(build_domain_renew, cmd, trid, op="domain:renew")
-        response = await self._command(frame, "domain:renew", trid, object_id=cmd.name)
-        self._check(response, "domain:renew", object_id=cmd.name)
-        return RenewResult(result=response.result, name=response.renewed_name or cmd.name, ex_date=response.expiry_date)
-
-    async def domain_transfer(self, cmd: DomainTransfer, cl_trid: str | None = None) -> TransferResult:
-        """<transfer op=...>; a request is usually answered 1001 (``pending``) until the sponsor acts."""
-        trid = cl_trid or command_cl_trid(self._trid_prefix, f"domain-transfer-{cmd.op}", cmd)
-        frame = self._build(build_domain_transfer, cmd, trid, op=f"domain:transfer:{cmd.op}")
-        response = await self._command(frame, f"domain:transfer:{cmd.op}", trid, object_id=cmd.name)
-        self._check(response, f"domain:transfer:{cmd.op}", object_id=cmd.name)
-        return TransferResult(result=response.result, transfer=response.transfer)
-
-    async def poll(self, cmd: PollRequest | PollAck, cl_trid: str | None = None) -> PollResult:
-        """<poll op="req"> (1300: queue empty, 1301: a message) or <poll op="ack" msgID=...>."""
-        if cl_trid is None:
-            if isinstance(cmd, PollAck):
-                cl_trid = command_cl_trid(self._trid_prefix, "poll-ack", cmd)
-            else:
-                self._polls += 1
-                cl_trid = make_cl_trid(self._trid_prefix, f"poll-req-{self._polls}")
-        op = "poll:ack" if isinstance(cmd, PollAck) else "poll:req"
-        frame = self._build(build_poll, cmd, cl_trid, op=op)
-        response = await self._command(frame, op, cl_trid)
-        self._check(response, op)
-        return PollResult(
-            result=response.result,
-            count=response.msg_count or 0,
-            message=response.message,
-            msg_id=response.msg_id,
-        )
-
-    async def poll_request(self, cl_trid: str | None = None) -> PollResult:
-        return await self.poll(PollRequest(), cl_trid)
-
-    async def poll_ack(self, msg_id: str, cl_trid: str | None = None) -> PollResult:
-        return await self.poll(PollAck(msg_id), cl_trid)
+        ``cl_trid`` defaults to one derived from the command under this session's prefix (see
+        ``command_cl_trid``), so sending the same command again carries the same clTRID.  A result
+        code that is not success raises as ``adapters.epp.outcomes`` decides.
+        """
+        binding = binding_for(command)
+        op, object_id = binding.op_of(command), binding.object_id(command)
+        trid = cl_trid or self._default_trid(binding, command, op)
+        self._require_extensions(getattr(command, "extensions", ()), op, object_id, trid)
+        frame = self._build(binding.build, command, trid, op=op)
+        response = await self._command(frame, op, trid, object_id=object_id)
+        raise_for_result(response.result, op, object_id=object_id)
+        return binding.result(response, command, trid)
 
     # ---- plumbing -----------------------------------------------------------------------------
 
     def _trid(self, step: str) -> str:
         return make_cl_trid(self._trid_prefix, step)
 
+    def _default_trid(self, binding: Binding[_T, Any], command: _T, op: str) -> str:
+        step = op.replace(":", "-")
+        if binding.numbered:
+            self._polls += 1
+            return self._trid(f"{step}-{self._polls}")
+        return command_cl_trid(self._trid_prefix, step, command)
+
     def _require_extensions(
-        self, exts: Iterable[AnyExtension], op: str, object_id: str, cl_trid: str
+        self, exts: Iterable[extensions.AnyExtension], op: str, object_id: str | None, cl_trid: str
     ) -> None:
-        needed = {extension_namespace(ext) for ext in exts}
+        needed = {extensions.namespace(ext) for ext in exts}
         missing = sorted(ns for ns in needed if ns is not None and ns not in self.ext_uris)
         if missing:
             raise PermanentDeliveryError(
@@ -447,9 +292,8 @@ class EppClient:
         return frame
 
     async def _exchange(self, frame: bytes, op: str, cl_trid: str | None) -> bytes:
-        if self._reader is None or self._writer is None or self._broken:
+        if not self._connected or self._broken:
             raise TransientDeliveryError("EPP session is not usable", epp_command=op, cl_trid=cl_trid)
-        reader, writer = self._reader, self._writer
         async with self._lock:
             if self._rate_limiter is not None:
                 # Waiting for a token is not the registry being slow: it stays outside the timeout.
@@ -458,8 +302,8 @@ class EppClient:
             self._broken = True
             try:
                 async with asyncio.timeout(self.endpoint.timeout_s):
-                    await write_frame(writer, frame)
-                    data = await read_frame(reader, self._max_frame)
+                    await self._transport.write_frame(frame)
+                    data = await self._transport.read_frame()
             except TimeoutError as exc:
                 log.warning("EPP %s timed out (clTRID %s)", op, cl_trid)
                 raise transport_error("EPP command timed out", op, cl_trid) from exc
@@ -493,18 +337,6 @@ class EppClient:
             result.sv_trid,
         )
         return response
-
-    def _check(
-        self,
-        response: Response,
-        op: str,
-        *,
-        object_id: str | None = None,
-        ok: frozenset[int] = SUCCESS,
-    ) -> None:
-        if response.result.code in ok:
-            return
-        raise_for_result(response.result, op, object_id=object_id)
 
 
 def _same_id(a: str | None, b: str | None) -> bool:
@@ -546,12 +378,12 @@ async def _ensure_contact(
     or for a second domain of the same holder is expected; a foreign sponsor is not.
     """
     try:
-        result = await client.contact_create(contact, make_cl_trid(cl_trid_prefix, f"contact-{contact.id}"))
+        result = await client.send(contact, make_cl_trid(cl_trid_prefix, f"contact-{contact.id}"))
     except PermanentDeliveryError as exc:
         if exc.result_code != OBJECT_EXISTS:
             raise
-        info = await client.contact_info(
-            contact.id, make_cl_trid(cl_trid_prefix, f"contact-info-{contact.id}")
+        info = await client.send(
+            ContactInfoQuery(contact.id), make_cl_trid(cl_trid_prefix, f"contact-info-{contact.id}")
         )
         if not _same_id(info.cl_id, client.endpoint.client_id):
             raise PermanentDeliveryError(
@@ -582,7 +414,7 @@ async def register_with(
 
     domain = _remap_domain(commands.domain, id_map)
     try:
-        domain_result = await client.domain_create(domain, make_cl_trid(cl_trid_prefix, "domain"))
+        domain_result = await client.send(domain, make_cl_trid(cl_trid_prefix, "domain"))
     except PermanentDeliveryError as exc:
         if exc.result_code != OBJECT_EXISTS:
             raise
@@ -594,7 +426,7 @@ async def register_with(
             cl_trid=exc.extra.get("cl_trid"),
         )
         try:
-            info = await client.domain_info(domain.name, make_cl_trid(cl_trid_prefix, "domain-info"))
+            info = await client.send(DomainInfoQuery(domain.name), make_cl_trid(cl_trid_prefix, "domain-info"))
         except PermanentDeliveryError as info_exc:
             # Registries answer info on foreign domains with 2201 or a stripped infData.
             raise refused from info_exc
@@ -633,164 +465,60 @@ async def find_domain(endpoint: Endpoint, name: str, cl_trid: str) -> DomainInfo
     """<domain:info> in a short session; ``None`` when the registry does not know the domain."""
     async with EppClient(endpoint, trid_prefix=cl_trid) as client:
         try:
-            return await client.domain_info(name, cl_trid)
+            return await client.send(DomainInfoQuery(name), cl_trid)
         except PermanentDeliveryError as exc:
             if exc.result_code == OBJECT_MISSING:
                 return None
             raise
 
 
-# ------------------------------------------------------------------------------------------------
-# pooled, retried operations
-
-
-async def run_pooled(
-    pool: EppSessionPool,
-    op: Callable[[EppClient, bool], Awaitable[_T]],
-    *,
-    attempts: int = 3,
-    max_total_s: float = 60.0,
-    initial_wait_s: float = 0.1,
-    max_wait_s: float = 5.0,
-    on_retry: Callable[[int, DeliveryError], None] | None = None,
-) -> _T:
-    """Run ``op(client, after_failure)`` on a pooled session, retrying transient failures.
-
-    Each attempt takes a fresh session from the pool (a broken one is dropped and replaced);
-    ``after_failure`` tells the operation that an earlier attempt may have reached the registry,
-    so it must reconcile before sending again.
-    """
-    tries = 0
-
-    async def attempt() -> _T:
-        nonlocal tries
-        tries += 1
-        async with pool.acquire() as client:
-            return await op(client, tries > 1)
-
-    return await with_retries(
-        attempt,
-        attempts=attempts,
-        max_total_s=max_total_s,
-        initial_wait_s=initial_wait_s,
-        max_wait_s=max_wait_s,
-        on_retry=on_retry,
-    )
-
-
-async def register_pooled(
-    pool: EppSessionPool,
-    commands: RegistrationCommands,
+async def _update(
+    client: EppClient,
+    cmd: _U,
+    object_id: str,
+    step: str,
     cl_trid_prefix: str,
-    *,
-    attempts: int = 3,
-    max_total_s: float = 60.0,
-    initial_wait_s: float = 0.1,
-    max_wait_s: float = 5.0,
-    on_retry: Callable[[int, DeliveryError], None] | None = None,
-) -> RegistrationOutcome:
-    """``register`` on a pooled session, with transient failures retried (``with_retries``).
+    narrow: Callable[[], Awaitable[tuple[_U | None, EppResult]]] | None,
+) -> UpdateOutcome:
+    """Send ``cmd``, or what ``narrow`` (after a failure) says is still missing at the registry.
 
-    Retrying cannot duplicate anything: contact ids and clTRIDs are deterministic, and a create
-    answered "object exists" is reconciled via <info> (``reconciled=True`` for the domain).
+    Every attempt uses the clTRID derived from the whole update, so the registry's log shows a
+    retry, not a new request, even when less is sent.
     """
-
-    async def op(client: EppClient, _after_failure: bool) -> RegistrationOutcome:
-        return await register_with(client, commands, cl_trid_prefix)
-
-    return await run_pooled(
-        pool,
-        op,
-        attempts=attempts,
-        max_total_s=max_total_s,
-        initial_wait_s=initial_wait_s,
-        max_wait_s=max_wait_s,
-        on_retry=on_retry,
-    )
+    trid = command_cl_trid(cl_trid_prefix, step, cmd)
+    to_send = cmd
+    if narrow is not None:
+        narrowed, info_result = await narrow()
+        if narrowed is None:
+            log.info("EPP %s of %s was already applied; reconciled", step.replace("-", " "), object_id)
+            return UpdateOutcome(object_id=object_id, result=info_result, reconciled=True)
+        to_send = narrowed
+    result = await client.send(to_send, trid)
+    return UpdateOutcome(object_id=object_id, result=result, reconciled=to_send != cmd)
 
 
 async def update_domain_with(
     client: EppClient, cmd: DomainUpdate, cl_trid_prefix: str, *, after_failure: bool = False
 ) -> UpdateOutcome:
-    """<domain:update> that is safe to repeat: after a failure, only what <info> lacks is sent.
+    """<domain:update> that is safe to repeat: after a failure, only what <info> lacks is sent."""
 
-    Every attempt uses the same clTRID, so the registry's log shows a retry, not a new request.
-    """
-    trid = command_cl_trid(cl_trid_prefix, "domain-update", cmd)
-    to_send: DomainUpdate | None = cmd
-    if after_failure:
-        info = await client.domain_info(cmd.name, make_cl_trid(cl_trid_prefix, "domain-update-info"))
-        to_send = narrow_domain_update(cmd, info)
-        if to_send is None:
-            log.info("EPP domain update of %s was already applied; reconciled", cmd.name)
-            return UpdateOutcome(object_id=cmd.name, result=info.result, reconciled=True)
-    assert to_send is not None
-    result = await client.domain_update(to_send, trid)
-    return UpdateOutcome(object_id=cmd.name, result=result, reconciled=to_send != cmd)
+    async def narrow() -> tuple[DomainUpdate | None, EppResult]:
+        info = await client.send(DomainInfoQuery(cmd.name), make_cl_trid(cl_trid_prefix, "domain-update-info"))
+        return narrow_domain_update(cmd, info), info.result
+
+    return await _update(client, cmd, cmd.name, "domain-update", cl_trid_prefix, narrow if after_failure else None)
 
 
 async def update_contact_with(
     client: EppClient, cmd: ContactUpdate, cl_trid_prefix: str, *, after_failure: bool = False
 ) -> UpdateOutcome:
     """<contact:update> that is safe to repeat (status adds/removes narrowed via <info>)."""
-    trid = command_cl_trid(cl_trid_prefix, "contact-update", cmd)
-    to_send: ContactUpdate | None = cmd
-    if after_failure and (cmd.add_status or cmd.rem_status):
-        info = await client.contact_info(cmd.id, make_cl_trid(cl_trid_prefix, "contact-update-info"))
-        to_send = narrow_contact_update(cmd, info.statuses)
-        if to_send is None:
-            log.info("EPP contact update of %s was already applied; reconciled", cmd.id)
-            return UpdateOutcome(object_id=cmd.id, result=info.result, reconciled=True)
-    assert to_send is not None
-    result = await client.contact_update(to_send, trid)
-    return UpdateOutcome(object_id=cmd.id, result=result, reconciled=to_send != cmd)
 
+    async def narrow() -> tuple[ContactUpdate | None, EppResult]:
+        info = await client.send(ContactInfoQuery(cmd.id), make_cl_trid(cl_trid_prefix, "contact-update-info"))
+        return narrow_contact_update(cmd, info.statuses), info.result
 
-async def update_domain_pooled(
-    pool: EppSessionPool,
-    cmd: DomainUpdate,
-    cl_trid_prefix: str,
-    *,
-    attempts: int = 3,
-    max_total_s: float = 60.0,
-    initial_wait_s: float = 0.1,
-    max_wait_s: float = 5.0,
-    on_retry: Callable[[int, DeliveryError], None] | None = None,
-) -> UpdateOutcome:
-    async def op(client: EppClient, after_failure: bool) -> UpdateOutcome:
-        return await update_domain_with(client, cmd, cl_trid_prefix, after_failure=after_failure)
-
-    return await run_pooled(
-        pool,
-        op,
-        attempts=attempts,
-        max_total_s=max_total_s,
-        initial_wait_s=initial_wait_s,
-        max_wait_s=max_wait_s,
-        on_retry=on_retry,
-    )
-
-
-async def update_contact_pooled(
-    pool: EppSessionPool,
-    cmd: ContactUpdate,
-    cl_trid_prefix: str,
-    *,
-    attempts: int = 3,
-    max_total_s: float = 60.0,
-    initial_wait_s: float = 0.1,
-    max_wait_s: float = 5.0,
-    on_retry: Callable[[int, DeliveryError], None] | None = None,
-) -> UpdateOutcome:
-    async def op(client: EppClient, after_failure: bool) -> UpdateOutcome:
-        return await update_contact_with(client, cmd, cl_trid_prefix, after_failure=after_failure)
-
-    return await run_pooled(
-        pool,
-        op,
-        attempts=attempts,
-        max_total_s=max_total_s,
-        initial_wait_s=initial_wait_s,
-        max_wait_s=max_wait_s,
-        on_retry=on_retry,
+    statuses = bool(cmd.add_status or cmd.rem_status)  # only they can fail on a replay; chg is idempotent
+    return await _update(
+        client, cmd, cmd.id, "contact-update", cl_trid_prefix, narrow if after_failure and statuses else None
     )

@@ -16,7 +16,10 @@ Use::
 
     async with EppSessionPool(endpoint, max_sessions=2, idle_keepalive_s=60, rate_limit_per_s=5) as pool:
         async with pool.acquire() as client:
-            await client.domain_info("exempel.se", "trid-1")
+            await client.send(DomainInfoQuery("exempel.se"), "trid-1")
+
+The pool depends on the client, never the reverse; registrations and updates run on pooled
+sessions with retries in ``adapters.epp.pooled``.
 """
 
 from __future__ import annotations
@@ -27,14 +30,15 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from types import TracebackType
 
+from adapters._closing import AsyncClosing
 from adapters.epp.client import EppClient
 from adapters.epp.framing import DEFAULT_MAX_FRAME
 from adapters.epp.outcomes import SESSION_LIMIT
 from adapters.epp.ratelimit import TokenBucket
+from adapters.epp.transport import TlsTransport, Transport
 from adapters.epp.types import Endpoint
 from gateway.errors import DeliveryError, TransientDeliveryError
 
@@ -64,8 +68,12 @@ class _Pooled:
     last_used: float
 
 
-class EppSessionPool:
-    """Bounded, kept-alive, rate-limited EPP sessions for one registry endpoint."""
+class EppSessionPool(AsyncClosing):
+    """Bounded, kept-alive, rate-limited EPP sessions for one registry endpoint.
+
+    ``transport`` makes the connection of each new session (default: TLS to ``endpoint`` with
+    ``max_frame``); tests pass one that returns a ``RecordingTransport``.
+    """
 
     def __init__(
         self,
@@ -79,6 +87,7 @@ class EppSessionPool:
         max_frame: int = DEFAULT_MAX_FRAME,
         logout_timeout_s: float = 2.0,
         limit_recovery_s: float = 300.0,
+        transport: Callable[[], Transport] | None = None,
     ) -> None:
         if max_sessions < 1:
             raise ValueError("max_sessions must be at least 1")
@@ -90,7 +99,7 @@ class EppSessionPool:
         self.rate_limiter = TokenBucket(rate_limit_per_s, burst) if rate_limit_per_s else None
         self.trid_prefix = trid_prefix or f"rgp-{secrets.token_hex(4)}"
         self.stats = PoolStats()
-        self._max_frame = max_frame
+        self._transport = transport or (lambda: TlsTransport(endpoint, max_frame=max_frame))
         self._logout_timeout_s = logout_timeout_s
         self._limit = max_sessions
         self._limit_recovery_s = limit_recovery_s
@@ -128,12 +137,8 @@ class EppSessionPool:
         self._start_keepalive()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def aclose(self) -> None:
+        """``close()`` with the default grace; what ``async with`` does on exit."""
         await self.close()
 
     def _start_keepalive(self) -> None:
@@ -212,10 +217,7 @@ class EppSessionPool:
     async def _connect(self) -> _Pooled:
         self._sessions += 1
         client = EppClient(
-            self.endpoint,
-            trid_prefix=f"{self.trid_prefix}-s{self._sessions}",
-            max_frame=self._max_frame,
-            rate_limiter=self.rate_limiter,
+            self._transport(), trid_prefix=f"{self.trid_prefix}-s{self._sessions}", rate_limiter=self.rate_limiter
         )
         self._clients.add(client)
         try:

@@ -85,6 +85,21 @@ def _write_cert(path: Path, cert: x509.Certificate) -> None:
     path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
+def _key_usage(*, leaf: bool) -> x509.KeyUsage:
+    """A leaf signs and agrees keys (ECDHE with an EC key); the CA only signs certificates and CRLs."""
+    return x509.KeyUsage(
+        digital_signature=leaf,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=leaf,
+        key_cert_sign=not leaf,
+        crl_sign=not leaf,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
 def _issue(
     subject_cn: str,
     key: ec.EllipticCurvePrivateKey,
@@ -103,20 +118,7 @@ def _issue(
         .not_valid_before(now - dt.timedelta(hours=1))
         .not_valid_after(now + _VALIDITY)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=True,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(_key_usage(leaf=True), critical=True)
         .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .add_extension(
@@ -141,20 +143,7 @@ def _generate(pki: DevPki) -> None:
         .not_valid_before(now - dt.timedelta(hours=1))
         .not_valid_after(now + _VALIDITY + dt.timedelta(days=1))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(_key_usage(leaf=False), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )

@@ -6,10 +6,14 @@ enforce) is easier to audit when it is spelled out as code.  Registry extensions
 own modules under ``adapters.epp.extensions``; this module is the single entry point that puts them
 under <extension>.  Responses are parsed with entity expansion, DTD loading and network access
 switched off, because they come from a peer we do not control.
+
+The server side's frames (greeting, response) are written here too, for the sandbox registry and
+the recording transport, so that both speak exactly what the client parses.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime as dt
 from collections.abc import Iterable
@@ -21,12 +25,12 @@ from lxml import etree
 from adapters.epp import extensions
 from adapters.epp._xmlutil import q as _q
 from adapters.epp._xmlutil import sub as _sub
-from adapters.epp.extensions import dkhm, eurid, iis, neulevel, norid
+from adapters.epp._xmlutil import subs as _subs
 from adapters.epp.types import (
     Address,
     ContactCreate,
     ContactDelete,
-    ContactExtension,
+    ContactInfo,
     ContactUpdate,
     DiscloseSpec,
     DomainCreate,
@@ -36,6 +40,7 @@ from adapters.epp.types import (
     DomainTransfer,
     DomainUpdate,
     EppResult,
+    Greeting,
     PollAck,
     PollMessage,
     PollRequest,
@@ -51,11 +56,6 @@ NS_DOMAIN: Final = "urn:ietf:params:xml:ns:domain-1.0"
 NS_HOST: Final = "urn:ietf:params:xml:ns:host-1.0"
 NS_SECDNS: Final = "urn:ietf:params:xml:ns:secDNS-1.1"
 NS_RGP: Final = "urn:ietf:params:xml:ns:rgp-1.0"
-NS_IIS: Final = iis.NS
-NS_EURID_CONTACT: Final = eurid.NS
-NS_DKHM: Final = dkhm.NS
-NS_NORID_CONTACT: Final = norid.NS
-NS_NEULEVEL: Final = neulevel.NS
 
 SUPPORTED_OBJ_URIS: Final = (NS_CONTACT, NS_DOMAIN, NS_HOST)
 """Object services we can speak; login asks for the ones the server also offers."""
@@ -67,48 +67,12 @@ EPP_VERSION: Final = "1.0"
 MAX_CL_TRID: Final = 64
 MAX_PERIOD_YEARS: Final = 99
 
-NSMAP: Final = {
-    "epp": NS_EPP,
-    "contact": NS_CONTACT,
-    "domain": NS_DOMAIN,
-    "host": NS_HOST,
-    "iis": NS_IIS,
-    "contact-ext": NS_EURID_CONTACT,
-    "dkhm": NS_DKHM,
-    "no-ext-contact": NS_NORID_CONTACT,
-    "neulevel": NS_NEULEVEL,
-}
+NSMAP: Final = {"epp": NS_EPP, "contact": NS_CONTACT, "domain": NS_DOMAIN, "host": NS_HOST, **extensions.PREFIXES}
+"""Prefixes for parsing paths (``"contact:id"``); each registry module names its own."""
 
 # RFC 5733 section 2.9 / contact-1.0.xsd discloseType: this order is enforced by the schema.
 _DISCLOSE_ORDER: Final = ("name", "org", "addr", "voice", "fax", "email")
 _DISCLOSE_TYPED: Final = frozenset({"name", "org", "addr"})
-
-
-@dataclass(frozen=True)
-class Greeting:
-    """What the server offers; the login is negotiated from ``obj_uris`` and ``ext_uris``."""
-
-    sv_id: str
-    sv_date: str | None
-    versions: tuple[str, ...]
-    langs: tuple[str, ...]
-    obj_uris: tuple[str, ...]
-    ext_uris: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class ContactInfo:
-    """The parts of <contact:infData> the client needs to decide whether a contact id is ours.
-
-    Deliberately no postal data: reconciliation only needs the sponsor and the statuses, and not
-    parsing personal data means it cannot leak from here.
-    """
-
-    id: str
-    roid: str | None
-    cl_id: str | None
-    result: EppResult
-    statuses: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -174,6 +138,31 @@ def _finish(
     return _serialize(root)
 
 
+def _finish_update(
+    root: etree._Element,
+    command: etree._Element,
+    obj: etree._Element,
+    cl_trid: str,
+    exts: Iterable[extensions.AnyExtension],
+    verb: str,
+) -> bytes:
+    """``_finish`` for an update, refusing one that would change nothing (only its key in ``obj``).
+
+    The schemas require at least one of add/rem/chg, and an empty update would only hide a bug.
+    """
+    ext_elements = [el for ext in exts for el in extensions.elements(ext, verb)]
+    if len(obj) == 1 and not ext_elements:
+        raise ValueError(f"{verb.replace(':', ' ')} changes nothing")
+    return _finish(root, command, cl_trid, ext_elements)
+
+
+def _single(verb: str, prefix: str, ns: str, key: str, value: str, cl_trid: str) -> bytes:
+    """A command whose object element holds one key (``<contact:delete><contact:id>``)."""
+    root, command, element = _command(verb)
+    _sub(_object(element, prefix, ns, verb), ns, key, value)
+    return _finish(root, command, cl_trid)
+
+
 def build_hello() -> bytes:
     """<hello/>: the server answers with a fresh greeting, which makes a cheap keep-alive."""
     root = _root()
@@ -222,12 +211,18 @@ def build_logout(cl_trid: str) -> bytes:
     return _finish(root, command, cl_trid)
 
 
-def extension_namespace(ext: extensions.AnyExtension) -> str | None:
-    """The extURI an extension needs (``None``: none); the client checks it was negotiated at login."""
-    return extensions.namespace(ext)
-
-
 # ---- contacts --------------------------------------------------------------------------------
+
+
+def _statuses(parent: etree._Element, ns: str, statuses: Iterable[str]) -> None:
+    for status in statuses:
+        _sub(parent, ns, "status").set("s", status)
+
+
+def _auth_info(parent: etree._Element, ns: str, password: str | None) -> None:
+    """``<authInfo><pw>`` when a password is given (``ns``: the object's namespace)."""
+    if password is not None:
+        _sub(_sub(parent, ns, "authInfo"), ns, "pw", password)
 
 
 def _addr(parent: etree._Element, street: tuple[str, ...], city: str, sp: str | None, pc: str | None, cc: str) -> None:
@@ -236,20 +231,13 @@ def _addr(parent: etree._Element, street: tuple[str, ...], city: str, sp: str | 
     addr = _sub(parent, NS_CONTACT, "addr")
     for line in street:
         _sub(addr, NS_CONTACT, "street", line)
-    _sub(addr, NS_CONTACT, "city", city)
-    if sp is not None:
-        _sub(addr, NS_CONTACT, "sp", sp)
-    if pc is not None:
-        _sub(addr, NS_CONTACT, "pc", pc)
-    _sub(addr, NS_CONTACT, "cc", cc)
+    _subs(addr, NS_CONTACT, (("city", city), ("sp", sp), ("pc", pc), ("cc", cc)))
 
 
 def _postal_info(parent: etree._Element, info: PostalInfo) -> None:
     el = _sub(parent, NS_CONTACT, "postalInfo")
     el.set("type", info.type)
-    _sub(el, NS_CONTACT, "name", info.name)
-    if info.org is not None:
-        _sub(el, NS_CONTACT, "org", info.org)
+    _subs(el, NS_CONTACT, (("name", info.name), ("org", info.org)))
     _addr(el, info.street, info.city, info.sp, info.pc, info.cc)
 
 
@@ -269,32 +257,19 @@ def _disclose(parent: etree._Element, spec: DiscloseSpec | None, postal_type: st
                 el.set("type", postal_type)
 
 
-def _contact_ext_elements(exts: Iterable[ContactExtension]) -> list[etree._Element]:
-    return [el for ext in exts for el in extensions.contact_create_elements(ext)]
-
-
 def build_contact_create(cmd: ContactCreate, cl_trid: str) -> bytes:
     """<contact:create> in RFC 5733 element order, with registry extensions under <extension>."""
     root, command, create = _command("create")
     obj = _object(create, "contact", NS_CONTACT, "create")
     _sub(obj, NS_CONTACT, "id", cmd.id)
     _postal_info(obj, cmd.postal_info)
-    if cmd.voice is not None:
-        _sub(obj, NS_CONTACT, "voice", cmd.voice)
-    if cmd.fax is not None:
-        _sub(obj, NS_CONTACT, "fax", cmd.fax)
-    _sub(obj, NS_CONTACT, "email", cmd.email)
-    auth = _sub(obj, NS_CONTACT, "authInfo")
-    _sub(auth, NS_CONTACT, "pw", cmd.auth_pw)
+    _subs(obj, NS_CONTACT, (("voice", cmd.voice), ("fax", cmd.fax), ("email", cmd.email)))
+    _auth_info(obj, NS_CONTACT, cmd.auth_pw)
     _disclose(obj, cmd.disclose, cmd.postal_info.type)
     for ext in cmd.extensions:
         extensions.amend_contact_create(obj, ext)  # .fi: Traficom's members inside <contact:create>
-    return _finish(root, command, cl_trid, _contact_ext_elements(cmd.extensions))
-
-
-def _statuses(parent: etree._Element, ns: str, statuses: Iterable[str]) -> None:
-    for status in statuses:
-        _sub(parent, ns, "status").set("s", status)
+    ext_elements = [el for ext in cmd.extensions for el in extensions.elements(ext, "contact:create")]
+    return _finish(root, command, cl_trid, ext_elements)
 
 
 def build_contact_update(cmd: ContactUpdate, cl_trid: str) -> bytes:
@@ -314,41 +289,26 @@ def build_contact_update(cmd: ContactUpdate, cl_trid: str) -> bytes:
         for change in cmd.postal_info:
             pi = _sub(chg, NS_CONTACT, "postalInfo")
             pi.set("type", change.type)
-            if change.name is not None:
-                _sub(pi, NS_CONTACT, "name", change.name)
-            if change.org is not None:
-                _sub(pi, NS_CONTACT, "org", change.org)
+            _subs(pi, NS_CONTACT, (("name", change.name), ("org", change.org)))
             if change.addr is not None:
                 a: Address = change.addr
                 _addr(pi, a.street, a.city, a.sp, a.pc, a.cc)
-        if cmd.voice is not None:
-            _sub(chg, NS_CONTACT, "voice", cmd.voice)
-        if cmd.fax is not None:
-            _sub(chg, NS_CONTACT, "fax", cmd.fax)
-        if cmd.email is not None:
-            _sub(chg, NS_CONTACT, "email", cmd.email)
-        if cmd.auth_pw is not None:
-            _sub(_sub(chg, NS_CONTACT, "authInfo"), NS_CONTACT, "pw", cmd.auth_pw)
+        _subs(chg, NS_CONTACT, (("voice", cmd.voice), ("fax", cmd.fax), ("email", cmd.email)))
+        _auth_info(chg, NS_CONTACT, cmd.auth_pw)
         postal_type = cmd.postal_info[0].type if cmd.postal_info else "loc"
         _disclose(chg, cmd.disclose, postal_type)
-    ext_elements = [el for ext in cmd.extensions for el in extensions.contact_update_elements(ext)]
-    if len(obj) == 1 and not ext_elements:
-        raise ValueError("contact update changes nothing")
-    return _finish(root, command, cl_trid, ext_elements)
+    return _finish_update(root, command, obj, cl_trid, cmd.extensions, "contact:update")
 
 
 def build_contact_delete(cmd: ContactDelete, cl_trid: str) -> bytes:
-    root, command, delete = _command("delete")
-    _sub(_object(delete, "contact", NS_CONTACT, "delete"), NS_CONTACT, "id", cmd.id)
-    return _finish(root, command, cl_trid)
+    return _single("delete", "contact", NS_CONTACT, "id", cmd.id, cl_trid)
 
 
 def build_contact_info(contact_id: str, cl_trid: str, *, auth_pw: str | None = None) -> bytes:
     root, command, info = _command("info")
     obj = _object(info, "contact", NS_CONTACT, "info")
     _sub(obj, NS_CONTACT, "id", contact_id)
-    if auth_pw is not None:
-        _sub(_sub(obj, NS_CONTACT, "authInfo"), NS_CONTACT, "pw", auth_pw)
+    _auth_info(obj, NS_CONTACT, auth_pw)
     return _finish(root, command, cl_trid)
 
 
@@ -377,9 +337,8 @@ def build_domain_create(cmd: DomainCreate, cl_trid: str) -> bytes:
         _sub(obj, NS_DOMAIN, "registrant", cmd.registrant)
     for role, contact_id in cmd.contacts:
         _sub(obj, NS_DOMAIN, "contact", contact_id).set("type", role)
-    auth = _sub(obj, NS_DOMAIN, "authInfo")
-    _sub(auth, NS_DOMAIN, "pw", cmd.auth_pw)
-    ext_elements = [el for ext in cmd.extensions for el in extensions.domain_create_elements(ext)]
+    _auth_info(obj, NS_DOMAIN, cmd.auth_pw)
+    ext_elements = [el for ext in cmd.extensions for el in extensions.elements(ext, "domain:create")]
     return _finish(root, command, cl_trid, ext_elements)
 
 
@@ -411,20 +370,13 @@ def build_domain_update(cmd: DomainUpdate, cl_trid: str) -> bytes:
     _add_rem(obj, "rem", cmd.rem_ns, cmd.rem_contacts, cmd.rem_status)
     if cmd.registrant is not None or cmd.auth_pw is not None:
         chg = _sub(obj, NS_DOMAIN, "chg")
-        if cmd.registrant is not None:
-            _sub(chg, NS_DOMAIN, "registrant", cmd.registrant)
-        if cmd.auth_pw is not None:
-            _sub(_sub(chg, NS_DOMAIN, "authInfo"), NS_DOMAIN, "pw", cmd.auth_pw)
-    ext_elements = [el for ext in cmd.extensions for el in extensions.domain_update_elements(ext)]
-    if len(obj) == 1 and not ext_elements:
-        raise ValueError("domain update changes nothing")
-    return _finish(root, command, cl_trid, ext_elements)
+        _subs(chg, NS_DOMAIN, (("registrant", cmd.registrant),))
+        _auth_info(chg, NS_DOMAIN, cmd.auth_pw)
+    return _finish_update(root, command, obj, cl_trid, cmd.extensions, "domain:update")
 
 
 def build_domain_delete(cmd: DomainDelete, cl_trid: str) -> bytes:
-    root, command, delete = _command("delete")
-    _sub(_object(delete, "domain", NS_DOMAIN, "delete"), NS_DOMAIN, "name", cmd.name)
-    return _finish(root, command, cl_trid)
+    return _single("delete", "domain", NS_DOMAIN, "name", cmd.name, cl_trid)
 
 
 def build_domain_renew(cmd: DomainRenew, cl_trid: str) -> bytes:
@@ -446,8 +398,7 @@ def build_domain_transfer(cmd: DomainTransfer, cl_trid: str) -> bytes:
     _sub(obj, NS_DOMAIN, "name", cmd.name)
     if cmd.period_years is not None:
         _period(obj, cmd.period_years)
-    if cmd.auth_pw is not None:
-        _sub(_sub(obj, NS_DOMAIN, "authInfo"), NS_DOMAIN, "pw", cmd.auth_pw)
+    _auth_info(obj, NS_DOMAIN, cmd.auth_pw)
     return _finish(root, command, cl_trid)
 
 
@@ -455,8 +406,7 @@ def build_domain_info(name: str, cl_trid: str, *, auth_pw: str | None = None) ->
     root, command, info = _command("info")
     obj = _object(info, "domain", NS_DOMAIN, "info")
     _sub(obj, NS_DOMAIN, "name", name).set("hosts", "all")
-    if auth_pw is not None:
-        _sub(_sub(obj, NS_DOMAIN, "authInfo"), NS_DOMAIN, "pw", auth_pw)
+    _auth_info(obj, NS_DOMAIN, auth_pw)
     return _finish(root, command, cl_trid)
 
 
@@ -483,6 +433,73 @@ def xs_date(value: str | None) -> dt.date | None:
         return dt.date.fromisoformat(value.strip()[:10])
     except ValueError:
         return None
+
+
+# ---- the server's side ---------------------------------------------------------------------------
+
+
+def _server_root() -> etree._Element:
+    # The server's frames use an ``epp:`` prefix where ours use the default namespace, so the
+    # client's parser meets both spellings in tests.
+    return etree.Element(_q(NS_EPP, "epp"), nsmap={"epp": NS_EPP})
+
+
+def build_greeting(
+    sv_id: str, sv_date: str, obj_uris: Iterable[str], ext_uris: Iterable[str], *, lang: str = "en"
+) -> bytes:
+    """A server <greeting> offering EPP 1.0 in ``lang``, the given services and a fixed DCP.
+
+    For the sandbox registry and the recording transport; the client only parses greetings.
+    """
+    root = _server_root()
+    greeting = _sub(root, NS_EPP, "greeting")
+    _sub(greeting, NS_EPP, "svID", sv_id)
+    _sub(greeting, NS_EPP, "svDate", sv_date)
+    menu = _sub(greeting, NS_EPP, "svcMenu")
+    _sub(menu, NS_EPP, "version", EPP_VERSION)
+    _sub(menu, NS_EPP, "lang", lang)
+    for uri in obj_uris:
+        _sub(menu, NS_EPP, "objURI", uri)
+    ext = _sub(menu, NS_EPP, "svcExtension")
+    for uri in ext_uris:
+        _sub(ext, NS_EPP, "extURI", uri)
+    dcp = _sub(greeting, NS_EPP, "dcp")
+    _sub(_sub(dcp, NS_EPP, "access"), NS_EPP, "all")
+    statement = _sub(dcp, NS_EPP, "statement")
+    purpose = _sub(statement, NS_EPP, "purpose")
+    _sub(purpose, NS_EPP, "admin")
+    _sub(purpose, NS_EPP, "prov")
+    recipient = _sub(statement, NS_EPP, "recipient")
+    _sub(recipient, NS_EPP, "ours")
+    _sub(recipient, NS_EPP, "public")
+    _sub(_sub(statement, NS_EPP, "retention"), NS_EPP, "stated")
+    return _serialize(root)
+
+
+def build_response(
+    code: int,
+    message: str,
+    cl_trid: str | None,
+    sv_trid: str,
+    *,
+    res_data: etree._Element | None = None,
+    msg_q: etree._Element | None = None,
+) -> bytes:
+    """A server <response> with one <result>; ``res_data`` and ``msg_q`` are copied, not moved."""
+    root = _server_root()
+    response = _sub(root, NS_EPP, "response")
+    result = _sub(response, NS_EPP, "result")
+    result.set("code", str(code))
+    _sub(result, NS_EPP, "msg", message)
+    if msg_q is not None:
+        response.append(copy.deepcopy(msg_q))
+    if res_data is not None:
+        _sub(response, NS_EPP, "resData").append(copy.deepcopy(res_data))
+    tr_id = _sub(response, NS_EPP, "trID")
+    if cl_trid is not None:
+        _sub(tr_id, NS_EPP, "clTRID", cl_trid)
+    _sub(tr_id, NS_EPP, "svTRID", sv_trid)
+    return _serialize(root)
 
 
 # --------------------------------------------------------------------------------------------

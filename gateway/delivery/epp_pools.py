@@ -6,8 +6,8 @@ handshake and login per registration; the pool also applies the registry's rate 
 
 from __future__ import annotations
 
-from adapters.epp.client import register_pooled, update_contact_pooled
 from adapters.epp.pool import EppSessionPool
+from adapters.epp.pooled import register_pooled, update_contact_pooled
 from adapters.epp.types import ContactUpdate, Endpoint, RegistrationCommands, RegistrationOutcome, UpdateOutcome
 
 

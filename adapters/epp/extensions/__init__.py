@@ -1,11 +1,15 @@
-"""Registry extensions, one module per registry; ``adapters.epp.xml`` is the only caller.
+"""Registry extensions, one module per registry: its value types, namespace and XML.
 
-Each typed extension value (see ``adapters.epp.types``) maps to exactly one namespace and one
-builder here, so "which extURI does this command need" and "what XML does it produce" cannot
-disagree.  Modules: ``iis`` (.se/.nu), ``eurid`` (.eu), ``dkhm`` (.dk), ``norid`` (.no),
-``neulevel`` (.us), ``fi`` (.fi).  Traficom's (.fi) members are not an <extension> at all but sit
-inside <contact:create> in the contact namespace: ``amend_contact_create`` adds them, and their
-``namespace`` is ``None`` (no extURI to negotiate).
+Modules: ``iis`` (.se/.nu), ``eurid`` (.eu), ``dkhm`` (.dk), ``norid`` (.no), ``neulevel`` (.us),
+``fi`` (.fi).  Each declares a ``SPEC`` naming its extURI and one builder per (value type, command),
+so "which extURI does this value need" and "what XML does it produce on this command" come from the
+same row and cannot disagree.  ``adapters.epp.xml`` is the only caller of the builders.
+
+Traficom's (.fi) members are not an <extension> at all but sit inside <contact:create> in the
+contact namespace: ``amend_contact_create`` adds them, and their ``namespace`` is ``None`` (no
+extURI to negotiate).
+
+The value types are re-exported here, so the gateway imports them from one place.
 """
 
 from __future__ import annotations
@@ -15,49 +19,65 @@ from typing import Final
 from lxml import etree
 
 from adapters.epp.extensions import dkhm, eurid, fi, iis, neulevel, norid
-from adapters.epp.types import (
-    ContactExtension,
-    ContactUpdateExtension,
-    DkhmContactExt,
-    DomainExtension,
-    DomainUpdateExtension,
-    EuridContactExt,
-    EuridContactUpdate,
-    FiContactExt,
-    IisContactExt,
-    IisContactUpdate,
-    IisDomainUpdate,
-    NeulevelDomainExt,
-    NoridContactExt,
-)
+from adapters.epp.extensions._spec import Amender, Builder
+from adapters.epp.extensions.dkhm import DkhmContactExt
+from adapters.epp.extensions.eurid import EuridContactExt, EuridContactUpdate
+from adapters.epp.extensions.fi import FiContactExt, FiRole, FiType
+from adapters.epp.extensions.iis import IisContactExt, IisContactUpdate, IisDomainUpdate
+from adapters.epp.extensions.neulevel import NeulevelDomainExt, NexusCategory
+from adapters.epp.extensions.norid import NoridContactExt, NoridIdentityType
 
 __all__ = [
+    "PREFIXES",
     "SUPPORTED_EXT_URIS",
     "AnyExtension",
+    "ContactExtension",
+    "ContactUpdateExtension",
+    "DkhmContactExt",
+    "DomainExtension",
+    "DomainUpdateExtension",
+    "EuridContactExt",
+    "EuridContactUpdate",
+    "FiContactExt",
+    "FiRole",
+    "FiType",
+    "IisContactExt",
+    "IisContactUpdate",
+    "IisDomainUpdate",
+    "NeulevelDomainExt",
+    "NexusCategory",
+    "NoridContactExt",
+    "NoridIdentityType",
     "amend_contact_create",
-    "contact_create_elements",
-    "contact_update_elements",
-    "domain_create_elements",
-    "domain_update_elements",
+    "elements",
     "namespace",
 ]
 
-SUPPORTED_EXT_URIS: Final = (iis.NS, eurid.NS, dkhm.NS, norid.NS, neulevel.NS)
-"""Extensions we can emit, in login order; login announces only those the server also offers."""
+ContactExtension = IisContactExt | EuridContactExt | DkhmContactExt | NoridContactExt | FiContactExt
+"""Extensions a ``ContactCreate`` may carry (``FiContactExt`` goes inside <contact:create>, not <extension>)."""
+
+ContactUpdateExtension = IisContactUpdate | EuridContactUpdate | NoridContactExt
+"""Extensions a ``ContactUpdate`` may carry."""
+
+DomainExtension = NeulevelDomainExt
+"""Extensions a ``DomainCreate`` may carry."""
+
+DomainUpdateExtension = NeulevelDomainExt | IisDomainUpdate
+"""Extensions a ``DomainUpdate`` may carry."""
 
 AnyExtension = ContactExtension | ContactUpdateExtension | DomainExtension | DomainUpdateExtension
 
-_NAMESPACES: Final[dict[type, str | None]] = {
-    IisContactExt: iis.NS,
-    IisContactUpdate: iis.NS,
-    IisDomainUpdate: iis.NS,
-    EuridContactExt: eurid.NS,
-    EuridContactUpdate: eurid.NS,
-    DkhmContactExt: dkhm.NS,
-    NoridContactExt: norid.NS,
-    NeulevelDomainExt: neulevel.NS,
-    FiContactExt: None,  # Traficom's members are in the contact namespace itself
-}
+_SPECS: Final = (iis.SPEC, eurid.SPEC, dkhm.SPEC, norid.SPEC, neulevel.SPEC, fi.SPEC)
+
+SUPPORTED_EXT_URIS: Final = tuple(spec.ext_uri for spec in _SPECS if spec.ext_uri is not None)
+"""Extensions we can emit, in login order; login announces only those the server also offers."""
+
+PREFIXES: Final = {spec.prefix: spec.ext_uri for spec in _SPECS if spec.prefix and spec.ext_uri}
+"""The prefix each extension namespace is written with (for ``adapters.epp.xml.NSMAP``)."""
+
+_BUILDERS: Final[dict[tuple[type, str], Builder]] = {key: b for spec in _SPECS for key, b in spec.elements.items()}
+_NAMESPACES: Final[dict[type, str | None]] = {cls: spec.ext_uri for spec in _SPECS for cls, _ in spec.elements}
+_AMENDERS: Final[dict[type, Amender]] = {cls: a for spec in _SPECS for cls, a in spec.amend_contact_create.items()}
 
 
 def namespace(ext: AnyExtension) -> str | None:
@@ -65,49 +85,20 @@ def namespace(ext: AnyExtension) -> str | None:
     return _NAMESPACES[type(ext)]
 
 
-def _wrong(ext: object, where: str) -> ValueError:
-    return ValueError(f"{type(ext).__name__} cannot be used on {where}")
+def elements(ext: AnyExtension, command: str) -> list[etree._Element]:
+    """The <extension> children ``ext`` contributes to ``command`` (e.g. ``"contact:update"``).
 
-
-def contact_create_elements(ext: ContactExtension) -> list[etree._Element]:
-    if isinstance(ext, IisContactExt):
-        return iis.contact_create(ext)
-    if isinstance(ext, EuridContactExt):
-        return eurid.contact_create(ext)
-    if isinstance(ext, DkhmContactExt):
-        return dkhm.contact_create(ext)
-    if isinstance(ext, NoridContactExt):
-        return norid.contact_create(ext)
-    if isinstance(ext, FiContactExt):
-        return []  # see amend_contact_create
-    raise _wrong(ext, "contact:create")
+    A value that is not allowed on that command is refused with ``ValueError``: the frame cannot
+    be expressed, which the client turns into a permanent failure instead of sending it.
+    """
+    builder = _BUILDERS.get((type(ext), command))
+    if builder is None:
+        raise ValueError(f"{type(ext).__name__} cannot be used on {command}")
+    return builder(ext)
 
 
 def amend_contact_create(create: etree._Element, ext: ContactExtension) -> None:
     """Registry members that go inside <contact:create> itself rather than under <extension>."""
-    if isinstance(ext, FiContactExt):
-        fi.amend_contact_create(create, ext)
-
-
-def contact_update_elements(ext: ContactUpdateExtension) -> list[etree._Element]:
-    if isinstance(ext, IisContactUpdate):
-        return iis.contact_update(ext)
-    if isinstance(ext, EuridContactUpdate):
-        return eurid.contact_update(ext)
-    if isinstance(ext, NoridContactExt):
-        return norid.contact_update(ext)
-    raise _wrong(ext, "contact:update")
-
-
-def domain_create_elements(ext: DomainExtension) -> list[etree._Element]:
-    if isinstance(ext, NeulevelDomainExt):
-        return neulevel.domain(ext)
-    raise _wrong(ext, "domain:create")
-
-
-def domain_update_elements(ext: DomainUpdateExtension) -> list[etree._Element]:
-    if isinstance(ext, NeulevelDomainExt):
-        return neulevel.domain(ext)
-    if isinstance(ext, IisDomainUpdate):
-        return iis.domain_update(ext)
-    raise _wrong(ext, "domain:update")
+    amender = _AMENDERS.get(type(ext))
+    if amender is not None:
+        amender(create, ext)

@@ -10,49 +10,75 @@ is not redistributable, so the sandbox checks the elements by hand in XSD sequen
 
 from __future__ import annotations
 
-from typing import Final
+from dataclasses import dataclass
+from typing import Final, Literal
 
 from lxml import etree
 
-from adapters.epp._xmlutil import sub, top
-from adapters.epp.types import EuridContactExt, EuridContactUpdate
+from adapters.epp._xmlutil import sub, subs, top
+from adapters.epp.extensions._spec import RegistrySpec
+
+__all__ = ["NS", "PREFIX", "SPEC", "EuridContactExt", "EuridContactUpdate"]
 
 NS: Final = "http://www.eurid.eu/xml/epp/contact-ext-1.3"
 PREFIX: Final = "contact-ext"
 
 
-def _bool(value: bool) -> str:
-    return "true" if value else "false"
+@dataclass(frozen=True)
+class EuridContactExt:
+    """EURid ``http://www.eurid.eu/xml/epp/contact-ext-1.3`` <contact-ext:create>."""
+
+    type: Literal["registrant", "tech", "billing", "onsite", "reseller"]
+    natural_person: bool
+    lang: str | None = None
+    vat: str | None = None
+    whois_email: str | None = None
+    country_of_citizenship: str | None = None
+
+
+@dataclass(frozen=True)
+class EuridContactUpdate:
+    """EURid ``<contact-ext:update><contact-ext:chg>``; only members that are not ``None`` are sent."""
+
+    vat: str | None = None
+    lang: str | None = None
+    whois_email: str | None = None
+    natural_person: bool | None = None
+    country_of_citizenship: str | None = None
+
+
+def _members(ext: EuridContactExt | EuridContactUpdate) -> tuple[tuple[str, str | None], ...]:
+    """The members both shapes share, in XSD sequence order (create puts ``type`` first)."""
+    natural = ext.natural_person
+    return (
+        ("vat", ext.vat),
+        ("lang", ext.lang),
+        ("whoisEmail", ext.whois_email),
+        ("naturalPerson", None if natural is None else ("true" if natural else "false")),
+        ("countryOfCitizenship", ext.country_of_citizenship),
+    )
 
 
 def contact_create(ext: EuridContactExt) -> list[etree._Element]:
     create = top(PREFIX, NS, "create")
-    sub(create, NS, "type", ext.type)
-    if ext.vat is not None:
-        sub(create, NS, "vat", ext.vat)
-    if ext.lang is not None:
-        sub(create, NS, "lang", ext.lang)
-    if ext.whois_email is not None:
-        sub(create, NS, "whoisEmail", ext.whois_email)
-    sub(create, NS, "naturalPerson", _bool(ext.natural_person))
-    if ext.country_of_citizenship is not None:
-        sub(create, NS, "countryOfCitizenship", ext.country_of_citizenship)
+    subs(create, NS, (("type", ext.type), *_members(ext)))
     return [create]
 
 
 def contact_update(ext: EuridContactUpdate) -> list[etree._Element]:
-    values = (
-        ("vat", ext.vat),
-        ("lang", ext.lang),
-        ("whoisEmail", ext.whois_email),
-        ("naturalPerson", None if ext.natural_person is None else _bool(ext.natural_person)),
-        ("countryOfCitizenship", ext.country_of_citizenship),
-    )
-    if all(value is None for _, value in values):
+    members = _members(ext)
+    if all(value is None for _, value in members):
         raise ValueError("EURid contact update changes nothing")
     update = top(PREFIX, NS, "update")
-    chg = sub(update, NS, "chg")
-    for name, value in values:
-        if value is not None:
-            sub(chg, NS, name, value)
+    subs(sub(update, NS, "chg"), NS, members)
     return [update]
+
+
+SPEC: Final = RegistrySpec(
+    ext_uri=NS,
+    prefix=PREFIX,
+    elements={
+        (EuridContactExt, "contact:create"): contact_create,
+        (EuridContactUpdate, "contact:update"): contact_update,
+    },
+)

@@ -29,12 +29,16 @@ Not implemented / UNCONFIRMED:
 
 from __future__ import annotations
 
-from typing import Final
+from dataclasses import dataclass
+from typing import Final, Literal
 
 from lxml import etree
 
 from adapters.epp._xmlutil import q, sub
-from adapters.epp.types import FiContactExt
+from adapters.epp.extensions._spec import RegistrySpec
+
+__all__ = ["NS_CONTACT", "NS_DOMAIN_EXT", "SPEC", "SUPPORTED", "FiContactExt", "FiRole", "FiType",
+           "amend_contact_create"]
 
 NS_CONTACT: Final = "urn:ietf:params:xml:ns:contact-1.0"
 NS_DOMAIN_EXT: Final = "urn:ietf:params:xml:ns:domain-ext-1.0"
@@ -50,6 +54,36 @@ POSTAL_ORDER: Final = ("isfinnish", "firstname", "lastname", "name", "org", "bir
 CREATE_ELEMENTS: Final = frozenset({"role", "type", "legalemail"})
 POSTAL_ELEMENTS: Final = frozenset({"isfinnish", "firstname", "lastname", "birthDate", "identity", "registernumber"})
 """Traficom's additions to RFC 5733, by parent."""
+
+FiRole = Literal[2, 3, 4, 5]
+"""Traficom contact role: 2 admin, 3 reseller, 4 technical contact, 5 registrant (holder) [NDRI]."""
+FiType = Literal[0, 1, 2, 3, 4, 5, 6, 7]
+"""Traficom contact type: 0 private person, 1 company, 2 association, 3 institution, 4 political party,
+5 municipality, 6 government, 7 public community [NDRI]."""
+
+
+@dataclass(frozen=True)
+class FiContactExt:
+    """Traficom (.fi) contact data, carried *inside* <contact:create> (contact-1.0 namespace).
+
+    Unlike every other extension value this is not an <extension> element: Traficom's contact schema
+    adds ``role``/``type`` after <contact:id>, ``isfinnish``/``firstname``/``lastname`` before and
+    ``birthDate``/``identity``/``registernumber`` after <contact:name>/<contact:org> in
+    <contact:postalInfo>, and ``legalemail`` after <contact:email> (Net::DRI FICORA/Contact.pm).
+    ``identity`` is the Finnish personal identity code (HETU) of a Finnish person,
+    ``registernumber`` a company's register number (Y-tunnus for Finnish ones), ``birth_date``
+    (YYYY-MM-DD) what a foreign person gives instead of an identity.
+    """
+
+    role: FiRole
+    type: FiType
+    is_finnish: bool
+    firstname: str | None = None
+    lastname: str | None = None
+    birth_date: str | None = None
+    identity: str | None = None
+    registernumber: str | None = None
+    legalemail: str | None = None
 
 
 def _insert(parent: etree._Element, name: str, text: str, order: tuple[str, ...]) -> None:
@@ -81,3 +115,11 @@ def amend_contact_create(create: etree._Element, ext: FiContactExt) -> None:
         for name, value in postal_values:
             if value is not None:
                 _insert(postal, name, value, POSTAL_ORDER)
+
+
+SPEC: Final = RegistrySpec(
+    ext_uri=None,  # the members live in the contact namespace: nothing to negotiate at login
+    prefix=None,
+    elements={(FiContactExt, "contact:create"): lambda _ext: []},  # nothing under <extension>
+    amend_contact_create={FiContactExt: amend_contact_create},
+)

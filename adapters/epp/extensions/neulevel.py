@@ -10,17 +10,36 @@ by hand).  Used on domain create and domain update.
 from __future__ import annotations
 
 import re
-from typing import Final
+from dataclasses import dataclass
+from typing import Final, Literal
 
 from lxml import etree
 
 from adapters.epp._xmlutil import sub, top
-from adapters.epp.types import NeulevelDomainExt
+from adapters.epp.extensions._spec import RegistrySpec
+
+__all__ = ["NEEDS_COUNTRY", "NS", "PREFIX", "SPEC", "NeulevelDomainExt", "NexusCategory", "domain", "unspec"]
 
 NS: Final = "urn:ietf:params:xml:ns:neulevel-1.0"
 PREFIX: Final = "neulevel"
 _COUNTRY: Final = re.compile(r"^[A-Z]{2}$")
 NEEDS_COUNTRY: Final = frozenset({"C31", "C32"})
+
+NexusCategory = Literal["C11", "C12", "C21", "C31", "C32"]
+
+
+@dataclass(frozen=True)
+class NeulevelDomainExt:
+    """.us nexus (``urn:ietf:params:xml:ns:neulevel-1.0`` ``<neulevel:unspec>``).
+
+    ``app_purpose`` P1 business, P2 non-profit, P3 personal, P4 education, P5 government.
+    ``nexus_category`` C11/C12 US citizen/resident, C21 US organisation, C31/C32 foreign entity with
+    a bona fide presence / US office, which also need ``nexus_country`` (ISO 3166 alpha-2).
+    """
+
+    app_purpose: Literal["P1", "P2", "P3", "P4", "P5"]
+    nexus_category: NexusCategory
+    nexus_country: str | None = None
 
 
 def unspec(ext: NeulevelDomainExt) -> str:
@@ -39,3 +58,10 @@ def domain(ext: NeulevelDomainExt) -> list[etree._Element]:
     wrapper = top(PREFIX, NS, "extension")
     sub(wrapper, NS, "unspec", unspec(ext))
     return [wrapper]
+
+
+SPEC: Final = RegistrySpec(
+    ext_uri=NS,
+    prefix=PREFIX,
+    elements={(NeulevelDomainExt, "domain:create"): domain, (NeulevelDomainExt, "domain:update"): domain},
+)

@@ -15,17 +15,38 @@ element, domain applicant declarations (no-ext-domain-1.1) and no-ext-epp comman
 
 from __future__ import annotations
 
-from typing import Final
+from dataclasses import dataclass
+from typing import Final, Literal
 
 from lxml import etree
 
 from adapters.epp._xmlutil import sub, top
-from adapters.epp.types import NoridContactExt
+from adapters.epp.extensions._spec import RegistrySpec
+
+__all__ = ["NS", "NS_EPP_EXT", "PREFIX", "SPEC", "NoridContactExt", "NoridIdentityType", "contact_type"]
 
 NS: Final = "http://www.norid.no/xsd/no-ext-contact-1.0"
 NS_EPP_EXT: Final = "http://www.norid.no/xsd/no-ext-epp-1.0"
 """Norid's command-extension namespace (named in registries.md); not needed for identities."""
 PREFIX: Final = "no-ext-contact"
+
+NoridIdentityType = Literal[
+    "organizationNumber", "localIdentity", "nationalIdentityNumber", "anonymousPersonIdentifier"
+]
+
+
+@dataclass(frozen=True)
+class NoridContactExt:
+    """Norid (.no) ``http://www.norid.no/xsd/no-ext-contact-1.0`` identity of a contact.
+
+    ``contact_type`` defaults from the identity: an organisation number makes an ``organization``
+    contact, every other identity a ``person``.  In a ``ContactUpdate`` only the identity is sent
+    (``<no-ext-contact:chg>``); the contact type cannot change.
+    """
+
+    identity_type: NoridIdentityType
+    identity: str  # organizationNumber: the nine digits of Enhetsregisteret
+    contact_type: Literal["person", "organization", "role"] | None = None
 
 
 def contact_type(ext: NoridContactExt) -> str:
@@ -49,3 +70,10 @@ def contact_update(ext: NoridContactExt) -> list[etree._Element]:
     update = top(PREFIX, NS, "update")
     _identity(sub(update, NS, "chg"), ext)
     return [update]
+
+
+SPEC: Final = RegistrySpec(
+    ext_uri=NS,
+    prefix=PREFIX,
+    elements={(NoridContactExt, "contact:create"): contact_create, (NoridContactExt, "contact:update"): contact_update},
+)

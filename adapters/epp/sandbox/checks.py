@@ -25,8 +25,9 @@ from typing import Final
 from lxml import etree
 from stdnum.fi import hetu, ytunnus
 
-from adapters.epp.extensions import fi
-from adapters.epp.xml import NS_CONTACT, NS_EPP, NS_EURID_CONTACT, NS_IIS, NS_NEULEVEL, NS_NORID_CONTACT
+from adapters.epp._xmlutil import q as _q
+from adapters.epp.extensions import eurid, fi, iis, neulevel, norid
+from adapters.epp.xml import NS_CONTACT, NS_EPP
 
 Check = Callable[[str], bool]
 
@@ -47,10 +48,6 @@ _US_CATEGORY: Final = re.compile(r"^(C11|C12|C21|C31/[A-Z]{2}|C32/[A-Z]{2})$")
 
 def token(value: str) -> bool:
     return bool(_TOKEN.match(value))
-
-
-def _q(ns: str, name: str) -> str:
-    return f"{{{ns}}}{name}"
 
 
 def _local(el: etree._Element) -> str:
@@ -122,12 +119,12 @@ def check_iis(el: etree._Element, kind: str) -> list[str]:
     name = _local(el)
     if name == "create" and kind == "contact:create":
         spec = [Member("orgno", True, lambda v: bool(_IIS_ORGNO.match(v))), Member("vatno", False, token)]
-        return check_sequence(el, NS_IIS, spec, "iis:create")
+        return check_sequence(el, iis.NS, spec, "iis:create")
     if name == "update" and kind == "contact:update":
         # The organisation number is fixed at .se; only the VAT number may change.
-        return check_sequence(el, NS_IIS, [Member("vatno", True, token)], "iis:update")
+        return check_sequence(el, iis.NS, [Member("vatno", True, token)], "iis:update")
     if name == "update" and kind == "domain:update":
-        return check_sequence(el, NS_IIS, [Member("clientDelete", True, lambda v: v in _BOOLEAN)], "iis:update")
+        return check_sequence(el, iis.NS, [Member("clientDelete", True, lambda v: v in _BOOLEAN)], "iis:update")
     return _not_here(el, kind, "iis")
 
 
@@ -148,16 +145,16 @@ def check_eurid(el: etree._Element, kind: str) -> list[str]:
     if name == "create" and kind == "contact:create":
         required = {"type", "naturalPerson"}
         spec = [Member(n, n in required, c) for n, c in _EURID_MEMBERS]
-        return check_sequence(el, NS_EURID_CONTACT, spec, "contact-ext:create")
+        return check_sequence(el, eurid.NS, spec, "contact-ext:create")
     if name == "update" and kind == "contact:update":
-        chg, errors = _wrapper(el, NS_EURID_CONTACT, "chg", "contact-ext:update")
+        chg, errors = _wrapper(el, eurid.NS, "chg", "contact-ext:update")
         if chg is None:
             return errors
         if not any(isinstance(c.tag, str) for c in chg):
             return ["contact-ext:update/chg: changes nothing"]
         # The contact type is fixed once created.
         spec = [Member(n, False, c) for n, c in _EURID_MEMBERS if n != "type"]
-        return check_sequence(chg, NS_EURID_CONTACT, spec, "contact-ext:update/chg")
+        return check_sequence(chg, eurid.NS, spec, "contact-ext:update/chg")
     return _not_here(el, kind, "contact-ext")
 
 
@@ -175,7 +172,7 @@ def _norid_identity(required: bool) -> Member:
 
 
 def _norid_orgno(el: etree._Element, where: str) -> list[str]:
-    identity = el.find(_q(NS_NORID_CONTACT, "identity"))
+    identity = el.find(_q(norid.NS, "identity"))
     if identity is not None and identity.get("type") == "organizationNumber":
         if not _NO_ORGNO.match((identity.text or "").strip()):
             return [f"{where}/identity: an organizationNumber has nine digits"]
@@ -186,17 +183,17 @@ def check_norid(el: etree._Element, kind: str) -> list[str]:
     name = _local(el)
     if name == "create" and kind == "contact:create":
         spec = [Member("type", True, lambda v: v in _NORID_CONTACT_TYPES), _norid_identity(True)]
-        errors = check_sequence(el, NS_NORID_CONTACT, spec, "no-ext-contact:create")
-        contact_type = el.findtext(_q(NS_NORID_CONTACT, "type"))
-        identity = el.find(_q(NS_NORID_CONTACT, "identity"))
+        errors = check_sequence(el, norid.NS, spec, "no-ext-contact:create")
+        contact_type = el.findtext(_q(norid.NS, "type"))
+        identity = el.find(_q(norid.NS, "identity"))
         if contact_type == "organization" and identity is not None and identity.get("type") != "organizationNumber":
             errors.append("no-ext-contact:create: an organization is identified by its organizationNumber")
         return errors + _norid_orgno(el, "no-ext-contact:create")
     if name == "update" and kind == "contact:update":
-        chg, errors = _wrapper(el, NS_NORID_CONTACT, "chg", "no-ext-contact:update")
+        chg, errors = _wrapper(el, norid.NS, "chg", "no-ext-contact:update")
         if chg is None:
             return errors
-        errors = check_sequence(chg, NS_NORID_CONTACT, [_norid_identity(True)], "no-ext-contact:update/chg")
+        errors = check_sequence(chg, norid.NS, [_norid_identity(True)], "no-ext-contact:update/chg")
         return errors + _norid_orgno(chg, "no-ext-contact:update/chg")
     return _not_here(el, kind, "no-ext-contact")
 
@@ -220,7 +217,7 @@ def parse_unspec(text: str) -> dict[str, str] | None:
 def check_neulevel(el: etree._Element, kind: str) -> list[str]:
     if _local(el) != "extension" or kind not in ("domain:create", "domain:update"):
         return _not_here(el, kind, "neulevel")
-    unspec, errors = _wrapper(el, NS_NEULEVEL, "unspec", "neulevel:extension")
+    unspec, errors = _wrapper(el, neulevel.NS, "unspec", "neulevel:extension")
     if unspec is None:
         return errors
     if len(unspec) or unspec.attrib:
@@ -348,9 +345,9 @@ def _fi_holder(members: Mapping[str, str]) -> list[str]:
 
 
 HAND_CHECKED: Final[dict[str, Callable[[etree._Element, str], list[str]]]] = {
-    NS_IIS: check_iis,
-    NS_EURID_CONTACT: check_eurid,
-    NS_NORID_CONTACT: check_norid,
-    NS_NEULEVEL: check_neulevel,
+    iis.NS: check_iis,
+    eurid.NS: check_eurid,
+    norid.NS: check_norid,
+    neulevel.NS: check_neulevel,
 }
 """Extension namespace -> check; everything else under <extension> goes to the XSDs."""

@@ -24,21 +24,11 @@ from typing import Any, Final
 
 from lxml import etree
 
+from adapters.epp._xmlutil import q, sub
 from adapters.epp.xml import NS_CONTACT, NS_DOMAIN, NS_EPP, NSMAP, xs_date
 
 PENDING_TRANSFER_DAYS: Final = 5
 MAX_VALIDITY_YEARS: Final = 10
-
-
-def q(ns: str, name: str) -> str:
-    return f"{{{ns}}}{name}"
-
-
-def sub(parent: etree._Element, ns: str, name: str, text: str | None = None) -> etree._Element:
-    el = etree.SubElement(parent, q(ns, name))
-    if text is not None:
-        el.text = text
-    return el
 
 
 def now() -> dt.datetime:

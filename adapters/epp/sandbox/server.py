@@ -39,22 +39,21 @@ from typing import Any, Final, cast
 
 from lxml import etree
 
+from adapters.epp._xmlutil import q as _q
+from adapters.epp.extensions import dkhm, eurid, iis, neulevel, norid
 from adapters.epp.framing import read_frame, write_frame
 from adapters.epp.sandbox.checks import HAND_CHECKED, check_traficom, token
-from adapters.epp.sandbox.objects import ObjectStore, Outcome, now, sub, text, texts, xs_datetime
+from adapters.epp.sandbox.objects import ObjectStore, Outcome, now, text, texts, xs_datetime
 from adapters.epp.tls import DevPki, ensure_dev_pki
 from adapters.epp.types import Endpoint
 from adapters.epp.xml import (
     NS_CONTACT,
-    NS_DKHM,
     NS_DOMAIN,
     NS_EPP,
-    NS_EURID_CONTACT,
     NS_HOST,
-    NS_IIS,
-    NS_NEULEVEL,
-    NS_NORID_CONTACT,
     NSMAP,
+    build_greeting,
+    build_response,
     parse_document,
 )
 from gateway.errors import EppXmlError, FrameError
@@ -65,7 +64,7 @@ SCHEMA_ENV: Final = "GATEWAY_EPP_SCHEMAS"
 DEFAULT_PASSWORD: Final = "sandbox-secret"  # noqa: S105 - a throw-away test registry's login
 SV_ID: Final = "Registrant Gateway EPP sandbox"
 OBJ_URIS: Final = (NS_CONTACT, NS_DOMAIN, NS_HOST)
-EXT_URIS: Final = (NS_IIS, NS_EURID_CONTACT, NS_DKHM, NS_NORID_CONTACT, NS_NEULEVEL)
+EXT_URIS: Final = (iis.NS, eurid.NS, dkhm.NS, norid.NS, neulevel.NS)
 MAX_INBOUND_FRAME: Final = 1024 * 1024
 CLOSING_CODES: Final = frozenset({2500, 2501, 2502})
 
@@ -102,10 +101,6 @@ MESSAGES: Final = {
 }
 
 
-def _q(ns: str, name: str) -> str:
-    return f"{{{ns}}}{name}"
-
-
 # ------------------------------------------------------------------------------------------------
 # schema validation
 
@@ -128,7 +123,7 @@ def _load_schema(directory: Path) -> etree.XMLSchema:
     wrapper = (
         '<schema xmlns="http://www.w3.org/2001/XMLSchema" targetNamespace="urn:local:registrant-gateway">'
         f'<import namespace="urn:local:epp-all" schemaLocation="{(directory / "all.xsd").as_uri()}"/>'
-        f'<import namespace="{NS_DKHM}" schemaLocation="{(directory / "dkhm-4.5.xsd").as_uri()}"/>'
+        f'<import namespace="{dkhm.NS}" schemaLocation="{(directory / "dkhm-4.5.xsd").as_uri()}"/>'
         "</schema>"
     )
     return etree.XMLSchema(etree.fromstring(wrapper.encode()))
@@ -690,29 +685,7 @@ class RegistrySandbox(ObjectStore):
     # ---- frames ----------------------------------------------------------------------------------
 
     def _greeting(self) -> bytes:
-        root = _epp_root()
-        greeting = sub(root, NS_EPP, "greeting")
-        sub(greeting, NS_EPP, "svID", SV_ID)
-        sub(greeting, NS_EPP, "svDate", xs_datetime(now()))
-        menu = sub(greeting, NS_EPP, "svcMenu")
-        sub(menu, NS_EPP, "version", "1.0")
-        sub(menu, NS_EPP, "lang", "en")
-        for uri in OBJ_URIS:
-            sub(menu, NS_EPP, "objURI", uri)
-        ext = sub(menu, NS_EPP, "svcExtension")
-        for uri in EXT_URIS:
-            sub(ext, NS_EPP, "extURI", uri)
-        dcp = sub(greeting, NS_EPP, "dcp")
-        sub(sub(dcp, NS_EPP, "access"), NS_EPP, "all")
-        statement = sub(dcp, NS_EPP, "statement")
-        purpose = sub(statement, NS_EPP, "purpose")
-        sub(purpose, NS_EPP, "admin")
-        sub(purpose, NS_EPP, "prov")
-        recipient = sub(statement, NS_EPP, "recipient")
-        sub(recipient, NS_EPP, "ours")
-        sub(recipient, NS_EPP, "public")
-        sub(sub(statement, NS_EPP, "retention"), NS_EPP, "stated")
-        return _serialize(root)
+        return build_greeting(SV_ID, xs_datetime(now()), OBJ_URIS, EXT_URIS)
 
     def _response(
         self,
@@ -721,20 +694,9 @@ class RegistrySandbox(ObjectStore):
         res_data: etree._Element | None = None,
         msg_q: etree._Element | None = None,
     ) -> bytes:
-        root = _epp_root()
-        response = sub(root, NS_EPP, "response")
-        result = sub(response, NS_EPP, "result")
-        result.set("code", str(code))
-        sub(result, NS_EPP, "msg", MESSAGES.get(code, "Command failed"))
-        if msg_q is not None:
-            response.append(copy.deepcopy(msg_q))
-        if res_data is not None:
-            sub(response, NS_EPP, "resData").append(copy.deepcopy(res_data))
-        tr_id = sub(response, NS_EPP, "trID")
-        if cl_trid is not None:
-            sub(tr_id, NS_EPP, "clTRID", cl_trid)
-        sub(tr_id, NS_EPP, "svTRID", f"SBX-{next(self._sv_trids):08d}")
-        return _serialize(root)
+        message = MESSAGES.get(code, "Command failed")
+        sv_trid = f"SBX-{next(self._sv_trids):08d}"
+        return build_response(code, message, cl_trid, sv_trid, res_data=res_data, msg_q=msg_q)
 
 
 def _text_or_none(el: etree._Element | None, path: str) -> str | None:
@@ -743,14 +705,6 @@ def _text_or_none(el: etree._Element | None, path: str) -> str | None:
 
 def _valid_trid(value: str) -> bool:
     return 3 <= len(value) <= 64 and token(value)
-
-
-def _epp_root() -> etree._Element:
-    return etree.Element(_q(NS_EPP, "epp"), nsmap={"epp": NS_EPP})
-
-
-def _serialize(root: etree._Element) -> bytes:
-    return etree.tostring(root, xml_declaration=True, encoding="UTF-8", standalone=False)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -15,27 +15,12 @@ from pathlib import Path
 import pytest
 
 from adapters.epp.client import EppClient, find_domain, make_cl_trid, register
+from adapters.epp.extensions import DkhmContactExt, EuridContactExt, IisContactExt, dkhm, eurid, iis, neulevel, norid
 from adapters.epp.framing import read_frame, write_frame
 from adapters.epp.sandbox import Faults, RegistrySandbox, SandboxThread
 from adapters.epp.tls import DevPki, ensure_dev_pki
-from adapters.epp.types import (
-    DkhmContactExt,
-    Endpoint,
-    EuridContactExt,
-    IisContactExt,
-    RegistrationCommands,
-)
-from adapters.epp.xml import (
-    NS_DKHM,
-    NS_EURID_CONTACT,
-    NS_IIS,
-    NS_NEULEVEL,
-    NS_NORID_CONTACT,
-    build_domain_info,
-    build_login,
-    parse_greeting,
-    parse_response,
-)
+from adapters.epp.types import ContactInfoQuery, DomainInfoQuery, Endpoint, RegistrationCommands
+from adapters.epp.xml import build_domain_info, build_login, parse_greeting, parse_response
 from gateway.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from tests.adapters.epp.test_xml import sample_contact, sample_domain
 
@@ -84,7 +69,7 @@ async def test_register_contact_and_domain(sandbox: RegistrySandbox) -> None:
     assert (domain["cl_id"], domain["registrant"], domain["period"]) == ("registrar1", "RG1A2B", 2)
     assert domain["ns"] == ["ns1.example.net", "ns2.example.net"]
     contact = sandbox.contacts["RG1A2B"]
-    assert contact["extensions"] == {NS_IIS: {"orgno": "[SE]802405-0190", "vatno": "SE802405019001"}}
+    assert contact["extensions"] == {iis.NS: {"orgno": "[SE]802405-0190", "vatno": "SE802405019001"}}
     assert contact["postal_info"][0]["name"] == "Anna <Svensson> & Co"
     assert contact["disclose"] == {"flag": "0", "elements": ["name", "org", "addr", "voice", "fax", "email"]}
     # greeting is not inbound; login, contact, domain, logout are.
@@ -97,8 +82,8 @@ async def test_eurid_and_dkhm_extensions_pass_the_registry(sandbox: RegistrySand
     await register(sandbox.endpoint(), commands("exempel.eu", "EU1", eu), "reg-eu")
     dk = DkhmContactExt(user_type="company", cvr="29403473", ean="5798000000001")
     await register(sandbox.endpoint(), commands("exempel.dk", "DK1", dk), "reg-dk")
-    assert sandbox.contacts["EU1"]["extensions"][NS_EURID_CONTACT]["naturalPerson"] == "true"
-    assert sandbox.contacts["DK1"]["extensions"][NS_DKHM] == {
+    assert sandbox.contacts["EU1"]["extensions"][eurid.NS]["naturalPerson"] == "true"
+    assert sandbox.contacts["DK1"]["extensions"][dkhm.NS] == {
         "userType": "company",
         "CVR": "29403473",
         "EAN": "5798000000001",
@@ -109,13 +94,13 @@ async def test_session_methods(sandbox: RegistrySandbox) -> None:
     async with EppClient(sandbox.endpoint()) as client:
         greeting = await client.hello()
         assert greeting.sv_id == "Registrant Gateway EPP sandbox"
-        assert set(client.ext_uris) == {NS_IIS, NS_EURID_CONTACT, NS_DKHM, NS_NORID_CONTACT, NS_NEULEVEL}
-        result = await client.contact_create(sample_contact("c-1", full=False), "t-contact")
+        assert set(client.ext_uris) == {iis.NS, eurid.NS, dkhm.NS, norid.NS, neulevel.NS}
+        result = await client.send(sample_contact("c-1", full=False), "t-contact")
         assert (result.code, result.cl_trid) == (1000, "t-contact")
-        info = await client.contact_info("c-1", "t-cinfo")
+        info = await client.send(ContactInfoQuery("c-1"), "t-cinfo")
         assert (info.id, info.cl_id) == ("c-1", "registrar1")
-        await client.domain_create(dataclasses.replace(sample_domain("a.se", "c-1"), nameservers=()), "t-dom")
-        domain = await client.domain_info("a.se", "t-dinfo")
+        await client.send(dataclasses.replace(sample_domain("a.se", "c-1"), nameservers=()), "t-dom")
+        domain = await client.send(DomainInfoQuery("a.se"), "t-dinfo")
         assert (domain.name, domain.cl_id, domain.registrant) == ("a.se", "registrar1", "c-1")
         assert domain.roid and domain.roid.endswith("-SBX")
     assert await find_domain(sandbox.endpoint(), "a.se", "t-find1") is not None
@@ -204,7 +189,7 @@ async def test_result_code_classes(sandbox: RegistrySandbox, code: int, kind: ty
 async def test_missing_contact_reference_is_permanent(sandbox: RegistrySandbox) -> None:
     async with EppClient(sandbox.endpoint()) as client:
         with pytest.raises(PermanentDeliveryError) as excinfo:
-            await client.domain_create(sample_domain("orphan.se", "NOSUCH"), "t-orphan")
+            await client.send(sample_domain("orphan.se", "NOSUCH"), "t-orphan")
     assert excinfo.value.result_code == 2303
 
 

@@ -6,29 +6,27 @@ import pytest
 from lxml import etree
 
 from adapters.epp import extensions
-from adapters.epp.extensions import fi, neulevel
-from adapters.epp.sandbox import FrameValidator
-from adapters.epp.sandbox.checks import parse_unspec
-from adapters.epp.types import (
-    ContactUpdate,
-    DomainUpdate,
+from adapters.epp.extensions import (
     EuridContactUpdate,
     IisContactExt,
     IisContactUpdate,
     IisDomainUpdate,
     NeulevelDomainExt,
     NoridContactExt,
+    fi,
+    neulevel,
+    norid,
 )
+from adapters.epp.sandbox import FrameValidator
+from adapters.epp.sandbox.checks import parse_unspec
+from adapters.epp.types import ContactUpdate, DomainUpdate
 from adapters.epp.xml import (
-    NS_NEULEVEL,
-    NS_NORID_CONTACT,
     NSMAP,
     SUPPORTED_EXT_URIS,
     build_contact_create,
     build_contact_update,
     build_domain_create,
     build_domain_update,
-    extension_namespace,
     parse_document,
 )
 from tests.adapters.epp.test_xml import sample_contact, sample_domain
@@ -56,7 +54,7 @@ def test_every_extension_has_one_namespace_and_is_announced() -> None:
         NoridContactExt("organizationNumber", "985821585"), NeulevelDomainExt("P1", "C11"),
     ]  # fmt: skip
     for ext in exts:
-        assert extension_namespace(ext) in SUPPORTED_EXT_URIS
+        assert extensions.namespace(ext) in SUPPORTED_EXT_URIS
     assert fi.SUPPORTED == () and fi.NS_DOMAIN_EXT not in SUPPORTED_EXT_URIS  # .fi: no extURI
 
 
@@ -113,7 +111,7 @@ def test_norid_identity(validator: FrameValidator) -> None:
     assert validator.errors(frame.replace(b'type="organizationNumber"', b'type="passport"'))
     assert validator.errors(frame.replace(b' type="organizationNumber"', b""))
     assert parse_document(frame).find(".//no-ext-contact:create", NSMAP) is not None
-    assert NS_NORID_CONTACT == "http://www.norid.no/xsd/no-ext-contact-1.0"
+    assert norid.NS == "http://www.norid.no/xsd/no-ext-contact-1.0"
 
 
 def test_neulevel_nexus(validator: FrameValidator) -> None:
@@ -146,13 +144,13 @@ def test_neulevel_nexus(validator: FrameValidator) -> None:
     assert any("not allowed on contact:create" in e for e in validator.errors(root))
     assert parse_unspec("A=1 B=2") == {"A": "1", "B": "2"}
     assert parse_unspec("A=1 A=2") is None and parse_unspec("A") is None and parse_unspec("") is None
-    assert NS_NEULEVEL == "urn:ietf:params:xml:ns:neulevel-1.0"
+    assert neulevel.NS == "urn:ietf:params:xml:ns:neulevel-1.0"
 
 
 def test_extensions_refuse_the_wrong_command() -> None:
     with pytest.raises(ValueError):
-        extensions.contact_update_elements(IisContactExt(orgno="[SE]1"))  # type: ignore[arg-type]
+        extensions.elements(IisContactExt(orgno="[SE]1"), "contact:update")
     with pytest.raises(ValueError):
-        extensions.domain_create_elements(IisDomainUpdate(True))  # type: ignore[arg-type]
+        extensions.elements(IisDomainUpdate(True), "domain:create")
     with pytest.raises(ValueError):
-        extensions.contact_create_elements(NeulevelDomainExt("P1", "C11"))  # type: ignore[arg-type]
+        extensions.elements(NeulevelDomainExt("P1", "C11"), "contact:create")

@@ -9,8 +9,9 @@ import pytest
 from lxml import etree
 
 from adapters.epp import extensions
+from adapters.epp.extensions import FiContactExt
 from adapters.epp.sandbox import FrameValidator
-from adapters.epp.types import ContactCreate, DiscloseSpec, FiContactExt, PostalInfo, RegistrationCommands
+from adapters.epp.types import ContactCreate, DiscloseSpec, PostalInfo, RegistrationCommands
 from adapters.epp.xml import NS_CONTACT, NSMAP, build_contact_create, parse_document
 from gateway.outbox.epp import carried_fields, commands_from_json, commands_to_json, ficora_contact
 from tests.adapters.epp.test_xml import sample_domain

@@ -8,10 +8,11 @@ import time
 import pytest
 
 from adapters.epp.client import command_cl_trid
+from adapters.epp.extensions import IisDomainUpdate
 from adapters.epp.outcomes import Outcome, classify, raise_for_result, with_retries
 from adapters.epp.ratelimit import TokenBucket
 from adapters.epp.reconcile import narrow_contact_update, narrow_domain_update
-from adapters.epp.types import ContactUpdate, DomainInfo, DomainUpdate, EppResult, IisDomainUpdate
+from adapters.epp.types import ContactUpdate, DomainInfo, DomainUpdate, EppResult
 from gateway.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 
 

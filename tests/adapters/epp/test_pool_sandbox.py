@@ -11,17 +11,20 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from adapters.epp.client import (
-    EppClient,
-    register_pooled,
-    run_pooled,
-    update_contact_pooled,
-    update_domain_pooled,
-)
+from adapters.epp.client import EppClient
+from adapters.epp.extensions import IisContactExt
 from adapters.epp.pool import EppSessionPool
+from adapters.epp.pooled import register_pooled, run_pooled, update_contact_pooled, update_domain_pooled
 from adapters.epp.sandbox import RegistrySandbox
 from adapters.epp.tls import DevPki
-from adapters.epp.types import ContactUpdate, DomainInfo, DomainRenew, DomainUpdate, IisContactExt, RegistrationCommands
+from adapters.epp.types import (
+    ContactUpdate,
+    DomainInfo,
+    DomainInfoQuery,
+    DomainRenew,
+    DomainUpdate,
+    RegistrationCommands,
+)
 from gateway.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from tests.adapters.epp.test_xml import sample_contact, sample_domain
 
@@ -146,7 +149,7 @@ async def test_rate_limit_spaces_commands(sandbox: RegistrySandbox) -> None:
     start = len(sandbox.commands)
 
     async def info(client: EppClient, _retry: bool) -> DomainInfo:
-        return await client.domain_info("exempel.se", "rate-info")
+        return await client.send(DomainInfoQuery("exempel.se"), "rate-info")
 
     async with EppSessionPool(sandbox.endpoint(), max_sessions=2, idle_keepalive_s=None, rate_limit_per_s=rate) as pool:
         await asyncio.gather(*(run_pooled(pool, info) for _ in range(8)))
@@ -254,7 +257,7 @@ async def test_permanent_results_are_not_retried(sandbox: RegistrySandbox) -> No
         wrong_date = DomainRenew(name="exempel.se", cur_exp_date=dt.date(2001, 1, 1))
 
         async def renew(client: EppClient, _retry: bool) -> object:
-            return await client.domain_renew(wrong_date)
+            return await client.send(wrong_date)
 
         with pytest.raises(PermanentDeliveryError) as excinfo:
             await run_pooled(pool, renew, attempts=4, on_retry=retries, initial_wait_s=WAIT)

@@ -5,27 +5,16 @@ from __future__ import annotations
 import pytest
 from lxml import etree
 
+from adapters.epp.extensions import DkhmContactExt, EuridContactExt, IisContactExt, dkhm, eurid, iis
 from adapters.epp.sandbox import FrameValidator
-from adapters.epp.types import (
-    ContactCreate,
-    DiscloseSpec,
-    DkhmContactExt,
-    DomainCreate,
-    EuridContactExt,
-    IisContactExt,
-    PostalInfo,
-)
+from adapters.epp.types import ContactCreate, DiscloseSpec, DomainCreate, Greeting, PostalInfo
 from adapters.epp.xml import (
     NS_CONTACT,
-    NS_DKHM,
     NS_DOMAIN,
-    NS_EURID_CONTACT,
     NS_HOST,
-    NS_IIS,
     NS_SECDNS,
     NSMAP,
     EppXmlError,
-    Greeting,
     ProtocolMismatch,
     build_contact_create,
     build_contact_info,
@@ -45,7 +34,7 @@ GREETING = Greeting(
     versions=("1.0",),
     langs=("en",),
     obj_uris=(NS_CONTACT, NS_DOMAIN, NS_HOST),
-    ext_uris=(NS_IIS, NS_EURID_CONTACT, NS_DKHM, NS_SECDNS),
+    ext_uris=(iis.NS, eurid.NS, dkhm.NS, NS_SECDNS),
 )
 
 
@@ -111,7 +100,7 @@ def test_session_frames_validate(validator: FrameValidator) -> None:
     login = _assert_valid(validator, build_login("registrar1", "s3cret-pw", GREETING, "trid-login"))
     assert [e.text for e in login.iterfind(".//epp:objURI", NSMAP)] == [NS_CONTACT, NS_DOMAIN, NS_HOST]
     # secDNS is offered by the server but not ours to speak, so it is not requested.
-    assert [e.text for e in login.iterfind(".//epp:extURI", NSMAP)] == [NS_IIS, NS_EURID_CONTACT, NS_DKHM]
+    assert [e.text for e in login.iterfind(".//epp:extURI", NSMAP)] == [iis.NS, eurid.NS, dkhm.NS]
 
 
 def test_login_asks_only_for_what_the_server_offers(validator: FrameValidator) -> None:
@@ -201,10 +190,10 @@ def test_contact_create_dkhm_elements_sit_directly_in_extension(validator: Frame
     extension = root.find(".//epp:extension", NSMAP)
     assert extension is not None
     assert [(etree.QName(c).namespace, etree.QName(c).localname) for c in extension] == [
-        (NS_DKHM, "userType"),
-        (NS_DKHM, "CVR"),
-        (NS_DKHM, "pnumber"),
-        (NS_DKHM, "EAN"),
+        (dkhm.NS, "userType"),
+        (dkhm.NS, "CVR"),
+        (dkhm.NS, "pnumber"),
+        (dkhm.NS, "EAN"),
     ]
     only_type = build_contact_create(sample_contact("dk2", DkhmContactExt(user_type="individual")), "t-4")
     _assert_valid(validator, only_type)
@@ -267,7 +256,7 @@ def test_validator_rejects_what_registries_reject(validator: FrameValidator) -> 
     assert validator.errors(etree.tostring(root))
     # An unknown extension namespace has no schema, so the strict wildcard refuses it.
     unknown = build_contact_create(sample_contact("x2", IisContactExt(orgno="[SE]1")), "t-12").replace(
-        NS_IIS.encode(), b"urn:example:unknown-1.0"
+        iis.NS.encode(), b"urn:example:unknown-1.0"
     )
     assert validator.errors(unknown)
 
@@ -338,12 +327,12 @@ def test_parse_greeting(validator: FrameValidator) -> None:
     assert greeting.versions == ("1.0",)
     assert greeting.langs == ("en", "fr")
     assert greeting.obj_uris == ("urn:ietf:params:xml:ns:obj1", NS_DOMAIN)
-    assert greeting.ext_uris == ("http://custom/obj1ext-1.0", NS_IIS)
+    assert greeting.ext_uris == ("http://custom/obj1ext-1.0", iis.NS)
     login = build_login("registrar1", "s3cret-pw", greeting, "t-14")
     assert validator.errors(login) == []
     root = parse_document(login)
     assert [e.text for e in root.iterfind(".//epp:objURI", NSMAP)] == [NS_DOMAIN]
-    assert [e.text for e in root.iterfind(".//epp:extURI", NSMAP)] == [NS_IIS]
+    assert [e.text for e in root.iterfind(".//epp:extURI", NSMAP)] == [iis.NS]
 
 
 def test_parse_domain_cre_data(validator: FrameValidator) -> None:
