@@ -1,8 +1,9 @@
 """The ledger as the rest of the gateway sees it: subjects, sealing, checkpoints, proofs, verification.
 
 Pure pieces (Merkle hashing, key wrapping, checkpoint signatures) live in their own modules; this one
-joins them to a ``Store``.  Data keys are cached unwrapped in memory only for the process lifetime,
-and a shredded subject's key is dropped from the cache at once.
+joins them to the store roles it needs (:class:`LedgerBackend`): the tree, the subjects' keys and the
+access log, never the outbox or the rights case files.  Data keys are cached unwrapped in memory only
+for the process lifetime, and a shredded subject's key is dropped from the cache at once.
 """
 
 from __future__ import annotations
@@ -13,23 +14,23 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from gateway.errors import DecryptionFailed, LedgerCorrupt, NotFound, SubjectErased
 from gateway.ledger.checkpoint import Checkpoint, CheckpointSigner, SignedCheckpoint, verify_checkpoint
 from gateway.ledger.entry import DisclosureEntry, leaf_bytes
 from gateway.ledger.keys import BlindIndexer, KeyRing, WrappedKey, new_data_key, open_sealed, rewrap, seal, unwrap, wrap
-from gateway.ledger.merkle import (
-    Frontier,
-    NodeSource,
-    consistency_proof,
-    inclusion_proof,
-    leaf_hash,
-)
+from gateway.ledger.merkle import Frontier, NodeSource, consistency_proof, inclusion_proof, leaf_hash
 from gateway.models import Registrant
-from gateway.store.base import NewSubject, Store, StoredCheckpoint, node_born
+from gateway.store.base import AccessLogStore, LedgerStore, NewSubject, StoredCheckpoint, SubjectStore, node_born
 
 ORIGIN = "registrant-gateway/disclosure-ledger"
+
+
+class LedgerBackend(LedgerStore, SubjectStore, AccessLogStore, Protocol):
+    """The store roles the Ledger service uses: the tree and checkpoints (``LedgerStore``), subjects and
+    their wrapped keys (``SubjectStore``), and the access log its reads of personal data are written to
+    (``AccessLogStore``).  Any ``Store`` is one; a test double needs only these."""
 
 
 def identifiers(reg: Registrant) -> list[tuple[str, str]]:
@@ -47,7 +48,7 @@ class SubjectRef:
     links: tuple[tuple[str, str], ...]  # identifiers to add to the subject's blind index
 
 
-async def _collect(get_coords: Callable[[NodeSource], object], store: Store) -> dict[tuple[int, int], bytes]:
+async def _collect(get_coords: Callable[[NodeSource], object], store: LedgerStore) -> dict[tuple[int, int], bytes]:
     """Run a proof algorithm once to learn which nodes it reads, then fetch them in one go."""
     wanted: list[tuple[int, int]] = []
 
@@ -60,7 +61,7 @@ async def _collect(get_coords: Callable[[NodeSource], object], store: Store) -> 
 
 
 class Ledger:
-    def __init__(self, store: Store, ring: KeyRing, indexer: BlindIndexer, signer: CheckpointSigner) -> None:
+    def __init__(self, store: LedgerBackend, ring: KeyRing, indexer: BlindIndexer, signer: CheckpointSigner) -> None:
         self.store = store
         self.ring = ring
         self.indexer = indexer
@@ -207,7 +208,7 @@ async def _pull(it: AsyncIterator[list[Any]]) -> AsyncIterator[Any]:
 
 
 async def verify_store(
-    store: Store, public_key: Any, progress: Callable[[int, int], None] | None = None, batch: int = 2000
+    store: LedgerStore, public_key: Any, progress: Callable[[int, int], None] | None = None, batch: int = 2000
 ) -> VerifyReport:
     try:
         return await _verify_store(store, public_key, progress, batch)
@@ -216,7 +217,7 @@ async def verify_store(
 
 
 async def _verify_store(
-    store: Store, public_key: Any, progress: Callable[[int, int], None] | None, batch: int
+    store: LedgerStore, public_key: Any, progress: Callable[[int, int], None] | None, batch: int
 ) -> VerifyReport:
     """Stream every leaf and node, recompute the tree, check every checkpoint's root and signature.
 
@@ -284,4 +285,6 @@ async def _verify_store(
     return VerifyReport(True, frontier.size, checked_cps)
 
 
-__all__ = ["DecryptionFailed", "Ledger", "LedgerCorrupt", "SubjectErased", "VerifyReport", "verify_store"]
+__all__ = [
+    "DecryptionFailed", "Ledger", "LedgerBackend", "LedgerCorrupt", "SubjectErased", "VerifyReport", "verify_store",
+]

@@ -1,19 +1,23 @@
-"""The store contract: what the gateway needs from a database, and the values that cross it.
+"""The store contract: what the gateway needs from a database, spoken in roles, and the values that cross it.
 
-Two implementations (``sqlite.SqliteStore``, ``postgres.PostgresStore``) pass one contract test
-suite.  Every method that writes does so in one transaction; ``append`` of a disclosure entry also
-extends the Merkle tree (leaf, new nodes, head) in that same transaction, so the tree can never
-disagree with the rows it covers.
+The contract is split by who uses it: ``OutboxStore`` (acceptance and delivery), ``LedgerStore`` (the
+disclosure tree and checkpoints), ``SubjectStore`` (subjects and their keys), ``AccessLogStore`` (staff
+reads of personal data) and ``RequestStore`` (data-subject rights); ``Store`` is all of them plus the
+lifecycle, for the wiring.  Two implementations (``sqlite.SqliteStore``, ``postgres.PostgresStore``)
+pass one contract test suite.  Every method that writes does so in one transaction; ``append`` of a
+disclosure entry also extends the Merkle tree (leaf, new nodes, head) in that same transaction, so the
+tree can never disagree with the rows it covers.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from gateway.ledger.entry import DisclosureEntry, leaf_bytes
 from gateway.ledger.merkle import Frontier, Node, leaf_hash
+from gateway.store.paging import keyset_pages
 
 
 def extend_tree(frontier: Frontier, entry: DisclosureEntry) -> tuple[dict[str, Any], bytes, list[Node]]:
@@ -115,6 +119,13 @@ class Accepted:
 THIRD_COUNTRY_CATEGORIES = ("adequacy", "safeguard", "derogation", "blocked")
 
 
+def _seq(entry: DisclosureEntry) -> int:
+    """The paging key of a stored entry: its leaf index, which every stored row has."""
+    if entry.leaf_index is None:
+        raise ValueError(f"stored entry {entry.id} has no leaf index")
+    return entry.leaf_index
+
+
 class DisclosureReads:
     """``iter_disclosures`` for every store, written once over the store's own ``disclosures`` page:
     callers walk all matching entries without a paging loop of their own."""
@@ -125,26 +136,36 @@ class DisclosureReads:
     async def iter_disclosures(self, f: DisclosureFilter, *, page: int = 500) -> AsyncIterator[DisclosureEntry]:
         """Every entry matching ``f`` (its ``after_seq`` is the start; its ``limit`` is ignored), in
         leaf order, read ``page`` entries at a time."""
-        f = replace(f, limit=page)
-        while True:
-            rows = await self.disclosures(f)
+        if page < 1:
+            raise ValueError("page must be at least 1")
+
+        def fetch(after: int) -> Awaitable[list[DisclosureEntry]]:
+            return self.disclosures(replace(f, after_seq=after, limit=page))
+
+        async for rows in keyset_pages(fetch, _seq, f.after_seq, size=page):
             for e in rows:
                 yield e
-            if len(rows) < page or rows[-1].leaf_index is None:
-                return
-            f = replace(f, after_seq=rows[-1].leaf_index)
 
 
-class Store(Protocol):
-    schema_version: int
+# -- the store, by role ----------------------------------------------------------------------------------
+#
+# Each consumer depends on the roles it calls, not on every table: a reader of the ledger cannot reach
+# the outbox, a test double for one role stays small, and the grouping documents which writes share a
+# transaction.  Both stores implement every role; ``Store`` joins them for the wiring.
 
-    async def close(self) -> None: ...
 
-    # idempotency and acceptance
+class OutboxStore(Protocol):
+    """Acceptance and delivery: the registration service (idempotency, ``accept``), the delivery worker
+    and the escrow job (claim, finish, requeue), the change service (``enqueue``) and the API's status
+    and health reads.
+
+    Separate because these are the write paths that carry the outbox's guarantees: ``accept`` writes the
+    request, its subject, outbox rows and any refusal entries in one transaction, and ``finish`` records
+    an attempt's outcome together with its disclosure entry, so a crash leaves both or neither.
+    """
+
     async def idempotent_response(self, client: str, key: str) -> tuple[str, int, dict[str, Any]] | None: ...
     async def accept(self, a: Accepted, now: str) -> tuple[str, int, dict[str, Any]] | None: ...
-
-    # registrations and outbox
     async def registration(self, reg_id: str) -> dict[str, Any] | None: ...
     async def enqueue(self, registration_id: str, subject_id: str, items: list[NewOutbox], now: str) -> None: ...
     async def requeue_in_flight(self, now: str, stale_before: str | None = None) -> int: ...
@@ -154,13 +175,39 @@ class Store(Protocol):
     ) -> None: ...
     async def pending_count(self) -> int: ...
 
-    # disclosures (the ledger's leaves)
+
+class LedgerStore(Protocol):
+    """The disclosure ledger: its leaves, the Merkle tree over them and the signed checkpoints.  Used by
+    the Ledger service (checkpoints, proofs, ``verify_store``), the ledger API and CLI, the disclosure
+    pages and the rights service (a subject's disclosures, the retention purge).
+
+    Separate because it is the tamper-evident part: every write extends the tree in the same transaction,
+    and a verifier or auditor needs these reads and nothing else.  ``purge_values`` belongs here because
+    it deletes the sealed values beside the leaves, which the tree is built to survive.
+    """
+
     async def append(self, entries: list[DisclosureEntry]) -> None: ...
     async def disclosures(self, f: DisclosureFilter) -> list[DisclosureEntry]: ...
     def iter_disclosures(self, f: DisclosureFilter, *, page: int = 500) -> AsyncIterator[DisclosureEntry]: ...
     async def disclosure(self, entry_id: str) -> DisclosureEntry | None: ...
+    async def purge_values(self, entry_ids: list[str]) -> int: ...
+    async def head(self) -> Frontier: ...
+    async def nodes(self, coords: list[tuple[int, int]]) -> dict[tuple[int, int], bytes]: ...
+    async def add_checkpoint(self, cp: StoredCheckpoint) -> None: ...
+    async def checkpoints(self) -> list[StoredCheckpoint]: ...
+    async def checkpoint(self, size: int) -> StoredCheckpoint | None: ...
+    def stream_leaves(self, batch: int = 1000) -> AsyncIterator[list[DisclosureEntry]]: ...
+    def stream_nodes(self, batch: int = 1000) -> AsyncIterator[list[tuple[int, int, int, bytes]]]: ...
 
-    # subjects and keys
+
+class SubjectStore(Protocol):
+    """Data subjects and their keys: the Ledger service (find or create a subject, unwrap, shred, KEK
+    rotation), the lookups API and the rights service (find a requester's subject).
+
+    Separate because it holds the only key material (wrapped data keys) and the blind index: erasure is
+    destroying a row here, and KEK rotation rewrites this table and nothing else.
+    """
+
     async def find_subjects(self, digests: list[tuple[str, str]]) -> list[str]: ...
     async def claim_subject(self, new: NewSubject, now: str) -> str: ...
     async def subject_key(self, subject_id: str) -> SubjectKey | None: ...
@@ -168,13 +215,30 @@ class Store(Protocol):
     async def replace_wrapped_key(self, subject_id: str, kid: str, wrapped: bytes) -> None: ...
     async def shred_subject(self, subject_id: str, now: str) -> bool: ...
 
-    # reads of personal data, by staff (append-only)
+
+class AccessLogStore(Protocol):
+    """Staff reads of personal data (decrypted values, extracts, lookups), ids only, append-only: written
+    by the Ledger service and the lookups API, read back for a subject's access request and by audits.
+
+    Separate because reading personal data is itself processing to account for: the log is not part of
+    the disclosure tree and is written by paths that otherwise only read.
+    """
+
     async def record_access(
         self, actor: str, action: str, object_id: str, subject_id: str | None, at: str
     ) -> None: ...
     async def access_log(self, subject_id: str | None = None, limit: int = 1000) -> list[dict[str, Any]]: ...
 
-    # data-subject requests, restrictions, retention
+
+class RequestStore(Protocol):
+    """Data-subject rights (GDPR Art. 12-22): requests and their event trail for the rights service and
+    pages; restrictions and objections, which the registration service, the change service and the
+    delivery worker consult before any disclosure; a subject's registrations, for notices and changes.
+
+    Separate because it is the case file of the rights workflow, not delivery or ledger state: it can be
+    exercised and faked without an outbox or a tree.
+    """
+
     async def open_request(self, req: dict[str, Any]) -> None: ...
     async def request(self, request_id: str) -> dict[str, Any] | None: ...
     async def requests(self, state: str | None = None) -> list[dict[str, Any]]: ...
@@ -187,17 +251,16 @@ class Store(Protocol):
     async def lift_restriction(self, restriction_id: str, at: str) -> bool: ...
     async def restrictions(self, subject_id: str, *, active_only: bool = True) -> list[dict[str, Any]]: ...
     async def subject_registrations(self, subject_id: str) -> list[dict[str, Any]]: ...
-    async def purge_values(self, entry_ids: list[str]) -> int: ...
 
-    # tree
-    async def head(self) -> Frontier: ...
-    async def nodes(self, coords: list[tuple[int, int]]) -> dict[tuple[int, int], bytes]: ...
-    async def add_checkpoint(self, cp: StoredCheckpoint) -> None: ...
-    async def checkpoints(self) -> list[StoredCheckpoint]: ...
-    async def checkpoint(self, size: int) -> StoredCheckpoint | None: ...
-    def stream_leaves(self, batch: int = 1000) -> AsyncIterator[list[DisclosureEntry]]: ...
-    def stream_nodes(self, batch: int = 1000) -> AsyncIterator[list[tuple[int, int, int, bytes]]]: ...
+
+class Store(OutboxStore, LedgerStore, SubjectStore, AccessLogStore, RequestStore, Protocol):
+    """Every role of one database, for the wiring (``compose``, the CLI) that opens and closes it."""
+
+    schema_version: int
+
+    async def close(self) -> None: ...
 
 
 def with_leaf(entry: DisclosureEntry, index: int, lh: bytes) -> DisclosureEntry:
+    """``entry`` as stored at ``index`` with leaf hash ``lh``."""
     return replace(entry, leaf_index=index, leaf_hash=lh)

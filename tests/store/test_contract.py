@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from gateway.errors import ConfigError
 from gateway.ledger.checkpoint import CheckpointSigner
-from gateway.ledger.entry import leaf_bytes
+from gateway.ledger.entry import DisclosureEntry, leaf_bytes
 from gateway.ledger.merkle import (
     consistency_proof,
     inclusion_proof,
@@ -20,6 +21,7 @@ from gateway.ledger.merkle import (
     verify_inclusion,
 )
 from gateway.services.ledger import verify_store
+from gateway.store import rows
 from gateway.store.base import (
     THIRD_COUNTRY_CATEGORIES,
     DisclosureFilter,
@@ -261,6 +263,80 @@ async def test_disclosure_filters(store: Store) -> None:
     assert seen == [e.id for e in entries]
 
 
+def count_pages(store: Store, monkeypatch: pytest.MonkeyPatch) -> list[DisclosureFilter]:
+    """Every page ``iter_disclosures`` asks the store for, as the filter it asked with."""
+    calls: list[DisclosureFilter] = []
+    page = store.disclosures
+
+    async def counting(f: DisclosureFilter) -> list[DisclosureEntry]:
+        calls.append(f)
+        return await page(f)
+
+    monkeypatch.setattr(store, "disclosures", counting)
+    return calls
+
+
+@pytest.mark.parametrize(("page", "starts"), [
+    (5, [-1, 4, 9, 14, 19]),  # the last page is short: no further read
+    (3, [-1, 2, 5, 8, 11, 14, 17, 20, 23]),  # pages end exactly at the last entry: one empty read
+    (24, [-1, 23]),
+    (100, [-1]),
+    (1, list(range(-1, 24))),
+])
+async def test_iter_disclosures_crosses_page_boundaries_in_leaf_order(
+    store: Store, monkeypatch: pytest.MonkeyPatch, page: int, starts: list[int]
+) -> None:
+    entries = [make_entry(i) for i in range(24)]
+    await store.append(entries[:10])
+    await store.append(entries[10:])
+    calls = count_pages(store, monkeypatch)
+    got = [e async for e in store.iter_disclosures(DisclosureFilter(limit=2), page=page)]  # limit is ignored
+    assert [e.id for e in got] == [e.id for e in entries]
+    assert [e.leaf_index for e in got] == list(range(24))
+    assert [c.after_seq for c in calls] == starts
+    assert {c.limit for c in calls} == {page}
+
+
+async def test_iter_disclosures_honours_filters_and_the_starting_after_seq(store: Store) -> None:
+    entries = [make_entry(i) for i in range(30)]
+    await store.append(entries[:7])
+    await store.append(entries[7:])
+
+    async def walk(f: DisclosureFilter, page: int) -> list[str]:
+        got = [e async for e in store.iter_disclosures(f, page=page)]
+        indexes = [e.leaf_index or 0 for e in got]
+        assert indexes == sorted(set(indexes))  # leaf order, each once
+        return [e.id for e in got]
+
+    def expect(pred: Callable[[DisclosureEntry], bool], after: int = -1) -> list[str]:
+        return [e.id for i, e in enumerate(entries) if i > after and pred(e)]
+
+    cases: list[tuple[DisclosureFilter, list[str]]] = [
+        (DisclosureFilter(recipient="verisign"), expect(lambda e: e.recipient == "verisign")),
+        (DisclosureFilter(third_country=True), expect(lambda e: e.category in THIRD_COUNTRY_CATEGORIES)),
+        (DisclosureFilter(third_country=False), expect(lambda e: e.category not in THIRD_COUNTRY_CATEGORIES)),
+        (DisclosureFilter(subject_id="subj-1", since=ts(4), until=ts(25)),
+         expect(lambda e: e.subject_id == "subj-1" and ts(4) <= e.recorded_at < ts(25))),
+        (DisclosureFilter(country="US", outcome="failed"),
+         expect(lambda e: e.recipient_country == "US" and e.outcome == "failed")),
+        (DisclosureFilter(after_seq=17), [e.id for e in entries[18:]]),
+        (DisclosureFilter(after_seq=6, outcome="delivered"), expect(lambda e: e.outcome == "delivered", after=6)),
+        (DisclosureFilter(after_seq=12, third_country=True),
+         expect(lambda e: e.category in THIRD_COUNTRY_CATEGORIES, after=12)),
+        (DisclosureFilter(after_seq=29), []),
+        (DisclosureFilter(recipient="nobody"), []),
+    ]
+    for f, expected in cases:
+        assert expected == [e.id for e in await store.disclosures(dataclasses.replace(f, limit=1000))], f
+        for page in (1, 2, 4, 500):
+            assert await walk(f, page) == expected, (f, page)
+
+
+async def test_iter_disclosures_refuses_an_empty_page(store: Store) -> None:
+    with pytest.raises(ValueError, match="page"):
+        [e async for e in store.iter_disclosures(DisclosureFilter(), page=0)]
+
+
 async def test_entries_round_trip_with_leaf_index_and_hash(store: Store) -> None:
     entries = [make_entry(i) for i in range(8)]
     await store.append(entries)
@@ -335,6 +411,25 @@ async def test_many_subject_keys_stream_in_order(store: Store) -> None:
         sid = f"subj-{(n * 7) % 12:02d}"
         await store.accept(make_accepted(100 + n, recipients=(), subject=NewSubject(sid, "k", b"w", ())), ts(0))
     assert [k.subject_id async for k in store.subject_keys()] == [f"subj-{n:02d}" for n in range(12)]
+
+
+async def test_subject_keys_stream_across_pages_while_keys_are_rewrapped(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """KEK rotation rewrites keys between the pages it reads: every subject still comes once, in id
+    order, and the write is not blocked by the read (SQLite pages on its one writer connection)."""
+    monkeypatch.setattr(rows, "SUBJECT_KEY_PAGE", 5)
+    for n in range(12):
+        sid = f"subj-{(n * 5) % 12:02d}"
+        await store.accept(make_accepted(200 + n, recipients=(), subject=NewSubject(sid, "k", b"w", ())), ts(0))
+    await store.shred_subject("subj-07", ts(1))
+    seen: list[tuple[str, str | None]] = []
+    async for key in store.subject_keys():
+        seen.append((key.subject_id, key.kid))
+        if key.wrapped is not None:
+            await store.replace_wrapped_key(key.subject_id, "k2", b"w2")
+    assert seen == [(f"subj-{n:02d}", None if n == 7 else "k") for n in range(12)]
+    assert [k.kid async for k in store.subject_keys()] == [None if n == 7 else "k2" for n in range(12)]
 
 
 # -- access log, requests, restrictions ---------------------------------------------------------------------

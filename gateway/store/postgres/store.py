@@ -19,15 +19,15 @@ deadlock is retried from the start (nothing of it was committed).
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import asyncpg  # type: ignore[import-untyped]
 
-from gateway.ledger.entry import LEAF_COLUMNS, DisclosureEntry
+from gateway.ledger.entry import DisclosureEntry
 from gateway.ledger.merkle import Frontier
+from gateway.store import rows as R
 from gateway.store.base import (
-    THIRD_COUNTRY_CATEGORIES,
     Accepted,
     DisclosureFilter,
     DisclosureReads,
@@ -36,21 +36,13 @@ from gateway.store.base import (
     OutboxItem,
     StoredCheckpoint,
     SubjectKey,
-    extend_tree,
-    node_born,
 )
+from gateway.store.paging import keyset_pages
 from gateway.store.postgres.migrations import migrate
 
 T = TypeVar("T")
 
-_COLUMNS = ", ".join((*LEAF_COLUMNS, "leaf_hash"))
-_PLACEHOLDERS = ", ".join(f"${i}" for i in range(1, len(LEAF_COLUMNS) + 2))
-_INSERT = f"INSERT INTO disclosures({_COLUMNS}) VALUES ({_PLACEHOLDERS})"  # noqa: S608 - fixed columns
-_SELECT = (
-    f"SELECT {', '.join('d.' + c for c in (*LEAF_COLUMNS, 'leaf_hash'))}, v.values_ct FROM disclosures d "  # noqa: S608
-    "LEFT JOIN entry_values v ON v.entry_id = d.id"
-)
-_CHECKPOINT_COLUMNS = "size, root, timestamp, origin, key_id, signature"
+_INSERT = R.Inserts.using(R.dollar)
 
 #: First key of the two-key advisory lock taken per (client, Idempotency-Key) in ``accept``.
 _IDEMPOTENCY_LOCK = 0x52475749
@@ -66,34 +58,7 @@ def _count(status: str) -> int:
 
 async def _insert_outbox(c: Any, registration_id: str, subject_id: str | None, items: list[NewOutbox],
                          now: str) -> None:
-    await c.executemany(
-        "INSERT INTO outbox(registration_id, recipient, subject_id, purpose, required, batch, change_id, state, "
-        "payload_ct, payload_digest, transfer_json, fields_json, next_attempt_at, updated_at) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9, $10, $11, $12, $13)",
-        [(registration_id, i.recipient, subject_id, i.purpose, int(i.required), int(i.batch), i.change_id,
-          i.payload_ct, i.payload_digest, json.dumps(i.transfer), json.dumps(i.fields), now, now) for i in items],
-    )
-
-
-def _outbox_item(r: Any) -> OutboxItem:
-    return OutboxItem(
-        id=int(r["id"]), registration_id=r["registration_id"], recipient=r["recipient"],
-        attempts=int(r["attempts"]), subject_id=r["subject_id"], payload_ct=bytes(r["payload_ct"]),
-        payload_digest=r["payload_digest"], transfer=json.loads(r["transfer_json"]),
-        fields=json.loads(r["fields_json"]), purpose=r["purpose"], change_id=r["change_id"],
-    )
-
-
-def _cp(r: Any) -> StoredCheckpoint:
-    return StoredCheckpoint(
-        size=int(r["size"]), root=bytes(r["root"]), timestamp=r["timestamp"], key_id=r["key_id"],
-        signature=bytes(r["signature"]), origin=r["origin"],
-    )
-
-
-def _key(r: Any) -> SubjectKey:
-    return SubjectKey(r["id"], r["kid"], bytes(r["wrapped"]) if r["wrapped"] is not None else None,
-                      r["shredded_at"])
+    await c.executemany(_INSERT.outbox, R.outbox_rows(registration_id, subject_id, items, now))
 
 
 class PostgresStore(DisclosureReads):
@@ -135,6 +100,17 @@ class PostgresStore(DisclosureReads):
         rows = await self._pool.fetch(sql, *args)
         return list(rows)
 
+    def _pages(
+        self, sql: str, start: tuple[Any, ...], key: Callable[[Any], tuple[Any, ...]], size: int
+    ) -> AsyncIterator[Sequence[Any]]:
+        """Keyset pages of ``sql`` (bound to the key after which to start, then the page size), until a
+        page comes back empty.  No connection is held between pages: flat memory, no pinning."""
+
+        def fetch(after: tuple[Any, ...]) -> Awaitable[list[Any]]:
+            return self._fetch(sql, *after, size)
+
+        return keyset_pages(fetch, key, start)
+
     # -- the tree ------------------------------------------------------------------------------------
 
     @staticmethod
@@ -146,19 +122,11 @@ class PostgresStore(DisclosureReads):
         if blob is None:
             raise RuntimeError("ledger_head row is missing")
         frontier = Frontier.from_bytes(bytes(blob))
-        leaves: list[tuple[Any, ...]] = []
-        values: list[tuple[str, bytes]] = []
-        nodes: list[tuple[int, int, int, bytes]] = []
-        for entry in entries:
-            row, lh, new = extend_tree(frontier, entry)
-            leaves.append((*(row[col] for col in LEAF_COLUMNS), lh))
-            if entry.values_ct is not None:
-                values.append((entry.id, entry.values_ct))
-            nodes.extend((n.level, n.index, node_born(n.level, n.index), n.hash) for n in new)
-        await c.executemany(_INSERT, leaves)
-        if values:
-            await c.executemany("INSERT INTO entry_values(entry_id, values_ct) VALUES ($1, $2)", values)
-        await c.executemany("INSERT INTO ledger_nodes(level, idx, born, hash) VALUES ($1, $2, $3, $4)", nodes)
+        tree = R.tree_rows(frontier, entries)
+        await c.executemany(_INSERT.leaf, tree.leaves)
+        if tree.values:
+            await c.executemany(_INSERT.values, tree.values)
+        await c.executemany(_INSERT.node, tree.nodes)
         await c.execute("UPDATE ledger_head SET size=$1, frontier=$2 WHERE id=1", frontier.size, frontier.to_bytes())
 
     async def append(self, entries: list[DisclosureEntry]) -> None:
@@ -186,44 +154,30 @@ class PostgresStore(DisclosureReads):
 
     async def add_checkpoint(self, cp: StoredCheckpoint) -> None:
         async def run(c: Any) -> None:
-            await c.execute(
-                f"INSERT INTO checkpoints({_CHECKPOINT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6) "  # noqa: S608
-                "ON CONFLICT (size) DO NOTHING",
-                cp.size, cp.root, cp.timestamp, cp.origin, cp.key_id, cp.signature,
-            )
+            await c.execute(f"{_INSERT.checkpoint} ON CONFLICT (size) DO NOTHING", *R.checkpoint_values(cp))
 
         await self._write(run)
 
     async def checkpoints(self) -> list[StoredCheckpoint]:
-        rows = await self._fetch(f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints ORDER BY size")  # noqa: S608
-        return [_cp(r) for r in rows]
+        rows = await self._fetch(f"{R.SELECT_CHECKPOINTS} ORDER BY size")
+        return [R.checkpoint_from_row(r) for r in rows]
 
     async def checkpoint(self, size: int) -> StoredCheckpoint | None:
-        rows = await self._fetch(f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints WHERE size=$1", size)  # noqa: S608
-        return _cp(rows[0]) if rows else None
+        rows = await self._fetch(f"{R.SELECT_CHECKPOINTS} WHERE size=$1", size)
+        return R.checkpoint_from_row(rows[0]) if rows else None
 
     async def stream_leaves(self, batch: int = 1000) -> AsyncIterator[list[DisclosureEntry]]:
-        """Keyset pages by leaf index; no connection is held between pages (flat memory, no pinning)."""
-        after = -1
-        while True:
-            rows = await self._fetch(f"{_SELECT} WHERE d.leaf_index > $1 ORDER BY d.leaf_index LIMIT $2", after, batch)
-            if not rows:
-                return
+        """Every leaf in order, ``batch`` at a time."""
+        sql = f"{R.SELECT_DISCLOSURES} WHERE d.leaf_index > $1 ORDER BY d.leaf_index LIMIT $2"
+        async for rows in self._pages(sql, (-1,), lambda r: (int(r["leaf_index"]),), batch):
             yield [DisclosureEntry.from_row(r) for r in rows]
-            after = int(rows[-1]["leaf_index"])
 
     async def stream_nodes(self, batch: int = 1000) -> AsyncIterator[list[tuple[int, int, int, bytes]]]:
-        """Keyset pages in (born, level) order: the order in which a verifier recomputes the nodes."""
-        born, level = -1, -1
-        while True:
-            rows = await self._fetch(
-                "SELECT level, idx, born, hash FROM ledger_nodes WHERE (born, level) > ($1, $2) "
-                "ORDER BY born, level LIMIT $3", born, level, batch,
-            )
-            if not rows:
-                return
+        """Every tree node in (born, level) order: the order in which a verifier recomputes them."""
+        sql = ("SELECT level, idx, born, hash FROM ledger_nodes WHERE (born, level) > ($1, $2) "
+               "ORDER BY born, level LIMIT $3")
+        async for rows in self._pages(sql, (-1, -1), lambda r: (int(r["born"]), int(r["level"])), batch):
             yield [(int(r["level"]), int(r["idx"]), int(r["born"]), bytes(r["hash"])) for r in rows]
-            born, level = int(rows[-1]["born"]), int(rows[-1]["level"])
 
     # -- idempotency and acceptance ------------------------------------------------------------
 
@@ -231,9 +185,7 @@ class PostgresStore(DisclosureReads):
         rows = await self._fetch(
             "SELECT request_hash, status, response_json FROM idempotency WHERE client=$1 AND key=$2", client, key
         )
-        if not rows:
-            return None
-        return rows[0]["request_hash"], int(rows[0]["status"]), json.loads(rows[0]["response_json"])
+        return R.idempotent_answer(rows[0]) if rows else None
 
     async def accept(self, a: Accepted, now: str) -> tuple[str, int, dict[str, Any]] | None:
         """Write the whole acceptance atomically; returns the earlier answer if the key raced us."""
@@ -251,7 +203,7 @@ class PostgresStore(DisclosureReads):
                 client, key,
             )
             if prior is not None:
-                return prior["request_hash"], int(prior["status"]), json.loads(prior["response_json"])
+                return R.idempotent_answer(prior)
             if a.subject is not None:
                 await c.execute(
                     "INSERT INTO subjects(id, kid, wrapped, created_at) VALUES ($1, $2, $3, $4)",
@@ -295,14 +247,9 @@ class PostgresStore(DisclosureReads):
                 "SELECT recipient, state, attempts, last_code, updated_at FROM outbox WHERE registration_id=$1 "
                 "ORDER BY id", reg_id,
             )
-            entries = await c.fetch(f"{_SELECT} WHERE d.registration_id=$1 ORDER BY d.leaf_index", reg_id)
-        return {
-            "id": row["id"], "client": row["client"], "order_ref": row["order_ref"], "domain": row["domain"],
-            "subject_id": row["subject_id"], "status": row["status"], "plan": json.loads(row["plan_json"]),
-            "created_at": row["created_at"], "updated_at": row["updated_at"],
-            "deliveries": [dict(d) for d in deliveries],
-            "disclosures": [DisclosureEntry.from_row(e).as_dict() for e in entries],
-        }
+            entries = await c.fetch(f"{R.SELECT_DISCLOSURES} WHERE d.registration_id=$1 ORDER BY d.leaf_index",
+                                    reg_id)
+        return R.registration_view(row, deliveries, entries)
 
     # -- outbox ------------------------------------------------------------------------------------
 
@@ -353,7 +300,7 @@ class PostgresStore(DisclosureReads):
                 "UPDATE registrations SET status='delivering', updated_at=$1 WHERE id = ANY($2::text[]) "
                 "AND status='accepted'", now, reg_ids,
             )
-            return sorted((_outbox_item(r) for r in rows), key=lambda item: item.id)
+            return sorted((R.outbox_item(r) for r in rows), key=lambda item: item.id)
 
         return await self._write(run)
 
@@ -361,8 +308,7 @@ class PostgresStore(DisclosureReads):
         self, item: OutboxItem, entry: DisclosureEntry, *, state: str, next_attempt_at: str | None, now: str
     ) -> None:
         """Record one attempt's outcome and its disclosure entry in one transaction."""
-        if state not in ("done", "failed", "pending"):
-            raise ValueError("bad outbox state")
+        R.check_finish_state(state)
 
         async def run(c: Any) -> None:
             await c.execute(
@@ -375,9 +321,8 @@ class PostgresStore(DisclosureReads):
             states = {r["state"] for r in await c.fetch(
                 "SELECT state FROM outbox WHERE registration_id=$1 AND required=1", item.registration_id
             )}
-            status = "delivered" if states == {"done"} else "failed" if "failed" in states else "delivering"
             await c.execute("UPDATE registrations SET status=$1, updated_at=$2 WHERE id=$3",
-                            status, now, item.registration_id)
+                            R.registration_status(states), now, item.registration_id)
 
         await self._write(run)
 
@@ -388,32 +333,17 @@ class PostgresStore(DisclosureReads):
     # -- disclosures ---------------------------------------------------------------------------------
 
     async def disclosures(self, f: DisclosureFilter) -> list[DisclosureEntry]:
-        params: list[Any] = [f.after_seq]
-        where = ["d.leaf_index > $1"]
+        bind = R.Params(R.dollar)
 
-        def bind(value: Any) -> str:
-            params.append(value)
-            return f"${len(params)}"
+        def category_in(categories: tuple[str, ...], inside: bool) -> str:
+            negate = "" if inside else "NOT "
+            return f"{negate}(d.category = ANY({bind(list(categories))}::text[]))"
 
-        for column, value in (
-            ("recipient", f.recipient), ("recipient_country", f.country), ("category", f.category),
-            ("outcome", f.outcome), ("registration_id", f.registration_id), ("subject_id", f.subject_id),
-        ):
-            if value is not None:
-                where.append(f"d.{column} = {bind(value)}")
-        if f.third_country is not None:
-            negate = "" if f.third_country else "NOT "
-            where.append(f"{negate}(d.category = ANY({bind(list(THIRD_COUNTRY_CATEGORIES))}::text[]))")
-        if f.since is not None:
-            where.append(f"d.recorded_at >= {bind(f.since)}")
-        if f.until is not None:
-            where.append(f"d.recorded_at < {bind(f.until)}")
-        # only fixed column names are interpolated; every value is a bound parameter
-        sql = f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY d.leaf_index LIMIT {bind(f.limit)}"
-        return [DisclosureEntry.from_row(r) for r in await self._fetch(sql, *params)]
+        sql = R.disclosures_sql(f, bind, category_in)
+        return [DisclosureEntry.from_row(r) for r in await self._fetch(sql, *bind.values)]
 
     async def disclosure(self, entry_id: str) -> DisclosureEntry | None:
-        rows = await self._fetch(f"{_SELECT} WHERE d.id=$1", entry_id)
+        rows = await self._fetch(f"{R.SELECT_DISCLOSURES} WHERE d.id=$1", entry_id)
         return DisclosureEntry.from_row(rows[0]) if rows else None
 
     # -- access log ------------------------------------------------------------------------------------
@@ -441,44 +371,29 @@ class PostgresStore(DisclosureReads):
 
     # -- data-subject requests, restrictions, retention -------------------------------------------------
 
-    _REQUEST_COLUMNS = ("id", "kind", "channel", "identity_check", "verified_by", "opened_by", "opened_at",
-                        "deadline", "state", "subject_id", "closed_at", "data_json")
-
     async def open_request(self, req: dict[str, Any]) -> None:
-        cols = self._REQUEST_COLUMNS
-        values = [json.dumps(req.get("data", {})) if c == "data_json" else req.get(c) for c in cols]
-        marks = ", ".join(f"${i}" for i in range(1, len(cols) + 1))
+        values = R.request_values(req)
 
         async def run(c: Any) -> None:
-            await c.execute(f"INSERT INTO requests({', '.join(cols)}) VALUES ({marks})", *values)  # noqa: S608
+            await c.execute(_INSERT.request, *values)
 
         await self._write(run)
 
-    @staticmethod
-    def _request(r: Any) -> dict[str, Any]:
-        d = dict(r)
-        d["data"] = json.loads(d.pop("data_json"))
-        return d
-
     async def request(self, request_id: str) -> dict[str, Any] | None:
         rows = await self._fetch("SELECT * FROM requests WHERE id=$1", request_id)
-        return self._request(rows[0]) if rows else None
+        return R.request_from_row(rows[0]) if rows else None
 
     async def requests(self, state: str | None = None) -> list[dict[str, Any]]:
         if state is None:
             rows = await self._fetch("SELECT * FROM requests ORDER BY opened_at DESC")
         else:
             rows = await self._fetch("SELECT * FROM requests WHERE state=$1 ORDER BY deadline", state)
-        return [self._request(r) for r in rows]
+        return [R.request_from_row(r) for r in rows]
 
     async def update_request(self, request_id: str, changes: dict[str, Any]) -> None:
-        allowed = {"state", "subject_id", "closed_at", "deadline", "data"}
-        if not set(changes) <= allowed:
-            raise ValueError("only state, subject_id, closed_at, deadline and data change")
+        sets, values = R.request_changes(changes)
         if not changes:
             return
-        sets = [("data_json" if k == "data" else k) for k in changes]
-        values = [json.dumps(v) if k == "data" else v for k, v in changes.items()]
         assignments = ", ".join(f"{col}=${i}" for i, col in enumerate(sets, start=1))
 
         async def run(c: Any) -> None:
@@ -502,8 +417,7 @@ class PostgresStore(DisclosureReads):
         rows = await self._fetch(
             "SELECT at, actor, action, detail_json FROM request_events WHERE request_id=$1 ORDER BY id", request_id
         )
-        return [{"at": r["at"], "actor": r["actor"], "action": r["action"], "detail": json.loads(r["detail_json"])}
-                for r in rows]
+        return [R.request_event_from_row(r) for r in rows]
 
     async def add_restriction(self, r: dict[str, Any]) -> None:
         async def run(c: Any) -> None:
@@ -588,21 +502,17 @@ class PostgresStore(DisclosureReads):
         return await self._write(run)
 
     async def subject_key(self, subject_id: str) -> SubjectKey | None:
-        rows = await self._fetch("SELECT id, kid, wrapped, shredded_at FROM subjects WHERE id=$1", subject_id)
-        return _key(rows[0]) if rows else None
+        rows = await self._fetch(f"SELECT {R.SUBJECT_KEY_COLUMNS} FROM subjects WHERE id=$1",  # noqa: S608
+                                 subject_id)
+        return R.subject_key_from_row(rows[0]) if rows else None
 
     async def subject_keys(self) -> AsyncIterator[SubjectKey]:
-        after: str | None = None
-        while True:
-            rows = await self._fetch(
-                "SELECT id, kid, wrapped, shredded_at FROM subjects WHERE $1::text IS NULL OR id > $1::text "
-                "ORDER BY id LIMIT 500", after,
-            )
-            if not rows:
-                return
+        """Every subject's key in id order, a page at a time."""
+        sql = (f"SELECT {R.SUBJECT_KEY_COLUMNS} FROM subjects WHERE $1::text IS NULL OR id > $1::text "  # noqa: S608
+               "ORDER BY id LIMIT $2")
+        async for rows in self._pages(sql, (None,), lambda r: (r["id"],), R.SUBJECT_KEY_PAGE):
             for r in rows:
-                yield _key(r)
-            after = rows[-1]["id"]
+                yield R.subject_key_from_row(r)
 
     async def replace_wrapped_key(self, subject_id: str, kid: str, wrapped: bytes) -> None:
         async def run(c: Any) -> None:

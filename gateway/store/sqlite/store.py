@@ -14,15 +14,15 @@ import asyncio
 import json
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from gateway.ledger.entry import LEAF_COLUMNS, DisclosureEntry
+from gateway.ledger.entry import DisclosureEntry
 from gateway.ledger.merkle import Frontier
+from gateway.store import rows as R
 from gateway.store.base import (
-    THIRD_COUNTRY_CATEGORIES,
     Accepted,
     DisclosureFilter,
     DisclosureReads,
@@ -31,19 +31,13 @@ from gateway.store.base import (
     OutboxItem,
     StoredCheckpoint,
     SubjectKey,
-    extend_tree,
-    node_born,
 )
+from gateway.store.paging import keyset_pages
 from gateway.store.sqlite.migrations import migrate
 
 T = TypeVar("T")
 
-_COLUMNS = ", ".join((*LEAF_COLUMNS, "leaf_hash"))
-_INSERT = f"INSERT INTO disclosures({_COLUMNS}) VALUES ({','.join('?' * (len(LEAF_COLUMNS) + 1))})"  # noqa: S608
-_SELECT = (
-    f"SELECT {', '.join('d.' + c for c in (*LEAF_COLUMNS, 'leaf_hash'))}, v.values_ct FROM disclosures d "  # noqa: S608 - fixed column names
-    "LEFT JOIN entry_values v ON v.entry_id = d.id"
-)
+_INSERT = R.Inserts.using(R.qmark)
 
 
 class SqliteStore(DisclosureReads):
@@ -97,15 +91,10 @@ class SqliteStore(DisclosureReads):
             return
         blob = c.execute("SELECT frontier FROM ledger_head WHERE id=1").fetchone()[0]
         frontier = Frontier.from_bytes(bytes(blob))
-        for entry in entries:
-            row, lh, nodes = extend_tree(frontier, entry)
-            c.execute(_INSERT, (*(row[col] for col in LEAF_COLUMNS), lh))
-            if entry.values_ct is not None:
-                c.execute("INSERT INTO entry_values(entry_id, values_ct) VALUES (?,?)", (entry.id, entry.values_ct))
-            c.executemany(
-                "INSERT INTO ledger_nodes(level, idx, born, hash) VALUES (?,?,?,?)",
-                [(n.level, n.index, node_born(n.level, n.index), n.hash) for n in nodes],
-            )
+        tree = R.tree_rows(frontier, entries)
+        c.executemany(_INSERT.leaf, tree.leaves)
+        c.executemany(_INSERT.values, tree.values)
+        c.executemany(_INSERT.node, tree.nodes)
         c.execute("UPDATE ledger_head SET size=?, frontier=? WHERE id=1", (frontier.size, frontier.to_bytes()))
 
     async def append(self, entries: list[DisclosureEntry]) -> None:
@@ -136,28 +125,17 @@ class SqliteStore(DisclosureReads):
     async def add_checkpoint(self, cp: StoredCheckpoint) -> None:
         def run() -> None:
             with self._tx() as c:
-                c.execute(
-                    "INSERT OR IGNORE INTO checkpoints(size, root, timestamp, origin, key_id, signature) "
-                    "VALUES (?,?,?,?,?,?)",
-                    (cp.size, cp.root, cp.timestamp, cp.origin, cp.key_id, cp.signature),
-                )
+                c.execute(_INSERT.checkpoint.replace("INSERT", "INSERT OR IGNORE", 1), R.checkpoint_values(cp))
 
         await self._run(run)
 
-    @staticmethod
-    def _cp(r: sqlite3.Row) -> StoredCheckpoint:
-        return StoredCheckpoint(
-            size=r["size"], root=bytes(r["root"]), timestamp=r["timestamp"], key_id=r["key_id"],
-            signature=bytes(r["signature"]), origin=r["origin"],
-        )
-
     async def checkpoints(self) -> list[StoredCheckpoint]:
-        rows = await self._run(lambda: self._read("SELECT * FROM checkpoints ORDER BY size"))
-        return [self._cp(r) for r in rows]
+        rows = await self._run(lambda: self._read(f"{R.SELECT_CHECKPOINTS} ORDER BY size"))
+        return [R.checkpoint_from_row(r) for r in rows]
 
     async def checkpoint(self, size: int) -> StoredCheckpoint | None:
-        rows = await self._run(lambda: self._read("SELECT * FROM checkpoints WHERE size=?", (size,)))
-        return self._cp(rows[0]) if rows else None
+        rows = await self._run(lambda: self._read(f"{R.SELECT_CHECKPOINTS} WHERE size=?", (size,)))
+        return R.checkpoint_from_row(rows[0]) if rows else None
 
     def _reader(self) -> sqlite3.Connection:
         """A separate read connection: streaming must not hold the writer's lock for minutes."""
@@ -165,36 +143,33 @@ class SqliteStore(DisclosureReads):
         conn.row_factory = sqlite3.Row
         return conn
 
-    async def stream_leaves(self, batch: int = 1000) -> AsyncIterator[list[DisclosureEntry]]:
+    async def _stream(
+        self, sql: str, start: tuple[Any, ...], key: Callable[[sqlite3.Row], tuple[Any, ...]], size: int
+    ) -> AsyncIterator[list[sqlite3.Row]]:
+        """Keyset pages of ``sql`` (bound to the key after which to start, then the page size) on a read
+        connection of its own, until a page comes back empty."""
         conn = await self._run(self._reader)
         try:
-            after = -1
-            while True:
-                rows = await self._run(lambda a=after: conn.execute(  # type: ignore[misc]
-                    f"{_SELECT} WHERE d.leaf_index > ? ORDER BY d.leaf_index LIMIT ?", (a, batch)
-                ).fetchall())
-                if not rows:
-                    return
-                yield [DisclosureEntry.from_row(r) for r in rows]
-                after = rows[-1]["leaf_index"]
+            def fetch(after: tuple[Any, ...]) -> Awaitable[list[sqlite3.Row]]:
+                return self._run(lambda: conn.execute(sql, (*after, size)).fetchall())
+
+            async for rows in keyset_pages(fetch, key, start):
+                yield list(rows)
         finally:
             conn.close()
 
+    async def stream_leaves(self, batch: int = 1000) -> AsyncIterator[list[DisclosureEntry]]:
+        """Every leaf in order, ``batch`` at a time."""
+        sql = f"{R.SELECT_DISCLOSURES} WHERE d.leaf_index > ? ORDER BY d.leaf_index LIMIT ?"
+        async for rows in self._stream(sql, (-1,), lambda r: (r["leaf_index"],), batch):
+            yield [DisclosureEntry.from_row(r) for r in rows]
+
     async def stream_nodes(self, batch: int = 1000) -> AsyncIterator[list[tuple[int, int, int, bytes]]]:
-        conn = await self._run(self._reader)
-        try:
-            cursor: tuple[int, int] = (-1, -1)
-            while True:
-                rows = await self._run(lambda cur=cursor: conn.execute(  # type: ignore[misc]
-                    "SELECT level, idx, born, hash FROM ledger_nodes WHERE (born, level) > (?, ?) "
-                    "ORDER BY born, level LIMIT ?", (cur[0], cur[1], batch)
-                ).fetchall())
-                if not rows:
-                    return
-                yield [(r[0], r[1], r[2], bytes(r[3])) for r in rows]
-                cursor = (rows[-1][2], rows[-1][0])
-        finally:
-            conn.close()
+        """Every tree node in (born, level) order: the order in which a verifier recomputes them."""
+        sql = ("SELECT level, idx, born, hash FROM ledger_nodes WHERE (born, level) > (?, ?) "
+               "ORDER BY born, level LIMIT ?")
+        async for rows in self._stream(sql, (-1, -1), lambda r: (r["born"], r["level"]), batch):
+            yield [(r[0], r[1], r[2], bytes(r[3])) for r in rows]
 
     # -- idempotency and acceptance ------------------------------------------------------------
 
@@ -202,9 +177,7 @@ class SqliteStore(DisclosureReads):
         rows = await self._run(lambda: self._read(
             "SELECT request_hash, status, response_json FROM idempotency WHERE client=? AND key=?", (client, key)
         ))
-        if not rows:
-            return None
-        return rows[0]["request_hash"], int(rows[0]["status"]), json.loads(rows[0]["response_json"])
+        return R.idempotent_answer(rows[0]) if rows else None
 
     async def accept(self, a: Accepted, now: str) -> tuple[str, int, dict[str, Any]] | None:
         """Write the whole acceptance atomically; returns the earlier answer if the key raced us."""
@@ -218,7 +191,7 @@ class SqliteStore(DisclosureReads):
                     (client, key),
                 ).fetchone()
                 if prior is not None:
-                    return prior["request_hash"], int(prior["status"]), json.loads(prior["response_json"])
+                    return R.idempotent_answer(prior)
                 if a.subject is not None:
                     c.execute(
                         "INSERT INTO subjects(id, kid, wrapped, created_at) VALUES (?,?,?,?)",
@@ -252,13 +225,7 @@ class SqliteStore(DisclosureReads):
     def _insert_outbox(
         c: sqlite3.Connection, registration_id: str, subject_id: str | None, items: list[NewOutbox], now: str
     ) -> None:
-        c.executemany(
-            "INSERT INTO outbox(registration_id, recipient, subject_id, purpose, required, batch, change_id, "
-            "state, payload_ct, payload_digest, transfer_json, fields_json, next_attempt_at, updated_at) "
-            "VALUES (?,?,?,?,?,?,?,'pending',?,?,?,?,?,?)",
-            [(registration_id, i.recipient, subject_id, i.purpose, int(i.required), int(i.batch), i.change_id,
-              i.payload_ct, i.payload_digest, json.dumps(i.transfer), json.dumps(i.fields), now, now) for i in items],
-        )
+        c.executemany(_INSERT.outbox, R.outbox_rows(registration_id, subject_id, items, now))
 
     async def enqueue(self, registration_id: str, subject_id: str, items: list[NewOutbox], now: str) -> None:
         """Updates pushed after a registration (rectification): delivered and logged like it."""
@@ -276,19 +243,13 @@ class SqliteStore(DisclosureReads):
             rows = self._read("SELECT * FROM registrations WHERE id=?", (reg_id,))
             if not rows:
                 return None
-            row = rows[0]
             deliveries = self._read(
                 "SELECT recipient, state, attempts, last_code, updated_at FROM outbox WHERE registration_id=? "
                 "ORDER BY id", (reg_id,),
             )
-            entries = self._read(f"{_SELECT} WHERE d.registration_id=? ORDER BY d.leaf_index", (reg_id,))
-            return {
-                "id": row["id"], "client": row["client"], "order_ref": row["order_ref"], "domain": row["domain"],
-                "subject_id": row["subject_id"], "status": row["status"], "plan": json.loads(row["plan_json"]),
-                "created_at": row["created_at"], "updated_at": row["updated_at"],
-                "deliveries": [dict(d) for d in deliveries],
-                "disclosures": [DisclosureEntry.from_row(e).as_dict() for e in entries],
-            }
+            entries = self._read(f"{R.SELECT_DISCLOSURES} WHERE d.registration_id=? ORDER BY d.leaf_index",
+                                 (reg_id,))
+            return R.registration_view(rows[0], deliveries, entries)
 
         return await self._run(run)
 
@@ -338,13 +299,7 @@ class SqliteStore(DisclosureReads):
                         "UPDATE registrations SET status='delivering', updated_at=? WHERE id=? AND status='accepted'",
                         (now, row["registration_id"]),
                     )
-                    items.append(OutboxItem(
-                        id=row["id"], registration_id=row["registration_id"], recipient=row["recipient"],
-                        attempts=row["attempts"] + 1, subject_id=row["subject_id"],
-                        payload_ct=bytes(row["payload_ct"]), payload_digest=row["payload_digest"],
-                        transfer=json.loads(row["transfer_json"]), fields=json.loads(row["fields_json"]),
-                        purpose=row["purpose"], change_id=row["change_id"],
-                    ))
+                    items.append(R.outbox_item(row, attempts=row["attempts"] + 1))
                 return items
 
         return await self._run(run)
@@ -353,8 +308,7 @@ class SqliteStore(DisclosureReads):
         self, item: OutboxItem, entry: DisclosureEntry, *, state: str, next_attempt_at: str | None, now: str
     ) -> None:
         """Record one attempt's outcome and its disclosure entry in one transaction."""
-        if state not in ("done", "failed", "pending"):
-            raise ValueError("bad outbox state")
+        R.check_finish_state(state)
 
         def run() -> None:
             with self._tx() as c:
@@ -368,9 +322,8 @@ class SqliteStore(DisclosureReads):
                 states = {r[0] for r in c.execute(
                     "SELECT state FROM outbox WHERE registration_id=? AND required=1", (item.registration_id,)
                 )}
-                status = "delivered" if states == {"done"} else "failed" if "failed" in states else "delivering"
                 c.execute("UPDATE registrations SET status=?, updated_at=? WHERE id=?",
-                          (status, now, item.registration_id))
+                          (R.registration_status(states), now, item.registration_id))
 
         await self._run(run)
 
@@ -383,33 +336,18 @@ class SqliteStore(DisclosureReads):
     # -- disclosures ---------------------------------------------------------------------------------
 
     async def disclosures(self, f: DisclosureFilter) -> list[DisclosureEntry]:
-        where = ["d.leaf_index > ?"]
-        params: list[Any] = [f.after_seq]
-        for column, value in (
-            ("recipient", f.recipient), ("recipient_country", f.country), ("category", f.category),
-            ("outcome", f.outcome), ("registration_id", f.registration_id), ("subject_id", f.subject_id),
-        ):
-            if value is not None:
-                where.append(f"d.{column} = ?")
-                params.append(value)
-        if f.third_country is not None:
-            marks = ",".join("?" * len(THIRD_COUNTRY_CATEGORIES))
-            where.append(f"d.category {'IN' if f.third_country else 'NOT IN'} ({marks})")
-            params.extend(THIRD_COUNTRY_CATEGORIES)
-        if f.since is not None:
-            where.append("d.recorded_at >= ?")
-            params.append(f.since)
-        if f.until is not None:
-            where.append("d.recorded_at < ?")
-            params.append(f.until)
-        params.append(f.limit)
-        # only fixed column names are interpolated; every value is a bound parameter
-        sql = f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY d.leaf_index LIMIT ?"
-        rows = await self._run(lambda: self._read(sql, tuple(params)))
+        bind = R.Params(R.qmark)
+
+        def category_in(categories: tuple[str, ...], inside: bool) -> str:
+            listed = ", ".join(bind(c) for c in categories)
+            return f"d.category {'IN' if inside else 'NOT IN'} ({listed})"
+
+        sql = R.disclosures_sql(f, bind, category_in)
+        rows = await self._run(lambda: self._read(sql, tuple(bind.values)))
         return [DisclosureEntry.from_row(r) for r in rows]
 
     async def disclosure(self, entry_id: str) -> DisclosureEntry | None:
-        rows = await self._run(lambda: self._read(f"{_SELECT} WHERE d.id=?", (entry_id,)))
+        rows = await self._run(lambda: self._read(f"{R.SELECT_DISCLOSURES} WHERE d.id=?", (entry_id,)))
         return DisclosureEntry.from_row(rows[0]) if rows else None
 
     # -- access log ------------------------------------------------------------------------------------
@@ -433,29 +371,18 @@ class SqliteStore(DisclosureReads):
 
     # -- data-subject requests, restrictions, retention -------------------------------------------------
 
-    _REQUEST_COLUMNS = ("id", "kind", "channel", "identity_check", "verified_by", "opened_by", "opened_at",
-                        "deadline", "state", "subject_id", "closed_at", "data_json")
-
     async def open_request(self, req: dict[str, Any]) -> None:
-        cols = self._REQUEST_COLUMNS
-        values = tuple(json.dumps(req.get("data", {})) if c == "data_json" else req.get(c) for c in cols)
+        values = R.request_values(req)
 
         def run() -> None:
             with self._tx() as c:
-                c.execute(f"INSERT INTO requests({', '.join(cols)}) VALUES ({','.join('?' * len(cols))})",  # noqa: S608
-                          values)
+                c.execute(_INSERT.request, values)
 
         await self._run(run)
 
-    @staticmethod
-    def _request(r: sqlite3.Row) -> dict[str, Any]:
-        d = dict(r)
-        d["data"] = json.loads(d.pop("data_json"))
-        return d
-
     async def request(self, request_id: str) -> dict[str, Any] | None:
         rows = await self._run(lambda: self._read("SELECT * FROM requests WHERE id=?", (request_id,)))
-        return self._request(rows[0]) if rows else None
+        return R.request_from_row(rows[0]) if rows else None
 
     async def requests(self, state: str | None = None) -> list[dict[str, Any]]:
         if state is None:
@@ -463,14 +390,10 @@ class SqliteStore(DisclosureReads):
         else:
             rows = await self._run(lambda: self._read(
                 "SELECT * FROM requests WHERE state=? ORDER BY deadline", (state,)))
-        return [self._request(r) for r in rows]
+        return [R.request_from_row(r) for r in rows]
 
     async def update_request(self, request_id: str, changes: dict[str, Any]) -> None:
-        allowed = {"state", "subject_id", "closed_at", "deadline", "data"}
-        if not set(changes) <= allowed:
-            raise ValueError("only state, subject_id, closed_at, deadline and data change")
-        sets = [("data_json" if k == "data" else k) for k in changes]
-        values = [json.dumps(v) if k == "data" else v for k, v in changes.items()]
+        sets, values = R.request_changes(changes)
 
         def run() -> None:
             with self._tx() as c:
@@ -492,8 +415,7 @@ class SqliteStore(DisclosureReads):
     async def request_events(self, request_id: str) -> list[dict[str, Any]]:
         rows = await self._run(lambda: self._read(
             "SELECT at, actor, action, detail_json FROM request_events WHERE request_id=? ORDER BY id", (request_id,)))
-        return [{"at": r["at"], "actor": r["actor"], "action": r["action"], "detail": json.loads(r["detail_json"])}
-                for r in rows]
+        return [R.request_event_from_row(r) for r in rows]
 
     async def add_restriction(self, r: dict[str, Any]) -> None:
         def run() -> None:
@@ -572,19 +494,23 @@ class SqliteStore(DisclosureReads):
 
         return await self._run(run)
 
-    @staticmethod
-    def _key(r: sqlite3.Row) -> SubjectKey:
-        return SubjectKey(r["id"], r["kid"], bytes(r["wrapped"]) if r["wrapped"] is not None else None,
-                          r["shredded_at"])
-
     async def subject_key(self, subject_id: str) -> SubjectKey | None:
-        rows = await self._run(lambda: self._read("SELECT * FROM subjects WHERE id=?", (subject_id,)))
-        return self._key(rows[0]) if rows else None
+        rows = await self._run(lambda: self._read(
+            f"SELECT {R.SUBJECT_KEY_COLUMNS} FROM subjects WHERE id=?", (subject_id,)))  # noqa: S608 - fixed names
+        return R.subject_key_from_row(rows[0]) if rows else None
 
     async def subject_keys(self) -> AsyncIterator[SubjectKey]:
-        rows = await self._run(lambda: self._read("SELECT * FROM subjects ORDER BY id"))
-        for r in rows:
-            yield self._key(r)
+        """Every subject's key in id order, a page at a time (on the main connection, which is all an
+        in-memory database has); each page holds the lock only while it is read."""
+        sql = (f"SELECT {R.SUBJECT_KEY_COLUMNS} FROM subjects WHERE ?1 IS NULL OR id > ?1 "  # noqa: S608
+               "ORDER BY id LIMIT ?2")
+
+        def fetch(after: str | None) -> Awaitable[list[sqlite3.Row]]:
+            return self._run(lambda: self._read(sql, (after, R.SUBJECT_KEY_PAGE)))
+
+        async for rows in keyset_pages(fetch, lambda r: str(r["id"]), None):
+            for r in rows:
+                yield R.subject_key_from_row(r)
 
     async def replace_wrapped_key(self, subject_id: str, kid: str, wrapped: bytes) -> None:
         def run() -> None:

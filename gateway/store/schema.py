@@ -1,0 +1,235 @@
+"""The schema both stores create, written once: the same tables, columns, keys and indexes in either database.
+
+A row must mean the same in SQLite and PostgreSQL (the leaf bytes hashed into the tree are derived from
+it), so the table definitions are shared text and a :class:`Dialect` fills in only what the databases
+spell differently: column types for text, blobs and 64-bit integers, an auto-numbered key, a blob
+literal, and the triggers that make the ledger's tables append-only.  Migration SQL beyond that, and
+how a migration is applied and recorded, stays with each store (``sqlite/migrations.py``,
+``postgres/migrations.py``).
+
+A released migration never changes: ``schema_v1`` renders, for each dialect, exactly the script first
+shipped (in SQLite, the very statement text kept in ``sqlite_master``).  That includes one quirk:
+``outbox.change_id`` is plain ``TEXT`` in both dialects, so in PostgreSQL it lacks the "C" collation of
+every other text column.  A later change to the schema is a new migration, not an edit here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from gateway.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """How one database spells the parts of the shared schema that differ."""
+
+    text: str  # a text column; PostgreSQL pins the byte-wise "C" collation so ordering matches SQLite
+    blob: str
+    bigint: str  # leaf indexes, node coordinates, tree sizes
+    serial: str  # an auto-numbered primary key column
+    empty_frontier: str  # a literal of the empty tree's frontier (``Frontier.empty().to_bytes()``)
+    routines: str  # whatever the append-only triggers call, created before the first guarded table
+    append_only: Callable[[str, str], str]  # (table, message) -> triggers refusing UPDATE and DELETE
+
+
+def refuse_newer(current: int, latest: int) -> None:
+    """A database written by a newer gateway is refused rather than guessed at."""
+    if current > latest:
+        raise ConfigError(f"store schema version {current} is newer than this gateway ({latest})")
+
+
+def schema_v1(d: Dialect) -> str:
+    """Migration 1 in dialect ``d``: every table the gateway has."""
+    return f"""
+        CREATE TABLE registrations (
+            id            {d.text} PRIMARY KEY,
+            client        {d.text} NOT NULL,
+            order_ref     {d.text} NOT NULL,
+            domain        {d.text} NOT NULL,
+            tld           {d.text} NOT NULL,
+            subject_id    {d.text},
+            status        {d.text} NOT NULL
+                          CHECK (status IN ('accepted','delivering','delivered','failed','blocked')),
+            plan_json     {d.text} NOT NULL,
+            created_at    {d.text} NOT NULL,
+            updated_at    {d.text} NOT NULL
+        );
+        CREATE INDEX registrations_client ON registrations(client, created_at);
+        CREATE INDEX registrations_subject ON registrations(subject_id);
+
+        CREATE TABLE idempotency (
+            client          {d.text} NOT NULL,
+            key             {d.text} NOT NULL,
+            request_hash    {d.text} NOT NULL,
+            registration_id {d.text} NOT NULL REFERENCES registrations(id),
+            status          INTEGER NOT NULL,
+            response_json   {d.text} NOT NULL,
+            created_at      {d.text} NOT NULL,
+            PRIMARY KEY (client, key)
+        );
+
+        -- Data subjects: a random id, the data key wrapped by the KEK; shredding drops the key.
+        CREATE TABLE subjects (
+            id          {d.text} PRIMARY KEY,
+            kid         {d.text},
+            wrapped     {d.blob},
+            created_at  {d.text} NOT NULL,
+            shredded_at {d.text}
+        );
+        -- Blind index: HMAC digests of normalised identifiers, never the identifiers.
+        CREATE TABLE subject_index (
+            kind        {d.text} NOT NULL,
+            digest      {d.text} NOT NULL,
+            subject_id  {d.text} NOT NULL REFERENCES subjects(id),
+            PRIMARY KEY (kind, digest, subject_id)
+        );
+
+        -- One row per (registration, recipient) to deliver. payload_ct holds the policy-released
+        -- commands only, sealed under the subject's data key.
+        CREATE TABLE outbox (
+            id              {d.serial},
+            registration_id {d.text} NOT NULL REFERENCES registrations(id),
+            recipient       {d.text} NOT NULL,
+            subject_id      {d.text},
+            purpose         {d.text} NOT NULL,
+            required        INTEGER NOT NULL DEFAULT 1,
+            -- batch rows (escrow) are sent by a periodic job, never claimed by the delivery worker
+            batch           INTEGER NOT NULL DEFAULT 0,
+            state           {d.text} NOT NULL CHECK (state IN ('pending','in_flight','done','failed')),
+            attempts        INTEGER NOT NULL DEFAULT 0,
+            payload_ct      {d.blob} NOT NULL,
+            payload_digest  {d.text} NOT NULL,
+            transfer_json   {d.text} NOT NULL,
+            fields_json     {d.text} NOT NULL,
+            next_attempt_at {d.text} NOT NULL,
+            last_code       {d.text},
+            updated_at      {d.text} NOT NULL,
+            -- '' for the registration's own delivery; a change id for each later update pushed
+            change_id       TEXT NOT NULL DEFAULT '',
+            UNIQUE (registration_id, recipient, change_id)
+        );
+        CREATE INDEX outbox_due ON outbox(batch, state, next_attempt_at);
+
+        {d.routines}
+        -- The ledger's leaves. Append-only: the triggers make UPDATE and DELETE fail for every SQL path.
+        CREATE TABLE disclosures (
+            leaf_index       {d.bigint} PRIMARY KEY,
+            id               {d.text} NOT NULL UNIQUE,
+            registration_id  {d.text} NOT NULL,
+            subject_id       {d.text},
+            recipient        {d.text} NOT NULL,
+            recipient_name   {d.text} NOT NULL,
+            recipient_country {d.text} NOT NULL,
+            category         {d.text} NOT NULL,
+            article          {d.text},
+            instrument       {d.text},
+            purpose          {d.text} NOT NULL,
+            outcome          {d.text} NOT NULL,
+            retryable        INTEGER NOT NULL DEFAULT 0,
+            fields_json      {d.text} NOT NULL,
+            withheld_json    {d.text} NOT NULL,
+            payload_digest   {d.text},
+            result_code      {d.text},
+            sv_trid          {d.text},
+            cl_trid          {d.text},
+            objects_json     {d.text} NOT NULL,
+            reason           {d.text},
+            attempted_at     {d.text} NOT NULL,
+            recorded_at      {d.text} NOT NULL,
+            values_digest    {d.text},
+            leaf_hash        {d.blob} NOT NULL
+        );
+        -- The encrypted values an entry sent, apart from the leaf (which holds their digest), so the
+        -- retention purge can delete them and the tree still verifies.
+        CREATE TABLE entry_values (
+            entry_id   {d.text} PRIMARY KEY REFERENCES disclosures(id),
+            values_ct  {d.blob} NOT NULL
+        );
+        CREATE INDEX disclosures_recipient ON disclosures(recipient, recorded_at);
+        CREATE INDEX disclosures_country ON disclosures(recipient_country, recorded_at);
+        CREATE INDEX disclosures_category ON disclosures(category, recorded_at);
+        CREATE INDEX disclosures_registration ON disclosures(registration_id);
+        CREATE INDEX disclosures_subject ON disclosures(subject_id);
+        {d.append_only('disclosures', 'disclosures are append-only')}
+
+        -- Complete subtree hashes (level 0 = leaves); born = leaf index whose append completed it.
+        CREATE TABLE ledger_nodes (
+            level  INTEGER NOT NULL,
+            idx    {d.bigint} NOT NULL,
+            born   {d.bigint} NOT NULL,
+            hash   {d.blob} NOT NULL,
+            PRIMARY KEY (level, idx)
+        );
+        CREATE INDEX ledger_nodes_born ON ledger_nodes(born, level);
+        {d.append_only('ledger_nodes', 'ledger nodes are append-only')}
+
+        CREATE TABLE ledger_head (
+            id       INTEGER PRIMARY KEY CHECK (id = 1),
+            size     {d.bigint} NOT NULL,
+            frontier {d.blob} NOT NULL
+        );
+        INSERT INTO ledger_head (id, size, frontier) VALUES (1, 0, {d.empty_frontier});
+
+        -- Staff reads of personal data (decrypted values, extracts): ids only, append-only.
+        CREATE TABLE access_log (
+            id          {d.serial},
+            at          {d.text} NOT NULL,
+            actor       {d.text} NOT NULL,
+            action      {d.text} NOT NULL,
+            object_id   {d.text} NOT NULL,
+            subject_id  {d.text}
+        );
+        CREATE INDEX access_log_subject ON access_log(subject_id, at);
+        {d.append_only('access_log', 'the access log is append-only')}
+
+        -- Data-subject requests (Art. 12-22) and every step taken on them.
+        CREATE TABLE requests (
+            id               {d.text} PRIMARY KEY,
+            kind             {d.text} NOT NULL,
+            channel          {d.text} NOT NULL,
+            identity_check   {d.text} NOT NULL,
+            verified_by      {d.text} NOT NULL,
+            opened_by        {d.text} NOT NULL,
+            opened_at        {d.text} NOT NULL,
+            deadline         {d.text} NOT NULL,
+            state            {d.text} NOT NULL,
+            subject_id       {d.text},
+            closed_at        {d.text},
+            data_json        {d.text} NOT NULL DEFAULT '{{}}'
+        );
+        CREATE INDEX requests_state ON requests(state, deadline);
+        CREATE TABLE request_events (
+            id          {d.serial},
+            request_id  {d.text} NOT NULL REFERENCES requests(id),
+            at          {d.text} NOT NULL,
+            actor       {d.text} NOT NULL,
+            action      {d.text} NOT NULL,
+            detail_json {d.text} NOT NULL
+        );
+        CREATE INDEX request_events_request ON request_events(request_id, id);
+        {d.append_only('request_events', 'request events are append-only')}
+
+        -- Restriction (Art. 18) and objection (Art. 21): further disclosures to the scope are refused.
+        CREATE TABLE restrictions (
+            id          {d.text} PRIMARY KEY,
+            subject_id  {d.text} NOT NULL,
+            kind        {d.text} NOT NULL CHECK (kind IN ('restriction','objection')),
+            scope       {d.text} NOT NULL,
+            since       {d.text} NOT NULL,
+            lifted_at   {d.text},
+            request_id  {d.text}
+        );
+        CREATE INDEX restrictions_subject ON restrictions(subject_id);
+
+        CREATE TABLE checkpoints (
+            size       {d.bigint} PRIMARY KEY,
+            root       {d.blob} NOT NULL,
+            timestamp  {d.text} NOT NULL,
+            origin     {d.text} NOT NULL,
+            key_id     {d.text} NOT NULL,
+            signature  {d.blob} NOT NULL
+        );
+        {d.append_only('checkpoints', 'checkpoints are append-only')}
+        """  # noqa: S608 - only the dialect's fixed spellings are interpolated

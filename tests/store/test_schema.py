@@ -1,0 +1,107 @@
+"""The shared schema (gateway/store/schema.py): one definition, the same tables in both databases, and a
+released migration that never changes underneath a database it has already been applied to."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from gateway.errors import ConfigError
+from gateway.store.postgres import PostgresStore
+from gateway.store.postgres import migrations as pg_migrations
+from gateway.store.schema import refuse_newer
+from gateway.store.sqlite import SqliteStore
+from gateway.store.sqlite import migrations as sqlite_migrations
+
+#: Migration 1 as first released.  SQLite: the statements run (and kept in ``sqlite_master``); PostgreSQL:
+#: the script.  A change here is a change to databases already migrated: write migration 2 instead.
+RELEASED_V1 = {
+    "sqlite": "887d38aa9455da6ac20cb1acd734ebd2de2ac9cca9560426ab6e5067ed92e442",
+    "postgres": "b8f6ca24dcb340f2eb500b9238dabed2e9f51d115395530959ab675023d5c7ea",
+}
+
+#: SQLite type -> the PostgreSQL types that spell it in the shared schema.
+TYPES = {"TEXT": {"text"}, "BLOB": {"bytea"}, "INTEGER": {"integer", "bigint"}}
+
+
+def test_released_migration_1_is_unchanged() -> None:
+    (version, sql), = sqlite_migrations.MIGRATIONS
+    statements = sqlite_migrations._split(sql)
+    assert version == 1
+    assert hashlib.sha256("\n".join(statements).encode()).hexdigest() == RELEASED_V1["sqlite"]
+    (version, sql), = pg_migrations.MIGRATIONS
+    assert version == 1
+    assert hashlib.sha256(sql.encode()).hexdigest() == RELEASED_V1["postgres"]
+
+
+def test_a_newer_schema_is_refused() -> None:
+    refuse_newer(1, 1)
+    refuse_newer(0, 1)
+    with pytest.raises(ConfigError, match="version 2 is newer than this gateway \\(1\\)"):
+        refuse_newer(2, 1)
+
+
+def _sqlite_schema(path: Path) -> dict[str, Any]:
+    conn = sqlite3.connect(path)
+    try:
+        tables = [r[0] for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+        columns = {
+            t: [(r[1], r[2].upper(), bool(r[3] or r[5])) for r in conn.execute(f"PRAGMA table_info({t})")]
+            for t in tables
+        }
+        indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index' AND sql IS NOT NULL")}
+        triggers = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='trigger'")}
+    finally:
+        conn.close()
+    return {"columns": columns, "indexes": indexes, "triggers": triggers}
+
+
+async def _pg_schema(dsn: str) -> dict[str, Any]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        columns: dict[str, list[tuple[str, str, bool, str | None]]] = {}
+        for r in await conn.fetch(
+            "SELECT table_name, column_name, data_type, is_nullable, collation_name FROM information_schema.columns "
+            "WHERE table_schema = 'public' ORDER BY table_name, ordinal_position"
+        ):
+            columns.setdefault(r["table_name"], []).append(
+                (r["column_name"], r["data_type"], r["is_nullable"] == "NO", r["collation_name"]))
+        indexes = {r["indexname"] for r in await conn.fetch(
+            "SELECT i.indexname FROM pg_indexes i WHERE i.schemaname = 'public' AND NOT EXISTS ("
+            " SELECT 1 FROM pg_constraint c WHERE c.conname = i.indexname)")}
+        triggers = {r["tgname"] for r in await conn.fetch("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal")}
+    finally:
+        await conn.close()
+    return {"columns": columns, "indexes": indexes, "triggers": triggers}
+
+
+async def test_both_databases_get_the_same_tables_columns_indexes_and_guards(tmp_path: Path, pg_dsn: str) -> None:
+    """Same tables, columns in the same order, same nullability, types that correspond, the same indexes,
+    and the same append-only guards (PostgreSQL adds one against TRUNCATE, which SQLite lacks)."""
+    await (SqliteStore(tmp_path / "a.db")).close()
+    await (await PostgresStore.open(pg_dsn)).close()
+    lite, pg = _sqlite_schema(tmp_path / "a.db"), await _pg_schema(pg_dsn)
+
+    assert sorted(lite["columns"]) == sorted(pg["columns"])
+    for table, lite_columns in lite["columns"].items():
+        pg_columns = pg["columns"][table]
+        assert [(c[0], c[2]) for c in lite_columns] == [(c[0], c[2]) for c in pg_columns], table
+        if table == "schema_version":  # each dialect's own bookkeeping: applied_at is a TIMESTAMPTZ there
+            continue
+        for (name, lite_type, _), (_, pg_type, _, _) in zip(lite_columns, pg_columns, strict=True):
+            assert pg_type in TYPES[lite_type], (table, name, lite_type, pg_type)
+    # byte-wise ordering in PostgreSQL as in SQLite; the one exception is part of the released schema
+    loose = {(t, c[0]) for t, cols in pg["columns"].items() for c in cols if c[1] == "text" and c[3] != "C"}
+    assert loose == {("outbox", "change_id")}
+
+    assert lite["indexes"] == pg["indexes"] and len(lite["indexes"]) == 13
+    assert {t for t in pg["triggers"] if not t.endswith("_no_truncate")} == lite["triggers"]
+    guarded = {"disclosures", "ledger_nodes", "checkpoints", "access_log", "request_events"}
+    assert lite["triggers"] == {f"{t}_no_{op}" for t in guarded for op in ("update", "delete")}
+    assert pg["triggers"] - lite["triggers"] == {f"{t}_no_truncate" for t in guarded}
