@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from lxml import etree
 
+from tests.api.test_registrations import commands
 from tests.conftest import VALID_BODY, Gateway, body
 
 pytestmark = pytest.mark.integration
@@ -27,12 +28,8 @@ async def _registered(gw: Gateway, data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _updates(frames: list[bytes]) -> list[etree._Element]:
-    out = []
-    for f in frames:
-        upd = etree.fromstring(f).find(f"{{{EPP}}}command/{{{EPP}}}update/{{{CONTACT}}}update")
-        if upd is not None:
-            out.append(upd)
-    return out
+    """The <contact:update> elements among the frames the sandbox captured."""
+    return [u for c in commands(frames) if (u := c.find(f"{{{EPP}}}update/{{{CONTACT}}}update")) is not None]
 
 
 def _changed_registrant() -> dict[str, Any]:

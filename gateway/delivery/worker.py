@@ -4,6 +4,9 @@ Retries are durable (the outbox row goes back to ``pending`` with a backoff), no
 loop, so a crash never forgets a retry.  Transient errors are retried with exponential backoff and
 full jitter up to ``max_attempts``; permanent ones are never retried.  Every attempt, success or
 not, becomes a disclosure entry in the same transaction as the outbox update.
+
+Only I/O lives here: what a row carries is a typed payload (``gateway.outbox.payloads``), built and
+encoded elsewhere; the worker opens it, dispatches on its type to an adapter and records the outcome.
 """
 
 from __future__ import annotations
@@ -13,8 +16,8 @@ import datetime as dt
 import random
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import KW_ONLY, dataclass, field
+from typing import Any, assert_never
 
 import structlog
 
@@ -24,14 +27,21 @@ from adapters.http_partner import HttpPartnerClient, PartnerEndpoint
 from gateway.clock import Clock, iso, utcnow
 from gateway.errors import DeliveryError, PermanentDeliveryError, SubjectErased, TransientDeliveryError
 from gateway.ledger.entry import DisclosureEntry
-from gateway.outbox.epp import commands_from_json, contact_update_from_json
+from gateway.outbox.payloads import (
+    DomainRecord,
+    EppContactUpdate,
+    EppRegistration,
+    HttpsPost,
+    OutboxContent,
+    outbox_aad,
+)
 from gateway.policy.loader import PolicySet
 from gateway.policy.restrictions import restriction_refusal
 from gateway.services.ledger import Ledger
-from gateway.services.registrations import outbox_aad
 from gateway.store.base import OutboxItem, Store
 
 log = structlog.get_logger("gateway.delivery")
+
 
 def _no_partner_endpoint(recipient: str) -> PartnerEndpoint:
     raise PermanentDeliveryError("no partner endpoint configured for this recipient; nothing was sent")
@@ -48,40 +58,30 @@ async def _update_single(endpoint: Endpoint, cmd: ContactUpdate, prefix: str) ->
 EppSender = Callable[[Endpoint, RegistrationCommands, str], Awaitable[RegistrationOutcome]]
 
 
+@dataclass(eq=False, repr=False)  # compared by identity, as a running worker
 class DeliveryWorker:
-    def __init__(
-        self,
-        store: Store,
-        ledger: Ledger,
-        policies: PolicySet,
-        endpoints: Callable[[str], Endpoint],
-        *,
-        clock: Clock = utcnow,
-        max_attempts: int = 6,
-        backoff_base_s: float = 1.0,
-        backoff_max_s: float = 300.0,
-        batch: int = 8,
-        concurrency: int = 4,
-        send_epp: EppSender = register,
-        partner_endpoints: Callable[[str], PartnerEndpoint] | None = None,
-        lease_s: float = 120.0,
-        update_epp: EppUpdater | None = None,
-    ) -> None:
-        self.store = store
-        self.ledger = ledger
-        self.policies = policies
-        self.endpoints = endpoints
-        self.clock = clock
-        self.max_attempts = max_attempts
-        self.backoff_base_s = backoff_base_s
-        self.backoff_max_s = backoff_max_s
-        self.batch = batch
-        self._sem = asyncio.Semaphore(concurrency)
-        self.send_epp = send_epp
-        self.partner_endpoints = partner_endpoints or _no_partner_endpoint
-        self.wakeup = asyncio.Event()
-        self.lease_s = lease_s
-        self.update_epp = update_epp or _update_single
+    """Claims due outbox rows and delivers each through the adapter its payload type names."""
+
+    store: Store
+    ledger: Ledger
+    policies: PolicySet
+    endpoints: Callable[[str], Endpoint]
+    _: KW_ONLY
+    clock: Clock = utcnow
+    max_attempts: int = 6
+    backoff_base_s: float = 1.0
+    backoff_max_s: float = 300.0
+    batch: int = 8
+    concurrency: int = 4
+    send_epp: EppSender = register
+    partner_endpoints: Callable[[str], PartnerEndpoint] = _no_partner_endpoint
+    lease_s: float = 120.0
+    update_epp: EppUpdater = _update_single
+    #: set to deliver now rather than at the next poll (a new registration was accepted)
+    wakeup: asyncio.Event = field(init=False, default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self._sem = asyncio.Semaphore(self.concurrency)
 
     async def recover(self) -> int:
         """Requeue rows whose claim is older than the lease: their worker died (kill -9, crash)."""
@@ -119,84 +119,89 @@ class DeliveryWorker:
         cap = min(self.backoff_max_s, self.backoff_base_s * (2 ** (attempts - 1)))
         return random.uniform(0, cap)  # full jitter (not for security)
 
+    async def open(self, item: OutboxItem) -> OutboxContent:
+        """A row's payload and values; raises ``SubjectErased`` once the subject's data key is gone."""
+        sealed = await self.ledger.open_json(
+            item.subject_id, item.payload_ct, outbox_aad(item.registration_id, item.recipient, item.change_id)
+        )
+        return OutboxContent.from_json(sealed)
+
     async def _deliver(self, item: OutboxItem) -> None:
         async with self._sem:
             started = self.clock()
-            outcome: Delivered | None = None
-            error: DeliveryError | None = None
-            values: dict[str, Any] = {}
-            sent = False
+            result: Delivered | DeliveryError
+            sent: dict[str, Any] = {}  # the values, from the moment they may have left
             try:
-                try:
-                    sealed = await self.ledger.open_json(
-                        item.subject_id, item.payload_ct,
-                        outbox_aad(item.registration_id, item.recipient, item.change_id),
-                    )
-                except SubjectErased:
-                    raise PermanentDeliveryError("the subject was erased before delivery; nothing was sent") from None
-                payload, values = sealed["payload"], sealed["values"]
-                if item.recipient not in self.policies.recipients:
-                    raise PermanentDeliveryError("recipient no longer configured; nothing was sent")
-                if await self._restricted(item):
-                    raise PermanentDeliveryError("the subject restricted this processing; nothing was sent",
-                                                 result_code=None, refusal="subject_restricted")
-                protocol = payload.get("protocol")
-                if protocol == "epp":
-                    commands = commands_from_json(payload["commands"])
-                    sent = True
-                    outcome = Delivered.from_epp(
-                        await self.send_epp(self.endpoints(item.recipient), commands, item.registration_id)
-                    )
-                elif protocol == "https":
-                    endpoint = self.partner_endpoints(item.recipient)
-                    sent = True
-                    key = payload.get("idempotency_key") or f"{item.registration_id}:{item.recipient}"
-                    async with HttpPartnerClient(endpoint) as client:
-                        receipt = await client.send(payload["path"], payload["body"], idempotency_key=key)
-                    outcome = Delivered(str(receipt.status), None, None,
-                                        {"partner_ref": receipt.partner_ref} if receipt.partner_ref else {})
-                elif protocol == "epp-update":
-                    update = contact_update_from_json(payload["contact_update"])
-                    sent = True
-                    result = await self.update_epp(self.endpoints(item.recipient), update,
-                                                   f"{item.registration_id}-{item.change_id}")
-                    outcome = Delivered(str(result.result.code), result.result.sv_trid, result.result.cl_trid,
-                                        {"contact": result.object_id}, result.reconciled)
-                else:
-                    raise PermanentDeliveryError(f"protocol '{protocol}' has no adapter yet; nothing was sent")
+                content = await self._deliverable(item)
+                match content.payload:
+                    case EppRegistration(commands=commands):
+                        sent = content.values
+                        result = Delivered.from_epp(
+                            await self.send_epp(self.endpoints(item.recipient), commands, item.registration_id)
+                        )
+                    case HttpsPost() as post:
+                        endpoint = self.partner_endpoints(item.recipient)
+                        sent = content.values
+                        key = post.idempotency_key or f"{item.registration_id}:{item.recipient}"
+                        async with HttpPartnerClient(endpoint) as client:
+                            receipt = await client.send(post.path, post.body, idempotency_key=key)
+                        result = Delivered(str(receipt.status), None, None,
+                                           {"partner_ref": receipt.partner_ref} if receipt.partner_ref else {})
+                    case EppContactUpdate(update=update):
+                        sent = content.values
+                        result = Delivered.from_update(await self.update_epp(
+                            self.endpoints(item.recipient), update, f"{item.registration_id}-{item.change_id}"
+                        ))
+                    case DomainRecord(protocol=protocol):  # escrow rows are the escrow job's; RRI has no adapter
+                        raise PermanentDeliveryError(f"protocol '{protocol}' has no adapter yet; nothing was sent")
+                    case _:  # a new payload type must get a case here (mypy checks)
+                        assert_never(content.payload)
             except DeliveryError as exc:
-                error = exc
+                result = exc
             except Exception as exc:  # an adapter bug must not lose the attempt; log its type only
                 log.error("delivery.adapter_bug", recipient=item.recipient, error_type=type(exc).__name__)
-                error = TransientDeliveryError("unexpected adapter error")
-            await self._record(item, started, outcome, error, values if sent else {})
+                result = TransientDeliveryError("unexpected adapter error")
+            await self.record(item, started, result, sent)
 
-    async def _restricted(self, item: OutboxItem) -> bool:
-        """Fail closed at the last moment too: a restriction placed after acceptance still holds."""
-        if item.subject_id is None:
-            return False
-        policy = self.policies.recipients[item.recipient]
-        rows = await self.store.restrictions(item.subject_id)
-        return restriction_refusal(rows, policy, item.purpose) is not None
+    async def _deliverable(self, item: OutboxItem) -> OutboxContent:
+        """The row's content, if it may still go: its subject is not erased, its recipient is still
+        configured, and no restriction placed since acceptance forbids it (fail closed at the last moment)."""
+        try:
+            content = await self.open(item)
+        except SubjectErased:
+            raise PermanentDeliveryError("the subject was erased before delivery; nothing was sent") from None
+        if item.recipient not in self.policies.recipients:
+            raise PermanentDeliveryError("recipient no longer configured; nothing was sent")
+        if item.subject_id is not None:
+            rows = await self.store.restrictions(item.subject_id)
+            if restriction_refusal(rows, self.policies.recipients[item.recipient], item.purpose) is not None:
+                raise PermanentDeliveryError("the subject restricted this processing; nothing was sent",
+                                             result_code=None, refusal="subject_restricted")
+        return content
 
-    async def _record(
+    async def record(
         self,
         item: OutboxItem,
         started: dt.datetime,
-        outcome: Delivered | None,
-        error: DeliveryError | None,
+        result: Delivered | DeliveryError,
         values: dict[str, Any],
+        *,
+        payload_digest: str | None = None,
     ) -> None:
-        entry, state, next_at = await self.entry_for(item, started, outcome, error, values)
+        """Writes one attempt's disclosure entry and the row's next state, in one transaction.
+
+        ``values`` are those that (may have) left, sealed into the entry; ``payload_digest`` replaces
+        the row's own where what left is not the row's payload (an escrow deposit)."""
+        entry, state, next_at = await self._entry(item, started, result, values, payload_digest)
         await self.store.finish(item, entry, state=state, next_attempt_at=next_at, now=entry.recorded_at)
 
-    async def entry_for(
+    async def _entry(
         self,
         item: OutboxItem,
         started: dt.datetime,
-        outcome: Delivered | None,
-        error: DeliveryError | None,
+        result: Delivered | DeliveryError,
         values: dict[str, Any],
+        payload_digest: str | None,
     ) -> tuple[DisclosureEntry, str, str | None]:
         """The disclosure entry for one attempt, and the outbox row's next state."""
         policy = self.policies.recipients.get(item.recipient)
@@ -220,28 +225,27 @@ class DeliveryWorker:
             "instrument": transfer["instrument"],
             "purpose": item.purpose,
             "withheld": tuple(item.fields["withheld"]),
-            "payload_digest": item.payload_digest,
+            "payload_digest": payload_digest or item.payload_digest,
             "attempted_at": iso(started),
             "recorded_at": iso(now),
         }
-        if outcome is not None:
+        if isinstance(result, Delivered):
             entry = DisclosureEntry(
-                **base, outcome="delivered", fields=tuple(item.fields["sent"]), objects=dict(outcome.objects),
-                result_code=outcome.result_code, sv_trid=outcome.sv_trid, cl_trid=outcome.cl_trid,
-                reason="reconciled after restart" if outcome.reconciled else None,
+                **base, outcome="delivered", fields=tuple(item.fields["sent"]), objects=dict(result.objects),
+                result_code=result.result_code, sv_trid=result.sv_trid, cl_trid=result.cl_trid,
+                reason="reconciled after restart" if result.reconciled else None,
             )
             log.info("delivery.delivered", recipient=item.recipient, registration=item.registration_id,
-                     code=outcome.result_code, sv_trid=outcome.sv_trid, reconciled=outcome.reconciled)
+                     code=result.result_code, sv_trid=result.sv_trid, reconciled=result.reconciled)
             return entry, "done", None
-        assert error is not None
-        retry = isinstance(error, TransientDeliveryError) and item.attempts < self.max_attempts
-        refusal = error.extra.get("refusal")
+        retry = isinstance(result, TransientDeliveryError) and item.attempts < self.max_attempts
+        refusal = result.extra.get("refusal")
         refused = refusal is not None
-        code = str(error.result_code) if error.result_code is not None else str(refusal or error.code)
+        code = str(result.result_code) if result.result_code is not None else str(refusal or result.code)
         entry = DisclosureEntry(
             **base, outcome="blocked" if refused else "failed", retryable=retry,
             fields=tuple(item.fields["sent"]) if values else (),
-            objects={}, result_code=code, reason=error.detail,
+            objects={}, result_code=code, reason=result.detail,
         )
         log.warning("delivery.failed", recipient=item.recipient, registration=item.registration_id,
                     code=code, retry=retry, attempt=item.attempts)
@@ -264,3 +268,8 @@ class Delivered:
     def from_epp(cls, outcome: RegistrationOutcome) -> Delivered:
         r = outcome.domain_result
         return cls(str(r.code), r.sv_trid, r.cl_trid, dict(outcome.objects), outcome.reconciled)
+
+    @classmethod
+    def from_update(cls, outcome: UpdateOutcome) -> Delivered:
+        r = outcome.result
+        return cls(str(r.code), r.sv_trid, r.cl_trid, {"contact": outcome.object_id}, outcome.reconciled)

@@ -1,8 +1,10 @@
-"""Turns a policy-minimised payload into typed EPP commands, and back from the outbox.
+"""Turns policy-minimised values into typed EPP commands (registration and contact update), and
+the JSON codec of those commands that outbox payloads are stored in.
 
-Only values present in ``Minimised.values`` are read, so a field the policy withheld cannot reach
-an EPP frame by construction.  Object ids and auth codes are derived from the registration id so a
-retried (or crash-recovered) registration addresses the same objects instead of creating new ones.
+Pure: no I/O.  Only released values are read (``Minimised.values``, or the changed released values
+of an update), so a field the policy withheld cannot reach an EPP frame by construction.  Object ids
+and auth codes are derived from the registration id so a retried (or crash-recovered) registration
+addresses the same objects instead of creating new ones.
 """
 
 from __future__ import annotations
@@ -11,17 +13,12 @@ import base64
 import dataclasses
 import hashlib
 import hmac
-import json
 from typing import Any, Literal, cast
 
-from adapters.epp.types import (
-    Address,
-    ContactCreate,
+from adapters.epp.extensions import (
     ContactExtension,
-    ContactUpdate,
-    DiscloseSpec,
+    ContactUpdateExtension,
     DkhmContactExt,
-    DomainCreate,
     EuridContactExt,
     EuridContactUpdate,
     FiContactExt,
@@ -29,6 +26,13 @@ from adapters.epp.types import (
     IisContactUpdate,
     NeulevelDomainExt,
     NoridContactExt,
+)
+from adapters.epp.types import (
+    Address,
+    ContactCreate,
+    ContactUpdate,
+    DiscloseSpec,
+    DomainCreate,
     PostalInfo,
     PostalInfoChange,
     RegistrationCommands,
@@ -260,6 +264,60 @@ def build_commands(
     return RegistrationCommands(contacts=tuple(contacts), domain=domain)
 
 
+_POSTAL = ("name", "organisation")
+_ADDRESS = ("street", "city", "state", "postal_code", "country")
+#: Fields a registry keeps fixed on a contact: a change needs a new contact (a holder change).
+_FIXED = {"iis": {"national_id", "national_id_scheme", "kind"}, "dkhm": {"national_id", "kind"},
+          "norid": {"national_id", "kind"}, "eurid": {"kind"}}
+
+
+def contact_update(contact_id: str, policy: RecipientPolicy, new: dict[str, Any],
+                   changed: set[str]) -> tuple[ContactUpdate | None, set[str]]:
+    """Pure: the <contact:update> for the changed released fields, and the fields it cannot carry."""
+    assert policy.epp is not None
+    fixed = set().union(*(_FIXED.get(e, set()) for e in policy.epp.extensions)) & changed
+    postal: PostalInfoChange | None = None
+    if changed & {*_POSTAL, *_ADDRESS}:
+        texts = [str(new.get("name", "")), str(new.get("city", "")), *new.get("street", []),
+                 str(new.get("organisation") or "")]
+        addr = None
+        if changed & set(_ADDRESS):
+            addr = Address(city=new["city"], cc=new["country"], street=tuple(new.get("street", ())),
+                           sp=new.get("state"), pc=new.get("postal_code"))
+        postal = PostalInfoChange(
+            type="int" if all(t.isascii() for t in texts) else "loc",
+            name=new.get("name") if "name" in changed else None,
+            org=(new.get("organisation") or "") if "organisation" in changed else None,
+            addr=addr,
+        )
+    exts: list[ContactUpdateExtension] = []
+    if "iis" in policy.epp.extensions and "vat_number" in changed and new.get("vat_number"):
+        exts.append(IisContactUpdate(vatno=new["vat_number"]))
+    eurid: dict[str, str] = {}
+    if "eurid" in policy.epp.extensions:  # a value can be changed there, not removed
+        for field, member in (("vat_number", "vat"), ("language", "lang"), ("citizenship", "country_of_citizenship")):
+            if field in changed and new.get(field):
+                eurid[member] = new[field]
+        if eurid:
+            exts.append(EuridContactUpdate(**eurid))  # type: ignore[arg-type]
+    phone = new.get("phone")
+    fax = new.get("fax")
+    cmd = ContactUpdate(
+        id=contact_id,
+        postal_info=(postal,) if postal else (),
+        voice=(epp_phone(phone) if phone else "") if "phone" in changed else None,
+        fax=(epp_phone(fax) if fax else "") if "fax" in changed else None,
+        email=new.get("email") if "email" in changed else None,
+        extensions=tuple(exts),
+    )
+    carried = {f for f in changed if f in (*_POSTAL, *_ADDRESS, "phone", "fax", "email")}
+    carried |= {"vat_number"} if any(isinstance(e, IisContactUpdate) for e in exts) else set()
+    carried |= {f for f, m in (("vat_number", "vat"), ("language", "lang"),
+                               ("citizenship", "country_of_citizenship")) if m in eurid}
+    missing = (changed - carried) | fixed
+    return (cmd if carried else None), missing
+
+
 # -- outbox codec ----------------------------------------------------------------------------------
 
 _EXT_TYPES: dict[str, type[Any]] = {
@@ -267,6 +325,10 @@ _EXT_TYPES: dict[str, type[Any]] = {
     "neulevel": NeulevelDomainExt, "ficora": FiContactExt,
 }
 _EXT_NAMES = {v: k for k, v in _EXT_TYPES.items()}
+
+
+def _disclose_from_json(d: dict[str, Any] | None) -> DiscloseSpec | None:
+    return DiscloseSpec(flag=d["flag"], elements=tuple(d["elements"])) if d else None
 
 
 def commands_to_json(cmds: RegistrationCommands) -> dict[str, Any]:
@@ -289,13 +351,10 @@ def commands_from_json(data: dict[str, Any]) -> RegistrationCommands:
             exts.append(_EXT_TYPES[e.pop("kind")](**e))
         pi = dict(c["postal_info"])
         pi["street"] = tuple(pi["street"])
-        disclose = c.get("disclose")
         contacts.append(
             ContactCreate(
                 id=c["id"], postal_info=PostalInfo(**pi), email=c["email"], auth_pw=c["auth_pw"],
-                voice=c["voice"], fax=c["fax"],
-                disclose=DiscloseSpec(flag=disclose["flag"], elements=tuple(disclose["elements"]))
-                if disclose else None,
+                voice=c["voice"], fax=c["fax"], disclose=_disclose_from_json(c.get("disclose")),
                 extensions=tuple(exts),
             )
         )
@@ -307,12 +366,6 @@ def commands_from_json(data: dict[str, Any]) -> RegistrationCommands:
         extensions=tuple(_EXT_TYPES[e.pop("kind")](**e) for e in map(dict, d.get("extensions", []))),
     )
     return RegistrationCommands(contacts=tuple(contacts), domain=domain)
-
-
-def payload_digest(payload: dict[str, Any]) -> str:
-    """SHA-256 over the canonical JSON of exactly what the adapter will send."""
-    canon = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return "sha256:" + hashlib.sha256(canon.encode()).hexdigest()
 
 
 # -- outbox codec for contact updates -------------------------------------------------------------------
@@ -337,6 +390,8 @@ def contact_update_from_json(d: dict[str, Any]) -> ContactUpdate:
                          pc=addr["pc"]) if addr else None,
         ))
     return ContactUpdate(
-        id=d["id"], postal_info=tuple(postal), voice=d["voice"], fax=d["fax"], email=d["email"],
+        id=d["id"], add_status=tuple(d.get("add_status", ())), rem_status=tuple(d.get("rem_status", ())),
+        postal_info=tuple(postal), voice=d["voice"], fax=d["fax"], email=d["email"], auth_pw=d.get("auth_pw"),
+        disclose=_disclose_from_json(d.get("disclose")),
         extensions=tuple(_UPDATE_EXTS[e.pop("kind")](**e) for e in map(dict, d["extensions"])),
     )

@@ -28,12 +28,15 @@ from gateway.errors import (
 )
 from gateway.ledger.entry import DisclosureEntry
 from gateway.models import RegistrationRequest
-from gateway.outbox.epp import (
-    RegistrarContact,
-    build_commands,
-    carried_fields,
-    commands_to_json,
-    payload_digest,
+from gateway.outbox.epp import RegistrarContact, build_commands, carried_fields
+from gateway.outbox.payloads import (
+    DomainRecord,
+    EppRegistration,
+    HttpsPost,
+    OutboxContent,
+    OutboxPayload,
+    outbox_aad,
+    plain,
 )
 from gateway.policy.classify import TransferDecision, classify_transfer
 from gateway.policy.loader import PolicySet
@@ -109,31 +112,53 @@ def plan_registration(
     return plans
 
 
-def outbox_aad(reg_id: str, recipient: str, change_id: str = "") -> str:
-    """Binds a sealed outbox payload to its row, so a blob cannot be replayed into another one."""
-    return f"outbox:{reg_id}:{recipient}" + (f":{change_id}" if change_id else "")
+def expected_expiry(today: dt.date, years: int) -> str:
+    """The date a registration made ``today`` should run to; the registry computes the real one."""
+    try:
+        return today.replace(year=today.year + years).isoformat()
+    except ValueError:  # 29 February
+        return today.replace(year=today.year + years, day=28).isoformat()
+
+
+def registration_payload(
+    req: RegistrationRequest, reg_id: str, p: RecipientPlan, registrar: RegistrarContact, secret: bytes,
+    today: dt.date,
+) -> tuple[OutboxPayload, RecipientPlan]:
+    """Pure: exactly what the adapter will send (its digest goes into the disclosure entry), and the
+    plan narrowed to the fields that payload really carries."""
+    if p.policy.protocol == "epp":
+        cmds = build_commands(req, reg_id, p.minimised, p.policy, registrar, secret)
+        released = set(p.minimised.values)
+        subject = [c for c in cmds.contacts if c.id != registrar.id]
+        carried = carried_fields(subject[0], released) if subject else set()
+        if carried != released:
+            m = p.minimised
+            dropped = {f: "released, but this registry has no element for it: not sent" for f in released - carried}
+            p = dataclasses.replace(p, minimised=dataclasses.replace(
+                m, values={k: v for k, v in m.values.items() if k in carried}, withheld={**m.withheld, **dropped}))
+        return EppRegistration(cmds), p
+    values = plain(p.minimised.values)
+    if p.policy.protocol == "https" and p.policy.https is not None:
+        return HttpsPost(p.policy.https.path, {"registration_id": reg_id, "domain": req.domain, "data": values}), p
+    # escrow, and a registry protocol without an adapter yet (refused at delivery, see DomainRecord)
+    return DomainRecord(domain=req.domain, tld=req.tld, data=values, nameservers=tuple(req.nameservers),
+                        expires=expected_expiry(today, req.period_years), protocol=p.policy.protocol), p
 
 
 def request_hash(raw: Any) -> str:
     return hashlib.sha256(json.dumps(raw, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
+@dataclass(eq=False, repr=False)  # compared by identity, and no repr that could print the secret
 class RegistrationService:
-    def __init__(
-        self,
-        store: Store,
-        ledger: Ledger,
-        policies: PolicySet,
-        registrar: RegistrarContact,
-        secret: bytes,
-        clock: Clock = utcnow,
-    ) -> None:
-        self.store = store
-        self.ledger = ledger
-        self.policies = policies
-        self.registrar = registrar
-        self.secret = secret
-        self.clock = clock
+    """Plans a registration and writes it, with its outbox rows and refusals, in one transaction."""
+
+    store: Store
+    ledger: Ledger
+    policies: PolicySet
+    registrar: RegistrarContact
+    secret: bytes
+    clock: Clock = utcnow
 
     async def submit(
         self, client: str, key: str, raw: Any, req: RegistrationRequest
@@ -160,22 +185,21 @@ class RegistrationService:
             status_text = "blocked"
         else:
             status_text = "accepted"
+            today = self.clock().date()
             for i, p in enumerate(plans):
                 if p.refusal is not None:
                     continue
-                payload, p = self._payload(req, reg_id, p)
+                payload, p = registration_payload(req, reg_id, p, self.registrar, self.secret, today)
                 plans[i] = p
                 # the registry contact ids made of this subject: a person may quote one to be found
-                contact_links += [("contact_id", self.ledger.indexer.index("contact_id", c["id"]))
-                                  for c in payload.get("commands", {}).get("contacts", [])
-                                  if c["id"] != self.registrar.id]
-                values = {k: list(v) if isinstance(v, tuple) else v for k, v in p.minimised.values.items()}
-                sealed = self.ledger.seal_json(
-                    subject.dek, {"payload": payload, "values": values}, outbox_aad(reg_id, p.policy.recipient)
-                )
+                contacts = payload.commands.contacts if isinstance(payload, EppRegistration) else ()
+                contact_links += [("contact_id", self.ledger.indexer.index("contact_id", c.id))
+                                  for c in contacts if c.id != self.registrar.id]
+                sealed = self.ledger.seal_json(subject.dek, OutboxContent(payload, plain(p.minimised.values)).to_json(),
+                                               outbox_aad(reg_id, p.policy.recipient))
                 outbox.append(
                     NewOutbox(
-                        recipient=p.policy.recipient, payload_ct=sealed, payload_digest=payload_digest(payload),
+                        recipient=p.policy.recipient, payload_ct=sealed, payload_digest=payload.digest(),
                         transfer=p.decision.as_dict(),
                         fields={"sent": list(p.minimised.fields_sent), "withheld": sorted(p.minimised.withheld)},
                         purpose=p.policy.purposes[0],
@@ -223,34 +247,6 @@ class RegistrationService:
         if prior_hash != rhash:
             raise IdempotencyConflict("this Idempotency-Key was used with a different request body")
         return status, body
-
-    def _payload(
-        self, req: RegistrationRequest, reg_id: str, p: RecipientPlan
-    ) -> tuple[dict[str, Any], RecipientPlan]:
-        """Exactly what the adapter will send (its digest goes into the disclosure entry), and the
-        plan narrowed to the fields that payload really carries."""
-        values = {k: list(v) if isinstance(v, tuple) else v for k, v in p.minimised.values.items()}
-        if p.policy.protocol == "epp":
-            cmds = build_commands(req, reg_id, p.minimised, p.policy, self.registrar, self.secret)
-            released = set(p.minimised.values)
-            subject = [c for c in cmds.contacts if c.id != self.registrar.id]
-            carried = carried_fields(subject[0], released) if subject else set()
-            if carried != released:
-                m = p.minimised
-                dropped = {f: "released, but this registry has no element for it: not sent" for f in released - carried}
-                p = dataclasses.replace(p, minimised=dataclasses.replace(
-                    m, values={k: v for k, v in m.values.items() if k in carried}, withheld={**m.withheld, **dropped}))
-            return {"protocol": "epp", "commands": commands_to_json(cmds)}, p
-        if p.policy.protocol == "https" and p.policy.https is not None:
-            return {"protocol": "https", "path": p.policy.https.path,
-                    "body": {"registration_id": reg_id, "domain": req.domain, "data": values}}, p
-        today = self.clock().date()
-        try:  # the registry computes the real one; the deposit carries the expected date
-            expires = today.replace(year=today.year + req.period_years).isoformat()
-        except ValueError:  # 29 February
-            expires = today.replace(year=today.year + req.period_years, day=28).isoformat()
-        return {"protocol": p.policy.protocol, "domain": req.domain, "tld": req.tld, "data": values,
-                "nameservers": list(req.nameservers), "expires": expires}, p
 
     @staticmethod
     def _blocked_entry(reg_id: str, subject_id: str, p: RecipientPlan, now: dt.datetime) -> DisclosureEntry:

@@ -1,0 +1,170 @@
+"""What an outbox row carries, typed: one frozen value per kind of delivery, its JSON form and digest.
+
+An outbox row holds its payload sealed under the subject's data key, as JSON, and the disclosure entry
+of every attempt quotes the payload's digest.  The JSON form of each type is therefore a stored format:
+it stays exactly what earlier versions wrote (the ``protocol`` key included), so that rows queued
+before an upgrade still decode and a payload's digest never changes.  ``decode`` is the one way back
+from that JSON; the delivery worker then dispatches on the type, never on a protocol string.
+
+Pure: building, encoding and digesting a payload does no I/O; sealing and sending happen elsewhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, TypeAlias
+
+from adapters.epp.types import ContactUpdate, RegistrationCommands
+from gateway.outbox.epp import commands_from_json, commands_to_json, contact_update_from_json, contact_update_to_json
+
+
+def json_digest(data: Mapping[str, Any]) -> str:
+    """SHA-256 over canonical JSON (sorted keys, no whitespace, UTF-8): equal content gives an equal
+    digest however the mapping was built, so a digest computed at queueing time still matches later."""
+    canon = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(canon.encode()).hexdigest()
+
+
+def plain(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Released values in their JSON form (street lines as a list, not a tuple): what is compared with
+    the held values, sealed and digested is then exactly what decodes back from storage."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+
+
+def outbox_aad(reg_id: str, recipient: str, change_id: str = "") -> str:
+    """Binds a sealed outbox payload to its row, so a blob cannot be replayed into another one."""
+    return f"outbox:{reg_id}:{recipient}" + (f":{change_id}" if change_id else "")
+
+
+class _Digested:
+    """A payload's digest is the digest of its JSON form: exactly what the adapter will be given."""
+
+    def to_json(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def digest(self) -> str:
+        return json_digest(self.to_json())
+
+
+@dataclass(frozen=True)
+class EppRegistration(_Digested):
+    """A registration at an EPP registry: the contact creates (none for a thin registry), then the
+    domain create, in the order the registry needs them."""
+
+    protocol: ClassVar[Literal["epp"]] = "epp"
+    commands: RegistrationCommands
+
+    def to_json(self) -> dict[str, Any]:
+        return {"protocol": self.protocol, "commands": commands_to_json(self.commands)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> EppRegistration:
+        return cls(commands_from_json(data["commands"]))
+
+
+@dataclass(frozen=True)
+class EppContactUpdate(_Digested):
+    """A ``<contact:update>`` of the subject's contact at a registry: only changed, released fields."""
+
+    protocol: ClassVar[Literal["epp-update"]] = "epp-update"
+    update: ContactUpdate
+
+    def to_json(self) -> dict[str, Any]:
+        return {"protocol": self.protocol, "contact_update": contact_update_to_json(self.update)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> EppContactUpdate:
+        return cls(contact_update_from_json(data["contact_update"]))
+
+
+@dataclass(frozen=True)
+class HttpsPost(_Digested):
+    """A JSON body posted to a partner's ``path``.
+
+    ``idempotency_key`` is None for a registration's post, whose key the worker derives from the row
+    (registration and recipient); a change names its own, since one registration has many changes.
+    None is left out of the JSON form, as it always was, so the digests of stored rows hold.
+    """
+
+    protocol: ClassVar[Literal["https"]] = "https"
+    path: str
+    body: Mapping[str, Any]
+    idempotency_key: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        key = {} if self.idempotency_key is None else {"idempotency_key": self.idempotency_key}
+        return {"protocol": self.protocol, "path": self.path, **key, "body": dict(self.body)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> HttpsPost:
+        return cls(path=data["path"], body=data["body"], idempotency_key=data.get("idempotency_key"))
+
+
+@dataclass(frozen=True)
+class DomainRecord(_Digested):
+    """A domain's whole released holder record, for a recipient that takes records, not commands.
+
+    The escrow agent's rows (``protocol`` "escrow") are these: the escrow job folds them into its
+    next deposit.  A registration for a registry whose protocol the gateway cannot speak yet (RRI at
+    .de) is queued in the same form under that protocol's name, so the row exists, is refused at
+    delivery and logged, instead of vanishing.  A change carries no ``nameservers`` or ``expires``
+    (None: left out of the JSON form; the escrow job keeps the ones it had), a registration both.
+    """
+
+    domain: str
+    tld: str
+    data: Mapping[str, Any]
+    nameservers: tuple[str, ...] | None = None
+    expires: str | None = None  # ISO date the registration is expected to run to
+    protocol: str = "escrow"
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"protocol": self.protocol, "domain": self.domain, "tld": self.tld,
+                               "data": dict(self.data)}
+        if self.nameservers is not None:
+            out["nameservers"] = list(self.nameservers)
+        if self.expires is not None:
+            out["expires"] = self.expires
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> DomainRecord:
+        ns = data.get("nameservers")
+        return cls(domain=data["domain"], tld=data["tld"], data=data["data"],
+                   nameservers=None if ns is None else tuple(ns), expires=data.get("expires"),
+                   protocol=data["protocol"])
+
+
+OutboxPayload: TypeAlias = EppRegistration | EppContactUpdate | HttpsPost | DomainRecord
+
+_DECODERS: dict[str, Callable[[Mapping[str, Any]], OutboxPayload]] = {
+    EppRegistration.protocol: EppRegistration.from_json,
+    EppContactUpdate.protocol: EppContactUpdate.from_json,
+    HttpsPost.protocol: HttpsPost.from_json,
+}
+
+
+def decode(data: Mapping[str, Any]) -> OutboxPayload:
+    """The payload a stored JSON form describes; any protocol without a command form of its own
+    ("escrow", "rri") was queued as a ``DomainRecord``."""
+    return _DECODERS.get(data["protocol"], DomainRecord.from_json)(data)
+
+
+@dataclass(frozen=True)
+class OutboxContent:
+    """What an outbox row seals: the payload, and the released values it carries (sealed again into
+    the disclosure entry once they have been sent).  Its JSON form ``{"payload": ..., "values": ...}``
+    is the format of every stored row."""
+
+    payload: OutboxPayload
+    values: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"payload": self.payload.to_json(), "values": self.values}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> OutboxContent:
+        return cls(decode(data["payload"]), data["values"])
