@@ -1,13 +1,17 @@
-"""Composition root: settings → store, policies, tokens, worker, app.  All I/O set-up lives here."""
+"""Composition root: settings → store, policies, tokens, services, worker, background jobs, app.  All
+I/O set-up lives here, and this is the only place that knows both the HTTP app and the delivery side."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import secrets
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Annotated
 
+import structlog
 from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
@@ -21,16 +25,23 @@ from gateway.delivery.epp_pools import EppPools
 from gateway.delivery.escrow_job import EscrowJob
 from gateway.delivery.worker import DeliveryWorker
 from gateway.errors import ConfigError, PermanentDeliveryError
-from gateway.http.app import Metrics, Services, build_app
+from gateway.http.app import build_app
+from gateway.http.context import CleanupContext, Metrics, Services, periodic
 from gateway.ledger.checkpoint import load_or_create_signing_key
 from gateway.ledger.keys import BlindIndexer, KeyRing
 from gateway.outbox.epp import RegistrarContact
 from gateway.policy.loader import PolicySet, load_model, load_policies
+from gateway.rights.config import load_controller, load_retention
+from gateway.rights.recipients import PartnerEndpoints
+from gateway.rights.service import RightsService
+from gateway.services.changes import ChangeService
 from gateway.services.ledger import Ledger
 from gateway.services.registrations import RegistrationService
 from gateway.settings import Settings
 from gateway.store.base import Store
 from gateway.store.sqlite import SqliteStore
+
+log = structlog.get_logger("gateway.rights")
 
 
 class EndpointConfig(BaseModel):
@@ -151,6 +162,53 @@ def open_ledger(settings: Settings, store: Store) -> Ledger:
     return Ledger(store, load_key_ring(settings), load_indexer(settings), signer)
 
 
+def open_rights(
+    settings: Settings, store: Store, ledger: Ledger, policies: PolicySet, *,
+    changes: ChangeService | None = None, partners: PartnerEndpoints | None = None,
+    wake: Callable[[], None] | None = None,
+) -> RightsService:
+    """The gateway's RightsService, for the server and the staff CLI alike: retention periods and the
+    controller's identity from the settings' config directory, loaded now so a mistake in either file
+    stops start-up like a bad policy file."""
+    return RightsService(store, ledger, policies, retention_config=load_retention(settings.config_dir),
+                         controller=load_controller(settings.config_dir), changes=changes, partners=partners,
+                         wake=wake)
+
+
+def run_worker(worker: DeliveryWorker, poll_s: float) -> CleanupContext:
+    """The delivery worker for the app's lifetime; on shutdown it finishes what it holds, then stops."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop, poll_s))
+        yield
+        stop.set()
+        await task
+
+    return ctx
+
+
+def background_jobs(
+    settings: Settings, worker: DeliveryWorker | None, ledger: Ledger, rights: RightsService,
+    escrow: EscrowJob | None, escrow_interval_s: float,
+) -> list[CleanupContext]:
+    """What runs beside the app, in start-up order: the worker, then the timers whose interval is set."""
+
+    async def purge() -> None:
+        report = await rights.retention(dry_run=False)
+        log.info("retention.purged", purged=report.get("purged", 0))
+
+    jobs = [run_worker(worker, settings.worker_poll_s)] if worker is not None else []
+    for interval, job, name in (
+        (settings.checkpoint_interval_s, ledger.checkpoint, "ledger.checkpoint"),
+        (escrow_interval_s, escrow.run_once if escrow else None, "escrow.deposit"),
+        (settings.retention_interval_s, purge, "retention.purge"),
+    ):
+        if interval > 0 and job is not None:
+            jobs.append(periodic(interval, job, name))
+    return jobs
+
+
 async def build(settings: Settings, *, dev_tokens: bool = False) -> tuple[web.Application, Store]:
     policies = load_policies(settings.config_dir)
     tokens_path = settings.resolved_tokens()
@@ -194,17 +252,23 @@ async def build(settings: Settings, *, dev_tokens: bool = False) -> tuple[web.Ap
             raise ConfigError(f"{where}: escrow.agent_public_key_file: not an X25519 public key")
         escrow = EscrowJob(worker, cfg.escrow.recipient, cfg.escrow.endpoint("escrow", where), key,
                            cfg.escrow.registrar_id)
+    delivering = settings.worker_enabled
+    changes = ChangeService(store, ledger, policies)
+    # Without a worker this process contacts no partner (Art. 19 notices are all left to staff) and
+    # has nobody to wake: RightsService's wake-up is then a no-op, which the API shares.
+    rights = open_rights(settings, store, ledger, policies, changes=changes,
+                         partners=partner_for if delivering else None,
+                         wake=worker.wakeup.set if delivering else None)
     services = Services(
         store=store, ledger=ledger, tokens=tokens,
         registrations=RegistrationService(store, ledger, policies, RegistrarContact(), secret),
-        worker=worker if settings.worker_enabled else None, escrow=escrow,
-        escrow_interval_s=cfg.escrow.interval_s if cfg.escrow else 0.0,
+        changes=changes, rights=rights, wake=rights.wake, escrow=escrow,
         address_lookup=cfg.address_lookup.endpoint("address_lookup", where) if cfg.address_lookup else None,
-        config_dir=settings.config_dir, retention_interval_s=settings.retention_interval_s,
-        max_body_bytes=settings.max_body_bytes, poll_s=settings.worker_poll_s,
-        metrics=Metrics.create(), checkpoint_interval_s=settings.checkpoint_interval_s,
+        max_body_bytes=settings.max_body_bytes, metrics=Metrics.create(),
     )
-    app = build_app(services)
+    app = build_app(services, background=background_jobs(
+        settings, worker if delivering else None, ledger, rights, escrow, cfg.escrow.interval_s if cfg.escrow else 0.0,
+    ))
 
     async def close_store(app: web.Application) -> None:
         await pools.close()

@@ -21,7 +21,6 @@ from pydantic import ValidationError
 from gateway.errors import InputError, PolicyRefusal
 from gateway.models import Registrant
 from gateway.policy.loader import load_policies
-from gateway.rights.service import RightsService
 from gateway.settings import Settings
 
 COMMANDS = ("art30", "explain")
@@ -94,7 +93,7 @@ def art30_text(r: dict[str, Any]) -> str:
 
 
 async def _run(settings: Settings, args: argparse.Namespace) -> int:
-    from gateway.compose import open_ledger, open_store
+    from gateway.compose import open_ledger, open_rights, open_store
 
     policies = load_policies(settings.config_dir)
     registrant = None
@@ -104,7 +103,7 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
             return 2
     store = await open_store(settings)
     try:
-        rights = RightsService(store, open_ledger(settings, store), policies, config_dir=settings.config_dir)
+        rights = open_rights(settings, store, open_ledger(settings, store), policies)
         if args.cmd == "art30":
             record = await rights.art30()
             if args.json:

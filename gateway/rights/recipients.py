@@ -2,7 +2,8 @@
 
 HTTPS partners get a message on their API carrying ids and the kind of notice only, never personal
 data; registries and the escrow agent have no such message in their protocol, so they are listed for
-staff to tell directly.  Every outcome is a request event.  Shared by the API and the staff pages.
+staff to tell directly.  Every outcome is a request event.  ``RightsService`` makes these calls after
+the action they follow, for the API and the staff pages alike.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from gateway.errors import DeliveryError
 from gateway.models import Registrant
 from gateway.policy.loader import PolicySet
 from gateway.services.changes import ChangeService
-from gateway.services.ledger import Ledger
 from gateway.store.base import DisclosureFilter, Store
 
 PartnerEndpoints = Callable[[str], PartnerEndpoint]
@@ -29,16 +29,9 @@ async def art19_notices(
     if not subject_id:
         return []
     received: dict[str, set[str]] = {}
-    after = -1
-    while True:
-        page = await store.disclosures(DisclosureFilter(subject_id=subject_id, outcome="delivered",
-                                                        after_seq=after, limit=1000))
-        for e in page:
-            if e.fields:
-                received.setdefault(e.recipient, set()).add(e.registration_id)
-        if len(page) < 1000:
-            break
-        after = page[-1].leaf_index or 0
+    async for e in store.iter_disclosures(DisclosureFilter(subject_id=subject_id, outcome="delivered"), page=1000):
+        if e.fields:
+            received.setdefault(e.recipient, set()).add(e.registration_id)
     notices = []
     for rid, regs in sorted(received.items()):
         policy = policies.recipients.get(rid)
@@ -63,11 +56,11 @@ async def art19_notices(
 
 
 async def push_rectification(
-    store: Store, ledger: Ledger, policies: PolicySet, *,
+    store: Store, changes: ChangeService, *,
     request_id: str, subject_id: str, actor: str, registrant: Registrant,
 ) -> list[dict[str, Any]]:
     """Art. 16 + 19: the corrected data goes, minimised, to every recipient of the old data."""
-    report = [c.as_dict() for c in await ChangeService(store, ledger, policies).push(subject_id, registrant)]
+    report = [c.as_dict() for c in await changes.push(subject_id, registrant)]
     await store.add_request_event(request_id, iso(utcnow()), actor, "rectification_pushed", {
         "queued": [c["recipient"] for c in report if c["action"] == "queued"],
         "cannot_update": [c["recipient"] for c in report if c["action"] in ("cannot_update", "refused")]})

@@ -22,6 +22,7 @@ from gateway.errors import (
     ExtensionRefused,
     IdentifiersMissing,
     InvalidScope,
+    NotFound,
     RequestClosed,
     RequestNotFound,
     RestrictionNotFound,
@@ -45,7 +46,9 @@ from gateway.rights.config import (
 )
 from gateway.rights.deadlines import days_left, deadline_for, extended_deadline, extension_refusal
 from gateway.rights.extract import FORMAT, FORMAT_VERSION, present_entry, values_note
+from gateway.rights.recipients import PartnerEndpoints, art19_notices, push_rectification, request_deletions
 from gateway.rights.texts import AUTOMATED, LANGS, RIGHTS, SOURCE, VERIFY, Lang
+from gateway.services.changes import ChangeService
 from gateway.services.ledger import Ledger
 from gateway.services.registrations import plan_registration
 from gateway.store.base import DisclosureFilter, Store
@@ -106,7 +109,12 @@ def _parse_time(text: str) -> dt.datetime:
 
 
 def national_id_forms(value: str, scheme: str | None) -> list[str]:
-    """The canonical forms a given national ID may be stored under (registration normalises by scheme)."""
+    """The canonical forms a given national ID may be stored under (registration normalises by scheme).
+
+    Without a scheme: the value as given and its canonical form under every scheme it is valid for.
+    Every scheme, not only the Swedish personal ones, because people quote their numbers in other
+    spellings than the ordering system sent: a Finnish Y-tunnus as its VAT number ``FI20774740``
+    is stored as ``2077474-0``."""
     if scheme is not None:
         try:
             return [normalise_national_id(IdScheme(scheme), value)]
@@ -114,7 +122,7 @@ def national_id_forms(value: str, scheme: str | None) -> list[str]:
             raise ValidationFailed("national_id is not valid for national_id_scheme",
                                    errors=[{"loc": ["identifiers", "national_id"], "type": "value_error"}]) from None
     forms = [value]
-    for guess in (IdScheme.SE_PERSONNUMMER, IdScheme.SE_SAMORDNINGSNUMMER):
+    for guess in IdScheme:
         try:
             canonical = normalise_national_id(guess, value)
         except ValueError:
@@ -124,7 +132,19 @@ def national_id_forms(value: str, scheme: str | None) -> list[str]:
     return forms
 
 
+def _nothing_to_wake() -> None:
+    """No delivery worker in this process: queued updates wait for a process that sends."""
+
+
 class RightsService:
+    """Requests and everything that follows from them, for the API, the staff pages and the CLI alike.
+
+    The follow-ups that reach recipients (Art. 19 notices after a restriction or objection, deletion
+    requests after an erasure, the corrected data after a rectification) are made here, so no caller
+    can do the action and forget to tell the recipients.  ``partners`` resolves an HTTPS partner's
+    endpoint (None: nobody is contacted, every notice is left to staff); ``changes`` queues a
+    rectification; ``wake`` tells the delivery worker that updates were queued."""
+
     def __init__(
         self,
         store: Store,
@@ -135,23 +155,35 @@ class RightsService:
         config_dir: Path | None = None,
         retention_config: RetentionConfig | None = None,
         controller: ControllerConfig | None = None,
+        changes: ChangeService | None = None,
+        partners: PartnerEndpoints | None = None,
+        wake: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self.ledger = ledger
         self.policies = policies
         self.clock = clock
-        cfg = config_dir or default_config_dir()
-        self.retention_config = retention_config or load_retention(cfg)
-        self.controller = controller or load_controller(cfg)
+        if retention_config is None or controller is None:
+            cfg = config_dir or default_config_dir()
+            retention_config = retention_config or load_retention(cfg)
+            controller = controller or load_controller(cfg)
+        self.retention_config = retention_config
+        self.controller = controller
+        self.changes = changes or ChangeService(store, ledger, policies)
+        self.partners = partners
+        self.wake = wake or _nothing_to_wake
 
     # -- requests -------------------------------------------------------------------------------------
 
     async def _event(self, request_id: str, actor: str, action: str, detail: dict[str, Any]) -> None:
         await self.store.add_request_event(request_id, iso(self.clock()), actor, action, detail)
 
-    async def _find_subjects(self, identifiers: dict[str, str]) -> tuple[builtins.list[str], builtins.list[str]]:
+    async def find_subjects(self, identifiers: dict[str, str]) -> tuple[builtins.list[str], builtins.list[str]]:
         """Subjects matching EVERY identifier given (fail closed: a shared e-mail address alone must not
-        hand one person's data to another).  Returns (subject ids, the identifier kinds used)."""
+        hand one person's data to another).  Returns (subject ids, the identifier kinds used).
+
+        The one way a subject is found from what a person or staff member typed: requests (API and
+        pages) and the staff pages' disclosure-log search all come here, so they match alike."""
         lookups: builtins.list[tuple[str, builtins.list[tuple[str, str]]]] = []
         if "email" in identifiers:
             lookups.append(("email", [("email", identifiers["email"])]))
@@ -211,7 +243,7 @@ class RightsService:
             _text(f"identifiers.{k}", v, 254)
         if "email" not in identifiers and "national_id" not in identifiers:
             raise IdentifiersMissing(errors=[{"loc": ["identifiers"], "type": "missing"}])
-        subjects, used = await self._find_subjects(identifiers)
+        subjects, used = await self.find_subjects(identifiers)
         now = self.clock()
         request_id = uuid.uuid4().hex
         await self.store.open_request({
@@ -300,13 +332,7 @@ class RightsService:
     async def _entries(self, subject_ids: builtins.list[str]) -> builtins.list[DisclosureEntry]:
         out: builtins.list[DisclosureEntry] = []
         for sid in subject_ids:
-            after = -1
-            while True:
-                page = await self.store.disclosures(DisclosureFilter(subject_id=sid, after_seq=after, limit=_PAGE))
-                out.extend(page)
-                if len(page) < _PAGE:
-                    break
-                after = page[-1].leaf_index if page[-1].leaf_index is not None else after
+            out.extend([e async for e in self.store.iter_disclosures(DisclosureFilter(subject_id=sid), page=_PAGE)])
         return sorted(out, key=lambda e: e.leaf_index or 0)
 
     def _purpose_text(self, purpose: str, lang: Lang) -> tuple[str, str | None]:
@@ -410,7 +436,10 @@ class RightsService:
         action = "restricted" if kind == "restriction" else "objected"
         await self._event(request_id, actor, action, {"restriction_id": rid, "scope": scope,
                                                       "notify_recipients": notify})
-        return {"request_id": request_id, "restriction": restriction, "notify_recipients": notify}
+        notices = await art19_notices(self.store, self.policies, self.partners, request_id=request_id,
+                                      subject_id=subject, actor=actor, kind=kind, scope=scope)
+        return {"request_id": request_id, "restriction": restriction, "notify_recipients": notify,
+                "notices": notices}
 
     async def restrict(self, request_id: str, actor: str, scope: str = "all") -> dict[str, Any]:
         if scope != "all" and scope not in self.policies.recipients:
@@ -438,8 +467,11 @@ class RightsService:
     # -- Art. 17 ----------------------------------------------------------------------------------------
 
     async def erase(self, request_id: str, actor: str) -> dict[str, Any]:
-        """Crypto-shred the subject's data key(s) and list, per recipient who received the data, whether a
-        deletion request can follow (Art. 17(2), 19).  The recipient calls themselves are not made here."""
+        """Crypto-shred the subject's data key(s), list per recipient who received the data whether a
+        deletion request can follow (Art. 17(2), 19), and make the requests HTTPS partners accept.
+
+        The request row keeps the plan as it was before the partners were asked; each request's
+        outcome is its own event and is in the returned report."""
         row = await self._open_row(request_id)
         self._subject(row)
         subject_ids = self._subject_ids(row)
@@ -458,8 +490,23 @@ class RightsService:
             "recipients": [r["recipient"] for r in recipients],
         })
         log.info("rights.erased", request=request_id, subjects=len(subject_ids), keys_destroyed=sum(shredded))
-        return {"request_id": request_id, "erased_at": now, "subject_ids": subject_ids,
-                "keys_destroyed": sum(shredded), "already_erased": not any(shredded), "recipients": recipients}
+        report = {"request_id": request_id, "erased_at": now, "subject_ids": subject_ids,
+                  "keys_destroyed": sum(shredded), "already_erased": not any(shredded), "recipients": recipients}
+        return await request_deletions(self.store, self.policies, self.partners, request_id=request_id, actor=actor,
+                                       report=report)
+
+    # -- Art. 16 ----------------------------------------------------------------------------------------
+
+    async def rectify(self, request_id: str, actor: str, registrant: Registrant) -> builtins.list[dict[str, Any]]:
+        """Art. 16 + 19: the corrected data goes, minimised, to every recipient of the old data; returns
+        what happens for each recipient (queued, cannot be updated, refused)."""
+        row = await self._row(request_id)
+        if not row.get("subject_id"):
+            raise NotFound("the request has no subject to rectify")
+        report = await push_rectification(self.store, self.changes, request_id=request_id,
+                                          subject_id=str(row["subject_id"]), actor=actor, registrant=registrant)
+        self.wake()
+        return report
 
     def _deletion_plan(
         self, entries: builtins.list[DisclosureEntry], registrations: dict[str, dict[str, Any]]
@@ -633,22 +680,16 @@ class RightsService:
         now = self.clock()
         expired: dict[str, builtins.list[str]] = {p: [] for p in self.retention_config.purposes}
         unconfigured: dict[str, int] = {}
-        after = -1
         scanned = 0
-        while True:
-            page = await self.store.disclosures(DisclosureFilter(after_seq=after, limit=_PAGE))
-            for e in page:
-                scanned += 1
-                if e.values_ct is None:
-                    continue
-                cfg = self.retention_config.purposes.get(e.purpose)
-                if cfg is None:
-                    unconfigured[e.purpose] = unconfigured.get(e.purpose, 0) + 1
-                elif cfg.expires(_parse_time(e.recorded_at)) <= now:
-                    expired[e.purpose].append(e.id)
-            if len(page) < _PAGE:
-                break
-            after = page[-1].leaf_index if page[-1].leaf_index is not None else after
+        async for e in self.store.iter_disclosures(DisclosureFilter(), page=_PAGE):
+            scanned += 1
+            if e.values_ct is None:
+                continue
+            cfg = self.retention_config.purposes.get(e.purpose)
+            if cfg is None:
+                unconfigured[e.purpose] = unconfigured.get(e.purpose, 0) + 1
+            elif cfg.expires(_parse_time(e.recorded_at)) <= now:
+                expired[e.purpose].append(e.id)
         purged = 0
         if not dry_run:
             ids = [i for group in expired.values() for i in group]

@@ -188,56 +188,6 @@ def test_real_config_directory_loads() -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def test_wrong_type_scalar(tmp_path: Path) -> None:
-    text = SE.replace("confirmed: true\nfields:", "confirmed: perhaps\nfields:")
-    path, detail = recipient_error(tmp_path, text)
-    assert_points_at(detail, path, line_of(text, "confirmed: perhaps"), "confirmed")
-    assert "boolean" in detail
-
-
-def test_wrong_type_list_expected(tmp_path: Path) -> None:
-    text = SE.replace("tlds: [se, nu]", "tlds: se")
-    path, detail = recipient_error(tmp_path, text)
-    assert_points_at(detail, path, line_of(text, "tlds: se"), "tlds")
-
-
-def test_wrong_literal_nested(tmp_path: Path) -> None:
-    text = SE.replace("    send: if_present", "    send: sometimes")
-    path, detail = recipient_error(tmp_path, text)
-    assert_points_at(detail, path, line_of(text, "send: sometimes"), "fields.email.send")
-
-
-def test_bad_list_item_points_at_item(tmp_path: Path) -> None:
-    text = SE.replace("  extensions: [iis]", "  extensions:\n    - iis\n    - verisign")
-    path, detail = recipient_error(tmp_path, text)
-    assert_points_at(detail, path, line_of(text, "- verisign"), "epp.extensions.1")
-
-
-def test_unknown_key_top_level(tmp_path: Path) -> None:
-    text = SE.replace("kind: registry\n", "kind: registry\ncolour: blue\n")
-    path, detail = recipient_error(tmp_path, text)
-    assert_points_at(detail, path, line_of(text, "colour: blue"), "colour")
-    assert "Extra inputs are not permitted" in detail
-
-
-def test_unknown_key_nested(tmp_path: Path) -> None:
-    text = SE.replace("    transform: iis_orgno\n", "    transform: iis_orgno\n    sendd: never\n")
-    path, detail = recipient_error(tmp_path, text)
-    assert_points_at(detail, path, line_of(text, "sendd: never"), "fields.national_id.sendd")
-
-
-def test_unknown_key_in_list_item(tmp_path: Path) -> None:
-    text = SE.replace("    signed: 2022-01-01\n", "    signed: 2022-01-01\n    expires: 2030-01-01\n")
-    path, detail = recipient_error(tmp_path, text)
-    assert_points_at(detail, path, line_of(text, "expires: 2030"), "safeguards.0.expires")
-
-
-def test_unknown_key_with_block_value_points_at_key(tmp_path: Path) -> None:
-    text = SE.replace("epp:\n", "retention_policy:\n  years: 5\nepp:\n")
-    path, detail = recipient_error(tmp_path, text)
-    assert_points_at(detail, path, line_of(text, "retention_policy:"), "retention_policy")
-
-
 @pytest.mark.parametrize("bad", ["se", "SWE", "S1", "'46'"])
 def test_bad_country(tmp_path: Path, bad: str) -> None:
     text = SE.replace("country: SE", f"country: {bad}")
@@ -406,39 +356,12 @@ def test_jurisdictions_valid(tmp_path: Path) -> None:
     assert [d.country for d in j.adequacy] == ["JP", "GB"]
 
 
-def test_el_instead_of_gr_rejected(tmp_path: Path) -> None:
-    text = JURISDICTIONS.replace("GR,", "EL,")
-    path, detail = jurisdictions_error(tmp_path, text)
-    assert_points_at(detail, path, line_of(text, "eea: ["), "eea")
-    assert "'GR'" in detail
-
-
 def test_bare_no_for_norway_is_a_country_code(tmp_path: Path) -> None:
     """YAML 1.1 would read an unquoted NO as false; the loader keeps only true/false as booleans."""
     text = JURISDICTIONS.replace('"NO"', "NO")
     path = tmp_path / "jurisdictions.yaml"
     path.write_text(text, encoding="utf-8")
     assert "NO" in load_model(path, Jurisdictions).eea
-
-
-def test_duplicate_eea_member_rejected(tmp_path: Path) -> None:
-    text = JURISDICTIONS.replace("SE]", "SE, AT]")
-    path, detail = jurisdictions_error(tmp_path, text)
-    assert_points_at(detail, path, line_of(text, "eea: ["), "eea")
-    assert "duplicates" in detail
-
-
-def test_adequacy_valid_until_before_adopted_rejected(tmp_path: Path) -> None:
-    text = JURISDICTIONS.replace("valid_until: 2025-12-27", "valid_until: 2021-01-01")
-    path, detail = jurisdictions_error(tmp_path, text)
-    assert_points_at(detail, path, line_of(text, "- country: GB"), "adequacy.1")
-    assert "valid_until must be after adopted" in detail
-
-
-def test_adequacy_bad_country_rejected(tmp_path: Path) -> None:
-    text = JURISDICTIONS.replace("- country: JP", "- country: Japan")
-    path, detail = jurisdictions_error(tmp_path, text)
-    assert_points_at(detail, path, line_of(text, "- country: Japan"), "adequacy.0.country")
 
 
 def test_fields_catalog_bad_category(tmp_path: Path) -> None:
@@ -449,3 +372,47 @@ def test_fields_catalog_bad_category(tmp_path: Path) -> None:
         load_model(path, FieldCatalog)
     line = line_of(text, "category: contact.email")
     assert_points_at(info.value.detail, path, line, "fields.email.category")
+
+
+# --------------------------------------------------------------------------------------------
+# one edit of a valid file, and where the error must point
+# --------------------------------------------------------------------------------------------
+
+POINTED_ERRORS = [
+    # (valid text, replace this, with this, the line that holds ..., key path, the reason contains)
+    pytest.param(SE, "confirmed: true\nfields:", "confirmed: perhaps\nfields:",
+                 "confirmed: perhaps", "confirmed", "boolean", id="wrong_type_scalar"),
+    pytest.param(SE, "tlds: [se, nu]", "tlds: se", "tlds: se", "tlds", "", id="wrong_type_list_expected"),
+    pytest.param(SE, "    send: if_present", "    send: sometimes",
+                 "send: sometimes", "fields.email.send", "", id="wrong_literal_nested"),
+    pytest.param(SE, "  extensions: [iis]", "  extensions:\n    - iis\n    - verisign",
+                 "- verisign", "epp.extensions.1", "", id="bad_list_item_points_at_item"),
+    pytest.param(SE, "kind: registry\n", "kind: registry\ncolour: blue\n",
+                 "colour: blue", "colour", "Extra inputs are not permitted", id="unknown_key_top_level"),
+    pytest.param(SE, "    transform: iis_orgno\n", "    transform: iis_orgno\n    sendd: never\n",
+                 "sendd: never", "fields.national_id.sendd", "", id="unknown_key_nested"),
+    pytest.param(SE, "    signed: 2022-01-01\n", "    signed: 2022-01-01\n    expires: 2030-01-01\n",
+                 "expires: 2030", "safeguards.0.expires", "", id="unknown_key_in_list_item"),
+    pytest.param(SE, "epp:\n", "retention_policy:\n  years: 5\nepp:\n",
+                 "retention_policy:", "retention_policy", "", id="unknown_key_with_block_value_points_at_key"),
+    pytest.param(JURISDICTIONS, "GR,", "EL,", "eea: [", "eea", "'GR'", id="el_instead_of_gr_rejected"),
+    pytest.param(JURISDICTIONS, "SE]", "SE, AT]",
+                 "eea: [", "eea", "duplicates", id="duplicate_eea_member_rejected"),
+    pytest.param(JURISDICTIONS, "valid_until: 2025-12-27", "valid_until: 2021-01-01",
+                 "- country: GB", "adequacy.1", "valid_until must be after adopted",
+                 id="adequacy_valid_until_before_adopted_rejected"),
+    pytest.param(JURISDICTIONS, "- country: JP", "- country: Japan",
+                 "- country: Japan", "adequacy.0.country", "", id="adequacy_bad_country_rejected"),
+]
+
+
+@pytest.mark.parametrize(("base", "old", "new", "needle", "keypath", "reason"), POINTED_ERRORS)
+def test_error_points_at_file_line_and_key(
+    tmp_path: Path, base: str, old: str, new: str, needle: str, keypath: str, reason: str
+) -> None:
+    assert old in base
+    text = base.replace(old, new)
+    load = jurisdictions_error if base is JURISDICTIONS else recipient_error
+    path, detail = load(tmp_path, text)
+    assert_points_at(detail, path, line_of(text, needle), keypath)
+    assert reason in detail

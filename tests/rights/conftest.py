@@ -1,20 +1,11 @@
-"""The running gateway with the rights routes added (until build_app adds them itself), and helpers."""
+"""Helpers for the rights tests (the `gateway` fixture is tests/conftest.py's: build_app has the rights routes)."""
 
 from __future__ import annotations
 
 import copy
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-import pytest
-from aiohttp.test_utils import TestClient, TestServer
-
-from adapters.epp.sandbox.server import SandboxThread
-from adapters.epp.tls import DevPki
-from gateway.compose import build
-from gateway.http.api import rights as rights_routes
-from tests.conftest import ROOT, VALID_BODY, Gateway, Tokens, body, gateway_settings
+from tests.conftest import VALID_BODY, Gateway, body
 
 BERTIL: dict[str, Any] = dict(
     VALID_BODY["registrant"], name="Bertil Berg", email="bertil@example.se",
@@ -30,23 +21,6 @@ def bertil(**overrides: Any) -> dict[str, Any]:
     b = body(**overrides)
     b["registrant"] = copy.deepcopy(BERTIL)
     return b
-
-
-@pytest.fixture
-async def gateway(
-    tmp_path: Path, pki: DevPki, sandbox: SandboxThread, tokens: Tokens
-) -> AsyncIterator[Gateway]:
-    """As tests/conftest.py's ``gateway``, plus the rights routes if build_app does not add them yet."""
-    settings = gateway_settings(tmp_path, pki, sandbox.port, tokens)
-    app, store = await build(settings)
-    if not any(getattr(r, "canonical", None) == "/v1/requests" for r in app.router.resources()):
-        rights_routes.add_routes(app, config_dir=ROOT / "config")
-    client: TestClient[Any, Any] = TestClient(TestServer(app))
-    await client.start_server()
-    try:
-        yield Gateway(client, store, tokens, sandbox)
-    finally:
-        await client.close()
 
 
 async def register(gw: Gateway, data: dict[str, Any], want: str = "delivered") -> str:

@@ -1,5 +1,5 @@
-"""The `gateway` fixture for the staff pages: the real gateway (TLS EPP sandbox behind it) with the
-/ui routes mounted, and a copy of config/ in which the .org registry's SCCs end in 30 days and an
+"""The `gateway` fixture for the staff pages: the real gateway (TLS EPP sandbox behind it), whose app
+mounts the /ui pages itself, over a copy of config/ in which the .org registry's SCCs end in 30 days and an
 older, ended SCC is listed (so the third-country overview has something to warn about)."""
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from aiohttp.test_utils import TestClient, TestServer
 from adapters.epp.sandbox.server import SandboxThread
 from adapters.epp.tls import DevPki
 from gateway.compose import build
-from gateway.http.pages import add_routes
 from tests.conftest import ROOT, VALID_BODY, Gateway, Tokens, gateway_settings
 
 EXPIRING_IN_DAYS = 30
@@ -52,18 +51,12 @@ def web_config(tmp_path: Path) -> Path:
     return target
 
 
-def has_ui(app: Any) -> bool:
-    return any(getattr(r.resource, "canonical", None) == "/ui/login" for r in app.router.routes())
-
-
 @pytest.fixture
 async def gateway(
     tmp_path: Path, pki: DevPki, sandbox: SandboxThread, tokens: Tokens
 ) -> AsyncIterator[Gateway]:
     settings = gateway_settings(tmp_path, pki, sandbox.port, tokens, config_dir=web_config(tmp_path))
     app, store = await build(settings)
-    if not has_ui(app):  # until build_app mounts the pages itself
-        add_routes(app)
     client: TestClient[Any, Any] = TestClient(TestServer(app))
     await client.start_server()
     try:

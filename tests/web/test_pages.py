@@ -19,8 +19,8 @@ from yarl import URL
 
 from adapters.epp.tls import DevPki
 from gateway.auth import Principal, Role
-from gateway.http.app import SERVICES, Services
-from gateway.http.pages import add_routes
+from gateway.http.context import SERVICES, Services
+from gateway.http.pages import MOUNT, pages_app
 from gateway.http.pages.disclosures import LogQuery
 from gateway.http.pages.session import (
     decode_session,
@@ -93,7 +93,7 @@ async def test_login_sets_a_strict_httponly_session_cookie(gateway: Gateway) -> 
 async def test_secure_cookie_over_https(gateway: Gateway, pki: DevPki) -> None:
     app = web.Application(middlewares=[problem_middleware])
     app[SERVICES] = services(gateway)
-    add_routes(app)
+    app.add_subapp(MOUNT, pages_app())
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(pki.server_cert, pki.server_key)
     server = TestServer(app)
@@ -229,6 +229,25 @@ async def test_unknown_disclosure_is_a_404_page(gateway: Gateway) -> None:
     for path in ("/ui/disclosures/" + "f" * 32, "/ui/disclosures/not-an-id"):
         r = await gateway.client.get(path)
         assert r.status == 404 and r.content_type == "text/html"
+
+
+async def test_the_mounted_pages_keep_the_apps_urls_and_middlewares(gateway: Gateway) -> None:
+    """The pages are a sub-application under /ui: the same absolute URLs, problems for what no page
+    answers, and every page counted by the request metrics like the API."""
+    r = await gateway.client.get("/ui", allow_redirects=False)
+    assert r.status == 303 and r.headers["Location"] == "/ui/login"
+    assert (await gateway.client.get("/ui/login")).status == 200
+    r = await gateway.client.get("/ui/static/ui.css")
+    assert r.status == 200 and r.content_type == "text/css"
+    for path in ("/ui/no-such-page", "/uix"):
+        r = await gateway.client.get(path)
+        assert r.status == 404 and r.content_type == "application/problem+json"
+        assert (await r.json())["instance"] == path
+    r = await gateway.client.delete("/ui/login")
+    assert r.status == 405 and r.content_type == "application/problem+json"
+    metrics = await (await gateway.client.get("/metrics")).text()
+    assert 'gateway_http_requests_total{route="/ui/login",status="200"} 1.0' in metrics
+    assert 'gateway_http_requests_total{route="unmatched",status="404"} 2.0' in metrics
 
 
 # -- the log: filters, subject search, export ------------------------------------------------------

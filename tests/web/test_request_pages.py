@@ -15,10 +15,9 @@ from aiohttp import web
 from pypdf import PdfReader
 
 from gateway.auth import Principal, Role
-from gateway.http.api.rights import rights_service as api_rights_service
-from gateway.http.app import SERVICES
-from gateway.http.pages.rights import request_deletions, rights_service
+from gateway.http.context import SERVICES
 from gateway.http.pages.session import encode_session, new_session
+from gateway.rights.recipients import request_deletions
 from gateway.store.base import DisclosureFilter
 from tests.conftest import Gateway
 from tests.web.conftest import register_scenario
@@ -326,12 +325,13 @@ async def test_actions_and_the_event_log(gateway: Gateway) -> None:
 async def test_erasure_asks_https_partners_to_delete_as_the_api_does(gateway: Gateway) -> None:
     await login(gateway.client, gateway.tokens.privacy)
     rid = await open_anna(gateway)
-    request: Any = type("R", (), {"app": app_of(gateway)})()
-    report = {"recipients": [
+    rights = app_of(gateway)[SERVICES].rights  # the one the page's and the API's erase both go through
+    report: dict[str, Any] = {"recipients": [
         {"recipient": "marketing-partner", "deletion_request": "possible", "registrations": ["a" * 32, "b" * 32]},
         {"recipient": "iis-se", "deletion_request": "not_possible", "registrations": ["c" * 32]},
     ]}
-    await request_deletions(request, "staff", rid, report)
+    await request_deletions(rights.store, rights.policies, rights.partners, request_id=rid, actor="staff",
+                            report=report)
     # no endpoint for the partner in this gateway: the request fails and says so; the registry is left to staff
     assert report["recipients"][0]["status"] == "failed" and "ask the recipient directly" in \
         report["recipients"][0]["reason"]
@@ -340,13 +340,21 @@ async def test_erasure_asks_https_partners_to_delete_as_the_api_does(gateway: Ga
     assert event["detail"] == {"recipient": "marketing-partner", "status": "failed", "registrations": 2}
 
 
-async def test_pages_share_the_apis_rights_service(gateway: Gateway) -> None:
+async def test_pages_share_the_apis_rights_service(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
     await login(gateway.client, gateway.tokens.privacy)
+    svc = app_of(gateway)[SERVICES]
+    assert svc.rights.store is svc.store and svc.rights.changes is svc.changes
+    calls: list[str] = []
+    real_art30 = svc.rights.art30
+
+    async def counted() -> dict[str, Any]:
+        calls.append("art30")
+        return await real_art30()
+
+    monkeypatch.setattr(svc.rights, "art30", counted)
     assert (await gateway.client.get("/ui/art30")).status == 200
-    app = app_of(gateway)
-    request: Any = type("R", (), {"app": app})()
-    assert rights_service(request) is api_rights_service(app)
-    assert rights_service(request).store is app[SERVICES].store
+    assert (await gateway.client.get("/v1/art30", headers=gateway.tokens.h("privacy"))).status == 200
+    assert calls == ["art30", "art30"]
 
 
 # -- Art. 30 and the explainer ------------------------------------------------------------------------------

@@ -14,8 +14,10 @@ from cryptography.hazmat.primitives import serialization
 
 from gateway.auth import Role, require
 from gateway.errors import NotFound, ValidationFailed
-from gateway.http.app import SERVICES, _principal
+from gateway.http.context import principal, services
 from gateway.http.problems import json_response
+
+routes = web.RouteTableDef()
 
 
 def _int(request: web.Request, name: str) -> int:
@@ -30,30 +32,34 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
+@routes.get("/v1/ledger/public-key")
 async def public_key(request: web.Request) -> web.Response:
-    ledger = request.app[SERVICES].ledger
+    ledger = services(request).ledger
     pem = ledger.signer.public_key.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     ).decode()
     return json_response({"key_id": ledger.signer.key_id, "algorithm": "Ed25519", "public_key_pem": pem})
 
 
+@routes.get("/v1/ledger/checkpoints")
 async def list_checkpoints(request: web.Request) -> web.Response:
-    require(_principal(request), Role.PRIVACY, Role.AUDITOR)
-    svc = request.app[SERVICES]
+    require(principal(request), Role.PRIVACY, Role.AUDITOR)
+    svc = services(request)
     cps = await svc.store.checkpoints()
     return json_response({"items": [svc.ledger.from_stored(c).to_json() for c in cps]})
 
 
+@routes.post("/v1/ledger/checkpoints")
 async def issue_checkpoint(request: web.Request) -> web.Response:
-    require(_principal(request), Role.PRIVACY, Role.AUDITOR)
-    signed = await request.app[SERVICES].ledger.checkpoint()
+    require(principal(request), Role.PRIVACY, Role.AUDITOR)
+    signed = await services(request).ledger.checkpoint()
     return json_response({**signed.to_json(), "note": signed.to_text()}, status=201)
 
 
+@routes.get("/v1/ledger/proofs/inclusion")
 async def inclusion(request: web.Request) -> web.Response:
-    require(_principal(request), Role.PRIVACY, Role.AUDITOR)
-    svc = request.app[SERVICES]
+    require(principal(request), Role.PRIVACY, Role.AUDITOR)
+    svc = services(request)
     entry_id = request.query.get("entry", "")
     if not re.fullmatch(r"[0-9a-f]{32}", entry_id):
         raise ValidationFailed("'entry' must be an entry id", errors=[{"loc": ["query", "entry"], "type": "pattern"}])
@@ -71,9 +77,10 @@ async def inclusion(request: web.Request) -> web.Response:
     })
 
 
+@routes.get("/v1/ledger/proofs/consistency")
 async def consistency(request: web.Request) -> web.Response:
-    require(_principal(request), Role.PRIVACY, Role.AUDITOR)
-    svc = request.app[SERVICES]
+    require(principal(request), Role.PRIVACY, Role.AUDITOR)
+    svc = services(request)
     old, new = _int(request, "from"), _int(request, "to")
     cp_old, cp_new = await svc.store.checkpoint(old), await svc.store.checkpoint(new)
     if cp_old is None or cp_new is None or not 0 < old <= new:
@@ -83,11 +90,3 @@ async def consistency(request: web.Request) -> web.Response:
         "from": svc.ledger.from_stored(cp_old).to_json(), "to": svc.ledger.from_stored(cp_new).to_json(),
         "proof": [_b64(p) for p in proof],
     })
-
-
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/v1/ledger/public-key", public_key)
-    app.router.add_get("/v1/ledger/checkpoints", list_checkpoints)
-    app.router.add_post("/v1/ledger/checkpoints", issue_checkpoint)
-    app.router.add_get("/v1/ledger/proofs/inclusion", inclusion)
-    app.router.add_get("/v1/ledger/proofs/consistency", consistency)

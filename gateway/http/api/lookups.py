@@ -15,9 +15,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from adapters.address_lookup import AddressLookupClient
 from gateway.auth import Role, require
 from gateway.errors import PermanentDeliveryError, ValidationFailed
-from gateway.http.app import SERVICES, _principal, _read_json, validation_problem
+from gateway.http.context import principal, read_json, services, validation_problem
 from gateway.http.problems import json_response
 from gateway.models import IdScheme, normalise_national_id
+
+routes = web.RouteTableDef()
 
 
 class LookupBody(BaseModel):
@@ -27,13 +29,14 @@ class LookupBody(BaseModel):
     purpose: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 
 
+@routes.post("/v1/lookups")
 async def lookup(request: web.Request) -> web.Response:
-    principal = _principal(request)
-    require(principal, Role.ORDERING, Role.PRIVACY)
-    svc = request.app[SERVICES]
+    who = principal(request)
+    require(who, Role.ORDERING, Role.PRIVACY)
+    svc = services(request)
     if svc.address_lookup is None:
         raise PermanentDeliveryError("no address lookup service is configured")
-    raw, _ = await _read_json(request, svc.max_body_bytes)
+    raw, _ = await read_json(request)
     try:
         body = LookupBody.model_validate_json(raw)
         scheme = IdScheme.SE_SAMORDNINGSNUMMER if int(body.personnummer.replace("-", "")[-6:-4]) > 60 \
@@ -50,7 +53,7 @@ async def lookup(request: web.Request) -> web.Response:
     subjects = await svc.store.find_subjects([("national_id", blind)])
     record = result.record
     await svc.store.record_access(
-        principal.name, f"address_lookup:{record.kind}:{record.purpose}:{record.category}",
+        who.name, f"address_lookup:{record.kind}:{record.purpose}:{record.category}",
         f"blind:{blind}", subjects[0] if subjects else None, record.at.isoformat(),
     )
     answer: dict[str, Any] = {"category": result.category, "marketing_opt_out": result.marketing_opt_out}
@@ -60,7 +63,3 @@ async def lookup(request: web.Request) -> web.Response:
         a = result.address
         answer["address"] = {"street": a.street, "postal_code": a.postal_code, "city": a.city, "care_of": a.care_of}
     return json_response(answer, headers={"Cache-Control": "no-store"})
-
-
-def add_routes(app: web.Application) -> None:
-    app.router.add_post("/v1/lookups", lookup)

@@ -21,7 +21,7 @@ from multidict import MultiDict, MultiDictProxy
 
 from gateway.auth import Role
 from gateway.errors import Forbidden, GatewayError
-from gateway.http.app import SERVICES
+from gateway.http.context import services
 from gateway.http.pages.session import (
     SESSION_COOKIE,
     Revocations,
@@ -77,12 +77,12 @@ def add_nav(app: web.Application, item: NavItem) -> None:
 
 
 def ui_key(request: web.Request) -> bytes:
-    return session_key(request.app[SERVICES].registrations.secret)
+    return session_key(services(request).registrations.secret)
 
 
 def current_session(request: web.Request) -> Session | None:
     s = decode_session(ui_key(request), request.cookies.get(SESSION_COOKIE))
-    if s is None or request.app[UI_STATE].revocations.revoked(s):
+    if s is None or request.config_dict[UI_STATE].revocations.revoked(s):
         return None
     return s
 
@@ -90,7 +90,7 @@ def current_session(request: web.Request) -> Session | None:
 def render(
     request: web.Request, template: str, session: Session | None, *, status: int = 200, **ctx: Any
 ) -> web.Response:
-    nav = [] if session is None else [n for n in request.app[UI_STATE].nav if session.role in n.roles]
+    nav = [] if session is None else [n for n in request.config_dict[UI_STATE].nav if session.role in n.roles]
     html = _ENV.get_template(template).render(
         session=session, nav=nav, path=request.path,
         csrf=session.csrf_token(ui_key(request)) if session is not None else "", **ctx,

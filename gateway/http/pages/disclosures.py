@@ -20,11 +20,10 @@ from aiohttp import web
 
 from gateway.auth import Role
 from gateway.errors import BadFilter, NotFound, SubjectErased
-from gateway.http.app import SERVICES
+from gateway.http.context import services
 from gateway.http.pages.core import STAFF_ROLES, checked_form, page, render, secure_headers
 from gateway.http.pages.session import Session
 from gateway.ledger.entry import DisclosureEntry
-from gateway.models import IdScheme, normalise_national_id
 from gateway.policy.loader import PolicySet
 from gateway.policy.schema import TransferCategory
 from gateway.store.base import DisclosureFilter, Store
@@ -145,26 +144,17 @@ def _day_start(day: str, plus_days: int = 0) -> str:
         "+00:00", "Z")
 
 
-async def stream_entries(store: Store, f: DisclosureFilter) -> AsyncIterator[DisclosureEntry]:
-    while True:
-        rows = await store.disclosures(f)
-        for r in rows:
-            yield r
-        if len(rows) < f.limit or rows[-1].leaf_index is None:
-            return
-        f = replace(f, after_seq=rows[-1].leaf_index)
-
-
 async def scan(store: Store, q: LogQuery) -> AsyncIterator[DisclosureEntry]:
     """Every matching entry from ``q.after`` on, in leaf order (several subject ids merged)."""
     if q.subject_unmatched:
         return
     if len(q.subject_ids) <= 1:
-        async for e in stream_entries(store, q.store_filter(q.subject_ids[0] if q.subject_ids else None)):
+        async for e in store.iter_disclosures(q.store_filter(q.subject_ids[0] if q.subject_ids else None),
+                                              page=SCAN_BATCH):
             if q.matches(e):
                 yield e
         return
-    streams = [stream_entries(store, q.store_filter(sid)) for sid in q.subject_ids]
+    streams = [store.iter_disclosures(q.store_filter(sid), page=SCAN_BATCH) for sid in q.subject_ids]
     heads: list[DisclosureEntry | None] = [await anext(s, None) for s in streams]
     while True:
         live = [(h.leaf_index or 0, i) for i, h in enumerate(heads) if h is not None]
@@ -211,26 +201,14 @@ def filter_options(policies: PolicySet) -> dict[str, Any]:
     }
 
 
-def _national_id_forms(value: str) -> list[str]:
-    """Every canonical form the identifier has under some scheme, and the value as typed."""
-    forms = [value]
-    for scheme in IdScheme:
-        try:
-            form = normalise_national_id(scheme, value)
-        except ValueError:
-            continue
-        if form not in forms:
-            forms.append(form)
-    return forms
-
-
 async def find_subject_ids(request: web.Request, identifier: str) -> list[str]:
-    svc = request.app[SERVICES]
+    """The subjects an e-mail address or national ID typed into the search belongs to, found the way a
+    data-subject request finds them."""
     ident = identifier.strip()
     if not ident or len(ident) > 254:
         return []
-    pairs = [("email", ident)] if "@" in ident else [("national_id", f) for f in _national_id_forms(ident)]
-    return await svc.store.find_subjects(svc.ledger.digests(pairs))
+    ids, _ = await services(request).rights.find_subjects({"email" if "@" in ident else "national_id": ident})
+    return ids
 
 
 def _log_context(q: LogQuery, policies: PolicySet) -> dict[str, Any]:
@@ -239,7 +217,7 @@ def _log_context(q: LogQuery, policies: PolicySet) -> dict[str, Any]:
 
 @page(*STAFF_ROLES)
 async def log_page(request: web.Request, session: Session) -> web.StreamResponse:
-    svc = request.app[SERVICES]
+    svc = services(request)
     policies = svc.registrations.policies
     try:
         q = LogQuery.from_request(request)
@@ -273,7 +251,7 @@ def _display(value: Any) -> str:
 
 @page(*STAFF_ROLES)
 async def detail_page(request: web.Request, session: Session) -> web.StreamResponse:
-    svc = request.app[SERVICES]
+    svc = services(request)
     entry_id = request.match_info["entry_id"]
     entry = await svc.store.disclosure(entry_id) if re.fullmatch(r"[0-9a-f]{32}", entry_id) else None
     if entry is None:
@@ -323,7 +301,7 @@ def csv_row(e: DisclosureEntry) -> list[str]:
 
 @page(*STAFF_ROLES)
 async def export_csv(request: web.Request, session: Session) -> web.StreamResponse:
-    svc = request.app[SERVICES]
+    svc = services(request)
     q = LogQuery.from_request(request)
     q = replace(q, after=-1)
     await svc.ledger.record_access(session.name, "disclosures.exported", q.summary(), None)

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from gateway.auth import Role
 from gateway.errors import Unauthenticated
-from gateway.http.app import SERVICES
+from gateway.http.context import services
 from gateway.http.pages.core import (
     STAFF_ROLES,
     UI_STATE,
@@ -66,7 +66,7 @@ async def login_post(request: web.Request) -> web.StreamResponse:
     if not isinstance(token, str) or not token.strip() or len(token) > 512:
         return _login_form(request, status=401, error="Paste your bearer token.")
     try:
-        principal = request.app[SERVICES].tokens.authenticate(f"Bearer {token.strip()}")
+        principal = services(request).tokens.authenticate(f"Bearer {token.strip()}")
     except Unauthenticated:
         return _login_form(request, status=401, error="That token is not valid.")
     if principal.role not in STAFF_ROLES:
@@ -82,7 +82,7 @@ async def login_post(request: web.Request) -> web.StreamResponse:
 @page(Role.PRIVACY, Role.AUDITOR, Role.ORDERING)
 async def logout_post(request: web.Request, session: Session) -> web.StreamResponse:
     await checked_form(request, session)
-    request.app[UI_STATE].revocations.revoke(session)
+    request.config_dict[UI_STATE].revocations.revoke(session)
     resp = web.HTTPSeeOther(LOGIN_PATH)
     resp.del_cookie(SESSION_COOKIE, path=COOKIE_PATH)
     raise resp

@@ -9,9 +9,9 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from gateway.http.app import SERVICES
+from gateway.http.context import services
 from gateway.http.pages.core import STAFF_ROLES, page, render
-from gateway.http.pages.disclosures import NO_INSTRUMENT, instrument_label, stream_entries
+from gateway.http.pages.disclosures import NO_INSTRUMENT, instrument_label
 from gateway.http.pages.session import Session
 from gateway.policy.loader import PolicySet
 from gateway.store.base import DisclosureFilter, Store
@@ -41,7 +41,7 @@ async def transfer_counts(store: Store) -> list[TransferRow]:
     """One pass over the third-country entries (the log is append-only; a store-side aggregate can
     replace this scan when the log grows large)."""
     rows: dict[tuple[str, str, str], TransferRow] = {}
-    async for e in stream_entries(store, DisclosureFilter(third_country=True, limit=1000)):
+    async for e in store.iter_disclosures(DisclosureFilter(third_country=True), page=1000):
         label = instrument_label(e)
         key = (e.recipient, e.category, label)
         row = rows.get(key)
@@ -98,7 +98,7 @@ def instruments_due(policies: PolicySet, today: dt.date, warn_days: int = WARN_D
 
 @page(*STAFF_ROLES)
 async def third_countries(request: web.Request, session: Session) -> web.StreamResponse:
-    svc = request.app[SERVICES]
+    svc = services(request)
     today = svc.registrations.clock().astimezone(dt.UTC).date()
     due = instruments_due(svc.registrations.policies, today)
     rows = await transfer_counts(svc.store)

@@ -19,13 +19,12 @@ from multidict import MultiDictProxy
 
 from gateway.auth import Role
 from gateway.errors import BadInput, ConfirmationMissing, GatewayError, InputError
-from gateway.http.app import SERVICES
+from gateway.http.context import services
 from gateway.http.pages.core import STAFF_ROLES, Handler, checked_form, page, render
-from gateway.http.pages.rights import art19_notices, registrant_from_form, request_deletions, rights_service
+from gateway.http.pages.rights import registrant_from_form
 from gateway.http.pages.session import Session
 from gateway.http.problems import json_response
 from gateway.models import IdScheme
-from gateway.rights.recipients import push_rectification
 from gateway.rights.service import REQUEST_KINDS, RequestKind
 
 CHANNELS = ("email", "letter", "web_form", "phone", "in_person")
@@ -89,7 +88,7 @@ def detail_pairs(detail: Any) -> list[tuple[str, Any]]:
 
 @page(*STAFF_ROLES)
 async def list_page(request: web.Request, session: Session) -> web.StreamResponse:
-    rights = rights_service(request)
+    rights = services(request).rights
     state = request.query.get("state", "open") or "open"
     if state not in STATES:
         return render(request, "requests.html", session, status=400, rows=[], state="open",
@@ -126,7 +125,7 @@ async def new_post(request: web.Request, session: Session) -> web.StreamResponse
     try:
         if f["kind"] not in REQUEST_KINDS:
             raise BadInput("choose the kind of request")
-        out = await rights_service(request).open_request(
+        out = await services(request).rights.open_request(
             kind=cast(RequestKind, f["kind"]), channel=f["channel"], identity_check=f["identity_check"],
             verified_by=f["verified_by"], actor=session.name, identifiers=identifiers,
         )
@@ -141,7 +140,7 @@ async def new_post(request: web.Request, session: Session) -> web.StreamResponse
 
 async def _detail(request: web.Request, session: Session, *, status: int = 200, error: str | None = None,
                   notice: str | None = None) -> web.Response:
-    rights = rights_service(request)
+    rights = services(request).rights
     req = await rights.get(_request_id(request))
     data = req.get("data") or {}
     restrictions: list[dict[str, Any]] = []
@@ -186,7 +185,7 @@ async def detail_page(request: web.Request, session: Session) -> web.StreamRespo
 
 
 async def _act(request: web.Request, session: Session, action: str, form: MultiDictProxy[str]) -> None:
-    rights = rights_service(request)
+    rights = services(request).rights
     rid = _request_id(request)
     who = session.name
     if action == "extend":
@@ -194,11 +193,9 @@ async def _act(request: web.Request, session: Session, action: str, form: MultiD
     elif action == "restrict":
         scope = form.get("scope", "all").strip() or "all"
         await rights.restrict(rid, who, scope)
-        await art19_notices(request, who, "restriction", scope)
     elif action == "object":
         scope = form.get("scope", "marketing").strip() or "marketing"
         await rights.object(rid, who, scope)
-        await art19_notices(request, who, "objection", scope)
     elif action == "lift":
         restriction = form.get("restriction_id", "").strip()
         if not re.fullmatch(r"[0-9a-f]{32}", restriction):
@@ -207,16 +204,11 @@ async def _act(request: web.Request, session: Session, action: str, form: MultiD
     elif action == "erase":
         if form.get("confirm", "").strip() != ERASE_WORD:
             raise ConfirmationMissing(f"type {ERASE_WORD} in the confirmation field to erase")
-        await request_deletions(request, who, rid, await rights.erase(rid, who))
+        await rights.erase(rid, who)
     elif action == "rectify":
-        row = await rights.get(rid)
-        if not row.get("subject_id"):
+        if not (await rights.get(rid)).get("subject_id"):  # said as a form problem, not the API's 404
             raise BadInput("no data subject was found for this request")
-        svc = request.app[SERVICES]
-        await push_rectification(svc.store, svc.ledger, rights.policies, request_id=rid,
-                                 subject_id=str(row["subject_id"]), actor=who, registrant=registrant_from_form(form))
-        if svc.worker is not None:
-            svc.worker.wakeup.set()
+        await rights.rectify(rid, who, registrant_from_form(form))
     elif action == "close":
         await rights.close(rid, who, form.get("outcome", ""))
     else:  # pragma: no cover - routes name the actions
@@ -227,7 +219,7 @@ def action_handler(action: str, done: str) -> Handler:
     @page(Role.PRIVACY)
     async def handler(request: web.Request, session: Session) -> web.StreamResponse:
         form = await checked_form(request, session)
-        await rights_service(request).get(_request_id(request))  # 404 page for an unknown request
+        await services(request).rights.get(_request_id(request))  # 404 page for an unknown request
         try:
             await _act(request, session, action, form)
         except InputError as err:
@@ -260,7 +252,7 @@ def letter_body(html: str) -> Markup:
 @page(Role.PRIVACY)
 async def extract_post(request: web.Request, session: Session) -> web.StreamResponse:
     form = await checked_form(request, session)
-    rights = rights_service(request)
+    rights = services(request).rights
     rid = _request_id(request)
     try:
         lang = _lang(form.get("lang"))
@@ -277,7 +269,7 @@ async def extract_post(request: web.Request, session: Session) -> web.StreamResp
 
 @page(Role.PRIVACY)
 async def extract_download(request: web.Request, session: Session) -> web.StreamResponse:
-    rights = rights_service(request)
+    rights = services(request).rights
     rid = _request_id(request)
     lang = _lang(request.query.get("lang"))
     fmt = request.match_info["fmt"]

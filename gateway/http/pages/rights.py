@@ -1,6 +1,4 @@
-"""The staff pages' side of data-subject rights: the shared RightsService, the recipient follow-ups
-after a restriction, objection or erasure (the same functions the API calls), the Art. 30 record page
-and the policy explainer."""
+"""The staff pages' Art. 30 record and the policy explainer, from the gateway's one RightsService."""
 
 from __future__ import annotations
 
@@ -14,52 +12,24 @@ from pydantic import ValidationError
 
 from gateway.auth import Role
 from gateway.errors import ExplainInvalid, InputError, PolicyRefusal
-from gateway.http.api.rights import partner_endpoints
-from gateway.http.api.rights import rights_service as api_rights_service
-from gateway.http.app import SERVICES
+from gateway.http.context import services
 from gateway.http.pages.core import STAFF_ROLES, checked_form, page, render
 from gateway.http.pages.session import Session
 from gateway.http.problems import json_response
 from gateway.models import IdScheme, Registrant
 from gateway.policy.loader import PolicySet
-from gateway.rights.recipients import art19_notices as shared_notices
-from gateway.rights.recipients import request_deletions as shared_deletions
-from gateway.rights.service import RightsService
-
-
-def rights_service(request: web.Request) -> RightsService:
-    """The app's one RightsService, shared with the /v1 rights API."""
-    return api_rights_service(request.app)
-
-
-async def art19_notices(request: web.Request, actor: str, kind: str, scope: str) -> list[dict[str, Any]]:
-    """After a restriction or objection: the same Art. 19 notices the API sends."""
-    svc = request.app[SERVICES]
-    request_id = request.match_info["request_id"]
-    row = await rights_service(request).get(request_id)
-    return await shared_notices(svc.store, svc.registrations.policies, partner_endpoints(request.app),
-                                request_id=request_id, subject_id=row.get("subject_id"), actor=actor, kind=kind,
-                                scope=scope)
-
-
-async def request_deletions(request: web.Request, actor: str, request_id: str, report: dict[str, Any]) -> None:
-    """After an erasure: the same deletion requests to HTTPS partners the API makes."""
-    svc = request.app[SERVICES]
-    await shared_deletions(svc.store, svc.registrations.policies, partner_endpoints(request.app),
-                           request_id=request_id, actor=actor, report=report)
-
 
 # -- Art. 30 -------------------------------------------------------------------------------------------
 
 @page(*STAFF_ROLES)
 async def art30_page(request: web.Request, session: Session) -> web.StreamResponse:
-    record = await rights_service(request).art30()
+    record = await services(request).rights.art30()
     return render(request, "art30.html", session, r=record)
 
 
 @page(*STAFF_ROLES)
 async def art30_json(request: web.Request, session: Session) -> web.StreamResponse:
-    record = await rights_service(request).art30()
+    record = await services(request).rights.art30()
     stamp = str(record["generated_at"])[:10]
     return json_response(record, headers={"Content-Disposition": f'attachment; filename="art30-{stamp}.json"'})
 
@@ -109,7 +79,7 @@ def _explain_context(policies: PolicySet) -> dict[str, Any]:
 
 @page(Role.PRIVACY)
 async def explain_get(request: web.Request, session: Session) -> web.StreamResponse:
-    rights = rights_service(request)
+    rights = services(request).rights
     return render(request, "explain.html", session, f=EXPLAIN_DEFAULTS, plan=None, error=None, errors=[],
                   **_explain_context(rights.policies))
 
@@ -117,7 +87,7 @@ async def explain_get(request: web.Request, session: Session) -> web.StreamRespo
 @page(Role.PRIVACY)
 async def explain_post(request: web.Request, session: Session) -> web.StreamResponse:
     form: MultiDictProxy[str] = await checked_form(request, session)
-    rights = rights_service(request)
+    rights = services(request).rights
     values = {k: form.get(k, "") for k in EXPLAIN_FIELDS}
     try:
         plan = rights.explain(registrant_from_form(form), form.get("tld", ""))

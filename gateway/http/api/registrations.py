@@ -1,0 +1,88 @@
+"""Registrations from the ordering system: submit one, read it back, report new registrant data."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from gateway.auth import Role, require
+from gateway.errors import MissingIdempotencyKey, NotFound, ValidationFailed
+from gateway.http.context import principal, read_json, services, validation_problem
+from gateway.http.problems import json_response
+from gateway.models import Registrant, RegistrationRequest
+
+routes = web.RouteTableDef()
+
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{8,128}$")
+_REG_ID = re.compile(r"[0-9a-f]{32}")
+
+
+@routes.post("/v1/registrations")
+async def post_registration(request: web.Request) -> web.Response:
+    svc = services(request)
+    who = principal(request)
+    require(who, Role.ORDERING)
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        raise MissingIdempotencyKey()
+    if not _IDEMPOTENCY_KEY.match(key):
+        raise ValidationFailed(
+            "Idempotency-Key must be 8-128 printable ASCII characters",
+            errors=[{"loc": ["header", "Idempotency-Key"], "type": "string_pattern_mismatch"}],
+        )
+    body, raw = await read_json(request)
+    try:
+        req = RegistrationRequest.model_validate_json(body)
+    except ValidationError as exc:
+        raise validation_problem(exc) from None
+    status, answer = await svc.registrations.submit(who.name, key, raw, req)
+    svc.metrics.registrations.labels("accepted" if status == 202 else "refused").inc()
+    if status == 202:
+        svc.wake()
+    headers = {"Location": f"/v1/registrations/{answer.get('id') or answer.get('registration_id')}"}
+    if status >= 400:
+        return web.Response(
+            status=status, body=json.dumps(answer).encode(), content_type="application/problem+json",
+            headers=headers,
+        )
+    return json_response(answer, status=status, headers=headers)
+
+
+@routes.get("/v1/registrations/{reg_id}")
+async def get_registration(request: web.Request) -> web.Response:
+    svc = services(request)
+    who = principal(request)
+    require(who, Role.ORDERING, Role.PRIVACY, Role.AUDITOR)
+    reg_id = request.match_info["reg_id"]
+    if not _REG_ID.fullmatch(reg_id):
+        raise NotFound("no such registration")
+    reg = await svc.store.registration(reg_id)
+    # An ordering client sees only its own registrations; others' ids look like absent ones.
+    if reg is None or (who.role is Role.ORDERING and reg["client"] != who.name):
+        raise NotFound("no such registration")
+    reg.pop("client")
+    return json_response(reg)
+
+
+@routes.post("/v1/registrations/{reg_id}/registrant")
+async def change_registrant(request: web.Request) -> web.Response:
+    """The ordering system reports new registrant data: changed, released fields go to every past
+    recipient of this registration's holder (contact:update for registries)."""
+    svc = services(request)
+    who = principal(request)
+    require(who, Role.ORDERING)
+    reg_id = request.match_info["reg_id"]
+    reg = await svc.store.registration(reg_id) if _REG_ID.fullmatch(reg_id) else None
+    if reg is None or reg["client"] != who.name or reg["subject_id"] is None:
+        raise NotFound("no such registration")
+    body, _ = await read_json(request)
+    try:
+        new = Registrant.model_validate_json(body)
+    except ValidationError as exc:
+        raise validation_problem(exc) from None
+    report = await svc.changes.push(reg["subject_id"], new, purpose="registrant_change")
+    svc.wake()
+    return json_response({"registration_id": reg_id, "recipients": [c.as_dict() for c in report]}, status=202)

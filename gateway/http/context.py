@@ -1,0 +1,147 @@
+"""What every HTTP handler, API or page, gets from the running gateway: the services, the caller, the
+JSON body, and the background jobs' lifetime helper.
+
+Route modules import this module, never ``gateway.http.app``: the app imports them to build itself,
+so reaching back into it would make an import circle.  Services are read through
+``request.config_dict`` so the staff pages, a sub-application mounted under ``/ui``, see the same
+container as the API without a copy of their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import structlog
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter
+from pydantic import ValidationError
+
+from adapters.http_partner import PartnerEndpoint
+from gateway.auth import Principal, TokenStore
+from gateway.errors import MalformedBody, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+from gateway.rights.service import RightsService
+from gateway.services.changes import ChangeService
+from gateway.services.ledger import Ledger
+from gateway.services.registrations import RegistrationService
+from gateway.store.base import Store
+
+log = structlog.get_logger("gateway.api")
+
+CleanupContext = Callable[[web.Application], AsyncIterator[None]]
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry
+    requests: Counter
+    registrations: Counter
+
+    @classmethod
+    def create(cls) -> Metrics:
+        reg = CollectorRegistry()
+        return cls(
+            registry=reg,
+            requests=Counter("gateway_http_requests", "HTTP requests", ["route", "status"], registry=reg),
+            registrations=Counter("gateway_registrations", "Registrations by answer", ["status"], registry=reg),
+        )
+
+
+class OnDemandJob(Protocol):
+    """A batch job that also runs on a timer (set up by the composition root), run now instead."""
+
+    async def run_once(self) -> object: ...
+
+
+@dataclass
+class Services:
+    """Everything the handlers use, built once by ``gateway.compose``.
+
+    ``wake`` tells the delivery worker that rows were queued, so it sends them now instead of at its
+    next poll; HTTP knows nothing else about the worker.  ``escrow`` is the escrow deposit job, so an
+    operator (or a test) holding the app can make a deposit without waiting for its timer."""
+
+    store: Store
+    ledger: Ledger
+    tokens: TokenStore
+    registrations: RegistrationService
+    changes: ChangeService
+    rights: RightsService
+    max_body_bytes: int
+    metrics: Metrics
+    wake: Callable[[], None]
+    address_lookup: PartnerEndpoint | None = None
+    escrow: OnDemandJob | None = None
+
+
+SERVICES = web.AppKey("services", Services)
+
+
+def services(request: web.Request) -> Services:
+    return request.config_dict[SERVICES]
+
+
+def principal(request: web.Request) -> Principal:
+    """The bearer token's principal (401 problem if there is none or it is unknown)."""
+    return services(request).tokens.authenticate(request.headers.get("Authorization"))
+
+
+def validation_problem(exc: ValidationError) -> ValidationFailed:
+    """Field paths and rule names only: pydantic's ``input`` and ``ctx`` may quote personal data."""
+    errors = [
+        {
+            "loc": [str(p)[:64] for p in e["loc"]],
+            "type": e["type"],
+            "msg": e["msg"],
+        }
+        for e in exc.errors(include_url=False, include_input=False, include_context=False)
+    ]
+    return ValidationFailed(f"{len(errors)} field(s) failed validation", errors=errors)
+
+
+async def read_json(request: web.Request) -> tuple[bytes, Any]:
+    """The raw body (for strict model validation) and its parsed object.
+
+    The configured size limit is enforced here, with a problem body; the app's ``client_max_size``
+    is only a backstop."""
+    limit = services(request).max_body_bytes
+    ctype = request.headers.get("Content-Type", "")
+    if ctype.split(";")[0].strip().lower() != "application/json":
+        raise UnsupportedMediaType()
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"body exceeds {limit} bytes")
+    body = await request.content.read(limit + 1)
+    if len(body) > limit:
+        raise PayloadTooLarge(f"body exceeds {limit} bytes")
+    try:
+        raw = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise MalformedBody() from None
+    if not isinstance(raw, dict):
+        raise ValidationFailed("the body must be a JSON object", errors=[{"loc": [], "type": "object_type"}])
+    return body, raw
+
+
+def periodic(interval: float, job: Callable[[], Awaitable[object]], name: str) -> CleanupContext:
+    """A background job every ``interval`` seconds, for the app's lifetime; failures are logged by type."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(interval)
+                try:
+                    await job()
+                except Exception as exc:  # keep running; say what failed, never with what
+                    log.error(f"{name}_failed", error_type=type(exc).__name__)
+
+        task = asyncio.create_task(loop())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return ctx
