@@ -17,8 +17,6 @@ from gateway.http.context import SERVICES, CleanupContext, Services, services
 from gateway.http.pages import MOUNT, pages_app
 from gateway.http.problems import problem_middleware
 
-__all__ = ["SERVICES", "Services", "build_app"]
-
 #: Each resource's routes, in the order the app registers them.
 ROUTE_TABLES = (
     registrations.routes, disclosures.routes, system.routes, ledger.routes, rights.routes, lookups.routes,

@@ -23,7 +23,7 @@ from adapters.epp.sandbox.server import SandboxThread
 from adapters.epp.tls import DevPki
 from adapters.escrow import decrypt_deposit
 from gateway.compose import build
-from gateway.http.app import SERVICES
+from gateway.http.context import SERVICES
 from tests.conftest import ROOT, VALID_BODY, Gateway, Tokens, body, gateway_settings
 
 pytestmark = pytest.mark.integration

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gateway.errors import SubjectErased
-from gateway.http.app import SERVICES
+from gateway.http.context import SERVICES
 from gateway.services.ledger import Ledger, verify_store
 from gateway.store.base import DisclosureFilter
 from tests.conftest import ROOT, VALID_BODY, Gateway, body

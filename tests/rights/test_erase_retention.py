@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from gateway.http.app import SERVICES
+from gateway.http.context import SERVICES
 from gateway.rights.deadlines import add_months
 from gateway.rights.extract import verify_extract
 from gateway.rights.service import RightsService

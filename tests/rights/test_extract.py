@@ -17,7 +17,7 @@ import pytest
 from pypdf import PdfReader
 
 from gateway.cli.rights import main as cli_main
-from gateway.http.app import SERVICES
+from gateway.http.context import SERVICES
 from gateway.rights.extract import verify_extract
 from tests.conftest import ROOT, Gateway
 from tests.rights.conftest import anna, bertil, entries, open_request, public_key_pem, register

@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from adapters.epp.sandbox.server import SandboxThread
 from adapters.epp.tls import DevPki
 from gateway.compose import build
-from gateway.http.app import SERVICES
+from gateway.http.context import SERVICES
 from gateway.services.ledger import verify_store
 from tests.conftest import VALID_BODY, Gateway, Tokens, body, gateway_settings
 
