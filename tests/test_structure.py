@@ -20,8 +20,8 @@ PACKAGES = ("gateway", "adapters")
 #: Bottom to top.  A module may import its own layer and the layers below; within a layer, modules
 #: import each other freely as long as no circle forms.  The first matching prefix decides.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("core", ("gateway.errors", "gateway.clock", "gateway.models", "gateway.logs", "gateway.settings",
-              "gateway.auth", "gateway.policy", "gateway.ledger")),
+    ("core", ("gateway.errors", "gateway.clock", "gateway.models", "gateway.identity", "gateway.logs",
+              "gateway.settings", "gateway.auth", "gateway.policy", "gateway.ledger")),
     ("adapters", ("adapters",)),
     ("outbox", ("gateway.outbox",)),
     ("store", ("gateway.store",)),

@@ -350,7 +350,7 @@ def open_sealed(dek: bytes, blob: bytes, aad: bytes) -> bytes:
 # --------------------------------------------------------------------------------------------
 # Blind indexes
 
-IndexKind = Literal["email", "national_id", "contact_id", "domain"]
+IndexKind = Literal["email", "national_id", "contact_id", "domain", "strong_id", "phone", "name_address"]
 _KINDS: frozenset[str] = frozenset(get_args(IndexKind))
 
 
@@ -367,6 +367,10 @@ def normalise(kind: IndexKind, value: str) -> str:
     - ``contact_id``: trimmed, upper-cased (registry handles are case-insensitive).
     - ``domain``: trimmed, lower-cased, trailing root dot removed.  IDNs must be passed in one
       form (A-label, as the models store them); this does not convert U-labels.
+    - ``strong_id``: ``scheme:country:number`` as built by ``gateway.identity`` (already canonical),
+      kept exactly: a passport number's letters are not folded.
+    - ``phone``: the E.164 form the models store, digits and the leading ``+`` only.
+    - ``name_address``: built by ``gateway.identity`` (case-folded, spaces collapsed), kept as is.
 
     Unicode is NFC-normalised first so composed and decomposed spellings agree.
     """
@@ -379,6 +383,10 @@ def normalise(kind: IndexKind, value: str) -> str:
         out = "".join(ch for ch in text if ch.isalnum()).upper()
     elif kind == "contact_id":
         out = text.upper()
+    elif kind == "phone":
+        out = "".join(ch for ch in text if ch.isdigit() or ch == "+")
+    elif kind in ("strong_id", "name_address"):
+        out = text
     else:
         out = text.lower().rstrip(".")
     if not out:
