@@ -114,6 +114,10 @@ async def test_rectification_request_lists_what_cannot_be_updated(gateway: Gatew
         "verified_by": "staff-1", "identifiers": {"email": "anna.andersson@example.se"}})
     assert r.status in (200, 201), await r.text()
     req = await r.json()
+    # staff confirm which candidate record is the person's before anything is acted on (issue 13)
+    r = await gateway.client.post(f"/v1/requests/{req['id']}/subjects", headers=h,
+                                  json={"subject_ids": [se["subject_id"]]})
+    assert r.status == 200, await r.text()
     new = copy.deepcopy(VALID_BODY["registrant"])
     new["national_id"] = {"scheme": "se_personnummer", "value": "19880320-0016"}  # the orgno is fixed at IIS
     new["name"] = "Anna Berg"

@@ -7,12 +7,18 @@ registration's delivery folded with every later update).  Only changed, released
 for the next escrow deposit.  Each push is an outbox row, so it is delivered and logged exactly like a
 registration (one disclosure entry per push, in one transaction with its outcome, crash-safe).
 Recipients whose protocol cannot take a change are listed with the reason, for staff.
+
+A push has a scope.  Rights processing (rectification, on the identity staff verified) reaches the
+whole subject.  An ordering client's registrant change reaches only the registrations that client
+created for that holder (:meth:`ChangeService.client_scope`): one reseller's customer data never reach,
+nor name, another reseller's registrations, even when both serve the same person.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +41,7 @@ from gateway.policy.loader import PolicySet
 from gateway.policy.minimise import minimise
 from gateway.policy.restrictions import restriction_refusal
 from gateway.services.ledger import Ledger
-from gateway.store.base import DisclosureFilter, NewOutbox, Store
+from gateway.store.base import BASIS_STRONG_ID, DisclosureFilter, NewOutbox, Store
 
 
 @dataclass(frozen=True)
@@ -59,10 +65,15 @@ class ChangeService:
     policies: PolicySet
     clock: Clock = utcnow
 
-    async def _held(self, subject_id: str) -> dict[tuple[str, str], tuple[DisclosureEntry, dict[str, Any]]]:
-        """What each (registration, recipient) last received: the delivery folded with updates."""
+    async def _held(
+        self, subject_id: str, registration_ids: Collection[str] | None = None
+    ) -> dict[tuple[str, str], tuple[DisclosureEntry, dict[str, Any]]]:
+        """What each (registration, recipient) last received: the delivery folded with updates; with
+        ``registration_ids``, of those registrations only (nothing else is even decrypted)."""
         state: dict[tuple[str, str], tuple[DisclosureEntry, dict[str, Any]]] = {}
         async for e in self.store.iter_disclosures(DisclosureFilter(subject_id=subject_id, outcome="delivered")):
+            if registration_ids is not None and e.registration_id not in registration_ids:
+                continue
             values = await self.ledger.entry_values(e)
             if values is None and not e.fields:
                 continue
@@ -72,8 +83,28 @@ class ChangeService:
             state[key] = (first, {k: v for k, v in merged.items() if v is not None})
         return state
 
-    async def push(self, subject_id: str, new: Registrant, *, purpose: str = "rectification") -> list[RecipientChange]:
-        """Queue the changed released fields to every past recipient; returns what happens to each."""
+    async def client_scope(self, subject_id: str, registration_id: str, client: str) -> list[str]:
+        """The registrations a registrant change that ``client`` reports through ``registration_id`` (one
+        of its own) may reach: every registration that client created for the same holder, when the
+        subject is one holder by strong identifier; otherwise that registration alone (a holder record
+        without a strong identifier has only it, and a subject made before schema 2 may join strangers
+        who merely shared an e-mail address)."""
+        key = await self.store.subject_key(subject_id)
+        if key is None or key.wrapped is None:
+            raise SubjectErased()
+        if key.basis != BASIS_STRONG_ID:
+            return [registration_id]
+        return [r["id"] for r in await self.store.subject_registrations(subject_id, client=client)]
+
+    async def push(
+        self, subject_id: str, new: Registrant, *, purpose: str = "rectification",
+        registration_ids: Collection[str] | None = None,
+    ) -> list[RecipientChange]:
+        """Queue the changed released fields to every past recipient; returns what happens to each.
+
+        ``registration_ids`` is the scope: ``None`` (rights processing) is every registration of the
+        subject; otherwise only those registrations' recipients are compared, updated and reported."""
+        scope = None if registration_ids is None else frozenset(registration_ids)
         dek = await self.ledger.dek(subject_id)
         if dek is None:
             raise SubjectErased()
@@ -83,7 +114,7 @@ class ChangeService:
         by_registration: dict[str, list[NewOutbox]] = {}
         change_id = uuid.uuid4().hex[:16]
         registrations = {r["id"]: r for r in await self.store.subject_registrations(subject_id)}
-        for (reg_id, rid), (first, held) in sorted((await self._held(subject_id)).items()):
+        for (reg_id, rid), (first, held) in sorted((await self._held(subject_id, scope)).items()):
             policy = self.policies.recipients.get(rid)
             if policy is None:
                 report.append(RecipientChange(reg_id, rid, (), "cannot_update", "recipient no longer configured"))

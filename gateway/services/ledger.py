@@ -2,8 +2,17 @@
 
 Pure pieces (Merkle hashing, key wrapping, checkpoint signatures) live in their own modules; this one
 joins them to the store roles it needs (:class:`LedgerBackend`): the tree, the subjects' keys and the
-access log, never the outbox or the rights case files.  Data keys are cached unwrapped in memory only
-for the process lifetime, and a shredded subject's key is dropped from the cache at once.
+access log, never the outbox or the rights case files.
+
+Who a subject is (``gateway.identity``): one holder, found again only by a strong identifier (a national
+ID with its scheme and issuing country); a registrant without one is a holder record of its own.  Every
+other identifier (e-mail, phone, name and address, the bare ID number) is stored as a blind-index link
+for staff to find candidates by, and never merges anything.
+
+Data keys are not cached: every unwrap reads the wrapped key from the store, so an erasure committed by
+any process is in force for every process at once.  (A cache would need a read per use to stay correct
+- a shred generation - which costs the same round trip as reading the key by its primary key, and
+unwrapping 32 bytes is negligible beside it.)
 """
 
 from __future__ import annotations
@@ -16,11 +25,26 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from gateway.errors import DecryptionFailed, LedgerCorrupt, NotFound, SubjectErased
+from gateway.errors import (
+    DecryptionFailed,
+    LedgerCorrupt,
+    LedgerInconsistent,
+    NotFound,
+    ProofUnavailable,
+    SubjectErased,
+)
+from gateway.identity import identity_keys, strong_identifier
 from gateway.ledger.checkpoint import Checkpoint, CheckpointSigner, SignedCheckpoint, verify_checkpoint
-from gateway.ledger.entry import DisclosureEntry, leaf_bytes
+from gateway.ledger.entry import DisclosureEntry, EntryUnreadable, leaf_bytes
 from gateway.ledger.keys import BlindIndexer, KeyRing, WrappedKey, new_data_key, open_sealed, rewrap, seal, unwrap, wrap
-from gateway.ledger.merkle import Frontier, NodeSource, consistency_proof, inclusion_proof, leaf_hash
+from gateway.ledger.merkle import (
+    Frontier,
+    NodeSource,
+    consistency_proof,
+    inclusion_proof,
+    leaf_hash,
+    verify_consistency,
+)
 from gateway.models import Registrant
 from gateway.store.base import AccessLogStore, LedgerStore, NewSubject, StoredCheckpoint, SubjectStore, node_born
 
@@ -33,19 +57,18 @@ class LedgerBackend(LedgerStore, SubjectStore, AccessLogStore, Protocol):
     (``AccessLogStore``).  Any ``Store`` is one; a test double needs only these."""
 
 
-def identifiers(reg: Registrant) -> list[tuple[str, str]]:
-    """What a data subject may later give us to be found: e-mail and national ID."""
-    out: list[tuple[str, str]] = [("email", reg.email)]
-    if reg.national_id is not None:
-        out.append(("national_id", reg.national_id.value))
-    return out
-
-
 @dataclass(frozen=True)
 class SubjectRef:
+    """The holder a registration is filed under, with its data key.
+
+    ``links`` are blind-index links to add to an existing subject; ``new`` is a holder record that does
+    not exist yet and is written in the registration's own transaction (``Accepted.subject``), so a
+    registration that loses an idempotency race leaves no subject behind."""
+
     id: str
     dek: bytes
     links: tuple[tuple[str, str], ...]  # identifiers to add to the subject's blind index
+    new: NewSubject | None = None
 
 
 async def _collect(get_coords: Callable[[NodeSource], object], store: LedgerStore) -> dict[tuple[int, int], bytes]:
@@ -66,41 +89,70 @@ class Ledger:
         self.ring = ring
         self.indexer = indexer
         self.signer = signer
-        self._deks: dict[str, bytes] = {}
 
     # -- subjects and sealing ------------------------------------------------------------------------
 
     def digests(self, pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
         return [(kind, self.indexer.index(kind, value)) for kind, value in pairs]  # type: ignore[arg-type]
 
+    def identity_links(self, reg: Registrant) -> list[tuple[str, str]]:
+        """The (kind, digest) blind-index links of a registrant: every key of ``identity_keys``.  A weak
+        key that normalises to nothing is left out (it could only ever match other empty values)."""
+        links: list[tuple[str, str]] = []
+        for kind, value in identity_keys(reg):
+            try:
+                links.append((kind, self.indexer.index(kind, value)))
+            except ValueError:
+                if kind == "strong_id":
+                    raise
+        return links
+
     async def subject_for(self, reg: Registrant) -> SubjectRef:
-        """The subject these identifiers belong to, or a new one with a fresh data key."""
-        digests = self.digests(identifiers(reg))
-        for sid in await self.store.find_subjects(digests):
-            dek = await self.dek(sid)
-            if dek is not None:  # an erased subject starts afresh: old keys stay destroyed
-                return SubjectRef(sid, dek, tuple(digests))
+        """The holder this registration belongs to: the live subject with the same strong identifier, or
+        a new one with a fresh data key.
+
+        Only the strong identifier is looked up.  Two registrations with different strong identifiers never
+        share a subject whatever else they share, and a registrant without one becomes a holder record of
+        its own (``SubjectRef.new``): an e-mail, phone or address is no evidence of being the same person
+        (families, companies and resellers share them), and merging on it is how one person's data reached
+        another's extract, change and erasure.  A subject made before schema 2 carries no ``strong_id``
+        link, so it is never merged into; see ``SubjectBasis``.  An erased subject is never reused: its
+        holder starts afresh under a new key."""
+        links = tuple(self.identity_links(reg))
+        strong = strong_identifier(reg)
+        if strong is None:
+            sid, dek, wrapped = self._new_key()
+            return SubjectRef(sid, dek, (), NewSubject(sid, wrapped.kid, wrapped.blob, links))
+        merge_on = self.indexer.index("strong_id", strong[1])
+        for found in await self.store.find_subjects([("strong_id", merge_on)]):
+            live = await self.dek(found)
+            if live is not None:  # an erased subject starts afresh: old keys stay destroyed
+                return SubjectRef(found, live, links)
+        for _attempt in range(3):
+            sid, dek, wrapped = self._new_key()
+            claimed = await self.store.claim_subject(
+                NewSubject(sid, wrapped.kid, wrapped.blob, links, merge_on=merge_on),
+                dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"))
+            if claimed == sid:
+                return SubjectRef(sid, dek, ())
+            existing = await self.dek(claimed)  # a concurrent request made this holder first: use theirs
+            if existing is not None:
+                return SubjectRef(claimed, existing, links)
+            # ... and it was erased in between: claim again (a live one, or ours)
+        raise SubjectErased()
+
+    def _new_key(self) -> tuple[str, bytes, WrappedKey]:
         sid = uuid.uuid4().hex
         dek = new_data_key()
-        wrapped = wrap(self.ring, dek, sid)
-        claimed = await self.store.claim_subject(NewSubject(sid, wrapped.kid, wrapped.blob, tuple(digests)),
-                                                 dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"))
-        if claimed != sid:  # a concurrent request created this person first: use theirs
-            existing = await self.dek(claimed)
-            if existing is not None:
-                return SubjectRef(claimed, existing, tuple(digests))
-        self._deks[sid] = dek
-        return SubjectRef(sid, dek, ())
+        return sid, dek, wrap(self.ring, dek, sid)
 
     async def dek(self, subject_id: str) -> bytes | None:
-        if subject_id in self._deks:
-            return self._deks[subject_id]
+        """The subject's data key, read from the store on every call (no cache: see the module), or None
+        once it has been shredded by any process."""
         key = await self.store.subject_key(subject_id)
         if key is None or key.wrapped is None or key.kid is None:
             return None
-        dek = unwrap(self.ring, WrappedKey(key.kid, key.wrapped), subject_id)
-        self._deks[subject_id] = dek
-        return dek
+        return unwrap(self.ring, WrappedKey(key.kid, key.wrapped), subject_id)
 
     @staticmethod
     def seal_json(dek: bytes, data: Any, aad: str) -> bytes:
@@ -127,7 +179,7 @@ class Ledger:
                                        dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"))
 
     async def shred(self, subject_id: str, now: str) -> bool:
-        self._deks.pop(subject_id, None)
+        """Destroy the subject's data key in the store: no process holds a copy to forget."""
         return await self.store.shred_subject(subject_id, now)
 
     async def rotate(self, new_ring: KeyRing) -> int:
@@ -181,6 +233,45 @@ class Ledger:
         nodes = await _collect(lambda g: consistency_proof(g, old_size, new_size), self.store)
         return consistency_proof(lambda lv, ix: nodes[(lv, ix)], old_size, new_size)
 
+    async def root_at(self, size: int) -> bytes:
+        """The root of the stored tree's first ``size`` leaves, from its aligned nodes (no checkpoint needed).
+
+        ``KeyError`` if the store lacks a node for it, e.g. ``size`` is beyond the head."""
+        nodes = await _collect(lambda g: Frontier.from_source(g, size), self.store)
+        return Frontier.from_source(lambda lv, ix: nodes[(lv, ix)], size).root()
+
+    async def prove_extends(self, size: int, root: bytes) -> HeadProof:
+        """The rollback check: prove that the tree an auditor holds (``size``, ``root``, from any checkpoint
+        we ever signed, stored or not) is a prefix of the current head, signed now.
+
+        Works from the tree's nodes, not from stored checkpoints, so deleting checkpoint rows cannot
+        hide a rewrite from whoever kept one.  Raises :class:`LedgerInconsistent` (a refutation the
+        auditor can keep) when the head is smaller than ``size`` or the tree at ``size`` has another
+        root, and :class:`ProofUnavailable` when the stored tree cannot produce a proof that verifies
+        against its own signed head: never a success that proves nothing."""
+        head = await self.checkpoint()
+        head_size = head.checkpoint.size
+        if size > head_size:
+            raise LedgerInconsistent(
+                f"the ledger holds {head_size} entries, fewer than the {size} of the checkpoint",
+                reason="beyond_head", size=size, head_size=head_size, server_root=None,
+            )
+        try:
+            ours = await self.root_at(size)
+            proof = await self.consistency(size, head_size)
+        except (KeyError, ValueError):
+            raise ProofUnavailable(f"the stored tree lacks nodes for a proof from size {size} to "
+                                   f"{head_size}") from None
+        if not verify_consistency(size, head_size, ours, head.checkpoint.root, proof):
+            raise ProofUnavailable(f"the stored tree at size {size} does not extend to the signed head "
+                                   f"at size {head_size}")
+        if ours != root:
+            raise LedgerInconsistent(
+                f"the ledger's tree at size {size} has another root than the checkpoint",
+                reason="root_mismatch", size=size, head_size=head_size, server_root=_b64(ours),
+            )
+        return HeadProof(size, root, head, proof)
+
     # -- verification -------------------------------------------------------------------------------
 
     async def verify(self, progress: Callable[[int, int], None] | None = None) -> VerifyReport:
@@ -189,6 +280,20 @@ class Ledger:
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
+
+
+@dataclass(frozen=True)
+class HeadProof:
+    """A consistency proof from an auditor's tree (``size``, ``root``) to ``head``, signed now."""
+
+    size: int
+    root: bytes
+    head: SignedCheckpoint
+    proof: list[bytes]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"from": {"size": self.size, "root": _b64(self.root)}, "to": self.head.to_json(),
+                "proof": [_b64(p) for p in self.proof]}
 
 
 @dataclass
@@ -207,24 +312,71 @@ async def _pull(it: AsyncIterator[list[Any]]) -> AsyncIterator[Any]:
             yield item
 
 
+#: When the values an entry sent may first be purged, from its purpose and ``recorded_at``; None when its
+#: purpose is never purged.  The composition root builds it from ``config/retention.yaml``, the same rule
+#: the retention job follows, so the verifier can tell a purge from values that vanished too early.
+RetentionRule = Callable[[str, dt.datetime], dt.datetime | None]
+
+
 async def verify_store(
-    store: LedgerStore, public_key: Any, progress: Callable[[int, int], None] | None = None, batch: int = 2000
+    store: LedgerStore, public_key: Any, progress: Callable[[int, int], None] | None = None, batch: int = 2000,
+    *, retention: RetentionRule | None = None, now: dt.datetime | None = None,
 ) -> VerifyReport:
+    """Verify everything the store holds; see :func:`_verify_store`.
+
+    With ``retention``, an entry whose sealed values are gone although its purpose's period had not run
+    out by ``now`` (default: the current time) is a finding: the retention job cannot have deleted them,
+    so someone else did.  Without it, a missing ciphertext is taken for a purge (all that can be said
+    without knowing the periods)."""
     try:
-        return await _verify_store(store, public_key, progress, batch)
+        return await _verify_store(store, public_key, progress, batch, retention,
+                                   now or dt.datetime.now(dt.UTC))
+    except EntryUnreadable as exc:  # raised before the row reached the loop (e.g. while reading a batch)
+        return VerifyReport(False, -1, 0, f"entry at leaf {exc.leaf_index} cannot be decoded (column "
+                            f"{exc.column})", exc.leaf_index, exc.entry_id)
     except (ValueError, TypeError, KeyError) as exc:  # a row that no longer parses is corruption too
         return VerifyReport(False, -1, 0, f"unreadable ledger data ({type(exc).__name__})")
 
 
+def _recorded(entry: DisclosureEntry) -> dt.datetime:
+    """``recorded_at`` as an aware UTC time (ValueError if it is not an ISO 8601 timestamp)."""
+    if not isinstance(entry.recorded_at, str):
+        raise ValueError("recorded_at is not text")
+    t = dt.datetime.fromisoformat(entry.recorded_at.replace("Z", "+00:00"))
+    return t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t.astimezone(dt.UTC)
+
+
+def _early_purge(entry: DisclosureEntry, retention: RetentionRule, now: dt.datetime) -> str | None:
+    """Why the missing values of a purged-looking entry cannot be a retention purge, or None if they can."""
+    idx = entry.leaf_index
+    try:
+        recorded = _recorded(entry)
+    except ValueError:
+        return f"entry at leaf {idx}: sealed values are gone and recorded_at cannot be read"
+    until = retention(entry.purpose, recorded)
+    if until is None:
+        return f"entry at leaf {idx}: sealed values are gone, but its purpose is never purged"
+    if now < until:
+        return (f"entry at leaf {idx}: sealed values vanished before its retention date "
+                f"({until.date().isoformat()}); not a retention purge")
+    return None
+
+
 async def _verify_store(
-    store: LedgerStore, public_key: Any, progress: Callable[[int, int], None] | None, batch: int
+    store: LedgerStore, public_key: Any, progress: Callable[[int, int], None] | None, batch: int,
+    retention: RetentionRule | None, now: dt.datetime,
 ) -> VerifyReport:
     """Stream every leaf and node, recompute the tree, check every checkpoint's root and signature.
 
     Memory stays flat: only the frontier (log n hashes) and one batch of rows are held.  The first
-    mismatch is reported by leaf index and entry id.
+    mismatch is reported by leaf index and entry id.  A row that cannot be decoded is named too; as
+    rows are decoded a batch at a time, a decodable but bad row earlier in the same batch is then
+    reported only after the undecodable one is fixed.
     """
-    head = await store.head()
+    try:
+        head = await store.head()
+    except ValueError:
+        return VerifyReport(False, -1, 0, "ledger head cannot be read")
     cps = await store.checkpoints()
     cp_iter = iter(cps)
     next_cp = next(cp_iter, None)
@@ -235,7 +387,11 @@ async def _verify_store(
     async def check_cps() -> VerifyReport | None:
         nonlocal next_cp, checked_cps
         while next_cp is not None and next_cp.size == frontier.size:
-            signed = Ledger.from_stored(next_cp)
+            try:
+                signed = Ledger.from_stored(next_cp)
+            except (ValueError, TypeError):
+                return VerifyReport(False, frontier.size, checked_cps, f"checkpoint at size {next_cp.size}: "
+                                    "cannot be read")
             if not verify_checkpoint(signed, public_key):
                 return VerifyReport(False, frontier.size, checked_cps, f"checkpoint at size {next_cp.size}: "
                                     "bad signature")
@@ -248,7 +404,16 @@ async def _verify_store(
 
     if (bad := await check_cps()) is not None:
         return bad
-    async for entry in _pull(store.stream_leaves(batch)):
+    leaves = _pull(store.stream_leaves(batch))
+    while True:
+        try:
+            entry = await anext(leaves, None)
+        except EntryUnreadable as exc:
+            where = exc.leaf_index if exc.leaf_index is not None else frontier.size
+            return VerifyReport(False, frontier.size, checked_cps, f"entry at leaf {where} cannot be decoded "
+                                f"(column {exc.column})", where, exc.entry_id)
+        if entry is None:
+            break
         idx = frontier.size
         if entry.leaf_index != idx:
             return VerifyReport(False, idx, checked_cps, f"gap or reorder at leaf {idx}", idx, entry.id)
@@ -262,6 +427,8 @@ async def _verify_store(
         if entry.values_ct is not None and entry.values_digest != entry.stored_values_digest:
             return VerifyReport(False, idx, checked_cps, f"encrypted values of leaf {idx} do not match the digest "
                                 "in its leaf", idx, entry.id)
+        if entry.values_purged and retention is not None and (why := _early_purge(entry, retention, now)):
+            return VerifyReport(False, idx, checked_cps, why, idx, entry.id)
         for n in frontier.append(lh):
             stored = await anext(nodes, None)
             expect = (n.level, n.index, node_born(n.level, n.index))
@@ -286,5 +453,6 @@ async def _verify_store(
 
 
 __all__ = [
-    "DecryptionFailed", "Ledger", "LedgerBackend", "LedgerCorrupt", "SubjectErased", "VerifyReport", "verify_store",
+    "DecryptionFailed", "HeadProof", "Ledger", "LedgerBackend", "LedgerCorrupt", "RetentionRule", "SubjectErased",
+    "VerifyReport", "verify_store",
 ]

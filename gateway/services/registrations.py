@@ -23,6 +23,7 @@ from gateway.errors import (
     IdempotencyConflict,
     NoRecipientPolicy,
     RequiredFieldMissing,
+    SubjectErased,
     SubjectRestricted,
     TransferBlocked,
 )
@@ -45,6 +46,9 @@ from gateway.policy.restrictions import restriction_refusal
 from gateway.policy.schema import RecipientPolicy
 from gateway.services.ledger import Ledger
 from gateway.store.base import Accepted, NewOutbox, Store
+
+#: How often a registration looks for its holder again after an erasure raced it (see ``Store.accept``).
+_SUBJECT_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -170,6 +174,18 @@ class RegistrationService:
             return self._replay(prior, rhash)
 
         recipients_for(req.tld, self.policies)  # an unknown TLD is refused before anything is stored
+        for attempt in range(1, _SUBJECT_ATTEMPTS + 1):
+            try:
+                return await self._submit(client, key, rhash, req)
+            except SubjectErased:
+                # the holder was erased (by any process) between finding it and filing under it: the
+                # store wrote nothing; the next attempt finds no live subject and starts a fresh one
+                if attempt == _SUBJECT_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _submit(self, client: str, key: str, rhash: str, req: RegistrationRequest) -> tuple[int, dict[str, Any]]:
+        """One attempt: find the holder, plan, seal under the holder's key and write it all at once."""
         now = self.clock()
         reg_id = uuid.uuid4().hex
         subject = await self.ledger.subject_for(req.registrant)
@@ -233,7 +249,8 @@ class RegistrationService:
         raced = await self.store.accept(
             Accepted(
                 registration=registration, idempotency=(client, key, rhash), status=http_status,
-                response=body, outbox=outbox, entries=entries, subject_links=subject.links + tuple(contact_links),
+                response=body, outbox=outbox, entries=entries, subject=subject.new,
+                subject_links=subject.links + tuple(contact_links),
             ),
             iso(now),
         )

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from gateway.ledger.entry import DisclosureEntry, leaf_bytes
 from gateway.ledger.merkle import Frontier, Node, leaf_hash
@@ -63,12 +63,31 @@ class NewOutbox:
     change_id: str = ""  # set for an update pushed after the registration (rectification, change)
 
 
+#: How a subject's records were joined (``subjects.basis``, schema 2): ``strong_id`` - every registration with
+#: that strong identifier (national ID with scheme and issuing country); ``record`` - one holder record, a
+#: registrant without a strong identifier, merged with nothing.  ``None``: a subject made before schema 2,
+#: when any shared e-mail or national ID number merged records; it is never merged into again.
+SubjectBasis = Literal["strong_id", "record"]
+BASIS_STRONG_ID: SubjectBasis = "strong_id"
+BASIS_RECORD: SubjectBasis = "record"
+
+
 @dataclass(frozen=True)
 class NewSubject:
+    """A subject to create, with its data key wrapped and every blind-index link it starts with.
+
+    ``merge_on`` is the blind-index digest of the strong identifier (kind ``strong_id``), the only link
+    ``claim_subject`` may find an existing holder by; ``None`` makes a holder record of its own."""
+
     id: str
     kid: str
     wrapped: bytes
     index: tuple[tuple[str, str], ...]  # (kind, blind-index digest)
+    merge_on: str | None = None
+
+    @property
+    def basis(self) -> SubjectBasis:
+        return BASIS_STRONG_ID if self.merge_on is not None else BASIS_RECORD
 
 
 @dataclass(frozen=True)
@@ -77,6 +96,7 @@ class SubjectKey:
     kid: str | None
     wrapped: bytes | None  # None once shredded
     shredded_at: str | None
+    basis: SubjectBasis | None = None  # see ``SubjectBasis``; None for subjects made before schema 2
 
 
 @dataclass(frozen=True)
@@ -112,7 +132,7 @@ class Accepted:
     response: dict[str, Any]
     outbox: list[NewOutbox] = field(default_factory=list)
     entries: list[DisclosureEntry] = field(default_factory=list)
-    subject: NewSubject | None = None
+    subject: NewSubject | None = None  # a new subject written with the registration (a holder record)
     subject_links: tuple[tuple[str, str], ...] = ()  # extra (kind, digest) for an existing subject
 
 
@@ -165,9 +185,17 @@ class OutboxStore(Protocol):
     """
 
     async def idempotent_response(self, client: str, key: str) -> tuple[str, int, dict[str, Any]] | None: ...
-    async def accept(self, a: Accepted, now: str) -> tuple[str, int, dict[str, Any]] | None: ...
+    async def accept(self, a: Accepted, now: str) -> tuple[str, int, dict[str, Any]] | None:
+        """Raises ``SubjectErased`` (writing nothing) if the registration names an existing subject whose
+        key is gone by the time the transaction runs: an erasure in another process won the race, and the
+        caller must find (or make) the holder again rather than file new data under a destroyed key."""
+        ...
+
     async def registration(self, reg_id: str) -> dict[str, Any] | None: ...
-    async def enqueue(self, registration_id: str, subject_id: str, items: list[NewOutbox], now: str) -> None: ...
+    async def enqueue(self, registration_id: str, subject_id: str, items: list[NewOutbox], now: str) -> None:
+        """Raises ``SubjectErased`` (writing nothing) if the subject's key is gone: see ``accept``."""
+        ...
+
     async def requeue_in_flight(self, now: str, stale_before: str | None = None) -> int: ...
     async def claim_due(self, now: str, limit: int, *, batch_recipient: str | None = None) -> list[OutboxItem]: ...
     async def finish(
@@ -209,7 +237,13 @@ class SubjectStore(Protocol):
     """
 
     async def find_subjects(self, digests: list[tuple[str, str]]) -> list[str]: ...
-    async def claim_subject(self, new: NewSubject, now: str) -> str: ...
+    async def claim_subject(self, new: NewSubject, now: str) -> str:
+        """Get-or-create on the strong identifier alone: the oldest live subject linked to
+        ``("strong_id", new.merge_on)``, else ``new`` inserted with all its links, atomically across
+        processes.  No other link (e-mail, phone, name and address, national ID number) is consulted, and
+        ``merge_on=None`` always inserts ``new``."""
+        ...
+
     async def subject_key(self, subject_id: str) -> SubjectKey | None: ...
     def subject_keys(self) -> AsyncIterator[SubjectKey]: ...
     async def replace_wrapped_key(self, subject_id: str, kid: str, wrapped: bytes) -> None: ...
@@ -250,7 +284,10 @@ class RequestStore(Protocol):
     async def add_restriction(self, r: dict[str, Any]) -> None: ...
     async def lift_restriction(self, restriction_id: str, at: str) -> bool: ...
     async def restrictions(self, subject_id: str, *, active_only: bool = True) -> list[dict[str, Any]]: ...
-    async def subject_registrations(self, subject_id: str) -> list[dict[str, Any]]: ...
+    async def subject_registrations(self, subject_id: str, *, client: str | None = None) -> list[dict[str, Any]]:
+        """The subject's registrations (id, domain, tld, status, created_at) by creation; with ``client``,
+        only those that ordering client created (the reach of its registrant change)."""
+        ...
 
 
 class Store(OutboxStore, LedgerStore, SubjectStore, AccessLogStore, RequestStore, Protocol):

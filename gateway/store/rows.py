@@ -17,9 +17,12 @@ from typing import Any
 from gateway.ledger.entry import LEAF_COLUMNS, DisclosureEntry
 from gateway.ledger.merkle import Frontier
 from gateway.store.base import (
+    BASIS_RECORD,
+    BASIS_STRONG_ID,
     THIRD_COUNTRY_CATEGORIES,
     DisclosureFilter,
     NewOutbox,
+    NewSubject,
     OutboxItem,
     StoredCheckpoint,
     SubjectKey,
@@ -214,15 +217,28 @@ def idempotent_answer(r: Any) -> tuple[str, int, dict[str, Any]]:
 
 # -- subjects --------------------------------------------------------------------------------------------
 
-SUBJECT_KEY_COLUMNS = "id, kid, wrapped, shredded_at"
+SUBJECT_KEY_COLUMNS = "id, kid, wrapped, shredded_at, basis"
 #: Subject keys read per page while streaming them all (KEK rotation).
 SUBJECT_KEY_PAGE = 500
+#: A subject's registrations as ``subject_registrations`` returns them.
+SUBJECT_REGISTRATION_COLUMNS = "id, domain, tld, status, created_at"
+
+
+def subject_links(new: NewSubject) -> list[tuple[str, str]]:
+    """Every (kind, digest) link of a new subject, its strong identifier always among them (so the next
+    registration with it finds this subject), each once, in the order given."""
+    links = [*new.index, *([("strong_id", new.merge_on)] if new.merge_on is not None else [])]
+    return list(dict.fromkeys(links))
 
 
 def subject_key_from_row(r: Any) -> SubjectKey:
-    """A subject's key row; ``wrapped`` is NULL once the subject has been shredded."""
+    """A subject's key row; ``wrapped`` is NULL once the subject has been shredded, ``basis`` NULL for a
+    subject made before schema 2."""
+    basis = r["basis"]
+    if basis not in (None, BASIS_STRONG_ID, BASIS_RECORD):
+        raise ValueError("unknown subject basis")
     return SubjectKey(r["id"], r["kid"], bytes(r["wrapped"]) if r["wrapped"] is not None else None,
-                      r["shredded_at"])
+                      r["shredded_at"], basis)
 
 
 # -- data-subject requests -------------------------------------------------------------------------------

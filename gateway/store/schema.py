@@ -233,3 +233,16 @@ def schema_v1(d: Dialect) -> str:
         );
         {d.append_only('checkpoints', 'checkpoints are append-only')}
         """  # noqa: S608 - only the dialect's fixed spellings are interpolated
+
+
+def schema_v2(d: Dialect) -> str:
+    """Migration 2 in dialect ``d``: how each subject's records were joined.
+
+    ``subjects.basis`` says whether a subject is every registration with one strong identifier
+    (``strong_id``) or a single holder record without one (``record``).  Rows from before stay NULL: they
+    were made when a shared e-mail or national ID number alone merged records, so nothing is merged into
+    them any more, and a registrant change reported through one of their registrations reaches that
+    registration only.  The column is nullable and has no default, so adding it rewrites no row."""
+    return f"""
+        ALTER TABLE subjects ADD COLUMN basis {d.text} CHECK (basis IN ('strong_id', 'record'));
+        """

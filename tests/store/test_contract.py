@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, SubjectErased
 from gateway.ledger.checkpoint import CheckpointSigner
 from gateway.ledger.entry import DisclosureEntry, leaf_bytes
 from gateway.ledger.merkle import (
@@ -54,14 +54,14 @@ async def all_nodes(store: Store, batch: int = 1000) -> list[tuple[int, int, int
 # -- schema -------------------------------------------------------------------------------------------------
 
 async def test_schema_version(store: Store) -> None:
-    assert store.schema_version == 1
+    assert store.schema_version == 2
 
 
 async def test_reopen_keeps_data_and_refuses_a_newer_schema(store_spec: StoreSpec, store: Store, raw: RawDB) -> None:
     await store.append([make_entry(0)])
     again = await store_spec.open()
     try:
-        assert again.schema_version == 1
+        assert again.schema_version == 2
         assert (await again.head()).size == 1
     finally:
         await again.close()
@@ -73,7 +73,7 @@ async def test_reopen_keeps_data_and_refuses_a_newer_schema(store_spec: StoreSpe
 async def test_concurrent_open_migrates_once(pg_empty_dsn: str) -> None:
     stores = await asyncio.gather(*(PostgresStore.open(pg_empty_dsn, max_size=2) for _ in range(6)))
     try:
-        assert {s.schema_version for s in stores} == {1}
+        assert {s.schema_version for s in stores} == {2}
         await stores[0].append([make_entry(0)])
         assert (await stores[5].head()).size == 1
     finally:
@@ -608,17 +608,77 @@ async def test_leaf_bytes_identical_across_stores(tmp_path: Path, pg_dsn: str) -
         await pg_store.close()
 
 
-async def test_claim_subject_is_get_or_create(store: Store) -> None:
-    from gateway.store.base import NewSubject
-
-    a = NewSubject("a" * 32, "kid", b"w" * 60, (("email", "d-1"), ("national_id", "d-2")))
-    b = NewSubject("b" * 32, "kid", b"w" * 60, (("national_id", "d-2"),))
-    c = NewSubject("c" * 32, "kid", b"w" * 60, (("email", "d-9"),))
+async def test_claim_subject_is_get_or_create_on_the_strong_identifier_alone(store: Store) -> None:
+    """Identity (issue 13): only the strong identifier (``merge_on``) finds an existing holder.  The old
+    rule found one by any shared link, so ``c`` below (same e-mail and ID number, other strong id) and
+    ``e``/``f`` (no strong id, same e-mail) all joined ``a``'s subject."""
+    a = NewSubject("a" * 32, "kid", b"w" * 60, (("email", "d-1"), ("national_id", "d-2")), merge_on="s-1")
+    b = NewSubject("b" * 32, "kid", b"w" * 60, (("national_id", "d-2"),), merge_on="s-1")
     got = await asyncio.gather(store.claim_subject(a, ts(0)), store.claim_subject(b, ts(0)))
     assert got[0] == got[1] and got[0] in (a.id, b.id)  # one wins, the other gets the winner
+    # the strong link is written whether or not the index listed it
+    assert await store.find_subjects([("strong_id", "s-1")]) == [got[0]]
+    # the same e-mail and ID number under another strong identifier (another register): another holder
+    c = NewSubject("c" * 32, "kid", b"w" * 60, (("email", "d-1"), ("national_id", "d-2")), merge_on="s-2")
     assert await store.claim_subject(c, ts(0)) == c.id
-    assert await store.find_subjects([("national_id", "d-2")]) == [got[0]]
+    # no strong identifier: a holder record of its own, whatever it shares
+    e = NewSubject("e" * 32, "kid", b"w" * 60, (("email", "d-1"), ("phone", "d-3")))
+    f = NewSubject("f" * 32, "kid", b"w" * 60, (("email", "d-1"), ("phone", "d-3")))
+    assert [await store.claim_subject(x, ts(0)) for x in (e, f)] == [e.id, f.id]
+    # every link stays searchable, for staff to list candidates by
+    assert await store.find_subjects([("email", "d-1")]) == sorted([got[0], c.id, e.id, f.id])
+    assert await store.find_subjects([("national_id", "d-2")]) == sorted([got[0], c.id])
+    assert [(await store.subject_key(x)).basis for x in (got[0], c.id, e.id)] == [  # type: ignore[union-attr]
+        "strong_id", "strong_id", "record"]
     # an erased subject is not reused: the person starts afresh with a new key
     assert await store.shred_subject(got[0], ts(1))
-    d = NewSubject("d" * 32, "kid", b"w" * 60, (("national_id", "d-2"),))
+    d = NewSubject("d" * 32, "kid", b"w" * 60, (("national_id", "d-2"),), merge_on="s-1")
     assert await store.claim_subject(d, ts(2)) == d.id
+    assert await store.find_subjects([("strong_id", "s-1")]) == sorted([got[0], d.id])
+
+
+async def test_a_holder_record_is_written_with_its_registration(store: Store) -> None:
+    """A registrant without a strong identifier gets its subject in the acceptance's own transaction
+    (``Accepted.subject``): a lost idempotency race leaves no subject behind."""
+    rec = NewSubject("r" * 32, "kid", b"w" * 60, (("email", "d-1"),))
+    assert await store.accept(make_accepted(30, key="key-race", subject=rec), ts(0)) is None
+    loser = NewSubject("l" * 32, "kid", b"w" * 60, (("email", "d-1"),))
+    assert await store.accept(make_accepted(31, key="key-race", subject=loser), ts(0)) is not None  # replayed
+    assert await store.find_subjects([("email", "d-1")]) == [rec.id]
+    assert await store.subject_key(loser.id) is None
+    key = await store.subject_key(rec.id)
+    assert key is not None and key.basis == "record"
+
+
+async def test_nothing_is_filed_under_an_erased_subject(store: Store) -> None:
+    """Another process erased the holder between finding it and filing under it: ``accept`` and
+    ``enqueue`` write nothing and say so (the registration service then starts a fresh subject)."""
+    s = NewSubject("s" * 32, "kid", b"w" * 60, (("email", "d-1"),), merge_on="s-1")
+    await store.accept(make_accepted(40, subject=s), ts(0))
+    assert await store.shred_subject(s.id, ts(1))
+    with pytest.raises(SubjectErased):
+        await store.accept(make_accepted(41, subject_id=s.id, links=(("phone", "d-2"),)), ts(2))
+    assert await store.registration("reg-acc-0041") is None
+    assert await store.idempotent_response("shop", "key-41") is None
+    assert await store.find_subjects([("phone", "d-2")]) == []
+    with pytest.raises(SubjectErased):
+        await store.accept(make_accepted(42, subject_id="no-such-subject"), ts(2))
+    before = await store.pending_count()
+    with pytest.raises(SubjectErased):
+        await store.enqueue("reg-acc-0040", s.id, make_accepted(43).outbox, ts(3))
+    assert await store.pending_count() == before
+
+
+async def test_subject_registrations_of_one_client(store: Store) -> None:
+    s = NewSubject("s" * 32, "kid", b"w" * 60, (), merge_on="s-1")
+    await store.accept(make_accepted(50, subject=s), ts(0))
+    other = make_accepted(51, subject_id=s.id)
+    await store.accept(dataclasses.replace(other, idempotency=("othershop", "key-51", "hash-51")), ts(1))
+    await store.accept(make_accepted(52, subject_id=s.id), ts(2))
+    assert [r["id"] for r in await store.subject_registrations(s.id)] == [
+        "reg-acc-0050", "reg-acc-0051", "reg-acc-0052"]
+    assert [r["id"] for r in await store.subject_registrations(s.id, client="shop")] == [
+        "reg-acc-0050", "reg-acc-0052"]
+    assert [r["id"] for r in await store.subject_registrations(s.id, client="othershop")] == ["reg-acc-0051"]
+    assert await store.subject_registrations(s.id, client="nobody") == []
+    assert set((await store.subject_registrations(s.id))[0]) == {"id", "domain", "tld", "status", "created_at"}

@@ -24,19 +24,60 @@ RELEASED_V1 = {
     "sqlite": "887d38aa9455da6ac20cb1acd734ebd2de2ac9cca9560426ab6e5067ed92e442",
     "postgres": "b8f6ca24dcb340f2eb500b9238dabed2e9f51d115395530959ab675023d5c7ea",
 }
+#: Migration 2 (``subjects.basis``, issue 13), pinned the same way once released.
+RELEASED_V2 = {
+    "sqlite": "7e539f231e84cedbb0ad7f6f858d931ea4e0616c3139a902ff0b2b08ef4fa8d3",
+    "postgres": "fb661c1c5e419f2cb40d3458d0ea465e649510cad03f4b0afa2b9ec88040249f",
+}
 
 #: SQLite type -> the PostgreSQL types that spell it in the shared schema.
 TYPES = {"TEXT": {"text"}, "BLOB": {"bytea"}, "INTEGER": {"integer", "bigint"}}
 
 
-def test_released_migration_1_is_unchanged() -> None:
-    (version, sql), = sqlite_migrations.MIGRATIONS
+@pytest.mark.parametrize("number, released", [(1, RELEASED_V1), (2, RELEASED_V2)])
+def test_released_migrations_are_unchanged(number: int, released: dict[str, str]) -> None:
+    assert [v for v, _ in sqlite_migrations.MIGRATIONS] == [v for v, _ in pg_migrations.MIGRATIONS] == [1, 2]
+    version, sql = sqlite_migrations.MIGRATIONS[number - 1]
     statements = sqlite_migrations._split(sql)
-    assert version == 1
-    assert hashlib.sha256("\n".join(statements).encode()).hexdigest() == RELEASED_V1["sqlite"]
-    (version, sql), = pg_migrations.MIGRATIONS
-    assert version == 1
-    assert hashlib.sha256(sql.encode()).hexdigest() == RELEASED_V1["postgres"]
+    assert version == number
+    assert hashlib.sha256("\n".join(statements).encode()).hexdigest() == released["sqlite"]
+    version, sql = pg_migrations.MIGRATIONS[number - 1]
+    assert version == number
+    assert hashlib.sha256(sql.encode()).hexdigest() == released["postgres"]
+
+
+LEGACY_SUBJECT = ("0" * 32, "kid", b"w" * 60, "2025-01-01T00:00:00Z")
+
+
+async def test_a_version_1_database_migrates_to_2_keeping_its_subjects_as_legacy(
+    tmp_path: Path, pg_empty_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Subjects made before schema 2 (when any shared e-mail merged records) keep their keys and links
+    and get no basis: nothing is merged into them again (see ``gateway.store.base.SubjectBasis``)."""
+    path = tmp_path / "v1.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    with monkeypatch.context() as m:
+        m.setattr(sqlite_migrations, "MIGRATIONS", sqlite_migrations.MIGRATIONS[:1])
+        assert sqlite_migrations.migrate(conn) == 1
+    conn.execute("INSERT INTO subjects(id, kid, wrapped, created_at) VALUES (?,?,?,?)", LEGACY_SUBJECT)
+    conn.close()
+    pg = await asyncpg.connect(pg_empty_dsn)
+    try:
+        with monkeypatch.context() as m:
+            m.setattr(pg_migrations, "MIGRATIONS", pg_migrations.MIGRATIONS[:1])
+            m.setattr(pg_migrations, "LATEST", 1)
+            assert await pg_migrations.migrate(pg) == 1
+        await pg.execute("INSERT INTO subjects(id, kid, wrapped, created_at) VALUES ($1, $2, $3, $4)", *LEGACY_SUBJECT)
+    finally:
+        await pg.close()
+
+    for store in (SqliteStore(path), await PostgresStore.open(pg_empty_dsn)):
+        try:
+            assert store.schema_version == 2
+            key = await store.subject_key(LEGACY_SUBJECT[0])
+            assert key is not None and key.wrapped == LEGACY_SUBJECT[2] and key.basis is None
+        finally:
+            await store.close()
 
 
 def test_a_newer_schema_is_refused() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 from aiohttp import web
 from pydantic import ValidationError
@@ -64,13 +65,25 @@ async def get_registration(request: web.Request) -> web.Response:
     if reg is None or (who.role is Role.ORDERING and reg["client"] != who.name):
         raise NotFound("no such registration")
     reg.pop("client")
+    if who.role is Role.ORDERING:
+        reg = for_ordering_client(reg)
     return json_response(reg)
+
+
+def for_ordering_client(reg: dict[str, Any]) -> dict[str, Any]:
+    """A registration as its ordering client may see it: without subject ids.  A subject id is the
+    gateway's grouping of one holder's records across every client; handed to a client it would let two
+    clients learn that they serve the same person, and it is nothing a client can act on."""
+    out = {k: v for k, v in reg.items() if k != "subject_id"}
+    out["disclosures"] = [{k: v for k, v in e.items() if k != "subject_id"} for e in reg.get("disclosures", [])]
+    return out
 
 
 @routes.post("/v1/registrations/{reg_id}/registrant")
 async def change_registrant(request: web.Request) -> web.Response:
     """The ordering system reports new registrant data: changed, released fields go to every past
-    recipient of this registration's holder (contact:update for registries)."""
+    recipient of the registrations this client created for this registration's holder (contact:update
+    for registries); another client's registrations are neither updated nor named in the answer."""
     svc = services(request)
     who = principal(request)
     require(who, Role.ORDERING)
@@ -83,6 +96,7 @@ async def change_registrant(request: web.Request) -> web.Response:
         new = Registrant.model_validate_json(body)
     except ValidationError as exc:
         raise validation_problem(exc) from None
-    report = await svc.changes.push(reg["subject_id"], new, purpose="registrant_change")
+    scope = await svc.changes.client_scope(reg["subject_id"], reg_id, who.name)
+    report = await svc.changes.push(reg["subject_id"], new, purpose="registrant_change", registration_ids=scope)
     svc.wake()
     return json_response({"registration_id": reg_id, "recipients": [c.as_dict() for c in report]}, status=202)

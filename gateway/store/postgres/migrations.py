@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.store.schema import Dialect, refuse_newer, schema_v1
+from gateway.store.schema import Dialect, refuse_newer, schema_v1, schema_v2
 
 #: Key of the session-level advisory lock held while migrating (one-key space, "RGWMIGR1").
 MIGRATION_LOCK_KEY = 0x5247574D49475231
@@ -50,6 +50,7 @@ POSTGRES = Dialect(
 
 MIGRATIONS: tuple[tuple[int, str], ...] = (
     (1, schema_v1(POSTGRES)),
+    (2, schema_v2(POSTGRES)),
 )
 LATEST = MIGRATIONS[-1][0]
 

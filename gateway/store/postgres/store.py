@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 import asyncpg  # type: ignore[import-untyped]
 
+from gateway.errors import SubjectErased
 from gateway.ledger.entry import DisclosureEntry
 from gateway.ledger.merkle import Frontier
 from gateway.store import rows as R
@@ -59,6 +60,17 @@ def _count(status: str) -> int:
 async def _insert_outbox(c: Any, registration_id: str, subject_id: str | None, items: list[NewOutbox],
                          now: str) -> None:
     await c.executemany(_INSERT.outbox, R.outbox_rows(registration_id, subject_id, items, now))
+
+
+async def _require_live(c: Any, subject_id: str) -> None:
+    """Inside the write transaction: refuse to file anything more under a subject whose key is gone.
+
+    ``FOR SHARE`` makes a concurrent shred (an UPDATE of this row) wait until we commit, and a shred that
+    committed first is seen (READ COMMITTED): either the data were filed before the erasure, and are
+    erased with it, or nothing is filed."""
+    live = await c.fetchval("SELECT wrapped IS NOT NULL FROM subjects WHERE id=$1 FOR SHARE", subject_id)
+    if not live:
+        raise SubjectErased()
 
 
 class PostgresStore(DisclosureReads):
@@ -206,10 +218,12 @@ class PostgresStore(DisclosureReads):
                 return R.idempotent_answer(prior)
             if a.subject is not None:
                 await c.execute(
-                    "INSERT INTO subjects(id, kid, wrapped, created_at) VALUES ($1, $2, $3, $4)",
-                    a.subject.id, a.subject.kid, a.subject.wrapped, now,
+                    "INSERT INTO subjects(id, kid, wrapped, created_at, basis) VALUES ($1, $2, $3, $4, $5)",
+                    a.subject.id, a.subject.kid, a.subject.wrapped, now, a.subject.basis,
                 )
             subject_id = reg.get("subject_id")
+            if a.subject is None and subject_id is not None:
+                await _require_live(c, subject_id)
             if subject_id is not None:
                 links = (a.subject.index if a.subject else ()) + a.subject_links
                 if links:
@@ -257,6 +271,7 @@ class PostgresStore(DisclosureReads):
         """Updates pushed after a registration (rectification): delivered and logged like it."""
 
         async def run(c: Any) -> None:
+            await _require_live(c, subject_id)
             await _insert_outbox(c, registration_id, subject_id, items, now)
 
         await self._write(run)
@@ -444,10 +459,11 @@ class PostgresStore(DisclosureReads):
         )
         return [dict(r) for r in rows]
 
-    async def subject_registrations(self, subject_id: str) -> list[dict[str, Any]]:
+    async def subject_registrations(self, subject_id: str, *, client: str | None = None) -> list[dict[str, Any]]:
         rows = await self._fetch(
-            "SELECT id, domain, tld, status, created_at FROM registrations WHERE subject_id=$1 ORDER BY created_at",
-            subject_id,
+            f"SELECT {R.SUBJECT_REGISTRATION_COLUMNS} FROM registrations "  # noqa: S608 - fixed names
+            "WHERE subject_id=$1 AND ($2::text IS NULL OR client=$2::text) ORDER BY created_at, id",
+            subject_id, client,
         )
         return [dict(r) for r in rows]
 
@@ -478,25 +494,26 @@ class PostgresStore(DisclosureReads):
         return found
 
     async def claim_subject(self, new: NewSubject, now: str) -> str:
-        """Get-or-create, atomically across processes: transaction-scoped advisory locks on the
-        identifiers' digests (in one order) make concurrent first registrations of one person wait for
-        each other, so they share one subject and one data key."""
+        """Get-or-create, atomically across processes, on the strong identifier alone: a
+        transaction-scoped advisory lock on its digest makes concurrent first registrations of one
+        holder wait for each other, so they share one subject and one data key; a shared e-mail, phone
+        or address never joins anyone."""
 
         async def run(c: Any) -> str:
-            for _, digest in sorted(new.index):
-                await c.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", digest)
-            for kind, digest in new.index:
+            if new.merge_on is not None:
+                await c.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", new.merge_on)
                 row = await c.fetchrow(
                     "SELECT i.subject_id FROM subject_index i JOIN subjects s ON s.id = i.subject_id "
-                    "WHERE i.kind=$1 AND i.digest=$2 AND s.wrapped IS NOT NULL ORDER BY s.created_at, s.id LIMIT 1",
-                    kind, digest,
+                    "WHERE i.kind='strong_id' AND i.digest=$1 AND s.wrapped IS NOT NULL "
+                    "ORDER BY s.created_at, s.id LIMIT 1",
+                    new.merge_on,
                 )
                 if row is not None:
                     return str(row["subject_id"])
-            await c.execute("INSERT INTO subjects(id, kid, wrapped, created_at) VALUES ($1, $2, $3, $4)",
-                            new.id, new.kid, new.wrapped, now)
+            await c.execute("INSERT INTO subjects(id, kid, wrapped, created_at, basis) VALUES ($1, $2, $3, $4, $5)",
+                            new.id, new.kid, new.wrapped, now, new.basis)
             await c.executemany("INSERT INTO subject_index(kind, digest, subject_id) VALUES ($1, $2, $3) "
-                                "ON CONFLICT DO NOTHING", [(k, d, new.id) for k, d in new.index])
+                                "ON CONFLICT DO NOTHING", [(k, d, new.id) for k, d in R.subject_links(new)])
             return new.id
 
         return await self._write(run)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -19,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+from gateway.errors import SubjectErased
 from gateway.ledger.entry import DisclosureEntry
 from gateway.ledger.merkle import Frontier
 from gateway.store import rows as R
@@ -40,11 +42,25 @@ T = TypeVar("T")
 _INSERT = R.Inserts.using(R.qmark)
 
 
+def _owner_only(path: str) -> None:
+    """Create the database file mode 0600 before SQLite first writes it, and tighten one left by an
+    older version.  SQLite creates its ``-wal`` and ``-shm`` files with the database file's mode, so
+    they follow; any already there are tightened too.  No umask change: that is process-wide and
+    would race with other threads creating files."""
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    for p in (path, f"{path}-wal", f"{path}-shm", f"{path}-journal"):
+        try:
+            os.chmod(p, 0o600)
+        except FileNotFoundError:
+            continue
+
+
 class SqliteStore(DisclosureReads):
     def __init__(self, path: Path | str, *, synchronous: str = "FULL") -> None:
         self.path = str(path)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            _owner_only(self.path)
         if synchronous not in ("FULL", "NORMAL", "EXTRA"):
             raise ValueError("synchronous must be FULL, NORMAL or EXTRA")
         self._synchronous = synchronous
@@ -194,10 +210,12 @@ class SqliteStore(DisclosureReads):
                     return R.idempotent_answer(prior)
                 if a.subject is not None:
                     c.execute(
-                        "INSERT INTO subjects(id, kid, wrapped, created_at) VALUES (?,?,?,?)",
-                        (a.subject.id, a.subject.kid, a.subject.wrapped, now),
+                        "INSERT INTO subjects(id, kid, wrapped, created_at, basis) VALUES (?,?,?,?,?)",
+                        (a.subject.id, a.subject.kid, a.subject.wrapped, now, a.subject.basis),
                     )
                 subject_id = reg.get("subject_id")
+                if a.subject is None and subject_id is not None:
+                    self._require_live(c, subject_id)
                 if subject_id is not None:
                     links = (a.subject.index if a.subject else ()) + a.subject_links
                     c.executemany(
@@ -227,11 +245,20 @@ class SqliteStore(DisclosureReads):
     ) -> None:
         c.executemany(_INSERT.outbox, R.outbox_rows(registration_id, subject_id, items, now))
 
+    @staticmethod
+    def _require_live(c: sqlite3.Connection, subject_id: str) -> None:
+        """Inside the write transaction (``BEGIN IMMEDIATE`` holds the write lock, so no shred can commit
+        in between): refuse to file anything more under a subject whose key is gone."""
+        row = c.execute("SELECT wrapped IS NOT NULL FROM subjects WHERE id=?", (subject_id,)).fetchone()
+        if row is None or not row[0]:
+            raise SubjectErased()
+
     async def enqueue(self, registration_id: str, subject_id: str, items: list[NewOutbox], now: str) -> None:
         """Updates pushed after a registration (rectification): delivered and logged like it."""
 
         def run() -> None:
             with self._tx() as c:
+                self._require_live(c, subject_id)
                 self._insert_outbox(c, registration_id, subject_id, items, now)
 
         await self._run(run)
@@ -440,10 +467,10 @@ class SqliteStore(DisclosureReads):
             f"SELECT * FROM restrictions WHERE subject_id=?{only_active} ORDER BY since", (subject_id,)))  # noqa: S608
         return [dict(r) for r in rows]
 
-    async def subject_registrations(self, subject_id: str) -> list[dict[str, Any]]:
-        rows = await self._run(lambda: self._read(
-            "SELECT id, domain, tld, status, created_at FROM registrations WHERE subject_id=? ORDER BY created_at",
-            (subject_id,)))
+    async def subject_registrations(self, subject_id: str, *, client: str | None = None) -> list[dict[str, Any]]:
+        sql = (f"SELECT {R.SUBJECT_REGISTRATION_COLUMNS} FROM registrations "  # noqa: S608 - fixed names
+               "WHERE subject_id=? AND (? IS NULL OR client=?) ORDER BY created_at, id")
+        rows = await self._run(lambda: self._read(sql, (subject_id, client, client)))
         return [dict(r) for r in rows]
 
     async def purge_values(self, entry_ids: list[str]) -> int:
@@ -472,24 +499,27 @@ class SqliteStore(DisclosureReads):
         return await self._run(run)
 
     async def claim_subject(self, new: NewSubject, now: str) -> str:
-        """Get-or-create, atomically: the live subject one of these identifiers already names, else
-        ``new`` (inserted with its index).  Concurrent first registrations of one person then share
-        one subject and one data key instead of racing to make two."""
+        """Get-or-create, atomically, on the strong identifier alone: the live subject that
+        ``("strong_id", new.merge_on)`` already names, else ``new`` (inserted with its index).  Concurrent
+        first registrations of one holder then share one subject and one data key instead of racing to
+        make two; a shared e-mail, phone or address never joins anyone (``BEGIN IMMEDIATE`` serialises
+        the check and the insert against every other writer of the file)."""
 
         def run() -> str:
             with self._tx() as c:
-                for kind, digest in new.index:
+                if new.merge_on is not None:
                     row = c.execute(
                         "SELECT i.subject_id FROM subject_index i JOIN subjects s ON s.id = i.subject_id "
-                        "WHERE i.kind=? AND i.digest=? AND s.wrapped IS NOT NULL ORDER BY s.created_at, s.id LIMIT 1",
-                        (kind, digest),
+                        "WHERE i.kind='strong_id' AND i.digest=? AND s.wrapped IS NOT NULL "
+                        "ORDER BY s.created_at, s.id LIMIT 1",
+                        (new.merge_on,),
                     ).fetchone()
                     if row is not None:
                         return str(row[0])
-                c.execute("INSERT INTO subjects(id, kid, wrapped, created_at) VALUES (?,?,?,?)",
-                          (new.id, new.kid, new.wrapped, now))
+                c.execute("INSERT INTO subjects(id, kid, wrapped, created_at, basis) VALUES (?,?,?,?,?)",
+                          (new.id, new.kid, new.wrapped, now, new.basis))
                 c.executemany("INSERT OR IGNORE INTO subject_index(kind, digest, subject_id) VALUES (?,?,?)",
-                              [(k, d, new.id) for k, d in new.index])
+                              [(k, d, new.id) for k, d in R.subject_links(new)])
                 return new.id
 
         return await self._run(run)
