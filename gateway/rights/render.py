@@ -114,7 +114,7 @@ def render_pdf(extract: dict[str, Any]) -> bytes:
         (L["authority"], f"{sa['name']} ({sa['short_name']}), {sa['url']}"),
         (L["generated_at"], when(x["generated_at"])),
         (L["request"], x["request_id"]),
-        (L["subject"], x.get("subject_id") or DASH),
+        (L["subject"], ", ".join(x.get("subject_ids") or []) or x.get("subject_id") or DASH),
     ]
     doc.pairs(rows)
     doc.pdf.ln(2)

@@ -3,6 +3,19 @@
 Every step taken on a request is a request event holding ids, kinds and counts only, never a
 value: the request log must not become a second copy of the personal data it is about.  Reading
 values for an extract is itself logged (``ledger.record_access``).
+
+Who the request is about is decided by staff, not by the blind index.  Opening a request lists
+*candidate* records: every subject any identifier given matches (a strong national ID, the number
+alone, e-mail, phone, name and postal address, a registry contact id), each with how it matched.
+Nothing is acted on until staff confirm which candidates are the person's
+(:meth:`RightsService.confirm_subjects`); extract, erasure, restriction, objection, lifting and
+rectification then act on exactly the confirmed subjects and answer ``subject_not_confirmed`` (409)
+before.  A family e-mail address or a shared phone line can list a stranger as a candidate, but it
+cannot put the stranger's data in an extract or destroy the stranger's key.
+
+When exactly one candidate matched by a strong identifier (national ID with scheme and issuing
+country), it is marked ``suggested`` and the staff page pre-ticks it; confirming it is still an
+explicit staff step, because the same page may show weaker matches staff want to add or reject.
 """
 
 from __future__ import annotations
@@ -15,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+import phonenumbers
 import structlog
 
 from gateway.clock import iso, utcnow
@@ -22,17 +36,20 @@ from gateway.errors import (
     ExtensionRefused,
     IdentifiersMissing,
     InvalidScope,
+    NotACandidate,
     NotFound,
     RequestClosed,
     RequestNotFound,
     RestrictionNotFound,
     SubjectErased,
+    SubjectNotConfirmed,
     SubjectNotIdentified,
     ValidationFailed,
 )
+from gateway.identity import SCHEME_COUNTRY, name_address_key, strong_key
 from gateway.ledger.checkpoint import SignedCheckpoint
 from gateway.ledger.entry import DisclosureEntry
-from gateway.models import IdScheme, Registrant, RegistrationRequest, normalise_national_id, to_a_label
+from gateway.models import IdScheme, NationalId, Registrant, RegistrationRequest, normalise_national_id, to_a_label
 from gateway.policy.classify import classify_transfer
 from gateway.policy.loader import PolicySet
 from gateway.policy.schema import RecipientPolicy, TransferCategory
@@ -57,7 +74,16 @@ log = structlog.get_logger("gateway.rights")
 
 RequestKind = Literal["access", "rectification", "erasure", "restriction", "objection"]
 REQUEST_KINDS: tuple[str, ...] = get_args(RequestKind)
-IDENTIFIER_KEYS = frozenset({"email", "national_id", "national_id_scheme", "contact_id", "domain"})
+IDENTIFIER_KEYS = frozenset({"email", "national_id", "national_id_scheme", "contact_id", "domain", "phone", "name",
+                             "street", "postal_code", "country"})
+#: How a candidate matched, strongest first: a national ID with its scheme and issuing country
+#: (``strong_id``), the number alone, a registry contact id, then the weak ones, then the domain, which
+#: only corroborates a record found otherwise (there is no index by domain).
+MatchBy = Literal["strong_id", "national_id", "contact_id", "email", "phone", "name_address", "domain"]
+MATCH_ORDER: tuple[str, ...] = get_args(MatchBy)
+#: At most this many candidates are kept on a request (strongest matches first); a switchboard number
+#: shared by hundreds of holders must not turn a request into a listing of all of them.
+MAX_CANDIDATES = 50
 _ACTIVE_REGISTRATION = frozenset({"accepted", "delivering", "delivered"})
 _PAGE = 1000
 
@@ -74,8 +100,10 @@ SECURITY_MEASURES: tuple[dict[str, str], ...] = (
                "database transaction as the entry; Ed25519-signed checkpoints, inclusion and consistency proofs "
                "let anyone verify it; database triggers forbid updating or deleting entries."},
     {"measure": "Blind indexes",
-     "detail": "Subjects are found by HMAC-SHA256 digests of normalised identifiers (e-mail, national ID) under a "
-               "separate key; no identifier is stored in clear for lookup."},
+     "detail": "Subjects are found by HMAC-SHA256 digests of normalised identifiers (national ID with its scheme "
+               "and country, the number alone, e-mail, phone, name and postal address) under a separate key; no "
+               "identifier is stored in clear for lookup. A data-subject request lists the records found as "
+               "candidates; staff confirm which are the person's before anything is read or erased."},
     {"measure": "Transport security",
      "detail": "EPP to registries over TLS with client certificates (RFC 5734); partners over HTTPS."},
     {"measure": "Access control and accountability",
@@ -132,6 +160,52 @@ def national_id_forms(value: str, scheme: str | None) -> list[str]:
     return forms
 
 
+def _identifier_error(name: str, message: str, kind: str = "value_error") -> ValidationFailed:
+    return ValidationFailed(message, errors=[{"loc": ["identifiers", name], "type": kind}])
+
+
+def _strong_key(scheme: IdScheme, canonical: str, country: str | None) -> str | None:
+    """The strong blind-index key registrations store for this number (``gateway.identity.strong_key``),
+    or None for a passport whose issuing country was not given: a passport number alone is no strong
+    identifier."""
+    if SCHEME_COUNTRY[scheme] is None and not country:
+        return None
+    return strong_key(NationalId.model_construct(scheme=scheme, value=canonical),
+                      _country(country) if country else None)
+
+
+def _e164(value: str) -> str:
+    """A phone number as registrations store it (E.164), so the blind index can match it."""
+    try:
+        parsed = phonenumbers.parse(value, None)
+    except phonenumbers.NumberParseException:
+        raise _identifier_error("phone", "phone must be an international number starting with + and a country "
+                                         "code") from None
+    if not phonenumbers.is_valid_number(parsed):
+        raise _identifier_error("phone", "phone is not a valid number for its country code")
+    return str(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
+
+
+def _country(value: str) -> str:
+    code = value.strip().upper()
+    if not re.fullmatch(r"[A-Z]{2}", code):
+        raise _identifier_error("country", "country must be an ISO 3166-1 alpha-2 code")
+    return code
+
+
+def _check_name_address(identifiers: dict[str, str]) -> None:
+    """Name and postal address match only together (a name alone, or an address alone, is shared by
+    too many to be worth listing): name, street and country, the postal code if the person gave one."""
+    parts = ("name", "street", "postal_code")
+    if not any(p in identifiers for p in parts):
+        return
+    for needed in ("name", "street", "country"):
+        if needed not in identifiers:
+            raise _identifier_error(needed, "name, street and country are needed together to match a name and "
+                                            "postal address", "missing")
+    _country(identifiers["country"])
+
+
 def _nothing_to_wake() -> None:
     """No delivery worker in this process: queued updates wait for a process that sends."""
 
@@ -178,51 +252,71 @@ class RightsService:
     async def _event(self, request_id: str, actor: str, action: str, detail: dict[str, Any]) -> None:
         await self.store.add_request_event(request_id, iso(self.clock()), actor, action, detail)
 
-    async def find_subjects(self, identifiers: dict[str, str]) -> tuple[builtins.list[str], builtins.list[str]]:
-        """Subjects matching EVERY identifier given (fail closed: a shared e-mail address alone must not
-        hand one person's data to another).  Returns (subject ids, the identifier kinds used).
+    async def candidates(self, identifiers: dict[str, str]) -> builtins.list[dict[str, Any]]:
+        """Every subject ANY identifier given matches, each as ``{"subject_id", "matched_by"}`` (kinds in
+        ``MATCH_ORDER``), strongest first; nothing is merged and nothing is decided here.
 
         The one way a subject is found from what a person or staff member typed: requests (API and
-        pages) and the staff pages' disclosure-log search all come here, so they match alike."""
-        lookups: builtins.list[tuple[str, builtins.list[tuple[str, str]]]] = []
-        if "email" in identifiers:
-            lookups.append(("email", [("email", identifiers["email"])]))
-        if "national_id" in identifiers:
-            forms = national_id_forms(identifiers["national_id"], identifiers.get("national_id_scheme"))
-            lookups.append(("national_id", [("national_id", f) for f in forms]))
-        found: builtins.list[str] | None = None
-        for _kind, pairs in lookups:
-            try:
-                digests = self.ledger.digests(pairs)
-            except ValueError:
-                digests = []
-            ids = await self.store.find_subjects(digests) if digests else []
-            found = ids if found is None else [s for s in found if s in ids]
-        candidates = found or []
-        used = [k for k, _ in lookups]
-        if candidates and "domain" in identifiers:
-            used.append("domain")
-            try:
-                want = to_a_label(identifiers["domain"])
-            except ValueError:
-                want = identifiers["domain"].strip().lower().rstrip(".")
-            kept = []
-            for sid in candidates:
-                if any(r["domain"] == want for r in await self.store.subject_registrations(sid)):
-                    kept.append(sid)
-            candidates = kept
-        if candidates and "contact_id" in identifiers:
-            used.append("contact_id")
+        pages) and the staff pages' disclosure-log search all come here, so they match alike.  The
+        identifiers are only turned into blind-index digests, never stored or logged."""
+        found: dict[str, builtins.list[str]] = {}
+
+        def add(sid: str, how: str) -> None:
+            kinds = found.setdefault(sid, [])
+            if how not in kinds:
+                kinds.append(how)
+
+        for how, pairs in self._lookups(identifiers):
+            digests = []
+            for kind, value in pairs:
+                try:
+                    digests += self.ledger.digests([(kind, value)])
+                except ValueError:  # nothing left to index (e.g. a national ID of punctuation only)
+                    continue
+            for sid in await self.store.find_subjects(digests) if digests else []:
+                add(sid, how)
+        if "contact_id" in identifiers:  # also the contact ids in the log, for records indexed before the links
             want = identifiers["contact_id"].strip().upper()
-            kept = []
-            for sid in candidates:
-                entries = await self._entries([sid])
-                if any(str(v).upper() == want for e in entries for v in e.objects.values()):
-                    kept.append(sid)
-            candidates = kept
-        # a live subject first: restrictions and future registrations attach to it
-        live = [s for s in candidates if await self._live(s)]
-        return live + [s for s in candidates if s not in live], used
+            for sid in [s for s, kinds in found.items() if "contact_id" not in kinds]:
+                if any(str(v).upper() == want for e in await self._entries([sid]) for v in e.objects.values()):
+                    add(sid, "contact_id")
+        if "domain" in identifiers:
+            try:
+                domain = to_a_label(identifiers["domain"])
+            except ValueError:
+                domain = identifiers["domain"].strip().lower().rstrip(".")
+            for sid in found:
+                if any(r["domain"] == domain for r in await self.store.subject_registrations(sid)):
+                    add(sid, "domain")
+        out = [{"subject_id": sid, "matched_by": sorted(kinds, key=MATCH_ORDER.index)} for sid, kinds in found.items()]
+        out.sort(key=lambda c: (MATCH_ORDER.index(c["matched_by"][0]), -len(c["matched_by"]), c["subject_id"]))
+        return out[:MAX_CANDIDATES]
+
+    @staticmethod
+    def _lookups(identifiers: dict[str, str]) -> builtins.list[tuple[str, builtins.list[tuple[str, str]]]]:
+        """(match kind, blind-index pairs to look up) for each identifier given, with the index kinds
+        registrations store (``gateway.identity.identity_keys``)."""
+        out: builtins.list[tuple[str, builtins.list[tuple[str, str]]]] = []
+        if "national_id" in identifiers:
+            scheme = identifiers.get("national_id_scheme")
+            forms = national_id_forms(identifiers["national_id"], scheme)
+            if scheme is not None:
+                strong = _strong_key(IdScheme(scheme), forms[0], identifiers.get("country"))
+                if strong is not None:
+                    out.append(("strong_id", [("strong_id", strong)]))
+            out.append(("national_id", [("national_id", f) for f in forms]))
+        if "contact_id" in identifiers:
+            out.append(("contact_id", [("contact_id", identifiers["contact_id"])]))
+        if "email" in identifiers:
+            out.append(("email", [("email", identifiers["email"])]))
+        if "phone" in identifiers:
+            out.append(("phone", [("phone", _e164(identifiers["phone"]))]))
+        if "name" in identifiers:
+            street = [line.strip() for line in identifiers["street"].splitlines() if line.strip()]
+            key = name_address_key(identifiers["name"], street, identifiers.get("postal_code"),
+                                   _country(identifiers["country"]))
+            out.append(("name_address", [("name_address", key)]))
+        return out
 
     async def _live(self, subject_id: str) -> bool:
         key = await self.store.subject_key(subject_id)
@@ -232,6 +326,7 @@ class RightsService:
         self, *, kind: RequestKind, channel: str, identity_check: str, verified_by: str, actor: str,
         identifiers: dict[str, str],
     ) -> dict[str, Any]:
+        """Open a request and list its candidate records; nothing is acted on until staff confirm."""
         if kind not in REQUEST_KINDS:
             raise ValidationFailed("unknown request kind", errors=[{"loc": ["kind"], "type": "literal_error"}])
         channel = _text("channel", channel, 40)
@@ -240,33 +335,70 @@ class RightsService:
         if not isinstance(identifiers, dict) or not set(identifiers) <= IDENTIFIER_KEYS:
             raise ValidationFailed("unknown identifier", errors=[{"loc": ["identifiers"], "type": "extra_forbidden"}])
         for k, v in identifiers.items():
-            _text(f"identifiers.{k}", v, 254)
-        if "email" not in identifiers and "national_id" not in identifiers:
+            _text(f"identifiers.{k}", v, 800 if k == "street" else 254)
+        _check_name_address(identifiers)
+        if not identifiers.keys() & {"email", "national_id", "phone", "name", "contact_id"}:
             raise IdentifiersMissing(errors=[{"loc": ["identifiers"], "type": "missing"}])
-        subjects, used = await self.find_subjects(identifiers)
+        candidates = await self.candidates(identifiers)
         now = self.clock()
         request_id = uuid.uuid4().hex
         await self.store.open_request({
             "id": request_id, "kind": kind, "channel": channel, "identity_check": identity_check,
             "verified_by": verified_by, "opened_by": actor, "opened_at": iso(now),
             "deadline": deadline_for(now.date()).isoformat(), "state": "open",
-            "subject_id": subjects[0] if subjects else None, "closed_at": None,
-            "data": {"subject_ids": subjects, "matched_by": used},
+            "subject_id": None, "closed_at": None,
+            "data": {"candidates": candidates, "identifiers_given": sorted(identifiers)},
         })
         await self._event(request_id, actor, "opened", {
             "kind": kind, "channel": channel, "identifiers_given": sorted(identifiers),
         })
-        if subjects:
-            await self._event(request_id, actor, "subject_found", {"subject_ids": subjects, "matched_by": used})
+        if candidates:
+            await self._event(request_id, actor, "candidates_found", {"candidates": candidates})
         else:
-            await self._event(request_id, actor, "subject_not_found", {"matched_by": used})
-        log.info("rights.request_opened", request=request_id, kind=kind, subjects=len(subjects))
+            await self._event(request_id, actor, "no_candidates", {"identifiers_given": sorted(identifiers)})
+        log.info("rights.request_opened", request=request_id, kind=kind, candidates=len(candidates))
+        return await self.get(request_id)
+
+    async def confirm_subjects(self, request_id: str, actor: str, subject_ids: builtins.list[str]) -> dict[str, Any]:
+        """Staff's decision on who the person is: the candidates in ``subject_ids`` are the person's
+        records, every other candidate is not.  An empty list says that none of them is (the answer
+        to an access request is then that no data is held).  Only candidates can be confirmed, so a
+        subject id learnt elsewhere cannot be slipped into someone's request.  May be made again
+        while the request is open (each decision is an event, with the one it replaces)."""
+        row = await self._open_row(request_id)
+        if not isinstance(subject_ids, list) or not all(isinstance(s, str) for s in subject_ids):
+            raise ValidationFailed("'subject_ids' must be a list of subject ids",
+                                   errors=[{"loc": ["subject_ids"], "type": "list_type"}])
+        candidates = self._candidates(row)
+        matched = {c["subject_id"]: c["matched_by"] for c in candidates}
+        strangers = [{"loc": ["subject_ids", i], "type": "not_a_candidate"}
+                     for i, s in enumerate(subject_ids) if s not in matched]
+        if strangers:
+            raise NotACandidate(errors=strangers)
+        chosen = set(subject_ids)
+        confirmed = [c["subject_id"] for c in candidates if c["subject_id"] in chosen]
+        previous = self._confirmed_ids(row)
+        now = iso(self.clock())
+        data = dict(row["data"], confirmed={"subject_ids": confirmed, "at": now, "by": actor})
+        await self.store.update_request(request_id, {"subject_id": confirmed[0] if confirmed else None, "data": data})
+        detail: dict[str, Any] = {
+            "subject_ids": confirmed,
+            "matched_by": [{"subject_id": s, "matched_by": matched[s]} for s in confirmed],
+            "candidates_not_confirmed": len(candidates) - len(confirmed),
+        }
+        if previous is not None:
+            detail["replaces"] = previous
+        await self._event(request_id, actor, "subjects_confirmed", detail)
+        log.info("rights.subjects_confirmed", request=request_id, confirmed=len(confirmed),
+                 candidates=len(candidates))
         return await self.get(request_id)
 
     def _view(self, row: dict[str, Any]) -> dict[str, Any]:
         out = dict(row)
         out["days_left"] = (None if row["state"] == "closed"
                             else days_left(dt.date.fromisoformat(row["deadline"]), self.clock().date()))
+        out["confirmed_subject_ids"] = self._confirmed_ids(row)
+        out["candidate_count"] = len(self._candidates(row))
         return out
 
     async def _row(self, request_id: str) -> dict[str, Any]:
@@ -282,21 +414,59 @@ class RightsService:
         return row
 
     @staticmethod
-    def _subject_ids(row: dict[str, Any]) -> builtins.list[str]:
-        ids: builtins.list[str] = list(row["data"].get("subject_ids") or [])
-        if row.get("subject_id") and row["subject_id"] not in ids:
-            ids.insert(0, row["subject_id"])
-        return ids
+    def _candidates(row: dict[str, Any]) -> builtins.list[dict[str, Any]]:
+        """The request's candidates; a request opened before candidates existed lists the subjects its
+        lookup found then, which staff must now confirm like any other."""
+        data = row["data"]
+        if isinstance(data.get("candidates"), list):
+            return [dict(c) for c in data["candidates"]]
+        legacy = [str(s) for s in data.get("subject_ids") or []]
+        if row.get("subject_id") and row["subject_id"] not in legacy and not data.get("confirmed"):
+            legacy.insert(0, str(row["subject_id"]))
+        return [{"subject_id": s, "matched_by": list(data.get("matched_by") or [])} for s in legacy]
 
     @staticmethod
-    def _subject(row: dict[str, Any]) -> str:
-        if not row.get("subject_id"):
-            raise SubjectNotIdentified()
-        return str(row["subject_id"])
+    def _confirmed_ids(row: dict[str, Any]) -> builtins.list[str] | None:
+        confirmed = row["data"].get("confirmed")
+        return [str(s) for s in confirmed["subject_ids"]] if isinstance(confirmed, dict) else None
+
+    def _confirmed(self, row: dict[str, Any]) -> builtins.list[str]:
+        """The subjects staff confirmed (possibly none); 409 before staff have decided."""
+        ids = self._confirmed_ids(row)
+        if ids is None:
+            raise SubjectNotConfirmed()
+        return ids
+
+    def _subjects(self, row: dict[str, Any]) -> builtins.list[str]:
+        """The confirmed subjects of an action that needs at least one."""
+        ids = self._confirmed(row)
+        if not ids:
+            raise SubjectNotIdentified("staff confirmed that none of the candidate records is the person's")
+        return ids
+
+    async def _candidate_views(self, row: dict[str, Any]) -> builtins.list[dict[str, Any]]:
+        """Candidates as staff weigh them: how each matched, its registrations and domains (A-labels),
+        whether its key is erased, whether it is confirmed or suggested.  Read fresh on every view."""
+        candidates = self._candidates(row)
+        confirmed = self._confirmed_ids(row)
+        strong = [c["subject_id"] for c in candidates if "strong_id" in c["matched_by"]]
+        out = []
+        for c in candidates:
+            sid = c["subject_id"]
+            regs = await self.store.subject_registrations(sid)
+            out.append({
+                "subject_id": sid, "matched_by": c["matched_by"], "strong": sid in strong,
+                "registrations": len(regs), "domains": sorted({str(r["domain"]) for r in regs}),
+                "erased": not await self._live(sid),
+                "confirmed": confirmed is not None and sid in confirmed,
+                "suggested": len(strong) == 1 and sid in strong,
+            })
+        return out
 
     async def get(self, request_id: str) -> dict[str, Any]:
         row = await self._row(request_id)
-        return self._view(row) | {"events": await self.store.request_events(request_id)}
+        return self._view(row) | {"candidates": await self._candidate_views(row),
+                                  "events": await self.store.request_events(request_id)}
 
     async def list(self, state: str | None = None) -> builtins.list[dict[str, Any]]:
         if state is not None and state not in ("open", "closed"):
@@ -344,10 +514,13 @@ class RightsService:
     # -- Art. 15 extract --------------------------------------------------------------------------------
 
     async def extract(self, request_id: str, actor: str, lang: Literal["sv", "en"] = "sv") -> dict[str, Any]:
+        """The Art. 15 extract of exactly the confirmed subjects' disclosures (none if staff confirmed that
+        no candidate is the person); 409 before confirmation, so no candidate's data is ever read on
+        the strength of a match alone."""
         if lang not in LANGS:
             raise ValidationFailed("lang must be 'sv' or 'en'", errors=[{"loc": ["lang"], "type": "literal_error"}])
         row = await self._row(request_id)
-        subject_ids = self._subject_ids(row)
+        subject_ids = self._confirmed(row)
         # The extract is complete as of its checkpoint: if entries arrive while we read, sign again.
         cp: SignedCheckpoint | None = None
         entries: builtins.list[DisclosureEntry] = []
@@ -377,7 +550,7 @@ class RightsService:
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "request_id": request_id,
-            "subject_id": row.get("subject_id"),
+            "subject_id": subject_ids[0] if subject_ids else None,
             "subject_ids": subject_ids,
             "generated_at": iso(self.clock()),
             "lang": lang,
@@ -398,7 +571,9 @@ class RightsService:
             "lang": lang, "entries": len(items), "checkpoint_size": cp.checkpoint.size,
             "entry_ids": [e.id for e in entries],
         })
-        await self.ledger.record_access(actor, "rights.extract", request_id, row.get("subject_id"))
+        readers: builtins.list[str | None] = [*subject_ids] or [None]
+        for sid in readers:
+            await self.ledger.record_access(actor, "rights.extract", request_id, sid)
         return extract
 
     def _purpose_view(self, purpose: str, lang: Lang) -> dict[str, Any]:
@@ -425,21 +600,26 @@ class RightsService:
                        if e.fields and e.outcome in ("delivered", "failed")})
 
     async def _restrict(self, request_id: str, actor: str, kind: str, scope: str) -> dict[str, Any]:
+        """One restriction (or objection) per confirmed subject, so the person's every record refuses
+        further disclosures and no other holder's does."""
         row = await self._open_row(request_id)
-        subject = self._subject(row)
+        subjects = self._subjects(row)
         now = iso(self.clock())
-        rid = uuid.uuid4().hex
-        restriction = {"id": rid, "subject_id": subject, "kind": kind, "scope": scope, "since": now,
-                       "request_id": request_id}
-        await self.store.add_restriction(restriction)
-        notify = await self._recipients_reached(self._subject_ids(row))
+        restrictions = [{"id": uuid.uuid4().hex, "subject_id": sid, "kind": kind, "scope": scope, "since": now,
+                         "request_id": request_id} for sid in subjects]
+        for restriction in restrictions:
+            await self.store.add_restriction(restriction)
+        notify = await self._recipients_reached(subjects)
         action = "restricted" if kind == "restriction" else "objected"
-        await self._event(request_id, actor, action, {"restriction_id": rid, "scope": scope,
-                                                      "notify_recipients": notify})
-        notices = await art19_notices(self.store, self.policies, self.partners, request_id=request_id,
-                                      subject_id=subject, actor=actor, kind=kind, scope=scope)
-        return {"request_id": request_id, "restriction": restriction, "notify_recipients": notify,
-                "notices": notices}
+        await self._event(request_id, actor, action, {
+            "restriction_id": restrictions[0]["id"], "restriction_ids": [r["id"] for r in restrictions],
+            "subject_ids": subjects, "scope": scope, "notify_recipients": notify})
+        notices = []
+        for sid in subjects:
+            notices += await art19_notices(self.store, self.policies, self.partners, request_id=request_id,
+                                           subject_id=sid, actor=actor, kind=kind, scope=scope)
+        return {"request_id": request_id, "restriction": restrictions[0], "restrictions": restrictions,
+                "notify_recipients": notify, "notices": notices}
 
     async def restrict(self, request_id: str, actor: str, scope: str = "all") -> dict[str, Any]:
         if scope != "all" and scope not in self.policies.recipients:
@@ -453,8 +633,7 @@ class RightsService:
 
     async def lift(self, request_id: str, restriction_id: str, actor: str) -> dict[str, Any]:
         row = await self._open_row(request_id)
-        subject = self._subject(row)
-        active = {r["id"] for r in await self.store.restrictions(subject)}
+        active = {r["id"] for sid in self._subjects(row) for r in await self.store.restrictions(sid)}
         if restriction_id not in active:
             raise RestrictionNotFound()
         now = iso(self.clock())
@@ -467,14 +646,14 @@ class RightsService:
     # -- Art. 17 ----------------------------------------------------------------------------------------
 
     async def erase(self, request_id: str, actor: str) -> dict[str, Any]:
-        """Crypto-shred the subject's data key(s), list per recipient who received the data whether a
-        deletion request can follow (Art. 17(2), 19), and make the requests HTTPS partners accept.
+        """Crypto-shred the confirmed subjects' data keys (no other candidate's), list per recipient who
+        received the data whether a deletion request can follow (Art. 17(2), 19), and make the requests
+        HTTPS partners accept.
 
         The request row keeps the plan as it was before the partners were asked; each request's
         outcome is its own event and is in the returned report."""
         row = await self._open_row(request_id)
-        self._subject(row)
-        subject_ids = self._subject_ids(row)
+        subject_ids = self._subjects(row)
         entries = await self._entries(subject_ids)
         registrations: dict[str, dict[str, Any]] = {}
         for sid in subject_ids:
@@ -498,13 +677,16 @@ class RightsService:
     # -- Art. 16 ----------------------------------------------------------------------------------------
 
     async def rectify(self, request_id: str, actor: str, registrant: Registrant) -> builtins.list[dict[str, Any]]:
-        """Art. 16 + 19: the corrected data goes, minimised, to every recipient of the old data; returns
-        what happens for each recipient (queued, cannot be updated, refused)."""
+        """Art. 16 + 19: the corrected data goes, minimised, to every recipient of the confirmed subjects'
+        old data; returns what happens for each recipient (queued, cannot be updated, refused)."""
         row = await self._row(request_id)
-        if not row.get("subject_id"):
+        subjects = self._confirmed(row)
+        if not subjects:
             raise NotFound("the request has no subject to rectify")
-        report = await push_rectification(self.store, self.changes, request_id=request_id,
-                                          subject_id=str(row["subject_id"]), actor=actor, registrant=registrant)
+        report = []
+        for sid in subjects:
+            report += await push_rectification(self.store, self.changes, request_id=request_id, subject_id=sid,
+                                               actor=actor, registrant=registrant)
         self.wake()
         return report
 

@@ -12,7 +12,7 @@ from gateway.rights.extract import verify_extract
 from gateway.rights.service import RightsService
 from gateway.services.ledger import verify_store
 from tests.conftest import ROOT, Gateway
-from tests.rights.conftest import anna, bertil, entries, open_request, public_key_pem, register
+from tests.rights.conftest import anna, bertil, entries, open_confirmed, public_key_pem, register
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +23,7 @@ async def test_erase_shreds_values_and_lists_recipients(gateway: Gateway) -> Non
     await register(gateway, anna(domain="exempel.se"))
     await register(gateway, anna(domain="exempel.com"))
     await register(gateway, bertil(domain="bertils.se"))
-    req = await open_request(gateway, kind="erasure", email="anna.andersson@example.se", national_id="811218-9876")
+    req = await open_confirmed(gateway, kind="erasure", email="anna.andersson@example.se", national_id="811218-9876")
     anna_entries = [e for e in await entries(gateway) if e["subject_id"] == req["subject_id"]]
     bertil_entries = [e for e in await entries(gateway) if e["subject_id"] != req["subject_id"]]
     assert len(anna_entries) == 2 and len(bertil_entries) == 1
@@ -62,7 +62,7 @@ async def test_erase_shreds_values_and_lists_recipients(gateway: Gateway) -> Non
     assert again["already_erased"] is True
     events = (await (await gateway.client.get(f"/v1/requests/{req['id']}", headers=h)).json())["events"]
     assert [e["action"] for e in events].count("erased") == 2
-    assert events[2]["detail"]["recipients"] == ["iis-se", "verisign-com"]
+    assert events[3]["action"] == "erased" and events[3]["detail"]["recipients"] == ["iis-se", "verisign-com"]
 
 
 async def test_retention_dry_run_then_purge(gateway: Gateway) -> None:
@@ -105,7 +105,7 @@ async def test_retention_dry_run_then_purge(gateway: Gateway) -> None:
     assert (await at(16).retention(dry_run=False))["expired"] == 0
 
     # the extract still lists the entries, with a note instead of values, and still verifies
-    req = await open_request(gateway, email="anna.andersson@example.se")
+    req = await open_confirmed(gateway, email="anna.andersson@example.se")
     x = await (await gateway.client.post(f"/v1/requests/{req['id']}/extract", headers=h)).json()
     notes = {d["recipient"]["id"]: d["values_note"] for d in x["disclosures"]}
     assert notes == {"iis-se": "purged", "verisign-com": "none_sent"}

@@ -20,7 +20,7 @@ from gateway.cli.rights import main as cli_main
 from gateway.http.context import SERVICES
 from gateway.rights.extract import verify_extract
 from tests.conftest import ROOT, Gateway
-from tests.rights.conftest import anna, bertil, entries, open_request, public_key_pem, register
+from tests.rights.conftest import anna, bertil, confirm, entries, open_confirmed, open_request, public_key_pem, register
 
 pytestmark = pytest.mark.integration
 
@@ -45,10 +45,16 @@ async def _two_subjects(gw: Gateway) -> tuple[set[str], set[str]]:
 async def test_extract_lists_every_disclosure_of_the_subject_and_none_of_another(gateway: Gateway) -> None:
     anna_ids, bertil_ids = await _two_subjects(gateway)
     # found by the blind index from what the person gives: 10-digit personnummer, e-mail in other case
-    req = await open_request(gateway, email=" Anna.Andersson@Example.se", national_id="811218-9876")
-    assert req["subject_id"] is not None and req["state"] == "open"
-    assert [e["action"] for e in req["events"]] == ["opened", "subject_found"]
+    opened = await open_request(gateway, email=" Anna.Andersson@Example.se", national_id="811218-9876")
+    [candidate] = opened["candidates"]
+    assert candidate["matched_by"] == ["national_id", "email"] and opened["subject_id"] is None
     h = gateway.tokens.h("privacy")
+    # nothing is read before staff confirm whose record it is
+    r = await gateway.client.get(f"/v1/requests/{opened['id']}/extract.json", headers=h)
+    assert r.status == 409 and (await r.json())["code"] == "subject_not_confirmed"
+    req = await confirm(gateway, opened)
+    assert req["subject_id"] == candidate["subject_id"] and req["state"] == "open"
+    assert [e["action"] for e in req["events"]] == ["opened", "candidates_found", "subjects_confirmed"]
     r = await gateway.client.get(f"/v1/requests/{req['id']}/extract.json", params={"lang": "en"}, headers=h)
     assert r.status == 200 and r.headers["Cache-Control"] == "no-store"
     x = await r.json()
@@ -99,7 +105,7 @@ async def test_verify_extract_detects_tampering(gateway: Gateway) -> None:
     await register(gateway, anna(domain="exempel.se"))
     await register(gateway, anna(domain="annan.se"))
     await register(gateway, bertil(domain="bertils.se"))
-    req = await open_request(gateway, email="anna.andersson@example.se")
+    req = await open_confirmed(gateway, email="anna.andersson@example.se")
     x = await (await gateway.client.post(
         f"/v1/requests/{req['id']}/extract", json={"lang": "sv"}, headers=gateway.tokens.h("privacy"))).json()
     pem = await public_key_pem(gateway)
@@ -146,7 +152,7 @@ async def test_verify_extract_detects_tampering(gateway: Gateway) -> None:
 
 async def test_cli_verifies_an_extract_offline(gateway: Gateway, tmp_path: Path) -> None:
     await register(gateway, anna(domain="exempel.se"))
-    req = await open_request(gateway, email="anna.andersson@example.se", national_id="19811218-9876")
+    req = await open_confirmed(gateway, email="anna.andersson@example.se", national_id="19811218-9876")
     r = await gateway.client.get(f"/v1/requests/{req['id']}/extract.json", headers=gateway.tokens.h("privacy"))
     x = await r.json()
     extract_file, key_file = tmp_path / "extract.json", tmp_path / "key.pem"
@@ -176,7 +182,7 @@ async def test_letters_in_swedish_and_english(gateway: Gateway) -> None:
     odd["registrant"]["name"] = "Bertil <b>Berg</b> Öström"
     await register(gateway, odd)
     h = gateway.tokens.h("privacy")
-    req = await open_request(gateway, email="anna.andersson@example.se")
+    req = await open_confirmed(gateway, email="anna.andersson@example.se")
     r = await gateway.client.get(f"/v1/requests/{req['id']}/extract.pdf", params={"lang": "sv"}, headers=h)
     assert r.status == 200 and r.content_type == "application/pdf"
     sv = _pdf_text(await r.read())
@@ -195,7 +201,7 @@ async def test_letters_in_swedish_and_english(gateway: Gateway) -> None:
     html = await r.text()
     assert "<h1>Registerutdrag</h1>" in html and "Integritetsskyddsmyndigheten" in html
     # autoescaped: a registrant's own value cannot inject markup
-    req_b = await open_request(gateway, email="bertil@example.se")
+    req_b = await open_confirmed(gateway, email="bertil@example.se")
     r = await gateway.client.get(f"/v1/requests/{req_b['id']}/extract.html", params={"lang": "en"}, headers=h)
     html_b = await r.text()
     assert "Bertil &lt;b&gt;Berg&lt;/b&gt; Öström" in html_b and "<b>Berg" not in html_b

@@ -10,7 +10,7 @@ import pytest
 from gateway.rights.deadlines import deadline_for, extended_deadline
 from gateway.store.base import DisclosureFilter
 from tests.conftest import Gateway
-from tests.rights.conftest import anna, bertil, entries, open_request, register
+from tests.rights.conftest import anna, bertil, confirm, entries, open_confirmed, open_request, register
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +23,10 @@ async def test_request_lifecycle_and_deadlines(gateway: Gateway) -> None:
     today = dt.datetime.now(dt.UTC).date()
     assert req["deadline"] == deadline_for(today).isoformat()
     assert req["days_left"] == (deadline_for(today) - today).days
-    assert req["data"]["matched_by"] == ["email", "national_id", "domain"]
+    [candidate] = req["candidates"]
+    assert candidate["matched_by"] == ["national_id", "email", "domain"]
+    assert candidate["registrations"] == 1 and candidate["domains"] == ["exempel.se"]
+    assert candidate["erased"] is False and req["confirmed_subject_ids"] is None
 
     listed = await (await gateway.client.get("/v1/requests", params={"state": "open"}, headers=h)).json()
     assert [r["id"] for r in listed["items"]] == [req["id"]]
@@ -42,33 +45,56 @@ async def test_request_lifecycle_and_deadlines(gateway: Gateway) -> None:
     assert closed["state"] == "closed" and closed["closed_at"] and closed["days_left"] is None
     r = await gateway.client.post(f"/v1/requests/{req['id']}/restrict", json={}, headers=h)
     assert r.status == 409 and (await r.json())["code"] == "request_closed"
-    assert [e["action"] for e in closed["events"]] == ["opened", "subject_found", "extended", "closed"]
+    assert [e["action"] for e in closed["events"]] == ["opened", "candidates_found", "extended", "closed"]
+    # a closed request takes no confirmation either
+    r = await gateway.client.post(f"/v1/requests/{req['id']}/subjects", json={"subject_ids": []}, headers=h)
+    assert r.status == 409 and (await r.json())["code"] == "request_closed"
     listed = await (await gateway.client.get("/v1/requests", params={"state": "closed"}, headers=h)).json()
     assert [r["id"] for r in listed["items"]] == [req["id"]]
 
 
-async def test_a_shared_email_alone_does_not_find_another_person(gateway: Gateway) -> None:
+async def test_a_shared_email_alone_does_not_hand_over_another_persons_data(gateway: Gateway) -> None:
     await register(gateway, anna())
-    # right e-mail, someone else's personnummer: every identifier given must match the same subject
-    req = await open_request(gateway, email="anna.andersson@example.se", national_id="19880320-0016")
-    assert req["subject_id"] is None
-    assert [e["action"] for e in req["events"]] == ["opened", "subject_not_found"]
-    # a domain that is not the subject's does not corroborate either
-    req2 = await open_request(gateway, email="anna.andersson@example.se", domain="annan.se")
-    assert req2["subject_id"] is None
-    # the registry contact id corroborates; a foreign one does not
-    [entry] = await entries(gateway)
-    contact = next(v for k, v in entry["objects"].items() if v.startswith("RG"))
-    found = await open_request(gateway, email="anna.andersson@example.se", contact_id=contact.lower())
-    assert found["subject_id"] == entry["subject_id"]
-    assert (await open_request(gateway, email="anna.andersson@example.se", contact_id="RG-OTHER"))["subject_id"] is None
     h = gateway.tokens.h("privacy")
-    assert (await gateway.client.get("/v1/requests", params={"state": "bogus"}, headers=h)).status == 422
+    [entry] = await entries(gateway)
+    anna_subject = entry["subject_id"]
+    # right e-mail, someone else's personnummer: Anna's record is listed, matched by the e-mail only (not
+    # by the number, not strong, not suggested), and nothing is acted on
+    req = await open_request(gateway, email="anna.andersson@example.se", national_id="19880320-0016")
+    [candidate] = req["candidates"]
+    assert candidate["subject_id"] == anna_subject and candidate["matched_by"] == ["email"]
+    assert candidate["strong"] is False and candidate["suggested"] is False and candidate["confirmed"] is False
+    assert req["subject_id"] is None and req["confirmed_subject_ids"] is None
+    assert [e["action"] for e in req["events"]] == ["opened", "candidates_found"]
+    for action in ("extract", "erase", "restrict", "object"):
+        r = await gateway.client.post(f"/v1/requests/{req['id']}/{action}", json={}, headers=h)
+        assert r.status == 409 and (await r.json())["code"] == "subject_not_confirmed", action
+    r = await gateway.client.get(f"/v1/requests/{req['id']}/extract.json", headers=h)
+    assert r.status == 409
+    r = await gateway.client.post(f"/v1/requests/{req['id']}/rectify", headers=h,
+                                  json={"registrant": anna()["registrant"]})
+    assert r.status == 409 and (await r.json())["code"] == "subject_not_confirmed"
+    # staff decide it is not the person: the extract lists nothing, erasure has nobody to erase
+    done = await confirm(gateway, req, [])
+    assert done["confirmed_subject_ids"] == [] and done["subject_id"] is None
+    x = await (await gateway.client.post(f"/v1/requests/{req['id']}/extract", headers=h)).json()
+    assert x["disclosures"] == [] and x["subject_ids"] == []
     r = await gateway.client.post(f"/v1/requests/{req['id']}/erase", headers=h)
     assert r.status == 409 and (await r.json())["code"] == "subject_not_identified"
-    # an extract for nobody lists nothing
-    x = await (await gateway.client.post(f"/v1/requests/{req['id']}/extract", headers=h)).json()
-    assert x["disclosures"] == []
+    key = await gateway.store.subject_key(anna_subject)
+    assert key is not None and key.wrapped is not None
+    assert [a for a in await gateway.store.access_log(anna_subject) if a["action"] == "rights.extract"] == []
+
+    # a domain that is not the subject's does not corroborate; the registry contact id does (any case)
+    req2 = await open_request(gateway, email="anna.andersson@example.se", domain="annan.se")
+    assert [c["matched_by"] for c in req2["candidates"]] == [["email"]]
+    contact = next(v for k, v in entry["objects"].items() if v.startswith("RG"))
+    found = await open_request(gateway, email="anna.andersson@example.se", contact_id=contact.lower())
+    assert [(c["subject_id"], c["matched_by"]) for c in found["candidates"]] == [
+        (anna_subject, ["contact_id", "email"])]
+    other = await open_request(gateway, email="anna.andersson@example.se", contact_id="RG-OTHER")
+    assert [c["matched_by"] for c in other["candidates"]] == [["email"]]
+    assert (await gateway.client.get("/v1/requests", params={"state": "bogus"}, headers=h)).status == 422
 
 
 async def test_roles_and_problems(gateway: Gateway) -> None:
@@ -80,7 +106,8 @@ async def test_roles_and_problems(gateway: Gateway) -> None:
     assert (await gateway.client.get(f"/v1/requests/{rid}", headers=audit)).status == 200
     assert (await gateway.client.get("/v1/art30", headers=audit)).status == 200
     for method, path in (("POST", "/v1/requests"), ("GET", f"/v1/requests/{rid}/extract.json"),
-                         ("POST", f"/v1/requests/{rid}/erase"), ("POST", "/v1/explain"),
+                         ("POST", f"/v1/requests/{rid}/erase"), ("POST", f"/v1/requests/{rid}/subjects"),
+                         ("POST", "/v1/explain"),
                          ("POST", "/v1/retention/purge")):
         r = await gateway.client.request(method, path, headers=audit, json={})
         assert r.status == 403, path
@@ -117,7 +144,7 @@ async def test_roles_and_problems(gateway: Gateway) -> None:
 async def test_restriction_and_objection_are_enforced_and_lifted(gateway: Gateway) -> None:
     await register(gateway, anna(domain="exempel.se"))
     h = gateway.tokens.h("privacy")
-    req = await open_request(gateway, kind="restriction", email="anna.andersson@example.se")
+    req = await open_confirmed(gateway, kind="restriction", email="anna.andersson@example.se")
     r = await gateway.client.post(f"/v1/requests/{req['id']}/restrict", json={"scope": "all"}, headers=h)
     restricted = await r.json()
     assert r.status == 201, restricted
@@ -145,8 +172,8 @@ async def test_restriction_and_objection_are_enforced_and_lifted(gateway: Gatewa
     await register(gateway, anna(domain="tredje.se"))
     actions = [e["action"] for e in (await (await gateway.client.get(f"/v1/requests/{req['id']}",
                                                                      headers=h)).json())["events"]]
-    assert actions == ["opened", "subject_found", "restricted", "art19_notices", "lifted", "objected",
-                       "art19_notices"]
+    assert actions == ["opened", "candidates_found", "subjects_confirmed", "restricted", "art19_notices", "lifted",
+                       "objected", "art19_notices"]
 
 
 async def test_explain_over_http(gateway: Gateway) -> None:
@@ -161,3 +188,51 @@ async def test_explain_over_http(gateway: Gateway) -> None:
     assert (await r.json())["registration_possible"] is False
     # nothing was sent or logged
     assert await gateway.store.disclosures(DisclosureFilter()) == []
+
+
+async def test_confirming_candidates_over_http(gateway: Gateway) -> None:
+    await register(gateway, anna())
+    await register(gateway, bertil(domain="bertils.se"))
+    h, audit = gateway.tokens.h("privacy"), gateway.tokens.h("auditor")
+    anna_subject = (await entries(gateway))[0]["subject_id"]
+    req = await open_request(gateway, email="anna.andersson@example.se", national_id="19811218-9876",
+                             national_id_scheme="se_personnummer")
+    rid = req["id"]
+    [candidate] = req["candidates"]  # Bertil shares nothing given here
+    assert candidate["subject_id"] == anna_subject and {"national_id", "email"} <= set(candidate["matched_by"])
+    assert candidate["domains"] == ["exempel.se"] and candidate["registrations"] == 1
+    path = f"/v1/requests/{rid}/subjects"
+    # the body is strict: a list of subject ids, nothing else; only candidates; the auditor only reads
+    for body in ({}, {"subject_ids": "x"}, {"subject_ids": ["not-an-id"]}, {"subject_ids": [], "extra": 1}):
+        r = await gateway.client.post(path, json=body, headers=h)
+        assert r.status == 422 and (await r.json())["code"] == "validation_failed", body
+    bertil_subject = next(e["subject_id"] for e in await entries(gateway) if e["subject_id"] != anna_subject)
+    r = await gateway.client.post(path, json={"subject_ids": [bertil_subject]}, headers=h)
+    problem = await r.json()
+    assert r.status == 422 and problem["code"] == "not_a_candidate"
+    assert problem["errors"] == [{"loc": ["subject_ids", 0], "type": "not_a_candidate"}]
+    assert (await gateway.client.post(path, json={"subject_ids": []}, headers=audit)).status == 403
+    assert (await gateway.client.post("/v1/requests/" + "f" * 32 + "/subjects", json={"subject_ids": []},
+                                      headers=h)).status == 404
+    r = await gateway.client.post(f"/v1/requests/{rid}/extract", headers=h)
+    problem = await r.json()
+    assert r.status == 409 and problem["code"] == "subject_not_confirmed"
+    assert problem["title"] == "Confirm which candidate records are the data subject's first"
+
+    r = await gateway.client.post(path, json={"subject_ids": [candidate["subject_id"]]}, headers=h)
+    done = await r.json()
+    assert r.status == 200, done
+    assert done["confirmed_subject_ids"] == [candidate["subject_id"]] and done["subject_id"] == candidate["subject_id"]
+    assert [c["confirmed"] for c in done["candidates"] if c["subject_id"] == candidate["subject_id"]] == [True]
+    # the auditor sees candidates and the decision; the request log holds ids and kinds only
+    view = await (await gateway.client.get(f"/v1/requests/{rid}", headers=audit)).json()
+    assert view["confirmed_subject_ids"] == [candidate["subject_id"]] and view["candidates"]
+    assert view["events"][-1]["action"] == "subjects_confirmed"
+    assert view["events"][-1]["detail"]["matched_by"][0]["matched_by"] == candidate["matched_by"]
+    text = json.dumps(view["events"]) + json.dumps(view["data"])
+    for pii in ("Anna", "anna.andersson", "811218", "Storgatan"):
+        assert pii not in text, pii
+    x = await (await gateway.client.post(f"/v1/requests/{rid}/extract", headers=h)).json()
+    assert {d["leaf"]["subject_id"] for d in x["disclosures"]} == {candidate["subject_id"]}
+    listed = await (await gateway.client.get("/v1/requests", headers=h)).json()
+    assert listed["items"][0]["confirmed_subject_ids"] == [candidate["subject_id"]]

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from gateway.errors import NotFound
+from gateway.errors import NotFound, SubjectNotConfirmed
 from gateway.ledger.checkpoint import CheckpointSigner
 from gateway.ledger.keys import BlindIndexer, KeyRing
 from gateway.models import Registrant
@@ -72,18 +72,19 @@ async def test_requests_and_the_log_search_find_a_subject_alike(rights: tuple[Ri
     service, _ = rights
     company = await _subject(service, FI_ORG)
     for typed in ("2077474-0", "20774740", "FI20774740"):
-        assert await service.find_subjects({"national_id": typed}) == ([company], ["national_id"]), typed
+        assert await service.candidates({"national_id": typed}) == [
+            {"subject_id": company, "matched_by": ["national_id"]}], typed
     req = await _request(service, national_id="FI20774740")
-    assert req["subject_id"] == company
+    assert [c["subject_id"] for c in req["candidates"]] == [company]
     # what nothing can be indexed from matches nobody (no error)
-    assert await service.find_subjects({"national_id": "--"}) == ([], ["national_id"])
+    assert await service.candidates({"national_id": "--"}) == []
 
 
 async def test_rectification_is_pushed_recorded_and_wakes_the_worker(rights: tuple[RightsService, Wakes]) -> None:
     service, wakes = rights
     anna = copy.deepcopy(VALID_BODY["registrant"])
-    await _subject(service, anna)
-    req = await _request(service, email=anna["email"])
+    sid = await _subject(service, anna)
+    req = await service.confirm_subjects((await _request(service, email=anna["email"]))["id"], "staff", [sid])
     corrected = _registrant(anna | {"phone": "+46 8 765 432 10"})
     assert await service.rectify(req["id"], "staff", corrected) == []  # nothing was disclosed yet
     events = [e["action"] for e in await service.store.request_events(req["id"])]
@@ -94,6 +95,9 @@ async def test_rectification_is_pushed_recorded_and_wakes_the_worker(rights: tup
 async def test_rectification_needs_a_subject(rights: tuple[RightsService, Wakes]) -> None:
     service, wakes = rights
     req = await _request(service, email="nobody@example.org")
+    with pytest.raises(SubjectNotConfirmed):
+        await service.rectify(req["id"], "staff", _registrant(VALID_BODY["registrant"]))
+    await service.confirm_subjects(req["id"], "staff", [])
     with pytest.raises(NotFound, match="no subject to rectify"):
         await service.rectify(req["id"], "staff", _registrant(VALID_BODY["registrant"]))
     assert wakes.count == 0

@@ -1,5 +1,6 @@
 """A data-subject access request in a real headless Chromium: log in, open the request through the form
-for a registered subject found by e-mail, produce the Swedish extract, read it, and download its PDF.
+for a registered subject found by e-mail, see her record listed as a candidate with nothing offered on it
+yet, tick it and confirm, produce the Swedish extract, read it, and download its PDF.
 
 As in test_browser.py, playwright's sync API runs in a worker thread while the gateway serves on the
 test's event loop.
@@ -32,6 +33,10 @@ OTHERS = ("exempel.jp", "exempel.cn", "Japan Registry Services", "China Internet
 class Seen:
     request_url: str = ""
     subject: str = ""
+    candidates: list[str] = field(default_factory=list)
+    extract_offered_before: bool = True
+    confirmed_url: str = ""
+    subject_after: str = ""
     events: list[str] = field(default_factory=list)
     extract_title: str = ""
     letter: str = ""
@@ -64,6 +69,16 @@ def drive(base: str, token: str, download_dir: Path) -> Seen:
         page.wait_for_url(re.compile(r"/ui/requests/[0-9a-f]{32}$"))
         seen.request_url = page.url
         seen.subject = page.locator("#subject").inner_text()
+        seen.candidates = [f"{c.get_attribute('data-subject')} {c.get_attribute('data-matched-by')}"
+                           for c in page.locator("tr.candidate").all()]
+        seen.extract_offered_before = page.locator("#extract-form").count() > 0
+
+        # staff tick her record (the identity check showed it is hers) and confirm
+        page.check("#confirm-form input[name=subject_id]")
+        page.click("#confirm-form button[type=submit]")
+        page.wait_for_url(re.compile(r"/ui/requests/[0-9a-f]{32}\?done=confirmed$"))
+        seen.confirmed_url = page.url
+        seen.subject_after = page.locator("#subject").inner_text()
         seen.events = [e.get_attribute("data-action") or "" for e in page.locator("tr.event").all()]
 
         # the extract, in Swedish
@@ -97,8 +112,12 @@ async def test_access_request_and_extract_in_chromium(gateway: Gateway, tmp_path
     seen = await asyncio.to_thread(drive, base, gateway.tokens.privacy, tmp_path)
 
     assert "anna" not in seen.request_url.lower()
-    assert seen.subject.startswith("found (email)")
-    assert seen.events == ["opened", "subject_found"]
+    assert seen.subject.startswith("not confirmed (1 candidate record")
+    [candidate] = seen.candidates
+    anna = candidate.split()[0]
+    assert candidate == f"{anna} email" and seen.extract_offered_before is False
+    assert seen.subject_after.startswith(f"confirmed (1): {anna}")
+    assert seen.events == ["opened", "candidates_found", "subjects_confirmed"]
 
     assert seen.extract_title.startswith("Registerutdrag")
     letter = seen.letter
@@ -121,7 +140,7 @@ async def test_access_request_and_extract_in_chromium(gateway: Gateway, tmp_path
     for other in OTHERS:
         assert other not in text, other
 
-    assert seen.events_after == ["opened", "subject_found", "extract", "extract"]
+    assert seen.events_after == ["opened", "candidates_found", "subjects_confirmed", "extract", "extract"]
     reads = [a for a in await gateway.store.access_log() if a["action"] == "rights.extract"]
     assert len(reads) == 2 and {a["actor"] for a in reads} == {"staff"}
     assert seen.console_errors == []  # no CSP violations: the letter's inline style is not on the page

@@ -1,10 +1,12 @@
 """The data-subject request pages, the Art. 30 record and the explainer, through aiohttp's client: roles,
-CSRF on every action, opening a request through the form, extracts in Swedish and English, erasure's
-typed confirmation, and an explainer that sends nothing."""
+CSRF on every action, opening a request through the form, confirming its candidate records before any
+action, extracts in Swedish and English, erasure's typed confirmation, the log's subject search that never
+merges records, and an explainer that sends nothing."""
 
 from __future__ import annotations
 
 import asyncio
+import csv
 import io
 import json
 import re
@@ -17,9 +19,12 @@ from pypdf import PdfReader
 from gateway.auth import Principal, Role
 from gateway.http.context import SERVICES
 from gateway.http.pages.session import encode_session, new_session
+from gateway.identity import name_address_key, strong_identifier
+from gateway.models import Registrant
 from gateway.rights.recipients import request_deletions
 from gateway.store.base import DisclosureFilter
-from tests.conftest import Gateway
+from tests.conftest import VALID_BODY, Gateway
+from tests.rights.conftest import extra_links
 from tests.web.conftest import register_scenario
 from tests.web.test_pages import csrf_of, key_of, login, page_csrf
 
@@ -27,6 +32,7 @@ pytestmark = pytest.mark.integration
 
 ANNA_EMAIL = "anna.andersson@example.se"
 REQUEST_LINK = re.compile(r"^/ui/requests/([0-9a-f]{32})$")
+CANDIDATE = re.compile(r'<tr class="candidate[^"]*" data-subject="([0-9a-f]{32})" data-matched-by="([a-z_ ]*)"')
 
 
 def app_of(gateway: Gateway) -> web.Application:
@@ -44,11 +50,47 @@ async def open_via_form(gateway: Gateway, expect: int = 303, **fields: str) -> A
     return r
 
 
-async def open_anna(gateway: Gateway) -> str:
+def candidates_of(html: str) -> dict[str, str]:
+    """The request page's candidate records: subject id → how it matched."""
+    return dict(CANDIDATE.findall(html))
+
+
+async def confirm_via_form(gateway: Gateway, rid: str, *subject_ids: str, none: bool = False,
+                           expect: int = 303) -> Any:
+    csrf = await page_csrf(gateway.client, f"/ui/requests/{rid}")
+    data: list[tuple[str, str]] = [("csrf", csrf), *(("subject_id", s) for s in subject_ids)]
+    if none:
+        data.append(("none", "yes"))
+    r = await gateway.client.post(f"/ui/requests/{rid}/subjects", data=data, allow_redirects=False)
+    assert r.status == expect, await r.text()
+    return r
+
+
+async def open_anna(gateway: Gateway, *, confirm: bool = True) -> str:
+    """Anna's access request by e-mail; with ``confirm`` staff tick her one candidate record and confirm."""
     r = await open_via_form(gateway, email=ANNA_EMAIL)
     m = REQUEST_LINK.match(r.headers["Location"])
     assert m, r.headers["Location"]
-    return m.group(1)
+    rid = m.group(1)
+    if confirm:
+        html = await (await gateway.client.get(f"/ui/requests/{rid}")).text()
+        [subject] = candidates_of(html) or [None]  # a request for Anna: her record, matched by e-mail
+        if subject is not None:
+            r = await confirm_via_form(gateway, rid, subject)
+            assert r.headers["Location"] == f"/ui/requests/{rid}?done=confirmed"
+    return rid
+
+
+async def subject_of(gateway: Gateway, recipient: str) -> str:
+    [entry] = await gateway.store.disclosures(DisclosureFilter(recipient=recipient))
+    assert entry.subject_id is not None
+    return entry.subject_id
+
+
+def anna_strong_key() -> str:
+    found = strong_identifier(Registrant.model_validate_json(json.dumps(VALID_BODY["registrant"])))
+    assert found is not None
+    return found[1]
 
 
 async def events(gateway: Gateway, rid: str) -> list[str]:
@@ -68,7 +110,7 @@ def action_paths(rid: str) -> list[tuple[str, dict[str, str]]]:
         (f"{base}/extract", {"lang": "sv"}), (f"{base}/extend", {"reason": "complex request"}),
         (f"{base}/restrict", {"scope": "all"}), (f"{base}/object", {"scope": "marketing"}),
         (f"{base}/lift", {"restriction_id": "0" * 32}), (f"{base}/erase", {"confirm": "ERASE"}),
-        (f"{base}/close", {"outcome": "done"}),
+        (f"{base}/close", {"outcome": "done"}), (f"{base}/subjects", {"none": "yes"}),
     ]
 
 
@@ -98,7 +140,8 @@ async def test_roles(gateway: Gateway) -> None:
         assert (await gateway.client.get(path)).status == 200, path
     html = await (await gateway.client.get(f"/ui/requests/{rid}")).text()
     assert "Only the privacy role can act" in html and 'id="erase-form"' not in html
-    assert 'data-action="subject_found"' in html
+    assert 'data-action="subjects_confirmed"' in html
+    assert len(candidates_of(html)) == 1 and 'id="confirm-form"' not in html and 'type="checkbox"' not in html
     nav = html.split("</nav>")[0]
     assert "/ui/requests" in nav and "/ui/art30" in nav and "/ui/explain" not in nav
     for path in ("/ui/requests/new", "/ui/explain", f"/ui/requests/{rid}/extract.json",
@@ -109,7 +152,7 @@ async def test_roles(gateway: Gateway) -> None:
                          ("/ui/explain", {"tld": "se"})]:
         r = await post(gateway, path, csrf, **fields)
         assert r.status == 403, path
-    assert await events(gateway, rid) == ["opened", "subject_found"]
+    assert await events(gateway, rid) == ["opened", "candidates_found", "subjects_confirmed"]
     assert [a for a in await gateway.store.access_log() if a["action"] == "rights.extract"] == []
 
 
@@ -126,12 +169,115 @@ async def test_every_action_needs_the_sessions_csrf_token(gateway: Gateway) -> N
             r = await post(gateway, path, token, **fields)
             assert r.status == 403, (path, token)
             assert "CSRF" in await r.text()
-    assert await events(gateway, rid) == ["opened", "subject_found"]
+    assert await events(gateway, rid) == ["opened", "candidates_found", "subjects_confirmed"]
     assert len(await gateway.store.requests()) == 1
     assert await gateway.store.restrictions((await gateway.store.requests())[0]["subject_id"]) == []
 
 
 # -- opening and listing ----------------------------------------------------------------------------------
+
+async def test_the_request_page_confirms_candidates_before_any_action(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await register_scenario(gateway)
+    anna, kenji = await subject_of(gateway, "iis-se"), await subject_of(gateway, "jprs-jp")
+    # Anna's record carries her strong identifier; Kenji's shares her e-mail address (say, a reseller's)
+    extra_links(monkeypatch, gateway, ("strong_id", anna_strong_key(), anna), ("email", ANNA_EMAIL, kenji))
+    await login(gateway.client, gateway.tokens.privacy)
+    r = await open_via_form(gateway, email=ANNA_EMAIL, national_id="811218-9876",
+                            national_id_scheme="se_personnummer")
+    rid = r.headers["Location"].rsplit("/", 1)[1]
+    base = f"/ui/requests/{rid}"
+    html = await (await gateway.client.get(base)).text()
+    assert candidates_of(html) == {anna: "strong_id national_id email", kenji: "email"}
+    # the lone strong match is pre-ticked and marked; the e-mail-only match is not; nothing is confirmed yet
+    assert f'value="{anna}" id="candidate-{anna}" checked>' in html
+    assert f'value="{kenji}" id="candidate-{kenji}">' in html
+    assert html.count("suggested: the only record matched by a strong identifier") == 1
+    assert "not confirmed" in html and 'id="confirm-first"' in html
+
+    # posted anyway (a stale page, a crafted form): refused, nothing done
+    csrf = await page_csrf(gateway.client, base)
+    rectify = {"kind": "person", "name": "Anna Andersson", "street": "Nygatan 9", "city": "Stockholm",
+               "country": "SE", "email": ANNA_EMAIL, "phone": "+46 8 123 456 78", "language": "sv"}
+    for path, fields in ((f"{base}/extract", {"lang": "sv"}), (f"{base}/restrict", {"scope": "all"}),
+                         (f"{base}/object", {"scope": "marketing"}), (f"{base}/erase", {"confirm": "ERASE"}),
+                         (f"{base}/rectify", rectify), (f"{base}/lift", {"restriction_id": "0" * 32})):
+        r = await post(gateway, path, csrf, **fields)
+        assert r.status == 409, path
+        assert "Confirm which candidate records are the data subject&#39;s first" in await r.text(), path
+    assert (await gateway.client.get(f"{base}/extract.json")).status == 409
+    assert await events(gateway, rid) == ["opened", "candidates_found"]
+    for sid in (anna, kenji):
+        key = await gateway.store.subject_key(sid)
+        assert key is not None and key.wrapped is not None
+        assert await gateway.store.restrictions(sid) == []
+    assert [a for a in await gateway.store.access_log() if a["action"] == "rights.extract"] == []
+
+    # only candidates, and either records or "none of these"
+    r = await confirm_via_form(gateway, rid, "0" * 32, expect=422)
+    assert "Only candidate records of this request can be confirmed" in await r.text()
+    await confirm_via_form(gateway, rid, anna, none=True, expect=400)
+    assert await events(gateway, rid) == ["opened", "candidates_found"]
+
+    await confirm_via_form(gateway, rid, anna)
+    html = await (await gateway.client.get(base)).text()
+    assert f'value="{anna}" id="candidate-{anna}" checked>' in html and 'id="erase-form"' in html
+    assert f'value="{kenji}" id="candidate-{kenji}">' in html and "suggested:" not in html
+    [event] = [e for e in await gateway.store.request_events(rid) if e["action"] == "subjects_confirmed"]
+    assert event["detail"]["subject_ids"] == [anna]
+    detail = html.split('data-action="subjects_confirmed"')[1].split("</tr>")[0]
+    assert "strong_id + national_id + email" in detail
+    letter = (await (await post(gateway, f"{base}/extract", csrf, lang="en")).text()).split('id="letter"')[1]
+    assert "Anna Andersson" in letter and "Kenji" not in letter and "Japan Registry" not in letter
+
+
+async def test_the_form_finds_by_phone_and_by_name_with_address(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The form's phone (any spacing) and name with postal address (any case, street lines, postal code
+    with or without its space) reach the index as registrations store them."""
+    await register_scenario(gateway)
+    anna, kenji = await subject_of(gateway, "iis-se"), await subject_of(gateway, "jprs-jp")
+    extra_links(monkeypatch, gateway, ("phone", "+46812345678", anna), ("phone", "+46812345678", kenji),
+                ("name_address", name_address_key("Anna Andersson", ["Storgatan 1"], "111 22", "SE"), anna))
+    await login(gateway.client, gateway.tokens.privacy)
+    r = await open_via_form(gateway, phone="+46 8 123 456 78", name="ANNA  andersson", street="Storgatan 1\n",
+                            postal_code="11122", country="se")
+    html = await (await gateway.client.get(r.headers["Location"])).text()
+    assert candidates_of(html) == {anna: "phone name_address", kenji: "phone"}
+    assert "suggested:" not in html and " checked>" not in html  # no strong match: nothing pre-ticked
+    r = await open_via_form(gateway, 422, phone="08-123 456 78")
+    assert "identifiers.phone" in await r.text()
+
+
+async def test_the_log_search_never_merges_records_sharing_an_identifier(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await register_scenario(gateway)
+    anna, kenji = await subject_of(gateway, "iis-se"), await subject_of(gateway, "jprs-jp")
+    extra_links(monkeypatch, gateway, ("email", ANNA_EMAIL, kenji))  # Kenji's record shares Anna's address
+    await login(gateway.client, gateway.tokens.privacy)
+    csrf = await page_csrf(gateway.client)
+    r = await gateway.client.post("/ui/disclosures", allow_redirects=False,
+                                  data={"csrf": csrf, "subject": ANNA_EMAIL, "outcome": "delivered"})
+    html = await r.text()
+    assert r.status == 200 and "anna" not in str(r.url).lower()
+    choices = dict(re.findall(r'<li class="subject-choice" data-subject="([0-9a-f]{32})"><a href="([^"]+)"', html))
+    assert set(choices) == {anna, kenji}
+    assert "data-recipient" not in html and 'id="export"' not in html  # no rows of both, no CSV of both
+    for sid, href in choices.items():
+        assert href.replace("&amp;", "&") == f"/ui/disclosures?outcome=delivered&subject_id={sid}"
+    page = await (await gateway.client.get(choices[kenji].replace("&amp;", "&"))).text()
+    assert re.findall(r'data-recipient="([a-z0-9-]+)"', page) == ["jprs-jp"]
+    export = page.split('id="export" href="')[1].split('"')[0].replace("&amp;", "&")
+    rows = list(csv.DictReader(io.StringIO((await (await gateway.client.get(export)).read()).decode("utf-8-sig"))))
+    assert {row["subject_id"] for row in rows} == {kenji} and [row["recipient"] for row in rows] == ["jprs-jp"]
+    # one record: straight to its rows, as before
+    r = await gateway.client.post("/ui/disclosures", allow_redirects=False,
+                                  data={"csrf": csrf, "subject": "811218-9876"})
+    assert r.status == 303 and r.headers["Location"] == f"/ui/disclosures?subject_id={anna}"
+
 
 async def test_open_a_request_through_the_form_and_see_it(gateway: Gateway) -> None:
     await register_scenario(gateway)
@@ -139,6 +285,9 @@ async def test_open_a_request_through_the_form_and_see_it(gateway: Gateway) -> N
     form = await (await gateway.client.get("/ui/requests/new")).text()
     for kind in ("access", "rectification", "erasure", "restriction", "objection"):
         assert f'<option value="{kind}"' in form
+    for field in ("email", "national_id", "phone", "name", "postal_code", "country", "contact_id", "domain"):
+        assert f'name="{field}"' in form, field
+    assert '<textarea name="street"' in form and 'id="candidates-hint"' in form
 
     r = await open_via_form(gateway, kind="erasure", channel="letter", email=" Anna.Andersson@EXAMPLE.se",
                             national_id="811218-9876", domain="exempel.se")
@@ -149,29 +298,62 @@ async def test_open_a_request_through_the_form_and_see_it(gateway: Gateway) -> N
     rid = m.group(1)
     html = await (await gateway.client.get(location)).text()
     assert '<dd id="kind">erasure</dd>' in html and '<dd id="state">open</dd>' in html
+    # her record is a candidate, with how it matched; nothing is offered on it before staff confirm
     [row] = await gateway.store.requests()
-    assert row["subject_id"] and row["subject_id"] in html
-    assert re.search(r'id="subject">found \(email \+ national_id \+ domain\)', html)
-    assert 'data-action="opened"' in html and 'data-action="subject_found"' in html
+    assert row["subject_id"] is None
+    [(subject, matched)] = candidates_of(html).items()
+    assert matched == "national_id email domain"
+    assert re.search(r'id="subject"><strong>not confirmed</strong> <small>\(1 candidate record:', html)
+    assert 'id="confirm-form"' in html and f'value="{subject}"' in html and 'id="confirm-first"' in html
+    for action in ("extract", "restrict", "object", "rectify", "erase"):
+        assert f'id="{action}-form"' not in html, action
+    assert 'id="close-form"' in html and 'id="extend-form"' in html
+    assert 'data-action="opened"' in html and 'data-action="candidates_found"' in html
+    opened = (await gateway.store.request_events(rid))[0]["detail"]
+    assert opened["identifiers_given"] == ["domain", "email", "national_id"]  # not the form's default country
     assert re.search(r"(28|29|30|31) days left", html)
     assert row["deadline"] in html
+    listing = await (await gateway.client.get("/ui/requests")).text()
+    assert "1 candidate to confirm" in listing.split(f'data-id="{rid}"')[1].split("</tr>")[0]
+
+    r = await confirm_via_form(gateway, rid, subject)
+    html = await (await gateway.client.get(r.headers["Location"])).text()
+    assert 'id="notice"' in html and 'id="subject">confirmed (1):' in html
+    assert f'id="confirmed-log" href="/ui/disclosures?subject_id={subject}"' in html
+    for action in ("extract", "restrict", "object", "rectify", "erase"):
+        assert f'id="{action}-form"' in html, action
+    assert 'id="confirm-first"' not in html and 'data-action="subjects_confirmed"' in html
     for value in ("Anna", "811218", "anna.andersson"):  # what the person gave is not stored nor shown
         assert value not in html
         assert value not in json.dumps(await gateway.store.request_events(rid))
+        assert value not in json.dumps(await gateway.store.requests())
 
     listing = await (await gateway.client.get("/ui/requests")).text()
     assert f'data-id="{rid}"' in listing and 'data-kind="erasure"' in listing
+    assert "confirmed (1)" in listing.split(f'data-id="{rid}"')[1].split("</tr>")[0]
     assert 'id="new-request"' in listing
 
-    # a person nobody registered: opened, subject not found, only extract and close offered
+    # a person nobody registered: opened with no candidate; staff confirm that no record is theirs, after
+    # which only the (empty) extract and closing are offered
     r = await open_via_form(gateway, email="nobody@example.org")
-    html = await (await gateway.client.get(r.headers["Location"])).text()
-    assert "<strong>not found</strong>" in html and 'id="no-subject-actions"' in html
+    nobody = r.headers["Location"]
+    html = await (await gateway.client.get(nobody)).text()
+    assert 'id="no-candidates"' in html and candidates_of(html) == {} and 'id="extract-form"' not in html
+    nobody_id = nobody.rsplit("/", 1)[1]
+    r = await confirm_via_form(gateway, nobody_id, expect=400)  # neither ticks nor "none of these"
+    assert "none of these" in await r.text()
+    await confirm_via_form(gateway, nobody_id, none=True)
+    html = await (await gateway.client.get(nobody)).text()
+    assert 'id="subject">confirmed: <strong>none</strong>' in html and 'id="no-subject-actions"' in html
     assert 'id="erase-form"' not in html and 'id="restrict-form"' not in html and 'id="close-form"' in html
+    assert 'id="extract-form"' in html
 
-    # no identifier: the form again, with the error, nothing opened
+    # no identifier: the form again, with the error, nothing opened; name and address only together
     r = await open_via_form(gateway, 422, domain="exempel.se")
     assert 'id="form-error"' in await r.text()
+    r = await open_via_form(gateway, 422, name="Anna Andersson", email="")
+    text = await r.text()
+    assert 'id="form-error"' in text and "identifiers.street" in text and 'value="Anna Andersson"' in text
     r = await open_via_form(gateway, 400, kind="portability", email=ANNA_EMAIL)
     assert len(await gateway.store.requests()) == 2
 
@@ -243,7 +425,8 @@ async def test_extract_pages_in_swedish_and_english(gateway: Gateway) -> None:
     assert (await post(gateway, f"/ui/requests/{rid}/extract", csrf, lang="de")).status == 400
 
     # every extract is a step in the request's log and a logged read
-    assert await events(gateway, rid) == ["opened", "subject_found", "extract", "extract", "extract", "extract"]
+    assert await events(gateway, rid) == ["opened", "candidates_found", "subjects_confirmed", "extract", "extract",
+                                          "extract", "extract"]
     reads = [a for a in await gateway.store.access_log() if a["action"] == "rights.extract"]
     assert len(reads) == 4 and {a["object_id"] for a in reads} == {rid}
     detail = await (await gateway.client.get(f"/ui/requests/{rid}")).text()
@@ -310,8 +493,8 @@ async def test_actions_and_the_event_log(gateway: Gateway) -> None:
     assert 'id="close-form"' not in html and 'id="extract-form"' in html
     assert (await post(gateway, f"{base}/restrict", csrf, scope="all")).status == 409
 
-    steps = ["opened", "subject_found", "extended", "restricted", "art19_notices", "objected", "art19_notices",
-             "lifted", "erased", "closed"]
+    steps = ["opened", "candidates_found", "subjects_confirmed", "extended", "restricted", "art19_notices",
+             "objected", "art19_notices", "lifted", "erased", "closed"]
     assert await events(gateway, rid) == steps
     for action in steps:
         assert f'data-action="{action}"' in html, action
@@ -420,7 +603,7 @@ async def test_explainer_shows_what_would_go_where_and_sends_nothing(gateway: Ga
                                                                              "id_value": "19811218-9875"}))
     html = await r.text()
     assert r.status == 422 and 'id="field-errors"' in html and "<code>email</code>" in html
-    assert "<code>national_id</code>" in html and 'data-recipient="iis-se"' not in html
+    assert "<code>national_id.value</code>" in html and 'data-recipient="iis-se"' not in html
     r = await post(gateway, "/ui/explain", csrf, tld="zz", **EXPLAIN_ANNA)
     assert r.status == 422 and "no recipient policy for .zz" in await r.text()
     r = await post(gateway, "/ui/explain", csrf, tld="se", **(EXPLAIN_ANNA | {"id_scheme": ""}))

@@ -2,6 +2,11 @@
 
 Bodies are validated strictly (unknown fields rejected); problems name fields, never values.  The
 extract endpoints return decrypted personal data and are never cached.
+
+A request is opened with what the person gave; its view lists the candidate records those identifiers
+match, with how each matched.  ``POST /v1/requests/{id}/subjects`` is the staff's confirmation of which
+candidates are the person's; every action on the person's data (extract, erase, restrict, object,
+lift, rectify) acts on exactly those and answers ``409 subject_not_confirmed`` before.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from gateway.errors import ValidationFailed
 from gateway.http.context import principal, read_json, services, validation_problem
 from gateway.http.problems import json_response
 from gateway.models import Registrant
-from gateway.rights.service import RightsService
+from gateway.rights.service import MAX_CANDIDATES, RightsService
 
 routes = web.RouteTableDef()
 
@@ -29,12 +34,30 @@ class _Body(BaseModel):
                               hide_input_in_errors=True)
 
 
+StreetLine = Annotated[str, Field(min_length=1, max_length=255)]
+
+
 class Identifiers(_Body):
+    """What the person gave; any one of them lists candidates (name and address only together)."""
+
     email: Annotated[str, Field(min_length=3, max_length=254)] | None = None
     national_id: Annotated[str, Field(min_length=1, max_length=32)] | None = None
     national_id_scheme: Annotated[str, Field(max_length=32)] | None = None
     contact_id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
     domain: Annotated[str, Field(min_length=1, max_length=253)] | None = None
+    phone: Annotated[str, Field(min_length=3, max_length=32)] | None = None
+    name: Annotated[str, Field(min_length=1, max_length=255)] | None = None
+    street: StreetLine | Annotated[list[StreetLine], Field(min_length=1, max_length=3)] | None = None
+    postal_code: Annotated[str, Field(min_length=1, max_length=16)] | None = None
+    country: Annotated[str, Field(pattern=r"^[A-Za-z]{2}$")] | None = None
+
+    def as_service_identifiers(self) -> dict[str, str]:
+        """The given identifiers as the service takes them (street lines joined by newlines)."""
+        out: dict[str, str] = {}
+        for k, v in self.model_dump().items():
+            if v is not None:
+                out[k] = "\n".join(v) if isinstance(v, list) else v
+        return out
 
 
 class OpenRequest(_Body):
@@ -43,6 +66,12 @@ class OpenRequest(_Body):
     identity_check: Short
     verified_by: Annotated[str, Field(min_length=1, max_length=80)]
     identifiers: Identifiers
+
+
+class ConfirmSubjects(_Body):
+    """The candidates staff confirmed as the person's; ``[]`` says none of them is."""
+
+    subject_ids: Annotated[list[Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]], Field(max_length=MAX_CANDIDATES)]
 
 
 class ExtendBody(_Body):
@@ -134,7 +163,7 @@ _RID = "/v1/requests/{request_id}"
 async def open_request(request: web.Request) -> web.Response:
     p = _privacy(request)
     b = await _body(request, OpenRequest)
-    ids = {k: v for k, v in b.identifiers.model_dump().items() if v is not None}
+    ids = b.identifiers.as_service_identifiers()
     out = await _rights(request).open_request(
         kind=b.kind, channel=b.channel, identity_check=b.identity_check, verified_by=b.verified_by,
         actor=p.name, identifiers=ids,
@@ -156,6 +185,13 @@ async def list_requests(request: web.Request) -> web.Response:
 async def get_request(request: web.Request) -> web.Response:
     _staff(request)
     return json_response(await _rights(request).get(_request_id(request)))
+
+
+@routes.post(f"{_RID}/subjects")
+async def confirm_subjects(request: web.Request) -> web.Response:
+    """Staff confirm which candidate records are the person's (only candidates; ``[]`` for none)."""
+    rights, request_id, actor, b = await _action(request, ConfirmSubjects)
+    return json_response(await rights.confirm_subjects(request_id, actor, list(b.subject_ids)))
 
 
 @routes.post(f"{_RID}/extend")

@@ -1,10 +1,15 @@
 """Data-subject requests for staff: the list (deadlines, overdue first), opening a request, and one
-request with its full event log and the actions on it (Art. 15 extract, Art. 12(3) extension, Art. 18
-restriction, Art. 21 objection, lifting, Art. 17 erasure, closing).
+request with its candidate records, its full event log and the actions on it (confirming whose records
+these are, Art. 15 extract, Art. 12(3) extension, Art. 18 restriction, Art. 21 objection, lifting,
+Art. 17 erasure, Art. 16 rectification, closing).
 
 Every action is a POST form with the session's CSRF token and goes through ``RightsService``, which
 writes the request event; the privacy role acts, the auditor only reads.  Identifiers a person gives
 are POSTed, never put in a URL, and only used for the blind-index lookup (never stored).
+
+The identifiers only list candidates; staff tick the records that are the person's (a lone candidate
+matched by a strong identifier comes pre-ticked) and confirm, and only then are the actions on the
+person's data offered.  The service refuses them before confirmation whatever the page shows.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from typing import Any, Literal, cast
+from urllib.parse import urlencode
 
 from aiohttp import web
 from markupsafe import Markup
@@ -28,6 +34,9 @@ from gateway.models import IdScheme
 from gateway.rights.service import REQUEST_KINDS, RequestKind
 
 CHANNELS = ("email", "letter", "web_form", "phone", "in_person")
+#: The identifiers the form takes, in the service's names (``street`` one line per line of the address).
+IDENTIFIER_FIELDS = ("email", "national_id", "national_id_scheme", "phone", "name", "street", "postal_code",
+                     "country", "contact_id", "domain")
 STATES = ("open", "closed", "all")
 ERASE_WORD = "ERASE"
 DUE_SOON_DAYS = 7
@@ -66,6 +75,10 @@ def due_class(row: dict[str, Any]) -> str:
     return "due-soon" if d <= DUE_SOON_DAYS else "due-later"
 
 
+def _plain(value: Any) -> str:
+    return " + ".join(str(v) for v in value) if isinstance(value, list | tuple) else str(value)
+
+
 def detail_pairs(detail: Any) -> list[tuple[str, Any]]:
     """An event's detail as (key, value) pairs for the template (values: str or list of str)."""
     if not isinstance(detail, dict):
@@ -73,8 +86,8 @@ def detail_pairs(detail: Any) -> list[tuple[str, Any]]:
     out: list[tuple[str, Any]] = []
     for k, v in detail.items():
         if isinstance(v, list | tuple):
-            out.append((str(k), [", ".join(f"{a}: {b}" for a, b in x.items()) if isinstance(x, dict) else str(x)
-                                 for x in v]))
+            out.append((str(k), [", ".join(f"{a}: {_plain(b)}" for a, b in x.items()) if isinstance(x, dict)
+                                 else str(x) for x in v]))
         elif isinstance(v, bool):
             out.append((str(k), "yes" if v else "no"))
         elif isinstance(v, dict):
@@ -82,6 +95,15 @@ def detail_pairs(detail: Any) -> list[tuple[str, Any]]:
         else:
             out.append((str(k), "—" if v is None else str(v)))
     return out
+
+
+def subject_state(row: dict[str, Any]) -> str:
+    """Where a request stands on who it is about, for the list."""
+    confirmed = row.get("confirmed_subject_ids")
+    if confirmed is not None:
+        return f"confirmed ({len(confirmed)})" if confirmed else "confirmed: none"
+    n = int(row.get("candidate_count") or 0)
+    return f"{n} candidate{'s' if n != 1 else ''} to confirm" if n else "no candidate found"
 
 
 # -- list --------------------------------------------------------------------------------------------------
@@ -93,10 +115,10 @@ async def list_page(request: web.Request, session: Session) -> web.StreamRespons
     if state not in STATES:
         return render(request, "requests.html", session, status=400, rows=[], state="open",
                       error="'state' must be open, closed or all", states=STATES, due_text=due_text,
-                      due_class=due_class)
+                      due_class=due_class, subject_state=subject_state)
     rows = await rights.list(None if state == "all" else state)
     return render(request, "requests.html", session, rows=rows, state=state, error=None, states=STATES,
-                  due_text=due_text, due_class=due_class)
+                  due_text=due_text, due_class=due_class, subject_state=subject_state)
 
 
 # -- open ------------------------------------------------------------------------------------------------
@@ -109,19 +131,20 @@ def _new_context() -> dict[str, Any]:
 @page(Role.PRIVACY)
 async def new_get(request: web.Request, session: Session) -> web.StreamResponse:
     return render(request, "request_new.html", session, f={"kind": "access", "channel": "email",
-                                                           "verified_by": session.name},
+                                                           "verified_by": session.name, "country": "SE"},
                   error=None, **_new_context())
 
 
 @page(Role.PRIVACY)
 async def new_post(request: web.Request, session: Session) -> web.StreamResponse:
     form = await checked_form(request, session)
-    keys = ("kind", "channel", "identity_check", "verified_by", "email", "national_id", "national_id_scheme",
-            "domain")
-    f = {k: form.get(k, "").strip() for k in keys}
-    identifiers = {k: f[k] for k in ("email", "national_id", "national_id_scheme", "domain") if f[k]}
+    f = {k: form.get(k, "").strip() for k in ("kind", "channel", "identity_check", "verified_by", *IDENTIFIER_FIELDS)}
+    identifiers = {k: f[k] for k in IDENTIFIER_FIELDS if f[k]}
     if "national_id_scheme" in identifiers and "national_id" not in identifiers:
         del identifiers["national_id_scheme"]
+    passport = identifiers.get("national_id_scheme") == IdScheme.PASSPORT.value
+    if "country" in identifiers and not (passport or identifiers.keys() & {"name", "street", "postal_code"}):
+        del identifiers["country"]  # the form's default country is used only with an address or a passport
     try:
         if f["kind"] not in REQUEST_KINDS:
             raise BadInput("choose the kind of request")
@@ -143,27 +166,24 @@ async def _detail(request: web.Request, session: Session, *, status: int = 200, 
     rights = services(request).rights
     req = await rights.get(_request_id(request))
     data = req.get("data") or {}
+    confirmed = req.get("confirmed_subject_ids")
     restrictions: list[dict[str, Any]] = []
-    if req.get("subject_id"):
-        restrictions = await rights.store.restrictions(str(req["subject_id"]))
+    for sid in confirmed or []:
+        restrictions += await rights.store.restrictions(sid)
     pols = rights.policies.recipients
+    log_query = urlencode([("subject_id", s) for s in confirmed or []])
     return render(
         request, "request.html", session, status=status, req=req, data=data, error=error, notice=notice,
         restrictions=restrictions, recipients=sorted((rid, p.name) for rid, p in pols.items()),
         marketing=sorted(rid for rid, p in pols.items() if "marketing" in p.purposes),
         can_act=session.role is Role.PRIVACY, erase_word=ERASE_WORD, due_text=due_text, due_class=due_class(req),
-        pairs=detail_pairs, subject_ids=subject_ids(req), f={}, schemes=[s.value for s in IdScheme],
+        pairs=detail_pairs, confirmed=confirmed, subject_ids=confirmed or [], candidates=req["candidates"],
+        log_query=log_query, f={}, schemes=[s.value for s in IdScheme],
     )
 
 
-def subject_ids(req: dict[str, Any]) -> list[str]:
-    ids = [str(s) for s in (req.get("data") or {}).get("subject_ids") or []]
-    if req.get("subject_id") and req["subject_id"] not in ids:
-        ids.insert(0, str(req["subject_id"]))
-    return ids
-
-
 NOTICES = {
+    "confirmed": "Confirmed. The actions below act on exactly the records ticked; the others are left alone.",
     "rectified": "The corrected data was queued, minimised, to every recipient of the old data (Art. 16, 19). "
                  "The log lists recipients that cannot be updated: tell them directly.",
     "extended": "The deadline was extended. Tell the data subject, with the reasons, within the first month.",
@@ -205,9 +225,17 @@ async def _act(request: web.Request, session: Session, action: str, form: MultiD
         if form.get("confirm", "").strip() != ERASE_WORD:
             raise ConfirmationMissing(f"type {ERASE_WORD} in the confirmation field to erase")
         await rights.erase(rid, who)
+    elif action == "subjects":
+        chosen = [s.strip() for s in form.getall("subject_id", [])]
+        none = form.get("none", "").strip() == "yes"
+        if none and chosen:
+            raise BadInput("tick the records that are the person's, or 'none of these', not both")
+        if not none and not chosen:
+            raise BadInput("tick the records that are the person's, or 'none of these' if no record is")
+        await rights.confirm_subjects(rid, who, chosen)
     elif action == "rectify":
-        if not (await rights.get(rid)).get("subject_id"):  # said as a form problem, not the API's 404
-            raise BadInput("no data subject was found for this request")
+        if (await rights.get(rid)).get("confirmed_subject_ids") == []:  # a form problem, not the API's 404
+            raise BadInput("staff confirmed that no record is the person's: there is nothing to rectify")
         await rights.rectify(rid, who, registrant_from_form(form))
     elif action == "close":
         await rights.close(rid, who, form.get("outcome", ""))
@@ -231,8 +259,8 @@ def action_handler(action: str, done: str) -> Handler:
     return handler
 
 
-ACTIONS = {"extend": "extended", "restrict": "restricted", "object": "objected", "lift": "lifted",
-           "erase": "erased", "rectify": "rectified", "close": "closed"}
+ACTIONS = {"subjects": "confirmed", "extend": "extended", "restrict": "restricted", "object": "objected",
+           "lift": "lifted", "erase": "erased", "rectify": "rectified", "close": "closed"}
 
 
 # -- the Art. 15 extract ------------------------------------------------------------------------------------
@@ -256,9 +284,9 @@ async def extract_post(request: web.Request, session: Session) -> web.StreamResp
     rid = _request_id(request)
     try:
         lang = _lang(form.get("lang"))
+        extract = await rights.extract(rid, session.name, lang)
     except InputError as err:
         return await _detail(request, session, status=err.status, error=err.detail)
-    extract = await rights.extract(rid, session.name, lang)
     registrations: dict[str, dict[str, Any]] = {}
     for sid in extract["subject_ids"]:
         for reg in await rights.store.subject_registrations(sid):
