@@ -1,6 +1,8 @@
-"""``gateway ledger …`` and ``gateway keys …``: verify, checkpoint, prove, rotate.
+"""``gateway ledger …`` and ``gateway keys …``: verify, checkpoint, prove, audit, rotate.
 
-``verify`` needs only the store and the checkpoint public key: it is what an auditor runs.
+``verify`` needs only the store, the checkpoint public key and the retention periods: it is what an
+auditor with database access runs.  ``audit`` needs only HTTP, a token and a checkpoint the auditor kept:
+it is the rollback check for everyone else (exit 0 consistent, 1 refuted, 2 could not check).
 """
 
 from __future__ import annotations
@@ -8,17 +10,29 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import datetime as dt
 import json
+import os
 import sys
+import tempfile
 from pathlib import Path
+from typing import Any
 
+import httpx
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from gateway.ledger.checkpoint import load_or_create_signing_key
+from gateway.errors import ConfigError
+from gateway.ledger.audit import AuditFailed, check_extension, load_checkpoint, refutation
+from gateway.ledger.checkpoint import SignedCheckpoint, load_or_create_signing_key, verify_checkpoint
 from gateway.ledger.keys import KeyRing
-from gateway.services.ledger import verify_store
+from gateway.rights.config import load_retention
+from gateway.services.ledger import RetentionRule, verify_store
 from gateway.settings import Settings
+
+#: Exit codes of ``gateway ledger audit``.
+AUDIT_OK, AUDIT_REFUTED, AUDIT_UNCHECKED = 0, 1, 2
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -27,6 +41,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     verify = lsub.add_parser("verify", help="recompute every hash and checkpoint; name the first bad entry")
     verify.add_argument("--public-key", type=Path, help="checkpoint public key (PEM); default: from the signing key")
     verify.add_argument("--quiet", action="store_true", help="no progress bar")
+    verify.add_argument("--config-dir", type=Path,
+                        help="where retention.yaml is (default: GATEWAY_CONFIG_DIR); values missing before their "
+                        "purpose's retention period ran out are reported")
     lsub.add_parser("checkpoint", help="issue a signed checkpoint now and print it")
     prove = lsub.add_parser("prove", help="inclusion proof of an entry against a checkpoint (JSON)")
     prove.add_argument("--entry", required=True)
@@ -35,6 +52,24 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     cons.add_argument("--from", dest="old", type=int, required=True)
     cons.add_argument("--to", dest="new", type=int, required=True)
     lsub.add_parser("public-key", help="print the checkpoint public key (PEM)")
+    audit = lsub.add_parser(
+        "audit", help="rollback check against a running gateway: prove a checkpoint you kept is in its head",
+        description="Asks the gateway at --url for a consistency proof from the kept checkpoint's size and root "
+        "to its current head, and checks the head's signature and the proof here.  Exit 0: consistent; 1: "
+        "refuted (rollback, fork, bad signature); 2: could not check (network, token, file).")
+    audit.add_argument("--checkpoint", type=Path, required=True,
+                       help="the kept checkpoint: the JSON the API serves for one (an item of GET "
+                       "/v1/ledger/checkpoints, or the POST answer), or the signed note `ledger checkpoint` prints")
+    audit.add_argument("--url", required=True, help="the gateway's base URL, e.g. https://gateway.example:8080")
+    audit.add_argument("--public-key", type=Path,
+                       help="checkpoint public key (PEM); default: the gateway's, accepted only if it verifies the "
+                       "kept checkpoint")
+    audit.add_argument("--token-file", type=Path,
+                       help="file holding an auditor or privacy bearer token (default: GATEWAY_TOKEN); never "
+                       "on the command line, where other users can read it")
+    audit.add_argument("--update", action="store_true",
+                       help="after a successful check, replace the checkpoint file by the new signed head")
+    audit.add_argument("--timeout", type=float, default=30.0, help="HTTP timeout in seconds")
     keys = sub.add_parser("keys", help="key-encryption keys")
     ksub = keys.add_subparsers(dest="keys_cmd", required=True)
     rot = ksub.add_parser("rotate", help="new active KEK; re-wrap every subject key; entries untouched")
@@ -49,21 +84,147 @@ async def _verify(settings: Settings, args: argparse.Namespace) -> int:
         public_key = serialization.load_pem_public_key(args.public_key.read_bytes())
     else:
         public_key = load_or_create_signing_key(settings.resolved_signing_key()).public_key
+    config_dir = args.config_dir or settings.config_dir
+    retention = None
+    if (config_dir / "retention.yaml").exists():
+        retention = retention_rule(config_dir)
+    else:  # e.g. an auditor's copy of the database without the configuration
+        print(f"warning: no retention.yaml in {config_dir}: values missing from entries are taken for retention "
+              "purges, not checked against their periods", file=sys.stderr)
     store = await open_store(settings)
     try:
         head = await store.head()
         with Progress(TextColumn("verifying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                       disable=args.quiet, transient=True) as bar:
             task = bar.add_task("leaves", total=head.size)
-            report = await verify_store(store, public_key, lambda done, total: bar.update(task, completed=done))
+            report = await verify_store(store, public_key, lambda done, total: bar.update(task, completed=done),
+                                        retention=retention)
     finally:
         await store.close()
     if report.ok:
         print(f"ok: {report.entries} entries, {report.checkpoints} checkpoints verified")
         return 0
-    where = f" (leaf {report.bad_leaf_index}, entry {report.bad_entry_id})" if report.bad_entry_id else ""
+    where = ""
+    if report.bad_leaf_index is not None or report.bad_entry_id is not None:
+        where = f" (leaf {report.bad_leaf_index}, entry {report.bad_entry_id or 'unreadable id'})"
     print(f"CORRUPT: {report.problem}{where}", file=sys.stderr)
     return 1
+
+
+def retention_rule(config_dir: Path) -> RetentionRule:
+    """The retention job's rule from ``retention.yaml``: when an entry's values may first be purged."""
+    config = load_retention(config_dir)
+
+    def rule(purpose: str, recorded_at: dt.datetime) -> dt.datetime | None:
+        cfg = config.purposes.get(purpose)
+        return None if cfg is None else cfg.expires(recorded_at)
+
+    return rule
+
+
+# -- the rollback check -------------------------------------------------------------------------------
+
+
+def _token(args: argparse.Namespace) -> str:
+    if args.token_file is not None:
+        token = Path(args.token_file).read_text().strip()
+    else:
+        token = os.environ.get("GATEWAY_TOKEN", "").strip()
+    if not token:
+        raise ConfigError("a bearer token is needed: --token-file FILE or GATEWAY_TOKEN")
+    return token
+
+
+def _load_public_key(pem: bytes) -> Ed25519PublicKey:
+    key = serialization.load_pem_public_key(pem)
+    if not isinstance(key, Ed25519PublicKey):
+        raise ValueError("the checkpoint public key must be Ed25519")
+    return key
+
+
+def _problem(resp: httpx.Response) -> dict[str, Any]:
+    try:
+        body = resp.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _write_checkpoint(path: Path, signed: SignedCheckpoint) -> None:
+    """Replace the kept checkpoint atomically: a crash leaves the old one or the new one, never half."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(signed.to_json(), f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def audit(args: argparse.Namespace) -> int:
+    """``gateway ledger audit``: 0 when the gateway proves the kept checkpoint is in its signed head, 1 when
+    its answer refutes it (rollback, fork, bad signature), 2 when no check was possible."""
+    try:
+        kept = load_checkpoint(args.checkpoint.read_text())
+        token = _token(args)
+        key = _load_public_key(args.public_key.read_bytes()) if args.public_key else None
+        url = httpx.URL(args.url)
+    except (OSError, ValueError, ConfigError, httpx.InvalidURL) as exc:
+        print(f"cannot audit: {getattr(exc, 'detail', exc)}", file=sys.stderr)
+        return AUDIT_UNCHECKED
+    cp = kept.checkpoint
+    if url.scheme != "https" and url.host not in ("127.0.0.1", "::1", "localhost"):
+        print("warning: the token goes to the gateway unencrypted (http://); use https:// beyond this host",
+              file=sys.stderr)
+    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+    try:
+        with httpx.Client(base_url=url, headers=headers, timeout=args.timeout) as client:
+            if key is None:
+                resp = client.get("/v1/ledger/public-key")
+                resp.raise_for_status()
+                key = _load_public_key(str(resp.json()["public_key_pem"]).encode())
+            if not verify_checkpoint(kept, key):
+                whose = "the given" if args.public_key else "the gateway's"
+                print(f"REFUTED: the kept checkpoint (size {cp.size}, key {kept.key_id}) is not signed by {whose} "
+                      "key", file=sys.stderr)
+                return AUDIT_REFUTED
+            resp = client.get("/v1/ledger/audit", params={"size": str(cp.size),
+                                                          "root": base64.b64encode(cp.root).decode()})
+    except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+        print(f"cannot audit: the gateway did not answer usefully ({type(exc).__name__})", file=sys.stderr)
+        return AUDIT_UNCHECKED
+    problem = _problem(resp) if resp.status_code >= 400 else {}
+    if resp.status_code == 409 and problem.get("code") == "ledger_inconsistent":
+        print(f"REFUTED: {refutation(problem, kept)}", file=sys.stderr)
+        return AUDIT_REFUTED
+    if problem.get("code") == "proof_unavailable":  # it signed that tree once; not proving it now is a finding
+        print(f"REFUTED: the gateway cannot prove its tree at size {cp.size} is in its head: "
+              f"{problem.get('detail', '')}", file=sys.stderr)
+        return AUDIT_REFUTED
+    if resp.status_code != 200:
+        code = problem.get("code", "no problem code")
+        print(f"cannot audit: the gateway answered {resp.status_code} ({code})", file=sys.stderr)
+        return AUDIT_UNCHECKED
+    try:
+        answer = resp.json()
+        if not isinstance(answer, dict):
+            raise AuditFailed("malformed", "the answer is not a JSON object")
+        head = check_extension(kept, answer, key)
+    except ValueError:
+        print("REFUTED: the gateway's answer is not JSON", file=sys.stderr)
+        return AUDIT_REFUTED
+    except AuditFailed as exc:
+        print(f"REFUTED ({exc.kind}): {exc}", file=sys.stderr)
+        return AUDIT_REFUTED
+    new = head.checkpoint
+    print(f"ok: the checkpoint at size {cp.size} is in the gateway's head at size {new.size} "
+          f"(signed {head.to_json()['timestamp']} by key {head.key_id})")
+    if args.update:
+        _write_checkpoint(args.checkpoint, head)
+        print(f"kept the new head in {args.checkpoint}")
+    return AUDIT_OK
 
 
 async def _ledger(settings: Settings, args: argparse.Namespace) -> int:
@@ -123,6 +284,8 @@ async def _keys(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
+    if args.cmd == "ledger" and args.ledger_cmd == "audit":
+        return audit(args)  # over HTTP: no store, no keys of the gateway's
     if args.cmd == "ledger":
         return asyncio.run(_ledger(settings, args))
     return asyncio.run(_keys(settings, args))

@@ -1,110 +1,413 @@
-"""The OpenAPI 3.1 description of every endpoint, with request schemas taken from the models."""
+"""The OpenAPI 3.1 description of every API route the app registers, with request schemas taken from the models.
+
+One table (:data:`OPERATIONS`) holds what a schema cannot be derived from: per route, who may call it, what it
+answers and which problems it can give.  Everything else comes from the code the handlers run: request
+bodies from their pydantic models, query parameters from their query models (:mod:`gateway.http.query`),
+so a field added to a model is documented without anyone remembering to.  ``tests/contract`` walks
+``app.router`` and fails on a route missing here (or documented but gone), then fuzzes the whole document
+with every role, so the document and the server cannot drift apart unnoticed.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-from gateway.models import RegistrationRequest
-from gateway.policy.schema import TransferCategory
+from pydantic import BaseModel
+
+from gateway.http.api import ledger as ledger_api
+from gateway.http.api import lookups, rights
+from gateway.http.query import DisclosureListQuery
+from gateway.models import Registrant, RegistrationRequest
+
+__all__ = ["OPERATIONS", "Operation", "openapi_document"]
 
 _PROBLEM = {"$ref": "#/components/schemas/Problem"}
+_HEX32 = r"^[0-9a-f]{32}$"
+_B64_HASH = {"type": "string", "pattern": ledger_api.ROOT_PATTERN, "description": "base64 of a SHA-256 hash"}
+
+#: Why a problem status can happen, for the responses' descriptions.
+_WHY = {
+    400: "Malformed body (not JSON, nested too deep) or a missing required header",
+    401: "No bearer token, or an unknown one",
+    403: "The token's role may not call this",
+    404: "No such object (another client's objects look absent too)",
+    409: "Conflicts with the object's state",
+    410: "The subject's data key was destroyed (erasure)",
+    413: "Request body too large",
+    414: "Request line too long",
+    415: "Content-Type is not application/json",
+    422: "Validation failed: field paths and rule names, never the values",
+    431: "A header field is too large",
+    500: "The server cannot answer correctly and says so",
+    502: "A service the gateway depends on failed or is not configured",
+}
+#: Every route can meet these before its handler runs (aiohttp's limits, turned into problems).
+_ALWAYS = (414, 431)
+_BODY = (400, 413, 415, 422)
 
 
-def _problems(*codes: int) -> dict[str, Any]:
-    return {
-        str(c): {"description": "Problem", "content": {"application/problem+json": {"schema": _PROBLEM}}}
-        for c in codes
+@dataclass(frozen=True)
+class Operation:
+    """What the code cannot say about one route: its roles, its success answer, its problems.
+
+    ``roles`` empty means no token is needed.  ``body`` is the pydantic model the handler validates the
+    body with; ``body_required`` False where the handler treats an absent body as ``{}``.  ``ok_media``
+    maps each success media type to its schema (None: any)."""
+
+    summary: str
+    roles: tuple[str, ...] = ()
+    ok: int = 200
+    ok_description: str = "OK"
+    ok_media: dict[str, dict[str, Any] | None] = field(default_factory=lambda: {"application/json": None})
+    problems: tuple[int, ...] = ()
+    body: type[BaseModel] | None = None
+    body_required: bool = True
+    query: type[BaseModel] | None = None
+    parameters: tuple[dict[str, Any], ...] = ()
+    extra_responses: dict[int, dict[str, Any]] = field(default_factory=dict)
+    description: str | None = None
+
+
+def _path(name: str, pattern: str | None = None, enum: list[str] | None = None) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string"}
+    if pattern:
+        schema["pattern"] = pattern
+    if enum:
+        schema["enum"] = enum
+    return {"name": name, "in": "path", "required": True, "schema": schema}
+
+
+def _query(name: str, schema: dict[str, Any], desc: str, required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "schema": schema, "description": desc}
+
+
+def _json(ref: str) -> dict[str, Any]:
+    return {"application/json": {"$ref": f"#/components/schemas/{ref}"}}
+
+
+_REG_ID = _path("reg_id", _HEX32)
+_ENTRY_ID = _path("entry_id", _HEX32)
+_REQUEST_ID = _path("request_id", _HEX32)
+_STAFF = ("privacy", "auditor")
+_PRIVACY = ("privacy",)
+#: The problems of an action on one data-subject request (privacy role, JSON body, the request's state).
+_ACTION = (*_BODY, 404, 409, 410)
+
+OPERATIONS: dict[tuple[str, str], Operation] = {
+    # -- registrations (ordering system) --
+    ("POST", "/v1/registrations"): Operation(
+        "Register a domain: validate, minimise, classify, queue delivery", ("ordering",), ok=202,
+        ok_description="Accepted with its transfer plan (a replay answers as the first time)",
+        ok_media=_json("Registration"), problems=(*_BODY, 409), body=RegistrationRequest,
+        parameters=({"name": "Idempotency-Key", "in": "header", "required": True,
+                     "schema": {"type": "string", "pattern": r"^[\x21-\x7e]{8,128}$"},
+                     "description": "the same key replays the first answer; another body with it is a 409"},),
+    ),
+    ("GET", "/v1/registrations/{reg_id}"): Operation(
+        "A registration's plan, delivery progress and disclosure entries (an ordering client: its own)",
+        ("ordering", *_STAFF), ok_media=_json("Registration"), problems=(404,), parameters=(_REG_ID,),
+    ),
+    ("POST", "/v1/registrations/{reg_id}/registrant"): Operation(
+        "New registrant data: changed, released fields go to the past recipients of this client's registrations",
+        ("ordering",), ok=202, problems=(*_BODY, 404, 409, 410), body=Registrant, parameters=(_REG_ID,),
+    ),
+    # -- the disclosure log --
+    ("GET", "/v1/disclosures"): Operation(
+        "The disclosure log: filtered keyset pages of entries", _STAFF, problems=(422,),
+        query=DisclosureListQuery, ok_media={"application/json": {"type": "object", "required": ["items"],
+                                                                  "properties": {
+            "items": {"type": "array", "items": {"$ref": "#/components/schemas/Disclosure"}},
+            "next_after": {"type": ["integer", "null"]}}}},
+    ),
+    ("GET", "/v1/disclosures/{entry_id}"): Operation(
+        "One entry; the privacy role also sees the values sent (each such read is logged)", _STAFF,
+        ok_media=_json("Disclosure"), problems=(404,), parameters=(_ENTRY_ID,),
+    ),
+    # -- operations --
+    ("GET", "/healthz"): Operation("Liveness and store status"),
+    ("GET", "/openapi.json"): Operation("This document"),
+    ("GET", "/metrics"): Operation(
+        "Prometheus metrics, no personal data (staff token, or the dedicated scrape token)", _STAFF,
+        ok_media={"text/plain": {"type": "string"}},
+    ),
+    # -- the ledger --
+    ("GET", "/v1/ledger/public-key"): Operation("The checkpoint signing key (Ed25519, PEM)",
+                                                ok_media=_json("PublicKey")),
+    ("GET", "/v1/ledger/checkpoints"): Operation(
+        "Every signed checkpoint", _STAFF, ok_media={"application/json": {
+            "type": "object", "required": ["items"],
+            "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/SignedCheckpoint"}}}}},
+    ),
+    ("POST", "/v1/ledger/checkpoints"): Operation(
+        "Sign a checkpoint of the current head now (or return the one of that size)", _STAFF, ok=201,
+        ok_media=_json("CheckpointWithNote"),
+    ),
+    ("GET", "/v1/ledger/proofs/inclusion"): Operation(
+        "Inclusion proof of an entry in a signed checkpoint's tree", _STAFF, ok_media=_json("InclusionProof"),
+        problems=(404, 422), query=ledger_api.InclusionQuery,
+    ),
+    ("GET", "/v1/ledger/proofs/consistency"): Operation(
+        "Consistency proof between two stored checkpoints", _STAFF, ok_media=_json("ConsistencyProof"),
+        problems=(404, 422), query=ledger_api.ConsistencyQuery,
+    ),
+    ("GET", "/v1/ledger/audit"): Operation(
+        "The rollback check: prove a kept checkpoint's tree (size, root) is a prefix of the head, signed now",
+        _STAFF, ok_media=_json("AuditProof"), problems=(422, 500), query=ledger_api.AuditQuery,
+        extra_responses={409: {"description": "Refuted: the tree at that size has another root, or the head is "
+                               "smaller (rollback, fork)", "content": {"application/problem+json": {
+                                   "schema": {"$ref": "#/components/schemas/LedgerInconsistent"}}}}},
+        description="Needs no stored checkpoint: the proof is computed from the tree.  Verify it offline "
+        "(`gateway ledger audit`); a 500 `proof_unavailable` says the stored tree cannot prove it.",
+    ),
+    # -- data-subject rights --
+    ("POST", "/v1/requests"): Operation(
+        "Open a data-subject request (Art. 15-21) with what the person gave", _PRIVACY, ok=201,
+        problems=_BODY, body=rights.OpenRequest,
+    ),
+    ("GET", "/v1/requests"): Operation(
+        "Data-subject requests, by state", _STAFF, problems=(422,),
+        parameters=(_query("state", {"type": "string", "enum": ["open", "closed"]}, "open or closed"),),
+    ),
+    ("GET", "/v1/requests/{request_id}"): Operation(
+        "One request: its deadline, events and candidate records", _STAFF, problems=(404,),
+        parameters=(_REQUEST_ID,),
+    ),
+    ("POST", "/v1/requests/{request_id}/subjects"): Operation(
+        "Confirm which candidate records are the person's ([] for none)", _PRIVACY, problems=_ACTION,
+        body=rights.ConfirmSubjects, parameters=(_REQUEST_ID,),
+    ),
+    ("POST", "/v1/requests/{request_id}/extend"): Operation(
+        "Extend the deadline once, with reasons (Art. 12(3))", _PRIVACY, problems=_ACTION, body=rights.ExtendBody,
+        parameters=(_REQUEST_ID,),
+    ),
+    ("POST", "/v1/requests/{request_id}/extract"): Operation(
+        "The register extract (Art. 15) as JSON, with an inclusion proof per entry", _PRIVACY, problems=_ACTION,
+        body=rights.ExtractBody, body_required=False, parameters=(_REQUEST_ID,),
+    ),
+    ("GET", "/v1/requests/{request_id}/extract.{fmt}"): Operation(
+        "The register extract as a JSON, HTML or PDF document", _PRIVACY, problems=(404, 409, 410, 422),
+        ok_media={"application/json": None, "text/html": {"type": "string"}, "application/pdf": {"type": "string"}},
+        parameters=(_REQUEST_ID, _path("fmt", enum=["json", "html", "pdf"]),
+                    _query("lang", {"type": "string", "enum": ["sv", "en"]}, "language of the document")),
+    ),
+    ("POST", "/v1/requests/{request_id}/restrict"): Operation(
+        "Restrict processing (Art. 18); the answer's notices say who was told (Art. 19)", _PRIVACY, ok=201,
+        problems=_ACTION, body=rights.RestrictBody, body_required=False, parameters=(_REQUEST_ID,),
+    ),
+    ("POST", "/v1/requests/{request_id}/object"): Operation(
+        "Object to processing (Art. 21)", _PRIVACY, ok=201, problems=_ACTION, body=rights.ObjectBody,
+        body_required=False, parameters=(_REQUEST_ID,),
+    ),
+    ("POST", "/v1/requests/{request_id}/lift"): Operation(
+        "Lift a restriction or objection", _PRIVACY, problems=_ACTION, body=rights.LiftBody,
+        parameters=(_REQUEST_ID,),
+    ),
+    ("POST", "/v1/requests/{request_id}/erase"): Operation(
+        "Erase (Art. 17): destroy the data key, ask partners to delete", _PRIVACY, problems=_ACTION,
+        body=rights.EmptyBody, body_required=False, parameters=(_REQUEST_ID,),
+    ),
+    ("POST", "/v1/requests/{request_id}/rectify"): Operation(
+        "Rectify (Art. 16): the corrected data goes, minimised, to every recipient of the old", _PRIVACY, ok=202,
+        problems=_ACTION, body=rights.RectifyBody, parameters=(_REQUEST_ID,),
+    ),
+    ("POST", "/v1/requests/{request_id}/close"): Operation(
+        "Close the request with its outcome", _PRIVACY, problems=_ACTION, body=rights.CloseBody,
+        parameters=(_REQUEST_ID,),
+    ),
+    ("GET", "/v1/art30"): Operation("The record of processing activities (Art. 30)", _STAFF),
+    ("POST", "/v1/explain"): Operation(
+        "Explain what each recipient of a TLD would get for a sample registrant", _PRIVACY, problems=_BODY,
+        body=rights.ExplainBody,
+    ),
+    ("POST", "/v1/retention/purge"): Operation(
+        "Delete the values of entries past their purpose's retention period (dry run by default)", _PRIVACY,
+        problems=(422,), parameters=(_query("dry_run", {"type": "string", "enum": ["true", "false"]},
+                                            "true (default): report only"),),
+    ),
+    # -- address lookups --
+    ("POST", "/v1/lookups"): Operation(
+        "Look up a Swedish personnummer's name and address (logged as processing)", ("ordering", "privacy"),
+        problems=(*_BODY, 502), body=lookups.LookupBody,
+    ),
+}
+
+
+# -- building the document ---------------------------------------------------------------------------
+
+_CONSTRAINT_KEYS = {"ge": "minimum", "le": "maximum", "gt": "exclusiveMinimum", "lt": "exclusiveMaximum"}
+
+
+def _clean(node: Any) -> Any:
+    """Pydantic leaves ``ge``/``le`` as they are when a validator wraps the type (``Seq``, ``Limit``):
+    rename them to JSON Schema's keywords so clients and fuzzers see the bounds."""
+    if isinstance(node, dict):
+        return {_CONSTRAINT_KEYS.get(k, k): _clean(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_clean(v) for v in node]
+    return node
+
+
+def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """A query parameter is a string or absent, never JSON null: drop the ``None`` branch of ``X | None``."""
+    options = schema.get("anyOf")
+    if isinstance(options, list):
+        rest = [o for o in options if o != {"type": "null"}]
+        if len(rest) == 1:
+            out = {k: v for k, v in schema.items() if k not in ("anyOf", "default")}
+            return {**rest[0], **out}
+    return {k: v for k, v in schema.items() if k != "default" or v is not None}
+
+
+class _Schemas:
+    """Components collected from the models; one name, one schema (a clash is a bug, raised at build)."""
+
+    def __init__(self) -> None:
+        self.components: dict[str, Any] = {}
+
+    def add(self, name: str, schema: dict[str, Any]) -> None:
+        if name in self.components and self.components[name] != schema:
+            raise ValueError(f"two different models are both named {name!r} in the OpenAPI document")
+        self.components[name] = schema
+
+    def model(self, model: type[BaseModel]) -> dict[str, Any]:
+        schema = _clean(model.model_json_schema(ref_template="#/components/schemas/{model}"))
+        for name, sub in schema.pop("$defs", {}).items():
+            self.add(name, sub)
+        self.add(model.__name__, schema)
+        return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+    def parameters(self, model: type[BaseModel]) -> list[dict[str, Any]]:
+        schema = _clean(model.model_json_schema(ref_template="#/components/schemas/{model}"))
+        for name, sub in schema.pop("$defs", {}).items():
+            self.add(name, sub)
+        required = set(schema.get("required", ()))
+        out = []
+        for name, prop in schema.get("properties", {}).items():
+            desc = prop.pop("description", None) or prop.get("title", name)
+            prop.pop("title", None)
+            out.append(_query(name, _not_null(prop), desc, name in required))
+        return out
+
+
+def _operation(method: str, path: str, op: Operation, schemas: _Schemas) -> dict[str, Any]:
+    responses: dict[str, Any] = {
+        str(op.ok): {"description": op.ok_description, "content": {
+            media: {"schema": schema} if schema is not None else {} for media, schema in op.ok_media.items()}},
     }
+    problems = set(op.problems) | set(_ALWAYS) | ({401, 403} if op.roles else set())
+    for status in sorted(problems):
+        responses[str(status)] = {"description": _WHY[status],
+                                  "content": {"application/problem+json": {"schema": _PROBLEM}}}
+    for status, resp in op.extra_responses.items():
+        responses[str(status)] = resp
+    params = list(op.parameters)
+    if op.query is not None:
+        params.extend(schemas.parameters(op.query))
+    roles = ", ".join(op.roles) if op.roles else "no token needed"
+    doc: dict[str, Any] = {
+        "operationId": f"{method.lower()}_{path.strip('/').replace('/', '_').replace('{', '').replace('}', '')}"
+                       .replace("-", "_").replace(".", "_"),
+        "summary": op.summary,
+        "description": (op.description + "\n\n" if op.description else "") + f"Roles: {roles}.",
+        "x-roles": list(op.roles),
+        "responses": responses,
+    }
+    if params:
+        doc["parameters"] = params
+    if not op.roles:
+        doc["security"] = []
+    if op.body is not None:
+        doc["requestBody"] = {"required": op.body_required,
+                              "content": {"application/json": {"schema": schemas.model(op.body)}}}
+    return doc
 
 
-def _q(name: str, schema: dict[str, Any], desc: str) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": False, "schema": schema, "description": desc}
+_SIGNED_CHECKPOINT: dict[str, Any] = {
+    "type": "object", "additionalProperties": False,
+    "required": ["origin", "size", "root", "timestamp", "key_id", "signature"],
+    "properties": {
+        "origin": {"type": "string"}, "size": {"type": "integer", "minimum": 0}, "root": _B64_HASH,
+        "timestamp": {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$"},
+        "key_id": {"type": "string", "pattern": "^[0-9a-f]{16}$"}, "signature": {"type": "string"},
+    },
+    "description": "Signed over the note body '<origin>\\n<size>\\n<root>\\n<timestamp>\\n' (Ed25519).  This "
+    "JSON (or the POST answer's note) is the checkpoint file `gateway ledger audit` reads.",
+}
+_PROOF = {"type": "array", "items": _B64_HASH}
+_FIXED_SCHEMAS: dict[str, Any] = {
+    "Problem": {
+        "type": "object",
+        "description": "RFC 9457 problem details with a stable machine-readable code.",
+        "required": ["type", "title", "status", "code"],
+        "properties": {
+            "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+            "code": {"type": "string"}, "detail": {"type": "string"}, "instance": {"type": "string"},
+            "errors": {"type": "array", "items": {"type": "object"}},
+        },
+    },
+    "LedgerInconsistent": {"allOf": [{"$ref": "#/components/schemas/Problem"}, {
+        "type": "object", "required": ["reason", "size", "head_size", "server_root"],
+        "properties": {
+            "code": {"const": "ledger_inconsistent"},
+            "reason": {"type": "string", "enum": ["beyond_head", "root_mismatch"]},
+            "size": {"type": "integer"}, "head_size": {"type": "integer"},
+            "server_root": {"anyOf": [_B64_HASH, {"type": "null"}],
+                            "description": "this gateway's root at `size` (null when it has fewer entries)"},
+        }}]},
+    "Registration": {"type": "object", "properties": {
+        "id": {"type": "string"}, "status": {"type": "string", "enum": [
+            "accepted", "delivering", "delivered", "failed", "blocked"]},
+        "transfers": {"type": "array", "items": {"type": "object"}},
+    }},
+    "Disclosure": {"type": "object", "properties": {
+        "id": {"type": "string"}, "recipient": {"type": "string"},
+        "recipient_country": {"type": "string"}, "outcome": {"type": "string"},
+        "transfer": {"type": "object"}, "fields": {"type": "array", "items": {"type": "string"}},
+    }},
+    "PublicKey": {"type": "object", "required": ["key_id", "algorithm", "public_key_pem"], "properties": {
+        "key_id": {"type": "string"}, "algorithm": {"const": "Ed25519"}, "public_key_pem": {"type": "string"}}},
+    "SignedCheckpoint": _SIGNED_CHECKPOINT,
+    "CheckpointWithNote": {**_SIGNED_CHECKPOINT, "required": [*_SIGNED_CHECKPOINT["required"], "note"],
+                           "properties": {**_SIGNED_CHECKPOINT["properties"], "note": {"type": "string"}}},
+    "InclusionProof": {"type": "object", "additionalProperties": False, "required": [
+        "entry", "leaf_index", "leaf_hash", "tree_size", "proof", "checkpoint"], "properties": {
+        "entry": {"type": "string", "pattern": _HEX32}, "leaf_index": {"type": "integer"}, "leaf_hash": _B64_HASH,
+        "tree_size": {"type": "integer"}, "proof": _PROOF,
+        "checkpoint": {"$ref": "#/components/schemas/SignedCheckpoint"}}},
+    "ConsistencyProof": {"type": "object", "additionalProperties": False, "required": ["from", "to", "proof"],
+                         "properties": {"from": {"$ref": "#/components/schemas/SignedCheckpoint"},
+                                        "to": {"$ref": "#/components/schemas/SignedCheckpoint"}, "proof": _PROOF}},
+    "AuditProof": {"type": "object", "additionalProperties": False, "required": ["from", "to", "proof"],
+                   "properties": {
+                       "from": {"type": "object", "additionalProperties": False, "required": ["size", "root"],
+                                "properties": {"size": {"type": "integer"}, "root": _B64_HASH}},
+                       "to": {"$ref": "#/components/schemas/SignedCheckpoint"}, "proof": _PROOF}},
+}
 
 
 @cache
 def openapi_document() -> dict[str, Any]:
-    req_schema = RegistrationRequest.model_json_schema(ref_template="#/components/schemas/{model}")
-    defs = req_schema.pop("$defs", {})
+    schemas = _Schemas()
+    for name, schema in _FIXED_SCHEMAS.items():
+        schemas.add(name, schema)
+    paths: dict[str, dict[str, Any]] = {}
+    for (method, path), op in OPERATIONS.items():
+        paths.setdefault(path, {})[method.lower()] = _operation(method, path, op, schemas)
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "Registrant Gateway",
             "version": "0.1.0",
             "description": "Brokers domain-holder data to registries and partners: minimised per recipient, "
-            "tagged with its GDPR Chapter V basis, and logged as a disclosure entry.",
+            "tagged with its GDPR Chapter V basis, and logged as a disclosure entry in a signed, append-only "
+            "Merkle tree.  Errors are RFC 9457 problems (application/problem+json) with a stable `code`.",
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {
-                "RegistrationRequest": req_schema,
-                **defs,
-                "Problem": {
-                    "type": "object",
-                    "description": "RFC 9457 problem details with a stable machine-readable code.",
-                    "required": ["type", "title", "status", "code"],
-                    "properties": {
-                        "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
-                        "code": {"type": "string"}, "detail": {"type": "string"}, "instance": {"type": "string"},
-                        "errors": {"type": "array", "items": {"type": "object"}},
-                    },
-                },
-                "Registration": {"type": "object", "properties": {
-                    "id": {"type": "string"}, "status": {"type": "string", "enum": [
-                        "accepted", "delivering", "delivered", "failed", "blocked"]},
-                    "transfers": {"type": "array", "items": {"type": "object"}},
-                }},
-                "Disclosure": {"type": "object", "properties": {
-                    "id": {"type": "string"}, "recipient": {"type": "string"},
-                    "recipient_country": {"type": "string"}, "outcome": {"type": "string"},
-                    "transfer": {"type": "object"}, "fields": {"type": "array", "items": {"type": "string"}},
-                }},
-            },
+            "schemas": dict(sorted(schemas.components.items())),
         },
         "security": [{"bearer": []}],
-        "paths": {
-            "/v1/registrations": {"post": {
-                "summary": "Register a domain: validate, minimise, classify, queue delivery (role: ordering)",
-                "parameters": [{"name": "Idempotency-Key", "in": "header", "required": True,
-                                "schema": {"type": "string", "minLength": 8, "maxLength": 128}}],
-                "requestBody": {"required": True, "content": {"application/json": {
-                    "schema": {"$ref": "#/components/schemas/RegistrationRequest"}}}},
-                "responses": {
-                    "202": {"description": "Accepted with its transfer plan", "content": {"application/json": {
-                        "schema": {"$ref": "#/components/schemas/Registration"}}}},
-                    **_problems(400, 401, 403, 409, 413, 415, 422),
-                },
-            }},
-            "/v1/registrations/{reg_id}": {"get": {
-                "summary": "A registration's plan, delivery progress and disclosure entries",
-                "parameters": [{"name": "reg_id", "in": "path", "required": True, "schema": {"type": "string"}}],
-                "responses": {"200": {"description": "The registration", "content": {"application/json": {
-                    "schema": {"$ref": "#/components/schemas/Registration"}}}}, **_problems(401, 403, 404)},
-            }},
-            "/v1/disclosures": {"get": {
-                "summary": "The disclosure log (roles: privacy, auditor)",
-                "parameters": [
-                    _q("recipient", {"type": "string"}, "recipient id"),
-                    _q("country", {"type": "string", "pattern": "^[A-Z]{2}$"}, "recipient country"),
-                    _q("category", {"type": "string", "enum": [c.value for c in TransferCategory]},
-                       "transfer category"),
-                    _q("outcome", {"type": "string", "enum": ["delivered", "failed", "blocked"]}, "outcome"),
-                    _q("registration_id", {"type": "string"}, "registration"),
-                    _q("since", {"type": "string", "format": "date-time"}, "recorded at or after"),
-                    _q("until", {"type": "string", "format": "date-time"}, "recorded before"),
-                    _q("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "page size"),
-                    _q("after", {"type": "integer", "minimum": 0}, "cursor: seq of the last item seen"),
-                ],
-                "responses": {"200": {"description": "A page of entries", "content": {"application/json": {
-                    "schema": {"type": "object", "properties": {
-                        "items": {"type": "array", "items": {"$ref": "#/components/schemas/Disclosure"}},
-                        "next_after": {"type": ["integer", "null"]}}}}}}, **_problems(401, 403, 422)},
-            }},
-            "/healthz": {"get": {"summary": "Liveness and store status", "security": [],
-                                 "responses": {"200": {"description": "ok"}}}},
-            "/openapi.json": {"get": {"summary": "This document", "security": [],
-                                      "responses": {"200": {"description": "OpenAPI 3.1"}}}},
-            "/metrics": {"get": {"summary": "Prometheus metrics (no personal data)", "security": [],
-                                 "responses": {"200": {"description": "text exposition"}}}},
-        },
+        "paths": paths,
     }

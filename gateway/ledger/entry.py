@@ -41,6 +41,52 @@ def leaf_bytes(row: dict[str, Any]) -> bytes:
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+class EntryUnreadable(ValueError):
+    """A stored disclosure row that cannot be decoded into an entry.
+
+    Carries where it is (leaf index and entry id, when those columns are still readable) and which
+    column failed, never the column's content: a broken row may hold personal data in the clear."""
+
+    def __init__(self, leaf_index: int | None, entry_id: str | None, column: str) -> None:
+        self.leaf_index = leaf_index
+        self.entry_id = entry_id
+        self.column = column
+        super().__init__(f"disclosure row (leaf {leaf_index}, entry {entry_id}): column {column} cannot be decoded")
+
+
+def _safe(r: Any, column: str, kind: type) -> Any:
+    """A column's value if it is there and of ``kind``, else None: for naming a broken row."""
+    try:
+        value = r[column]
+    except (KeyError, IndexError, TypeError):
+        return None
+    return value if isinstance(value, kind) and not isinstance(value, bool) else None
+
+
+def _blob(value: Any) -> bytes | None:
+    if value is None:
+        return None
+    if not isinstance(value, (bytes, bytearray, memoryview)):
+        raise TypeError("not a blob")
+    return bytes(value)
+
+
+def _str_list(text: Any) -> tuple[str, ...]:
+    """A JSON array (of field names); its items' types are left to the leaf hash to vouch for."""
+    items = json.loads(text)
+    if not isinstance(items, list):
+        raise TypeError("not a JSON array")
+    return tuple(items)
+
+
+def _str_map(text: Any) -> dict[str, str]:
+    """A JSON object (of registry object ids)."""
+    items = json.loads(text)
+    if not isinstance(items, dict):
+        raise TypeError("not a JSON object")
+    return items
+
+
 @dataclass(frozen=True)
 class DisclosureEntry:
     id: str
@@ -99,21 +145,44 @@ class DisclosureEntry:
     @classmethod
     def from_row(cls, r: Any) -> DisclosureEntry:
         """From a stored row joined with ``entry_values``; ``values_purged`` when the digest has no
-        ciphertext any more (retention purge)."""
-        values = r["values_ct"]
-        return cls(
-            id=r["id"], registration_id=r["registration_id"], recipient=r["recipient"],
-            recipient_name=r["recipient_name"], recipient_country=r["recipient_country"], category=r["category"],
-            article=r["article"], instrument=r["instrument"], purpose=r["purpose"], outcome=r["outcome"],
-            retryable=bool(r["retryable"]), fields=tuple(json.loads(r["fields_json"])),
-            withheld=tuple(json.loads(r["withheld_json"])), payload_digest=r["payload_digest"],
-            result_code=r["result_code"], sv_trid=r["sv_trid"], cl_trid=r["cl_trid"],
-            objects=json.loads(r["objects_json"]), reason=r["reason"], attempted_at=r["attempted_at"],
-            recorded_at=r["recorded_at"], subject_id=r["subject_id"],
-            values_ct=bytes(values) if values is not None else None, leaf_index=r["leaf_index"],
-            leaf_hash=bytes(r["leaf_hash"]) if r["leaf_hash"] is not None else None,
-            stored_values_digest=r["values_digest"],
-        )
+        ciphertext any more (retention purge).
+
+        A row that does not decode (broken JSON, a column of the wrong type) raises
+        :class:`EntryUnreadable` naming the row and the column, so the verifier can point at the entry
+        instead of failing somewhere in a batch."""
+        column = "id"
+        try:
+            column = "values_ct"
+            values = _blob(r["values_ct"])
+            column = "leaf_hash"
+            stored_leaf_hash = _blob(r["leaf_hash"])
+            column = "fields_json"
+            fields = _str_list(r["fields_json"])
+            column = "withheld_json"
+            withheld = _str_list(r["withheld_json"])
+            column = "objects_json"
+            objects = _str_map(r["objects_json"])
+            column = "leaf_index"
+            index = r["leaf_index"]
+            if index is not None and (isinstance(index, bool) or not isinstance(index, int)):
+                raise TypeError("leaf_index is not an integer")
+            column = "id"
+            entry_id = r["id"]
+            if not isinstance(entry_id, str):
+                raise TypeError("id is not text")
+            column = "row"
+            return cls(
+                id=entry_id, registration_id=r["registration_id"], recipient=r["recipient"],
+                recipient_name=r["recipient_name"], recipient_country=r["recipient_country"],
+                category=r["category"], article=r["article"], instrument=r["instrument"], purpose=r["purpose"],
+                outcome=r["outcome"], retryable=bool(r["retryable"]), fields=fields, withheld=withheld,
+                payload_digest=r["payload_digest"], result_code=r["result_code"], sv_trid=r["sv_trid"],
+                cl_trid=r["cl_trid"], objects=objects, reason=r["reason"], attempted_at=r["attempted_at"],
+                recorded_at=r["recorded_at"], subject_id=r["subject_id"], values_ct=values, leaf_index=index,
+                leaf_hash=stored_leaf_hash, stored_values_digest=r["values_digest"],
+            )
+        except (ValueError, TypeError, KeyError, IndexError) as exc:
+            raise EntryUnreadable(_safe(r, "leaf_index", int), _safe(r, "id", str), column) from exc
 
     def as_dict(self) -> dict[str, Any]:
         """Metadata view: never the encrypted values (see the ledger for decryption)."""

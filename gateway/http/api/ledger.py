@@ -1,31 +1,50 @@
-"""Ledger endpoints: signed checkpoints, the public key, inclusion and consistency proofs.
+"""Ledger endpoints: signed checkpoints, the public key, inclusion and consistency proofs, the rollback check.
 
 Proofs are served for any checkpoint the gateway signed, so a holder of a checkpoint can check an
-entry or the log's append-only growth with nothing but the public key.
+entry or the log's append-only growth with nothing but the public key.  ``GET /v1/ledger/audit`` does
+not even need the checkpoint to be stored here any more: it proves the auditor's (size, root) against
+the current head from the tree itself, or refutes it with a ``ledger_inconsistent`` problem.
+
+Query parameters are validated by one model per route (:mod:`gateway.http.query`): unknown or repeated
+parameters, and anything but ASCII decimal digits for a size, are a 422 naming the parameter, never a 500.
 """
 
 from __future__ import annotations
 
 import base64
-import re
+from typing import Annotated, Any
 
 from aiohttp import web
 from cryptography.hazmat.primitives import serialization
+from pydantic import ConfigDict, Field
 
 from gateway.auth import Role, require
-from gateway.errors import NotFound, ValidationFailed
+from gateway.errors import NotFound
 from gateway.http.context import principal, services
 from gateway.http.problems import json_response
+from gateway.http.query import Hex32, QueryModel, Seq, parse_query
 
 routes = web.RouteTableDef()
 
+#: Standard base64 of a SHA-256 hash, as checkpoints carry it (``+`` must be sent as ``%2B``).
+ROOT_PATTERN = r"^[A-Za-z0-9+/]{43}=$"
 
-def _int(request: web.Request, name: str) -> int:
-    raw = request.query.get(name, "")
-    if not raw.isdigit() or int(raw) > 2**62:
-        raise ValidationFailed(f"'{name}' must be a non-negative integer",
-                               errors=[{"loc": ["query", name], "type": "int_parsing"}])
-    return int(raw)
+
+class InclusionQuery(QueryModel):
+    entry: Hex32
+    size: Seq
+
+
+class ConsistencyQuery(QueryModel):
+    model_config = ConfigDict(populate_by_name=False)  # only ``from`` and ``to``, not the field names
+
+    first: Seq = Field(alias="from")
+    second: Seq = Field(alias="to")
+
+
+class AuditQuery(QueryModel):
+    size: Seq
+    root: Annotated[str, Field(pattern=ROOT_PATTERN)]
 
 
 def _b64(data: bytes) -> str:
@@ -60,20 +79,17 @@ async def issue_checkpoint(request: web.Request) -> web.Response:
 async def inclusion(request: web.Request) -> web.Response:
     require(principal(request), Role.PRIVACY, Role.AUDITOR)
     svc = services(request)
-    entry_id = request.query.get("entry", "")
-    if not re.fullmatch(r"[0-9a-f]{32}", entry_id):
-        raise ValidationFailed("'entry' must be an entry id", errors=[{"loc": ["query", "entry"], "type": "pattern"}])
-    size = _int(request, "size")
-    cp = await svc.store.checkpoint(size)
+    q = parse_query(InclusionQuery, request.query)
+    cp = await svc.store.checkpoint(q.size)
     if cp is None:
         raise NotFound("no checkpoint of that size")
-    entry = await svc.store.disclosure(entry_id)
+    entry = await svc.store.disclosure(q.entry)
     if entry is None or entry.leaf_index is None or entry.leaf_hash is None:
         raise NotFound("no such entry")
-    proof = await svc.ledger.inclusion(entry, size)
+    proof = await svc.ledger.inclusion(entry, q.size)
     return json_response({
-        "entry": entry_id, "leaf_index": entry.leaf_index, "leaf_hash": _b64(entry.leaf_hash),
-        "tree_size": size, "proof": [_b64(p) for p in proof], "checkpoint": svc.ledger.from_stored(cp).to_json(),
+        "entry": q.entry, "leaf_index": entry.leaf_index, "leaf_hash": _b64(entry.leaf_hash),
+        "tree_size": q.size, "proof": [_b64(p) for p in proof], "checkpoint": svc.ledger.from_stored(cp).to_json(),
     })
 
 
@@ -81,12 +97,28 @@ async def inclusion(request: web.Request) -> web.Response:
 async def consistency(request: web.Request) -> web.Response:
     require(principal(request), Role.PRIVACY, Role.AUDITOR)
     svc = services(request)
-    old, new = _int(request, "from"), _int(request, "to")
+    q = parse_query(ConsistencyQuery, request.query)
+    old, new = q.first, q.second
+    if not 0 < old <= new:
+        raise NotFound("both sizes must be checkpoints, with 0 < from <= to")
     cp_old, cp_new = await svc.store.checkpoint(old), await svc.store.checkpoint(new)
-    if cp_old is None or cp_new is None or not 0 < old <= new:
+    if cp_old is None or cp_new is None:
         raise NotFound("both sizes must be checkpoints, with 0 < from <= to")
     proof = await svc.ledger.consistency(old, new)
     return json_response({
         "from": svc.ledger.from_stored(cp_old).to_json(), "to": svc.ledger.from_stored(cp_new).to_json(),
         "proof": [_b64(p) for p in proof],
     })
+
+
+@routes.get("/v1/ledger/audit")
+async def audit(request: web.Request) -> web.Response:
+    """The rollback check: is the auditor's tree (``size``, ``root``) a prefix of the current head?
+
+    200 with ``{"from": {size, root}, "to": <head, signed now>, "proof": [...]}`` to verify offline
+    (``gateway ledger audit``); 409 ``ledger_inconsistent`` with the sizes and this gateway's root at
+    ``size`` when it is not; 500 ``proof_unavailable`` when the stored tree cannot prove it."""
+    require(principal(request), Role.PRIVACY, Role.AUDITOR)
+    q = parse_query(AuditQuery, request.query)
+    answer: dict[str, Any] = (await services(request).ledger.prove_extends(q.size, base64.b64decode(q.root))).to_json()
+    return json_response(answer, headers={"Cache-Control": "no-store"})
