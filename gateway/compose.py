@@ -265,6 +265,7 @@ async def build(settings: Settings, *, dev_tokens: bool = False) -> tuple[web.Ap
         changes=changes, rights=rights, wake=rights.wake, escrow=escrow,
         address_lookup=cfg.address_lookup.endpoint("address_lookup", where) if cfg.address_lookup else None,
         max_body_bytes=settings.max_body_bytes, metrics=Metrics.create(),
+        metrics_token_sha256=settings.metrics_token_sha256,
     )
     app = build_app(services, background=background_jobs(
         settings, worker if delivering else None, ledger, rights, escrow, cfg.escrow.interval_s if cfg.escrow else 0.0,

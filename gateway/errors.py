@@ -10,10 +10,13 @@ tree reads as a table; codes are part of the API and never change.
     ├── InputError                     4xx: the caller sent something we refuse
     │   ├── ValidationFailed           422 body field errors (field paths only, no values)
     │   │   ├── InvalidScope           422 a restriction scope that is no recipient
-    │   │   └── IdentifiersMissing     422 a request with nothing to find the subject by
+    │   │   ├── IdentifiersMissing     422 a request with nothing to find the subject by
+    │   │   ├── NotACandidate          422 confirming a subject that is no candidate of the request
+    │   │   └── QueryInvalid           422 a query parameter (API) that its route's query model refuses
     │   ├── UnsupportedMediaType       415
     │   ├── PayloadTooLarge            413
     │   ├── MalformedBody              400
+    │   │   └── BodyTooDeep            400 JSON nested deeper than any request of ours
     │   ├── MissingIdempotencyKey      400
     │   ├── BadFilter                  400 a staff page's filter value
     │   ├── BadInput                   400 a staff page's form value
@@ -25,8 +28,11 @@ tree reads as a table; codes are part of the API and never change.
     │   ├── MethodNotAllowed           405
     │   ├── IdempotencyConflict        409
     │   ├── RequestClosed              409 the data-subject request is closed
-    │   ├── SubjectNotIdentified       409 no subject found for the request
+    │   ├── SubjectNotIdentified       409 no subject found (or confirmed) for the request
+    │   ├── SubjectNotConfirmed        409 staff have not yet confirmed whose records these are
     │   ├── ExtensionRefused           409 Art. 12(3) allows one extension
+    │   ├── HeaderTooLarge             431 a header field beyond the limit
+    │   ├── RequestLineTooLong         414 a request line (method, target) beyond the limit
     │   ├── Unauthenticated            401
     │   └── Forbidden                  403
     ├── PolicyRefusal                  422 a recipient must not get the data (fail closed)
@@ -37,7 +43,9 @@ tree reads as a table; codes are part of the API and never change.
     ├── SubjectErased                  410 the subject's data key was destroyed (Art. 17)
     ├── ConfigError                    500 a policy/settings file is wrong; stops start-up
     │   └── RightsConfigError          500 the rights configuration (controller, retention)
+    ├── LedgerInconsistent             409 an auditor's checkpoint is not in this ledger (rollback, fork)
     ├── LedgerCorrupt                  500 the disclosure ledger failed verification
+    │   └── ProofUnavailable           500 the stored tree cannot produce the proof asked for
     ├── DecryptionFailed               500 wrong key, wrong associated data or tampering
     └── DeliveryError                  502 talking to a recipient failed
         ├── TransientDeliveryError     retry (timeouts, dropped connections, EPP 2400/2500-range)
@@ -112,8 +120,20 @@ class InvalidScope(ValidationFailed, code="invalid_scope",
 
 
 class IdentifiersMissing(ValidationFailed, code="identifiers_missing",
-                         title="An e-mail address or a national ID is needed to find the data subject"):
+                         title="An e-mail address, national ID, phone number, contact id or name and address "
+                               "is needed to find the data subject"):
     """Without an identifier the blind index cannot find anyone."""
+
+
+class NotACandidate(ValidationFailed, code="not_a_candidate",
+                    title="Only candidate records of this request can be confirmed"):
+    """A subject id that no identifier of the request matched: confirming it would let a subject id
+    learnt elsewhere bring a stranger's data into this person's request."""
+
+
+class QueryInvalid(ValidationFailed, code="query_invalid", title="A query parameter is not valid"):
+    """A query string that its route's model (``gateway.http.query``) refuses; ``errors`` holds
+    ``["query", name]`` paths and rule names, never the value."""
 
 
 class UnsupportedMediaType(InputError, code="unsupported_media_type", status=415,
@@ -127,6 +147,11 @@ class PayloadTooLarge(InputError, code="payload_too_large", status=413, title="R
 
 class MalformedBody(InputError, code="malformed_body", title="Request body is not valid JSON"):
     """The body could not be parsed at all."""
+
+
+class BodyTooDeep(MalformedBody, code="body_too_deep", title="Request body is nested too deeply"):
+    """No request of ours nests deeper than a few levels; refusing early keeps the parser (and any
+    recursive validation after it) from exhausting the stack."""
 
 
 class MissingIdempotencyKey(InputError, code="idempotency_key_required",
@@ -178,12 +203,28 @@ class RequestClosed(InputError, code="request_closed", status=409, title="The da
 
 class SubjectNotIdentified(InputError, code="subject_not_identified", status=409,
                            title="No data subject was found for this request"):
-    """The action needs a subject and the identifiers matched none."""
+    """The action needs a subject and none was found, or staff confirmed that no candidate is the person."""
+
+
+class SubjectNotConfirmed(InputError, code="subject_not_confirmed", status=409,
+                          title="Confirm which candidate records are the data subject's first"):
+    """Identifiers only list candidates (a family e-mail address matches strangers); extract, erasure,
+    restriction, objection and rectification act on the records staff confirmed, never before."""
 
 
 class ExtensionRefused(InputError, code="extension_refused", status=409,
                        title="The deadline cannot be extended (Art. 12(3))"):
     """Art. 12(3) allows one extension, with reasons."""
+
+
+class HeaderTooLarge(InputError, code="header_too_large", status=431,
+                     title="Request header fields too large"):
+    """A header field beyond the limit; answered before any handler runs, and neither quoted nor
+    logged (it may carry a credential)."""
+
+
+class RequestLineTooLong(InputError, code="uri_too_long", status=414, title="Request line too long"):
+    """The method and target beyond the limit; answered before any handler runs, never quoted."""
 
 
 class Unauthenticated(InputError, code="unauthenticated", status=401, title="A valid bearer token is required"):
@@ -238,6 +279,19 @@ class RightsConfigError(ConfigError, code="rights_config_invalid", title="The ri
 
 class LedgerCorrupt(GatewayError, code="ledger_corrupt", title="The disclosure ledger failed verification"):
     """Names the first entry whose hash, ciphertext or checkpoint does not match."""
+
+
+class LedgerInconsistent(GatewayError, code="ledger_inconsistent", status=409,
+                         title="The checkpoint is not consistent with this ledger"):
+    """A refutation, not a failure to answer: the tree this gateway holds at the auditor's size has another
+    root, or is smaller than a tree it once signed.  Either history was rewritten (a rollback, a restored
+    backup, a fork) or the checkpoint is not ours; the problem carries the sizes and the gateway's own root
+    at that size (hashes only, never personal data) so the auditor can keep it as evidence."""
+
+
+class ProofUnavailable(LedgerCorrupt, code="proof_unavailable", title="The ledger cannot produce this proof"):
+    """The stored tree lacks a node the proof needs, or the proof it yields does not verify against its own
+    head: the gateway says so rather than serve a proof that proves nothing."""
 
 
 class DecryptionFailed(GatewayError, code="decryption_failed", title="Stored data could not be decrypted"):

@@ -1,15 +1,17 @@
 """The ordering system's request, validated strictly at the edge.
 
 Validation normalises as it checks (A-label domains, E.164 phones, compact ID numbers), so the
-policy engine downstream works on one canonical form and never re-parses input.  Error messages
-raised here name the rule broken, never the value, because pydantic echoes messages into the
-problem body and values are personal data.
+policy engine downstream works on one canonical form and never re-parses input.  Text is NFC and
+visible: control, format, private-use and unassigned code points are refused (:func:`visible_text`).
+Error messages raised here name the rule broken, never the value, because pydantic echoes messages
+into the problem body and values are personal data.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
+import unicodedata
 from enum import StrEnum
 from typing import Annotated, Literal
 
@@ -17,7 +19,17 @@ import idna
 import phonenumbers
 import pycountry
 from email_validator import EmailNotValidError, validate_email
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 from stdnum import luhn
 from stdnum.dk import cpr as dk_cpr
 from stdnum.dk import cvr as dk_cvr
@@ -28,6 +40,59 @@ from stdnum.no import fodselsnummer as no_fnr
 from stdnum.no import orgnr as no_orgnr
 from stdnum.se import orgnr as se_orgnr
 from stdnum.se import personnummer as se_pnr
+
+#: Code points that carry no visible text: controls (NUL, ESC, DEL, U+0085), format characters (bidi
+#: overrides, zero-width space, BOM), surrogates, private use, unassigned and noncharacters (U+FFFE),
+#: and the line/paragraph separators.  A registry either chokes on them (NUL, ESC fail at delivery,
+#: after the fields were logged as sent) or stores them (DEL, U+0085, bidi overrides that make a name
+#: read differently), so they are refused at the edge.
+_INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+#: Letters that render as nothing (Hangul fillers, the blank Braille pattern): a "name" made of them is
+#: as empty as one made of zero-width spaces.
+_BLANK_LETTERS = frozenset({"\u115f", "\u1160", "\u3164", "\uffa0", "\u2800"})
+#: ZWNJ and ZWJ are format characters that names legitimately need inside words (Persian, the Indic
+#: scripts); they are kept there, between letters or marks, and nowhere else.
+_JOINERS = frozenset({"\u200c", "\u200d"})
+
+
+def _joined(text: str, i: int) -> bool:
+    """Is the joiner at ``i`` between two letters or combining marks?"""
+    return 0 < i < len(text) - 1 and unicodedata.category(text[i - 1])[0] in "LM" \
+        and unicodedata.category(text[i + 1])[0] in "LM"
+
+
+def visible_text(value: str, *, joiners: bool = True) -> str:
+    """``value`` in NFC, or ValueError if it holds an invisible code point (see ``_INVISIBLE``) or has
+    no visible letter or digit at all.  ``joiners`` keeps ZWNJ/ZWJ between letters (names, addresses);
+    codes (postal codes, numbers, e-mail addresses) have no use for them.  The message never quotes
+    the value."""
+    text = unicodedata.normalize("NFC", value)
+    for i, ch in enumerate(text):
+        if ch in _BLANK_LETTERS or (
+            unicodedata.category(ch) in _INVISIBLE and not (joiners and ch in _JOINERS and _joined(text, i))
+        ):
+            raise ValueError("must not contain control, format, private-use or unassigned characters")
+    if not any(unicodedata.category(ch)[0] in "LN" for ch in text):
+        raise ValueError("must contain a visible letter or digit")
+    return text
+
+
+def _code(value: str) -> str:
+    return visible_text(value, joiners=False)
+
+
+def _text_or_empty(value: str) -> str:
+    """An optional free-text field that may be sent empty (``state``): empty stays empty."""
+    return value if value == "" else visible_text(value)
+
+
+def _error_at(loc: tuple[str | int, ...], kind: str, message: str) -> ValidationError:
+    """A validation error at ``loc`` below the model raising it, for a rule that involves several
+    fields: a model validator's ``ValueError`` would be reported at the model itself (``loc: []`` for
+    the request), which tells the caller nothing about what to fix."""
+    return ValidationError.from_exception_data(
+        "RegistrationRequest", [InitErrorDetails(type=PydanticCustomError(kind, message), loc=loc, input=None)]
+    )
 
 
 class Strict(BaseModel):
@@ -93,8 +158,16 @@ def _se_personal(value: str, *, coordination: bool) -> str:
     return f"{birth.year:04d}{digits[-8:]}"
 
 
+_ASCII_UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
 def normalise_national_id(scheme: IdScheme, value: str) -> str:
-    """Check the number's checksum and return its canonical compact form."""
+    """Check the number's checksum and return its canonical compact form.
+
+    ASCII only: ``"²".isdigit()`` is true and ``int("²")`` fails with a message quoting the number,
+    and ``int`` reads full-width and Arabic-Indic digits; no scheme here writes its numbers so."""
+    if not value.isascii():
+        raise ValueError("must be written in ASCII letters, digits and separators")
     try:
         match scheme:
             case IdScheme.SE_PERSONNUMMER:
@@ -117,16 +190,18 @@ def normalise_national_id(scheme: IdScheme, value: str) -> str:
             case IdScheme.FI_YTUNNUS:
                 return str(fi_ytunnus.validate(value))
             case IdScheme.PASSPORT:
-                if not re.fullmatch(r"[A-Z0-9]{5,20}", value.upper()):
-                    raise ValueError("passport number must be 5-20 letters or digits")
-                return value.upper()
+                # checked before upper-casing, and upper-cased as ASCII only: "ß".upper() is "SS", so
+                # a Unicode case fold turns five characters into a different, ten-letter number
+                if not re.fullmatch(r"[A-Za-z0-9]{5,20}", value):
+                    raise ValueError("passport number must be 5-20 ASCII letters or digits")
+                return value.translate(_ASCII_UPPER)
     except StdnumError:
         raise ValueError(f"not a valid {scheme.value} (format or check digit)") from None
     raise ValueError("unknown scheme")  # pragma: no cover - enum is exhaustive
 
 
 def _country(value: str) -> str:
-    if len(value) != 2 or not value.isalpha() or not value.isupper():
+    if len(value) != 2 or not value.isascii() or not value.isalpha() or not value.isupper():
         raise ValueError("must be an ISO 3166-1 alpha-2 code in upper case")
     if pycountry.countries.get(alpha_2=value) is None:
         raise ValueError("not an assigned ISO 3166-1 alpha-2 code")
@@ -135,6 +210,7 @@ def _country(value: str) -> str:
 
 def _phone(value: str) -> str:
     """E.164; the EPP ``+CC.NNNN`` form is derived from this by :func:`epp_phone`."""
+    _code(value)  # libphonenumber skips what it cannot read, so a NUL would pass through it
     try:
         parsed = phonenumbers.parse(value, None)
     except phonenumbers.NumberParseException:
@@ -168,24 +244,30 @@ def to_a_label(value: str) -> str:
     return ascii_name
 
 
-Text = Annotated[str, Field(min_length=1, max_length=255)]
+#: A name or address line: visible text in NFC (see :func:`visible_text`).
+Text = Annotated[str, Field(min_length=1, max_length=255), AfterValidator(visible_text)]
+#: A number, code or address written by machines and people alike: visible, no joiners.
+Code = Annotated[str, AfterValidator(_code)]
 
 
 class NationalId(Strict):
     scheme: IdScheme
-    value: Annotated[str, Field(min_length=1, max_length=32)]
+    value: Annotated[str, Field(min_length=1, max_length=32), AfterValidator(_code)]
 
-    @model_validator(mode="after")
-    def _checksum(self) -> NationalId:
-        object.__setattr__(self, "value", normalise_national_id(self.scheme, self.value))
-        return self
+    @field_validator("value")
+    @classmethod
+    def _checksum(cls, v: str, info: ValidationInfo) -> str:
+        scheme = info.data.get("scheme")
+        if scheme is None:  # the scheme itself was refused; that error names it
+            return v
+        return normalise_national_id(scheme, v)
 
 
 class PostalAddress(Strict):
     street: Annotated[list[Text], Field(min_length=1, max_length=3)]
     city: Text
-    state: Annotated[str, Field(max_length=255)] | None = None
-    postal_code: Annotated[str, Field(min_length=1, max_length=16)] | None = None
+    state: Annotated[str, Field(max_length=255), AfterValidator(_text_or_empty)] | None = None
+    postal_code: Annotated[str, Field(min_length=1, max_length=16), AfterValidator(_code)] | None = None
     country: str
 
     @field_validator("country")
@@ -211,6 +293,7 @@ class Registrant(Strict):
     @field_validator("email")
     @classmethod
     def _email(cls, v: str) -> str:
+        _code(v)
         try:
             return str(validate_email(v, check_deliverability=False).normalized)
         except EmailNotValidError:
@@ -243,11 +326,12 @@ class Registrant(Strict):
     @model_validator(mode="after")
     def _kind_consistent(self) -> Registrant:
         if self.kind == "organisation" and self.organisation is None:
-            raise ValueError("an organisation registrant needs 'organisation'")
+            raise _error_at(("organisation",), "missing", "an organisation registrant needs 'organisation'")
         if self.national_id is not None:
             is_person_id = self.national_id.scheme in PERSON_SCHEMES
             if is_person_id != (self.kind == "person"):
-                raise ValueError("national_id scheme does not match registrant kind")
+                raise _error_at(("national_id", "scheme"), "scheme_kind_mismatch",
+                                "national_id scheme does not match registrant kind")
         return self
 
 
@@ -264,10 +348,13 @@ class UsNexus(Strict):
     @model_validator(mode="after")
     def _country_for_foreign(self) -> UsNexus:
         if self.nexus_category in ("C31", "C32") and self.nexus_country is None:
-            raise ValueError("nexus categories C31/C32 need nexus_country")
-        if self.nexus_country is not None:
-            _country(self.nexus_country)
+            raise _error_at(("nexus_country",), "missing", "nexus categories C31/C32 need nexus_country")
         return self
+
+    @field_validator("nexus_country")
+    @classmethod
+    def _nexus_country(cls, v: str | None) -> str | None:
+        return None if v is None else _country(v)
 
 
 class RegistrationRequest(Strict):
@@ -282,7 +369,7 @@ class RegistrationRequest(Strict):
     @model_validator(mode="after")
     def _nexus_only_for_us(self) -> RegistrationRequest:
         if self.us_nexus is not None and self.tld != "us":
-            raise ValueError("us_nexus is only for .us names")
+            raise _error_at(("us_nexus",), "us_nexus_not_allowed", "us_nexus is only for .us names")
         return self
 
     @field_validator("domain")

@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     checkpoint_interval_s: float = Field(default=60.0, ge=0)
     retention_interval_s: float = Field(default=86_400.0, ge=0)  # the purge job; 0 turns it off
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=10 * 1024 * 1024)
+    #: ``/metrics`` answers staff tokens (privacy, auditor) and, if set, the token with this SHA-256
+    #: (``gateway hash-token``), so a Prometheus scraper needs no token that can read the log.
+    metrics_token_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
 
     # default registry endpoint: the sandbox
     sandbox_host: str = "127.0.0.1"

@@ -686,3 +686,130 @@ def test_normalise_national_id_message_does_not_quote_value(scheme: str, value: 
         normalise_national_id(IdScheme(scheme), value)
     assert value not in str(info.value)
     assert value.replace("-", "") not in str(info.value)
+
+
+# --------------------------------------------------------------------------------------------
+# invisible and control characters, NFC, and the field each error names (issue 13)
+# --------------------------------------------------------------------------------------------
+
+INVISIBLE = {
+    "NUL": "\x00", "ESC": "\x1b", "DEL": "\x7f", "NEL (U+0085)": "\x85", "noncharacter U+FFFE": "\ufffe",
+    "RLO bidi override": "\u202e", "LRI bidi isolate": "\u2066", "zero-width space": "\u200b", "BOM": "\ufeff",
+    "private use": "\ue000", "unassigned": "\U000e0fff", "line separator": "\u2028", "lone surrogate": "\ud800",
+}
+
+TEXT_FIELDS = [
+    ("name",), ("organisation",), ("address", "street", 0), ("address", "city"), ("address", "state"),
+    ("address", "postal_code"), ("email",), ("phone",), ("national_id", "value"),
+]
+
+
+def _put(data: dict[str, Any], path: tuple[str | int, ...], value: str) -> None:
+    node: Any = data
+    for p in path[:-1]:
+        node = node[p]
+    node[path[-1]] = value
+
+
+def _loc_of(data: dict[str, Any]) -> tuple[str | int, ...]:
+    text = json.dumps(data)
+    with pytest.raises(ValidationError) as info:
+        if "\\ud800" in text:  # pydantic's JSON parser refuses it unnamed (read_json names it first)
+            Registrant.model_validate(data, strict=False)
+        else:
+            Registrant.model_validate_json(text)
+    errors = info.value.errors(include_url=False, include_input=False, include_context=False)
+    assert len(errors) == 1, errors
+    return errors[0]["loc"]
+
+
+@pytest.mark.parametrize("char", sorted(INVISIBLE))
+@pytest.mark.parametrize("path", TEXT_FIELDS, ids=lambda p: ".".join(map(str, p)))
+def test_invisible_characters_refused_in_every_text_field(char: str, path: tuple[str | int, ...]) -> None:
+    data = organisation()
+    original = data
+    for p in path:
+        original = original[p]
+    assert isinstance(original, str)
+    # in the middle, where stripping cannot take it away
+    _put(data, path, original[:2] + INVISIBLE[char] + original[2:])
+    assert _loc_of(data) == path
+
+
+@pytest.mark.parametrize("blank", ["\u200b", "\u200c", "\u200d\u200d", "\u3164", "\u2800", "\u00a0\u200b", "..."])
+def test_names_of_nothing_refused(blank: str) -> None:
+    data = person()
+    data["name"] = blank
+    assert _loc_of(data) == ("name",)
+
+
+def test_joiners_inside_words_are_kept_and_text_is_nfc() -> None:
+    data = person()
+    data["name"] = "Ande\u0301rsson \u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"  # e + combining acute; ZWNJ
+    data["address"]["city"] = "Malmo\u0308"
+    r = reg(data)
+    assert r.name == "Andérsson \u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"
+    assert r.address.city == "Malmö"
+    data["name"] = "\u200cAnna"  # a joiner that joins nothing
+    assert _loc_of(data) == ("name",)
+
+
+def test_empty_state_still_accepted() -> None:
+    data = organisation()
+    data["address"]["state"] = ""
+    assert reg(data).address.state == ""
+
+
+@pytest.mark.parametrize("value", ["ßßßßß", "ﬁﬁﬁﬁﬁ", "ÅÄÖ12345", "AB\uff11\uff12\uff13\uff14\uff15"])
+def test_passport_numbers_are_not_case_folded(value: str) -> None:
+    """"ßßßßß".upper() is "SSSSSSSSSS": a Unicode case fold turned five characters into another number."""
+    with pytest.raises(ValueError, match="ASCII"):
+        normalise_national_id(IdScheme.PASSPORT, value)
+    assert normalise_national_id(IdScheme.PASSPORT, "ab1234567") == "AB1234567"
+
+
+@pytest.mark.parametrize(
+    ("build", "loc", "kind"),
+    [
+        (lambda: {**organisation(), "organisation": None}, ("registrant", "organisation"), "missing"),
+        (lambda: with_nid(person(), "dk_cvr", "13585628"), ("registrant", "national_id", "scheme"),
+         "scheme_kind_mismatch"),
+        (lambda: with_nid(person(), "se_personnummer", "19880320-0018"), ("registrant", "national_id", "value"),
+         "value_error"),
+    ],
+)
+def test_cross_field_errors_name_their_field(build: Any, loc: tuple[str, ...], kind: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        req(request(build()))
+    [error] = info.value.errors()
+    assert (error["loc"], error["type"]) == (loc, kind)
+
+
+def test_us_nexus_errors_name_their_field() -> None:
+    nexus = {"app_purpose": "P1", "nexus_category": "C11"}
+    with pytest.raises(ValidationError) as info:
+        req(request(us_nexus=nexus))  # a .se name
+    assert [(e["loc"], e["type"]) for e in info.value.errors()] == [(("us_nexus",), "us_nexus_not_allowed")]
+    with pytest.raises(ValidationError) as info:
+        req(request(domain="exempel.us", us_nexus={"app_purpose": "P1", "nexus_category": "C31"}))
+    assert [e["loc"] for e in info.value.errors()] == [("us_nexus", "nexus_country")]
+    with pytest.raises(ValidationError) as info:
+        req(request(domain="exempel.us", us_nexus={**nexus, "nexus_country": "XX"}))
+    assert [e["loc"] for e in info.value.errors()] == [("us_nexus", "nexus_country")]
+    assert req(request(domain="exempel.us", us_nexus=nexus)).us_nexus is not None
+
+
+@pytest.mark.parametrize("scheme", list(IdScheme))
+@pytest.mark.parametrize("value", ["198112\u00b28-9876",
+                                   "\uff18\uff11\uff11\uff12\uff11\uff18-\uff19\uff18\uff17\uff16",
+                                   "\u0661\u0669\u0668\u0661\u0661\u0662\u0661\u0668-\u0669\u0668\u0667\u0666"])
+def test_national_ids_are_ascii_and_errors_never_quote_them(scheme: IdScheme, value: str) -> None:
+    """A superscript passed ``isdigit`` and broke ``int`` with a message quoting the number (which
+    pydantic put into the 422); full-width digits were read as a personnummer."""
+    with pytest.raises(ValueError) as info:
+        normalise_national_id(scheme, value)
+    assert "ASCII" in str(info.value) and value[:6] not in str(info.value)
+    with pytest.raises(ValidationError) as v:
+        nid(scheme.value, value)
+    assert [e["loc"] for e in v.value.errors()] == [("value",)]
+    assert value[:6] not in json.dumps(v.value.errors(include_url=False, include_input=False, include_context=False))

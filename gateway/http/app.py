@@ -15,7 +15,7 @@ from aiohttp import web
 from gateway.http.api import disclosures, ledger, lookups, registrations, rights, system
 from gateway.http.context import SERVICES, CleanupContext, Services, services
 from gateway.http.pages import MOUNT, pages_app
-from gateway.http.problems import problem_middleware
+from gateway.http.problems import PARSER_LIMIT, header_limits, problem_middleware, server_logger
 
 #: Each resource's routes, in the order the app registers them.
 ROUTE_TABLES = (
@@ -34,7 +34,16 @@ async def count_requests(request: web.Request, handler: Any) -> web.StreamRespon
 def build_app(svc: Services, *, background: Iterable[CleanupContext] = ()) -> web.Application:
     """The app over ``svc``; ``background`` runs for the app's lifetime, started in the order given."""
     # client_max_size is a backstop; read_json enforces the configured limit with a problem body.
-    app = web.Application(middlewares=[count_requests, problem_middleware], client_max_size=svc.max_body_bytes * 4)
+    # The parser's line and field limits are raised above the real ones, which header_limits enforces
+    # with a problem body; aiohttp's own answer to them is plain text quoting the header, and its log
+    # records quote it too, hence the type-only logger.  The access log format names no header value.
+    app = web.Application(
+        middlewares=[header_limits, count_requests, problem_middleware], client_max_size=svc.max_body_bytes * 4,
+        handler_args={
+            "max_line_size": PARSER_LIMIT, "max_field_size": PARSER_LIMIT, "logger": server_logger(),
+            "access_log_format": '%t "%r" %s %b %Tf',
+        },
+    )
     app[SERVICES] = svc
     for table in ROUTE_TABLES:
         app.router.add_routes(table)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -23,7 +24,7 @@ from pydantic import ValidationError
 
 from adapters.http_partner import PartnerEndpoint
 from gateway.auth import Principal, TokenStore
-from gateway.errors import MalformedBody, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+from gateway.errors import BodyTooDeep, MalformedBody, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
 from gateway.rights.service import RightsService
 from gateway.services.changes import ChangeService
 from gateway.services.ledger import Ledger
@@ -76,6 +77,9 @@ class Services:
     wake: Callable[[], None]
     address_lookup: PartnerEndpoint | None = None
     escrow: OnDemandJob | None = None
+    #: SHA-256 of a token that may read ``/metrics`` and nothing else (``GATEWAY_METRICS_TOKEN_SHA256``),
+    #: so a scraper needs no staff token; staff tokens (privacy, auditor) may read it as well.
+    metrics_token_sha256: str | None = None
 
 
 SERVICES = web.AppKey("services", Services)
@@ -103,11 +107,43 @@ def validation_problem(exc: ValidationError) -> ValidationFailed:
     return ValidationFailed(f"{len(errors)} field(s) failed validation", errors=errors)
 
 
+#: No request body of ours nests deeper than a handful of levels; this leaves room and stays far below
+#: the depth at which the parser would exhaust the stack (``RecursionError``).
+MAX_JSON_DEPTH = 32
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _check_tree(raw: Any) -> None:
+    """Depth and lone surrogates, iteratively.  JSON may escape a lone surrogate (``"\\ud800"``), which
+    ``json.loads`` accepts and pydantic's parser refuses as invalid JSON with no field named; refusing
+    it here names the field.  Keys are quoted in ``loc`` like pydantic does (cut to 64 characters),
+    except a key that itself holds the surrogate."""
+    stack: list[tuple[Any, list[str | int]]] = [(raw, [])]
+    while stack:
+        node, path = stack.pop()
+        if len(path) > MAX_JSON_DEPTH:
+            raise BodyTooDeep(f"the body nests deeper than {MAX_JSON_DEPTH} levels")
+        if isinstance(node, str):
+            if _SURROGATE.search(node):
+                raise ValidationFailed("1 field(s) failed validation", errors=[
+                    {"loc": path, "type": "string_unicode", "msg": "must be valid Unicode (no lone surrogates)"}])
+        elif isinstance(node, dict):
+            for key, value in node.items():
+                if _SURROGATE.search(key):
+                    raise ValidationFailed("1 field(s) failed validation", errors=[
+                        {"loc": path, "type": "string_unicode", "msg": "a key must be valid Unicode"}])
+                stack.append((value, [*path, key[:64]]))
+        elif isinstance(node, list):
+            stack.extend((value, [*path, i]) for i, value in enumerate(node))
+
+
 async def read_json(request: web.Request) -> tuple[bytes, Any]:
     """The raw body (for strict model validation) and its parsed object.
 
     The configured size limit is enforced here, with a problem body; the app's ``client_max_size``
-    is only a backstop."""
+    is only a backstop.  The body must be UTF-8 (``json.loads`` would also guess UTF-16 and UTF-32,
+    which the models' parser does not), at most ``MAX_JSON_DEPTH`` deep and free of lone surrogates,
+    so what passes here is what the models can read, and a model's errors always name a field."""
     limit = services(request).max_body_bytes
     ctype = request.headers.get("Content-Type", "")
     if ctype.split(";")[0].strip().lower() != "application/json":
@@ -118,11 +154,14 @@ async def read_json(request: web.Request) -> tuple[bytes, Any]:
     if len(body) > limit:
         raise PayloadTooLarge(f"body exceeds {limit} bytes")
     try:
-        raw = json.loads(body)
+        raw = json.loads(body.decode("utf-8"))
+    except RecursionError:
+        raise BodyTooDeep(f"the body nests deeper than {MAX_JSON_DEPTH} levels") from None
     except (ValueError, UnicodeDecodeError):
         raise MalformedBody() from None
     if not isinstance(raw, dict):
         raise ValidationFailed("the body must be a JSON object", errors=[{"loc": [], "type": "object_type"}])
+    _check_tree(raw)
     return body, raw
 
 

@@ -6,6 +6,7 @@ import copy
 import json
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 
@@ -191,3 +192,135 @@ async def test_openapi_and_healthz(gateway: Gateway) -> None:
     assert "RegistrationRequest" in doc["components"]["schemas"]
     r = await gateway.client.get("/healthz")
     assert (await r.json())["status"] == "ok"
+
+
+# -- issue 13: what used to break the server or get through ------------------------------------------
+
+DEEP = b'{"a": ' + b"[" * 10_000 + b"]" * 10_000 + b"}"
+
+
+async def test_deep_json_is_a_problem_on_every_json_route(gateway: Gateway) -> None:
+    """``json.loads`` raises RecursionError at ~1,000 levels; it was not caught: a 500 on every route
+    that reads a JSON body.  Every POST route is tried with every token, so the body is read wherever
+    a role gets that far."""
+    app = gateway.client.app
+    assert app is not None
+    paths = sorted({r.resource.canonical.replace("{reg_id}", "0" * 32).replace("{request_id}", "0" * 32)
+                    for r in app.router.routes()
+                    if r.method == "POST" and r.resource is not None and r.resource.canonical.startswith("/v1/")})
+    assert len(paths) >= 11
+    too_deep: set[str] = set()
+    for path in paths:
+        for role in ("ordering", "privacy", "auditor"):
+            headers = gateway.tokens.h(role) | {"Idempotency-Key": "deep-json-0001", "Content-Type": "application/json"}
+            r = await gateway.client.post(path, data=DEEP, headers=headers)
+            assert r.status != 500, (path, role)
+            if r.status < 400:  # a route that takes no body (a checkpoint on demand)
+                continue
+            assert r.content_type == "application/problem+json", (path, role)
+            if (await r.json())["code"] == "body_too_deep":
+                assert r.status == 400
+                too_deep.add(path)
+    assert {"/v1/registrations", "/v1/requests", "/v1/explain"} <= too_deep, too_deep
+    # a little deeper than any body of ours, but not deep enough to trouble the parser: the same answer
+    r = await gateway.client.post("/v1/registrations", data=b'{"a": ' + b"[" * 40 + b"]" * 40 + b"}",
+                                  headers=gateway.tokens.h("ordering") | {"Idempotency-Key": "deep-json-0002",
+                                                                          "Content-Type": "application/json"})
+    assert r.status == 400 and (await r.json())["code"] == "body_too_deep"
+    await _assert_nothing_disclosed(gateway)
+
+
+def _registrant_with(field: str, value: str) -> bytes:
+    data = copy.deepcopy(VALID_BODY)
+    _set(field, value)(data)
+    return json.dumps(data).encode()
+
+
+@pytest.mark.parametrize("char", ["\\u0000", "\\u001b", "\\u007f", "\\u0085", "\\ufffe", "\\u202e", "\\ud800",
+                                  "\\udfff"])
+@pytest.mark.parametrize("field", ["registrant.name", "registrant.address.city", "registrant.email",
+                                   "registrant.phone"])
+async def test_control_and_invisible_characters_are_refused_naming_the_field(
+    gateway: Gateway, field: str, char: str
+) -> None:
+    """Sent as JSON escapes, the way a client's serialiser writes them.  A lone surrogate used to fail
+    in pydantic's JSON parser with ``loc: []``; the others were accepted and reached the registry."""
+    body = _registrant_with(field, "PLACEHOLDER").replace(b"PLACEHOLDER", b"An" + char.encode() + b"na")
+    if field.endswith("email"):
+        body = body.replace(b"An" + char.encode() + b"na", b"an" + char.encode() + b"na@example.se")
+    if field.endswith("phone"):
+        body = body.replace(b"An" + char.encode() + b"na", b"+46 8 123" + char.encode() + b" 456 78")
+    r = await gateway.client.post("/v1/registrations", data=body, headers=gateway.tokens.h("ordering") | {
+        "Idempotency-Key": "control-char-0001", "Content-Type": "application/json"})
+    assert r.status == 422, await r.text()
+    problem = await r.json()
+    assert [e["loc"] for e in problem["errors"]] == [field.split(".")]
+    await _assert_nothing_disclosed(gateway)
+
+
+async def test_zero_width_only_name_is_refused(gateway: Gateway) -> None:
+    data = copy.deepcopy(VALID_BODY)
+    data["registrant"]["name"] = "\u200b\u200b"
+    r = await gateway.post(data)
+    assert r.status == 422
+    assert [e["loc"] for e in (await r.json())["errors"]] == [["registrant", "name"]]
+
+
+async def test_text_is_stored_and_sent_in_nfc(gateway: Gateway) -> None:
+    data = copy.deepcopy(VALID_BODY)
+    data["registrant"]["address"]["city"] = "Go\u0308teborg"
+    r = await gateway.post(data)
+    assert r.status == 202, await r.text()
+    reg = await gateway.wait_status((await r.json())["id"], {"delivered"})
+    assert reg["status"] == "delivered"
+    frames = "".join(f if isinstance(f, str) else f.decode() for f in gateway.sandbox.sandbox.frames)
+    assert "Göteborg" in frames and "Go\u0308teborg" not in frames
+
+
+@pytest.mark.parametrize(
+    ("name", "mutate", "loc"),
+    [
+        ("organisation without organisation name", BAD_BODIES["organisation without organisation name"],
+         ["registrant", "organisation"]),
+        ("orgnr for a person", BAD_BODIES["orgnr for a person"], ["registrant", "national_id", "scheme"]),
+        ("us nexus on a .se name", BAD_BODIES["us nexus on a .se name"], ["us_nexus"]),
+        ("nexus category without country", lambda b: b.update(
+            domain="exempel.us", us_nexus={"app_purpose": "P1", "nexus_category": "C31"}),
+         ["us_nexus", "nexus_country"]),
+        ("passport of sharp s", _set(NID, {"scheme": "passport", "value": "ßßßßß"}),
+         ["registrant", "national_id", "value"]),
+    ],
+)
+async def test_every_422_names_its_field(gateway: Gateway, name: str, mutate: Mutation, loc: list[str]) -> None:
+    data = copy.deepcopy(VALID_BODY)
+    mutate(data)
+    r = await gateway.post(data)
+    assert r.status == 422, (name, await r.text())
+    assert [e["loc"] for e in (await r.json())["errors"]] == [loc], name
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "limit=²", "limit=¹⁰", "after=²", "after=\u0661", "limit=" + "9" * 5000, "limit=1&limit=2",
+        "until=9999-12-31T23:59:59-01:00", "since=0001-01-01T00:00:00%2B01:00", "since=2024-02-30T00:00:00Z",
+        "country=SE%0A", "third_country=1", "outcome=lost",
+    ],
+)
+async def test_bad_query_parameters_are_422_problems(gateway: Gateway, query: str) -> None:
+    r = await gateway.client.get(f"/v1/disclosures?{query}", headers=gateway.tokens.h("auditor"))
+    assert r.status == 422, await r.text()
+    problem = await r.json()
+    assert problem["code"] == "query_invalid" and problem["title"] == "A query parameter is not valid"
+    name = query.split("=")[0]
+    assert problem["errors"][0]["loc"] == ["query", name]
+    value = unquote(query.split("=", 1)[1])
+    assert len(value) < 3 or value not in await r.text()
+
+
+async def test_edge_of_time_queries_are_answered(gateway: Gateway) -> None:
+    h = gateway.tokens.h("auditor")
+    for query in ("until=9999-12-31T23:59:59Z", "since=0001-01-01T00:00:00Z", "until=9999-12-31T23:59:59%2B01:00",
+                  "limit=1000&after=0", "outcome=refused"):
+        r = await gateway.client.get(f"/v1/disclosures?{query}", headers=h)
+        assert r.status == 200, (query, await r.text())

@@ -6,6 +6,8 @@ import datetime as dt
 import time
 from pathlib import Path
 
+import pytest
+
 from gateway.auth import Principal, Role
 from gateway.http.pages.overview import instruments_due
 from gateway.http.pages.session import Session, decode_session, encode_session, new_session, session_key
@@ -38,3 +40,21 @@ def test_session_roundtrip_and_tamper() -> None:
     late = Session("staff", Role.PRIVACY, int(time.time()) - 1, "0" * 32)
     assert decode_session(key, encode_session(key, late)) is None
     assert not s.csrf_ok(key, None) and not s.csrf_ok(key, "") and s.csrf_ok(key, s.csrf_token(key))
+
+
+def test_log_query_parses_through_the_shared_model() -> None:
+    from multidict import MultiDict
+
+    from gateway.errors import BadFilter
+    from gateway.http.pages.disclosures import LogQuery
+
+    q = LogQuery.parse(MultiDict([("country", " SE "), ("third_country", "true"), ("since", "2024-01-01"),
+                                  ("until", "9999-12-31"), ("recipient", ""), ("csrf", "x"), ("after", "7")]))
+    assert dict(q.values) == {"country": "SE", "third_country": "true", "since": "2024-01-01", "until": "9999-12-31"}
+    assert q.after == 7
+    f = q.store_filter(None)
+    assert f.since == "2024-01-01T00:00:00.000000Z" and f.until is None  # the last day: no upper bound
+    assert f.third_country is True and f.country == "SE"
+    for bad in ({"after": "²"}, {"after": "1" * 30}, {"until": "10000-01-01"}, {"since": "٢٠٢٤-01-01"}):
+        with pytest.raises(BadFilter):
+            LogQuery.parse(bad)

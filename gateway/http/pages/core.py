@@ -29,6 +29,7 @@ from gateway.http.pages.session import (
     decode_session,
     session_key,
 )
+from gateway.http.problems import abandon, response_started
 
 log = structlog.get_logger("gateway.http.pages")
 
@@ -160,6 +161,8 @@ def page(*roles: Role) -> Callable[[PageHandler], Handler]:
                 secure_headers(exc)
                 raise
             except GatewayError as err:
+                if response_started(request):  # a streamed page (CSV) failed half-way: no second page
+                    raise abandon(request, "ui.failed_after_start", err) from None
                 if err.status >= 500:
                     log.error("ui.failed", code=err.code, path=request.path)
                 return secure_headers(error_page(request, session, err.status, err.title, err.detail))

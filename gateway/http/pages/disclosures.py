@@ -2,7 +2,10 @@
 
 A subject is searched by e-mail or national ID through the blind index; the identifier is POSTed
 (never put in a URL, so it is not in access logs or browser history) and the page is then shown for
-the matching subject ids.
+the one matching subject id.  When the identifier matches several records (a family e-mail address,
+a number valid under two schemes) they are listed for staff to choose one, never merged into one
+filter: the page and its CSV export then list exactly the rows of the subject ids in the URL, which
+are what staff chose here or confirmed on a data-subject request.
 """
 
 from __future__ import annotations
@@ -17,12 +20,14 @@ from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import web
+from multidict import MultiDict
 
 from gateway.auth import Role
-from gateway.errors import BadFilter, NotFound, SubjectErased
+from gateway.errors import BadFilter, InputError, NotFound, QueryInvalid, SubjectErased
 from gateway.http.context import services
 from gateway.http.pages.core import STAFF_ROLES, checked_form, page, render, secure_headers
 from gateway.http.pages.session import Session
+from gateway.http.query import LogFilterQuery, parse_query
 from gateway.ledger.entry import DisclosureEntry
 from gateway.policy.loader import PolicySet
 from gateway.policy.schema import TransferCategory
@@ -44,21 +49,6 @@ def instrument_label(e: DisclosureEntry) -> str:
     return ""
 
 
-_PATTERNS: dict[str, re.Pattern[str]] = {
-    "recipient": re.compile(r"^[a-z0-9][a-z0-9-]{1,40}$"),
-    "country": re.compile(r"^[A-Z]{2}$"),
-    "category": re.compile("^(" + "|".join(c.value for c in TransferCategory) + ")$"),
-    "outcome": re.compile("^(" + "|".join(OUTCOMES) + ")$"),
-    "purpose": re.compile(r"^[a-z0-9_]{1,64}$"),
-    "third_country": re.compile(r"^(true|false)$"),
-    "instrument": re.compile(r"^[^\x00-\x1f\x7f]{1,300}$"),
-    "since": re.compile(r"^\d{4}-\d{2}-\d{2}$"),
-    "until": re.compile(r"^\d{4}-\d{2}-\d{2}$"),
-}
-_SUBJECT_ID = re.compile(r"^[0-9a-f]{32}$")
-_KEYS = (*_PATTERNS, "subject_id", "subject", "after")
-
-
 @dataclass(frozen=True)
 class LogQuery:
     """The log's filters, as they travel in query strings (pages, CSV link) and forms."""
@@ -70,30 +60,17 @@ class LogQuery:
 
     @classmethod
     def parse(cls, q: Mapping[str, str], subject_ids: Iterable[str] = ()) -> LogQuery:
-        values: dict[str, str] = {}
-        for name, pattern in _PATTERNS.items():
-            raw = q.get(name, "").strip()
-            if not raw:
-                continue
-            if not pattern.match(raw):
-                raise BadFilter(f"'{name}' has a value that is not allowed")
-            values[name] = raw
-        for name in ("since", "until"):
-            if name in values:
-                try:
-                    dt.date.fromisoformat(values[name])
-                except ValueError:
-                    raise BadFilter(f"'{name}' must be a date (YYYY-MM-DD)") from None
-        ids = tuple(subject_ids)
-        for sid in ids:
-            if not _SUBJECT_ID.match(sid):
-                raise BadFilter("'subject_id' must be a subject id")
-        if len(ids) > 20:
-            raise BadFilter("too many subject ids")
-        after = q.get("after", "")
-        if after and (not after.isdigit() or int(after) > 2**62):
-            raise BadFilter("'after' must be a non-negative integer")
-        return cls(values, ids, q.get("subject") == "unmatched", int(after) if after else -1)
+        """The filters in ``q`` (a query string or a form) through the query model the API shares
+        (``LogFilterQuery``); ``values`` keeps each as its canonical text, for links and the form."""
+        pairs = [(k, v) for k, v in q.items() if k not in ("subject_id", "subject")]
+        pairs += [("subject_id", s) for s in subject_ids]
+        try:
+            f = parse_query(LogFilterQuery, MultiDict(pairs))
+        except QueryInvalid as err:
+            raise BadFilter(err.detail) from None
+        dumped = f.model_dump(mode="json", exclude={"subject_id", "after"}, exclude_none=True)
+        values = {k: ("true" if v else "false") if isinstance(v, bool) else str(v) for k, v in dumped.items()}
+        return cls(values, f.subject_id, q.get("subject") == "unmatched", -1 if f.after is None else f.after)
 
     @classmethod
     def from_request(cls, request: web.Request) -> LogQuery:
@@ -138,8 +115,13 @@ class LogQuery:
         return True
 
 
-def _day_start(day: str, plus_days: int = 0) -> str:
-    d = dt.date.fromisoformat(day) + dt.timedelta(days=plus_days)
+def _day_start(day: str, plus_days: int = 0) -> str | None:
+    """The stored form of midnight UTC ``plus_days`` after ``day``; None past the last day there is
+    (``until=9999-12-31`` is the end of time, not an overflow)."""
+    try:
+        d = dt.date.fromisoformat(day) + dt.timedelta(days=plus_days)
+    except OverflowError:
+        return None
     return dt.datetime(d.year, d.month, d.day, tzinfo=dt.UTC).isoformat(timespec="microseconds").replace(
         "+00:00", "Z")
 
@@ -201,14 +183,16 @@ def filter_options(policies: PolicySet) -> dict[str, Any]:
     }
 
 
-async def find_subject_ids(request: web.Request, identifier: str) -> list[str]:
-    """The subjects an e-mail address or national ID typed into the search belongs to, found the way a
-    data-subject request finds them."""
+async def subject_candidates(request: web.Request, identifier: str) -> list[dict[str, Any]]:
+    """The records an e-mail address or national ID typed into the search matches, found the way a
+    data-subject request lists its candidates (``{"subject_id", "matched_by"}``, never merged)."""
     ident = identifier.strip()
     if not ident or len(ident) > 254:
         return []
-    ids, _ = await services(request).rights.find_subjects({"email" if "@" in ident else "national_id": ident})
-    return ids
+    try:
+        return await services(request).rights.candidates({"email" if "@" in ident else "national_id": ident})
+    except InputError:  # not an identifier the index can take: matches nobody
+        return []
 
 
 def _log_context(q: LogQuery, policies: PolicySet) -> dict[str, Any]:
@@ -236,9 +220,26 @@ async def log_search(request: web.Request, session: Session) -> web.StreamRespon
     q = LogQuery.parse(form, form.getall("subject_id", []))
     ident = form.get("subject", "").strip()
     if ident:
-        ids = await find_subject_ids(request, ident)
-        q = replace(q, subject_ids=tuple(ids[:20]), subject_unmatched=not ids)
+        found = await subject_candidates(request, ident)
+        if len(found) > 1:
+            return await _choose_subject(request, session, replace(q, subject_ids=(), subject_unmatched=False),
+                                         found)
+        q = replace(q, subject_ids=tuple(c["subject_id"] for c in found), subject_unmatched=not found)
     raise web.HTTPSeeOther(f"/ui/disclosures?{q.qs()}")
+
+
+async def _choose_subject(
+    request: web.Request, session: Session, q: LogQuery, found: list[dict[str, Any]]
+) -> web.Response:
+    """Several records match the identifier: list them, each a link to the log filtered to that one
+    subject (the rest of the filters kept), and show no rows until staff choose."""
+    store = services(request).store
+    choices = [{"subject_id": c["subject_id"], "matched_by": c["matched_by"],
+                "registrations": len(await store.subject_registrations(c["subject_id"])),
+                "href": "/ui/disclosures?" + replace(q, subject_ids=(c["subject_id"],)).qs()} for c in found]
+    return render(request, "disclosures.html", session, error=None, rows=[], next_after=None,
+                  label=instrument_label, subject_choices=choices,
+                  **_log_context(q, services(request).registrations.policies))
 
 
 def _display(value: Any) -> str:
@@ -306,6 +307,12 @@ async def export_csv(request: web.Request, session: Session) -> web.StreamRespon
     q = replace(q, after=-1)
     await svc.ledger.record_access(session.name, "disclosures.exported", q.summary(), None)
     stamp = svc.registrations.clock().astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    # The first row is read before the response starts, so a query that cannot run at all (store
+    # unavailable, a row that does not decode) is an error page.  A failure after the start cannot be
+    # one any more: the page wrapper and the problem middleware then end the connection without the
+    # final chunk (``gateway.http.problems.abandon``), and the client sees an incomplete download.
+    rows = scan(svc.store, q)
+    e = await anext(rows, None)
     resp = web.StreamResponse(headers={
         "Content-Type": "text/csv; charset=utf-8",
         "Content-Disposition": f'attachment; filename="disclosures-{stamp}.csv"',
@@ -317,13 +324,14 @@ async def export_csv(request: web.Request, session: Session) -> web.StreamRespon
     buf.write("\ufeff")  # so spreadsheet programs read UTF-8
     writer.writerow(CSV_COLUMNS)
     n = 0
-    async for e in scan(svc.store, q):
+    while e is not None:
         writer.writerow(csv_row(e))
         n += 1
         if n % 500 == 0:
             await resp.write(buf.getvalue().encode())
             buf.seek(0)
             buf.truncate()
+        e = await anext(rows, None)
     await resp.write(buf.getvalue().encode())
     await resp.write_eof()
     return resp
