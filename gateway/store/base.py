@@ -2,7 +2,8 @@
 
 The contract is split by who uses it: ``OutboxStore`` (acceptance and delivery), ``LedgerStore`` (the
 disclosure tree and checkpoints), ``SubjectStore`` (subjects and their keys), ``AccessLogStore`` (staff
-reads of personal data) and ``RequestStore`` (data-subject rights); ``Store`` is all of them plus the
+reads of personal data), ``RequestStore`` (data-subject rights) and ``WebhookStore`` (the ordering
+system's callbacks); ``Store`` is all of them plus the
 lifecycle, for the wiring.  Two implementations (``sqlite.SqliteStore``, ``postgres.PostgresStore``)
 pass one contract test suite.  Every method that writes does so in one transaction; ``append`` of a
 disclosure entry also extends the Merkle tree (leaf, new nodes, head) in that same transaction, so the
@@ -290,7 +291,67 @@ class RequestStore(Protocol):
         ...
 
 
-class Store(OutboxStore, LedgerStore, SubjectStore, AccessLogStore, RequestStore, Protocol):
+@dataclass(frozen=True)
+class NewWebhook:
+    """A client's callback subscription: ``events`` are the event types it wants (see
+    ``gateway.webhooks.events``); ``secret`` signs every notification (kept as is: HMAC needs it)."""
+
+    id: str
+    client: str
+    url: str
+    events: tuple[str, ...]
+    secret: str
+
+
+@dataclass(frozen=True)
+class WebhookDelivery:
+    """One claimed notification to send: the stored body is sent byte for byte on every attempt."""
+
+    id: int
+    event_id: str
+    webhook_id: str
+    url: str
+    secret: str
+    body: str
+    attempts: int  # including this one
+    created_at: str
+
+
+class WebhookStore(Protocol):
+    """Webhooks for the ordering system: the subscriptions (the webhooks API) and the notifications the
+    sender delivers.
+
+    Events are not written through this role: ``accept``, ``finish`` and ``enqueue`` write them in the
+    transaction of the state change they report (one row per subscription of the registration's client
+    that wants that event type), so a crash never loses an event nor reports a change that did not
+    commit.  Delivery is at least once: a claim only moves ``next_attempt_at`` past a lease."""
+
+    async def add_webhook(self, hook: NewWebhook, now: str) -> None: ...
+    async def webhooks(self, client: str) -> list[dict[str, Any]]:
+        """The client's live subscriptions (never the secret), oldest first, each with its delivery counts."""
+        ...
+
+    async def delete_webhook(self, client: str, webhook_id: str, now: str) -> bool:
+        """Ends a live subscription of ``client``; its undelivered notifications are marked failed."""
+        ...
+
+    async def webhook_events(self, webhook_id: str, limit: int = 50) -> list[dict[str, Any]]:
+        """A subscription's latest notifications, newest first: ids, type, state, attempts, last status."""
+        ...
+
+    async def claim_webhook_events(self, now: str, lease_until: str, limit: int) -> list[WebhookDelivery]:
+        """Due pending notifications of live subscriptions; each is leased (``next_attempt_at`` moved to
+        ``lease_until``) and its attempt counted.  Two senders never claim one row at once."""
+        ...
+
+    async def webhook_event_result(
+        self, row_id: int, *, state: str, next_attempt_at: str | None, last_status: str, now: str
+    ) -> None:
+        """One attempt's outcome: ``delivered``, ``failed`` for good, or ``pending`` again at ``next_attempt_at``."""
+        ...
+
+
+class Store(OutboxStore, LedgerStore, SubjectStore, AccessLogStore, RequestStore, WebhookStore, Protocol):
     """Every role of one database, for the wiring (``compose``, the CLI) that opens and closes it."""
 
     schema_version: int

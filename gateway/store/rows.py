@@ -298,3 +298,9 @@ class Inserts:
             request=insert_sql("requests", REQUEST_COLUMNS, mark),
             checkpoint=insert_sql("checkpoints", CHECKPOINT_COLUMNS, mark),
         )
+
+
+def problem_code(response: dict[str, Any]) -> str | None:
+    """The problem ``code`` of a refusal's stored answer (a webhook event names it), if it has one."""
+    code = response.get("code")
+    return code if isinstance(code, str) else None

@@ -246,3 +246,47 @@ def schema_v2(d: Dialect) -> str:
     return f"""
         ALTER TABLE subjects ADD COLUMN basis {d.text} CHECK (basis IN ('strong_id', 'record'));
         """
+
+
+def schema_v3(d: Dialect) -> str:
+    """Migration 3 in dialect ``d``: webhooks for the ordering system.
+
+    ``webhooks`` holds each client's callback subscriptions.  ``secret`` is the signing secret as is
+    (``whsec_…``): HMAC needs the key itself on every send, so it cannot be hashed; it signs
+    notifications that carry no personal data, and the database is as protected as the sealed values
+    beside it.  A deleted subscription keeps its row (``deleted_at``) so its events stay explained.
+
+    ``webhook_events`` is a durable outbox of notifications: one row per (event, subscription), written
+    in the same transaction as the registration state change it reports, sent until the receiver answers
+    2xx (``delivered``) or the retries are used up (``failed``).  ``next_attempt_at`` is both the
+    backoff and the lease of a claimed row, so a sender that dies mid-send is simply retried."""
+    return f"""
+        CREATE TABLE webhooks (
+            id          {d.text} PRIMARY KEY,
+            client      {d.text} NOT NULL,
+            url         {d.text} NOT NULL,
+            events_json {d.text} NOT NULL,
+            secret      {d.text} NOT NULL,
+            created_at  {d.text} NOT NULL,
+            deleted_at  {d.text}
+        );
+        CREATE INDEX webhooks_client ON webhooks(client, created_at);
+
+        CREATE TABLE webhook_events (
+            id              {d.serial},
+            event_id        {d.text} NOT NULL,
+            webhook_id      {d.text} NOT NULL REFERENCES webhooks(id),
+            registration_id {d.text} NOT NULL,
+            type            {d.text} NOT NULL,
+            body_json       {d.text} NOT NULL,
+            state           {d.text} NOT NULL CHECK (state IN ('pending','delivered','failed')),
+            attempts        INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at {d.text} NOT NULL,
+            last_status     {d.text},
+            created_at      {d.text} NOT NULL,
+            updated_at      {d.text} NOT NULL,
+            UNIQUE (event_id, webhook_id)
+        );
+        CREATE INDEX webhook_events_due ON webhook_events(state, next_attempt_at);
+        CREATE INDEX webhook_events_hook ON webhook_events(webhook_id, id);
+        """

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,12 +27,14 @@ from gateway.store.base import (
     THIRD_COUNTRY_CATEGORIES,
     DisclosureFilter,
     NewSubject,
+    NewWebhook,
     Store,
     StoredCheckpoint,
     node_born,
 )
 from gateway.store.postgres import PostgresStore
 from gateway.store.sqlite import SqliteStore
+from gateway.webhooks.events import EVENT_TYPES
 from tests.store.conftest import (
     RawDB,
     StoreSpec,
@@ -54,14 +57,14 @@ async def all_nodes(store: Store, batch: int = 1000) -> list[tuple[int, int, int
 # -- schema -------------------------------------------------------------------------------------------------
 
 async def test_schema_version(store: Store) -> None:
-    assert store.schema_version == 2
+    assert store.schema_version == 3
 
 
 async def test_reopen_keeps_data_and_refuses_a_newer_schema(store_spec: StoreSpec, store: Store, raw: RawDB) -> None:
     await store.append([make_entry(0)])
     again = await store_spec.open()
     try:
-        assert again.schema_version == 2
+        assert again.schema_version == 3
         assert (await again.head()).size == 1
     finally:
         await again.close()
@@ -73,7 +76,7 @@ async def test_reopen_keeps_data_and_refuses_a_newer_schema(store_spec: StoreSpe
 async def test_concurrent_open_migrates_once(pg_empty_dsn: str) -> None:
     stores = await asyncio.gather(*(PostgresStore.open(pg_empty_dsn, max_size=2) for _ in range(6)))
     try:
-        assert {s.schema_version for s in stores} == {2}
+        assert {s.schema_version for s in stores} == {3}
         await stores[0].append([make_entry(0)])
         assert (await stores[5].head()).size == 1
     finally:
@@ -682,3 +685,135 @@ async def test_subject_registrations_of_one_client(store: Store) -> None:
     assert [r["id"] for r in await store.subject_registrations(s.id, client="othershop")] == ["reg-acc-0051"]
     assert await store.subject_registrations(s.id, client="nobody") == []
     assert set((await store.subject_registrations(s.id))[0]) == {"id", "domain", "tld", "status", "created_at"}
+
+
+# -- webhooks -----------------------------------------------------------------------------------------------
+
+def _hook(n: int, client: str = "shop", events: tuple[str, ...] | None = None) -> NewWebhook:
+    return NewWebhook(id=f"{n:032x}", client=client, url=f"https://hooks{n}.example.com/in",
+                      events=events or EVENT_TYPES, secret=f"whsec_{n}")
+
+
+async def _events(raw: RawDB) -> list[dict]:
+    return await raw.fetch("SELECT event_id, webhook_id, registration_id, type, body_json, state, attempts "
+                           "FROM webhook_events ORDER BY id")
+
+
+async def test_webhook_subscriptions_are_per_client(store: Store) -> None:
+    await store.add_webhook(_hook(1), ts(0))
+    await store.add_webhook(_hook(2, events=("registration.delivered",)), ts(1))
+    await store.add_webhook(_hook(3, client="othershop"), ts(2))
+    mine = await store.webhooks("shop")
+    assert [(h["id"], h["url"], h["events"], h["created_at"]) for h in mine] == [
+        (_hook(1).id, "https://hooks1.example.com/in", list(EVENT_TYPES), ts(0)),
+        (_hook(2).id, "https://hooks2.example.com/in", ["registration.delivered"], ts(1))]
+    assert all("secret" not in h for h in mine)
+    assert mine[0]["deliveries"] == {"pending": 0, "delivered": 0, "failed": 0}
+    assert [h["id"] for h in await store.webhooks("othershop")] == [_hook(3).id]
+    assert not await store.delete_webhook("othershop", _hook(1).id, ts(3))  # not theirs
+    assert await store.delete_webhook("shop", _hook(1).id, ts(3))
+    assert not await store.delete_webhook("shop", _hook(1).id, ts(4))  # already gone
+    assert [h["id"] for h in await store.webhooks("shop")] == [_hook(2).id]
+
+
+async def test_state_changes_write_webhook_events_in_the_same_transaction(store: Store, raw: RawDB) -> None:
+    await store.add_webhook(_hook(1), ts(0))
+    await store.add_webhook(_hook(2, events=("registration.failed",)), ts(0))
+    await store.add_webhook(_hook(3, client="othershop"), ts(0))
+    await store.accept(make_accepted(1), ts(0))
+    assert await _events(raw) == []  # accepted is no final state
+    items = await store.claim_due(ts(1), 10)
+    await store.finish(items[0], make_entry(1, registration_id="reg-acc-0001", outcome="delivered"),
+                       state="done", next_attempt_at=None, now=ts(2))
+    assert await _events(raw) == []  # still delivering
+    await store.finish(items[1], make_entry(2, registration_id="reg-acc-0001", outcome="delivered",
+                                            result_code="1000"), state="done", next_attempt_at=None, now=ts(3))
+    events = await _events(raw)
+    assert [(e["webhook_id"], e["type"], e["state"], e["attempts"]) for e in events] == [
+        (_hook(1).id, "registration.delivered", "pending", 0)]
+    body = json.loads(events[0]["body_json"])
+    assert body == {"id": events[0]["event_id"], "type": "registration.delivered", "timestamp": ts(3),
+                    "data": {"registration_id": "reg-acc-0001", "order_ref": "ORD-1", "status": "delivered",
+                             "code": "1000"}}
+
+    # a refusal at send time is "blocked"; a plain failure "failed", to each subscription that wants it
+    await store.accept(make_accepted(2, recipients=("iis",)), ts(4))
+    await store.accept(make_accepted(3, recipients=("iis",)), ts(4))
+    two, three = await store.claim_due(ts(5), 10)
+    await store.finish(two, make_entry(3, registration_id="reg-acc-0002", outcome="blocked",
+                                       result_code="subject_restricted"), state="failed", next_attempt_at=None,
+                       now=ts(6))
+    await store.finish(three, make_entry(4, registration_id="reg-acc-0003", outcome="failed", result_code="2306"),
+                       state="failed", next_attempt_at=None, now=ts(6))
+    events = (await _events(raw))[1:]
+    assert [(e["webhook_id"], e["registration_id"], e["type"]) for e in events] == [
+        (_hook(1).id, "reg-acc-0002", "registration.blocked"),
+        (_hook(1).id, "reg-acc-0003", "registration.failed"), (_hook(2).id, "reg-acc-0003", "registration.failed")]
+    assert events[1]["event_id"] == events[2]["event_id"]  # one event, two subscriptions
+    assert json.loads(events[0]["body_json"])["data"]["code"] == "subject_restricted"
+
+
+async def test_blocked_acceptance_and_pushed_changes_write_events(store: Store, raw: RawDB) -> None:
+    await store.add_webhook(_hook(1), ts(0))
+    blocked = make_accepted(1, recipients=())
+    blocked.registration["status"] = "blocked"
+    blocked.status, blocked.response = 422, {"code": "transfer_blocked", "status": 422}
+    await store.accept(blocked, ts(0))
+    subject = NewSubject("subj-9", "kek-1", b"wrapped-9", (("email", "d-9"),))
+    await store.accept(make_accepted(2, subject=subject), ts(1))
+    await store.enqueue("reg-acc-0002", "subj-9", [dataclasses.replace(
+        make_accepted(2).outbox[0], change_id="chg-1")], ts(2))
+    await store.enqueue("reg-acc-0002", "subj-9", [], ts(3))  # nothing queued, nothing to tell
+    events = await _events(raw)
+    assert [(e["registration_id"], e["type"]) for e in events] == [
+        ("reg-acc-0001", "registration.blocked"), ("reg-acc-0002", "registration.changed")]
+    assert json.loads(events[0]["body_json"])["data"] == {
+        "registration_id": "reg-acc-0001", "order_ref": "ORD-1", "status": "blocked", "code": "transfer_blocked"}
+    assert json.loads(events[1]["body_json"])["data"]["status"] == "accepted"
+
+
+async def test_webhook_events_are_claimed_leased_retried_and_finished(store: Store) -> None:
+    await store.add_webhook(_hook(1), ts(0))
+    await store.add_webhook(_hook(2), ts(0))
+    await store.accept(make_accepted(1, recipients=("iis",)), ts(0))
+    [item] = await store.claim_due(ts(0), 10)
+    await store.finish(item, make_entry(1, registration_id="reg-acc-0001", outcome="delivered"), state="done",
+                       next_attempt_at=None, now=ts(1))
+    assert await store.claim_webhook_events(ts(0), ts(5), 10) == []  # not due before it happened
+    claimed = await store.claim_webhook_events(ts(1), ts(5), 10)
+    assert [(d.webhook_id, d.attempts, d.url, d.secret) for d in claimed] == [
+        (_hook(1).id, 1, _hook(1).url, "whsec_1"), (_hook(2).id, 1, _hook(2).url, "whsec_2")]
+    assert json.loads(claimed[0].body)["type"] == "registration.delivered" and claimed[0].created_at == ts(1)
+    assert await store.claim_webhook_events(ts(2), ts(5), 10) == []  # leased
+    one, two = claimed
+    await store.webhook_event_result(one.id, state="pending", next_attempt_at=ts(3), last_status="500", now=ts(2))
+    await store.webhook_event_result(two.id, state="delivered", next_attempt_at=None, last_status="204", now=ts(2))
+    assert await store.claim_webhook_events(ts(2.5), ts(9), 10) == []  # backing off
+    [again] = await store.claim_webhook_events(ts(3), ts(9), 10)
+    assert (again.id, again.event_id, again.attempts) == (one.id, one.event_id, 2)
+    await store.webhook_event_result(again.id, state="failed", next_attempt_at=None, last_status="TimeoutError",
+                                     now=ts(4))
+    # a lease that runs out (the sender died) makes it due again; finished rows never are
+    assert await store.claim_webhook_events(ts(99), ts(100), 10) == []
+    hooks = {h["id"]: h["deliveries"] for h in await store.webhooks("shop")}
+    assert hooks == {_hook(1).id: {"pending": 0, "delivered": 0, "failed": 1},
+                     _hook(2).id: {"pending": 0, "delivered": 1, "failed": 0}}
+    [recent] = await store.webhook_events(_hook(1).id)
+    assert (recent["state"], recent["attempts"], recent["last_status"]) == ("failed", 2, "TimeoutError")
+    with pytest.raises(ValueError, match="bad webhook event state"):
+        await store.webhook_event_result(one.id, state="in_flight", next_attempt_at=None, last_status="", now=ts(5))
+
+
+async def test_a_lease_that_runs_out_is_claimed_again_and_deleting_a_webhook_fails_its_events(store: Store) -> None:
+    await store.add_webhook(_hook(1), ts(0))
+    await store.accept(make_accepted(1, recipients=("iis",)), ts(0))
+    [item] = await store.claim_due(ts(0), 10)
+    await store.finish(item, make_entry(1, registration_id="reg-acc-0001", outcome="delivered"), state="done",
+                       next_attempt_at=None, now=ts(1))
+    [first] = await store.claim_webhook_events(ts(1), ts(2), 10)
+    [second] = await store.claim_webhook_events(ts(2), ts(3), 10)  # its sender died: the lease ran out
+    assert (second.id, second.attempts) == (first.id, 2)
+    assert await store.delete_webhook("shop", _hook(1).id, ts(4))
+    assert await store.claim_webhook_events(ts(9), ts(10), 10) == []
+    [recent] = await store.webhook_events(_hook(1).id)
+    assert (recent["state"], recent["last_status"]) == ("failed", "deleted")

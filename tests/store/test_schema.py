@@ -29,14 +29,19 @@ RELEASED_V2 = {
     "sqlite": "7e539f231e84cedbb0ad7f6f858d931ea4e0616c3139a902ff0b2b08ef4fa8d3",
     "postgres": "fb661c1c5e419f2cb40d3458d0ea465e649510cad03f4b0afa2b9ec88040249f",
 }
+#: Migration 3 (webhooks for the ordering system, issue 12), pinned the same way once released.
+RELEASED_V3 = {
+    "sqlite": "b9ced4045cabed29f3042acda9fca1168d7e540f62d944095624dc794742600b",
+    "postgres": "daf753039d9aa3868b5642abf7f307ff085ff5db7c8387e838fbf2fcf7df2908",
+}
 
 #: SQLite type -> the PostgreSQL types that spell it in the shared schema.
 TYPES = {"TEXT": {"text"}, "BLOB": {"bytea"}, "INTEGER": {"integer", "bigint"}}
 
 
-@pytest.mark.parametrize("number, released", [(1, RELEASED_V1), (2, RELEASED_V2)])
+@pytest.mark.parametrize("number, released", [(1, RELEASED_V1), (2, RELEASED_V2), (3, RELEASED_V3)])
 def test_released_migrations_are_unchanged(number: int, released: dict[str, str]) -> None:
-    assert [v for v, _ in sqlite_migrations.MIGRATIONS] == [v for v, _ in pg_migrations.MIGRATIONS] == [1, 2]
+    assert [v for v, _ in sqlite_migrations.MIGRATIONS] == [v for v, _ in pg_migrations.MIGRATIONS] == [1, 2, 3]
     version, sql = sqlite_migrations.MIGRATIONS[number - 1]
     statements = sqlite_migrations._split(sql)
     assert version == number
@@ -73,7 +78,7 @@ async def test_a_version_1_database_migrates_to_2_keeping_its_subjects_as_legacy
 
     for store in (SqliteStore(path), await PostgresStore.open(pg_empty_dsn)):
         try:
-            assert store.schema_version == 2
+            assert store.schema_version == 3
             key = await store.subject_key(LEGACY_SUBJECT[0])
             assert key is not None and key.wrapped == LEGACY_SUBJECT[2] and key.basis is None
         finally:
@@ -141,7 +146,7 @@ async def test_both_databases_get_the_same_tables_columns_indexes_and_guards(tmp
     loose = {(t, c[0]) for t, cols in pg["columns"].items() for c in cols if c[1] == "text" and c[3] != "C"}
     assert loose == {("outbox", "change_id")}
 
-    assert lite["indexes"] == pg["indexes"] and len(lite["indexes"]) == 13
+    assert lite["indexes"] == pg["indexes"] and len(lite["indexes"]) == 16
     assert {t for t in pg["triggers"] if not t.endswith("_no_truncate")} == lite["triggers"]
     guarded = {"disclosures", "ledger_nodes", "checkpoints", "access_log", "request_events"}
     assert lite["triggers"] == {f"{t}_no_{op}" for t in guarded for op in ("update", "delete")}

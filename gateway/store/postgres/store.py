@@ -28,18 +28,22 @@ from gateway.errors import SubjectErased
 from gateway.ledger.entry import DisclosureEntry
 from gateway.ledger.merkle import Frontier
 from gateway.store import rows as R
+from gateway.store import webhook_rows as W
 from gateway.store.base import (
     Accepted,
     DisclosureFilter,
     DisclosureReads,
     NewOutbox,
     NewSubject,
+    NewWebhook,
     OutboxItem,
     StoredCheckpoint,
     SubjectKey,
+    WebhookDelivery,
 )
 from gateway.store.paging import keyset_pages
 from gateway.store.postgres.migrations import migrate
+from gateway.webhooks.events import EventType, status_event
 
 T = TypeVar("T")
 
@@ -60,6 +64,19 @@ def _count(status: str) -> int:
 async def _insert_outbox(c: Any, registration_id: str, subject_id: str | None, items: list[NewOutbox],
                          now: str) -> None:
     await c.executemany(_INSERT.outbox, R.outbox_rows(registration_id, subject_id, items, now))
+
+
+async def _emit(c: Any, registration_id: str, type_: EventType, *, code: str | None, now: str) -> None:
+    """Inside the state change's transaction: one notification per subscription that wants it."""
+    reg = await c.fetchrow(W.REGISTRATION.format("$1"), registration_id)
+    if reg is None:
+        return
+    hooks = await c.fetch(W.HOOKS_OF_CLIENT.format("$1"), reg["client"])
+    rows = W.event_rows(hooks, type_, registration_id=registration_id, order_ref=reg["order_ref"],
+                        status=reg["status"], code=code, now=now)
+    if rows:
+        await c.executemany(f"INSERT INTO webhook_events({W.EVENT_COLUMNS}) VALUES "  # noqa: S608
+                            "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)", rows)
 
 
 async def _require_live(c: Any, subject_id: str) -> None:
@@ -246,6 +263,8 @@ class PostgresStore(DisclosureReads):
             if a.outbox:
                 await _insert_outbox(c, reg["id"], subject_id, a.outbox, now)
             await self._append_in(c, a.entries)
+            if reg["status"] == "blocked":
+                await _emit(c, reg["id"], "registration.blocked", code=R.problem_code(a.response), now=now)
             return None
 
         return await self._write(run)
@@ -273,6 +292,8 @@ class PostgresStore(DisclosureReads):
         async def run(c: Any) -> None:
             await _require_live(c, subject_id)
             await _insert_outbox(c, registration_id, subject_id, items, now)
+            if items:
+                await _emit(c, registration_id, "registration.changed", code=None, now=now)
 
         await self._write(run)
 
@@ -326,6 +347,10 @@ class PostgresStore(DisclosureReads):
         R.check_finish_state(state)
 
         async def run(c: Any) -> None:
+            # the registration row is locked first: concurrent finishes of one registration see each
+            # other's status, so each status change is reported once
+            before = await c.fetchval("SELECT status FROM registrations WHERE id=$1 FOR UPDATE",
+                                      item.registration_id)
             await c.execute(
                 "UPDATE outbox SET state=$1, last_code=$2, next_attempt_at=COALESCE($3, next_attempt_at), "
                 "updated_at=$4 WHERE id=$5 AND state='in_flight'",
@@ -336,8 +361,78 @@ class PostgresStore(DisclosureReads):
             states = {r["state"] for r in await c.fetch(
                 "SELECT state FROM outbox WHERE registration_id=$1 AND required=1", item.registration_id
             )}
+            status = R.registration_status(states)
             await c.execute("UPDATE registrations SET status=$1, updated_at=$2 WHERE id=$3",
-                            R.registration_status(states), now, item.registration_id)
+                            status, now, item.registration_id)
+            event = status_event(before, status, refused=entry.outcome == "blocked")
+            if event is not None:
+                await _emit(c, item.registration_id, event, code=entry.result_code, now=now)
+
+        await self._write(run)
+
+    # -- webhooks ------------------------------------------------------------------------------------
+
+    async def add_webhook(self, hook: NewWebhook, now: str) -> None:
+        async def run(c: Any) -> None:
+            await c.execute("INSERT INTO webhooks(id, client, url, events_json, secret, created_at) "
+                            "VALUES ($1, $2, $3, $4, $5, $6)", *W.webhook_values(hook, now))
+
+        await self._write(run)
+
+    async def webhooks(self, client: str) -> list[dict[str, Any]]:
+        hooks = await self._fetch(
+            "SELECT id, url, events_json, created_at FROM webhooks WHERE client=$1 AND deleted_at IS NULL "
+            "ORDER BY created_at, id", client)
+        out = []
+        for h in hooks:
+            counts = {r["state"]: int(r["n"]) for r in await self._fetch(
+                "SELECT state, COUNT(*) AS n FROM webhook_events WHERE webhook_id=$1 GROUP BY state", h["id"])}
+            out.append(W.hook_view(h, counts))
+        return out
+
+    async def delete_webhook(self, client: str, webhook_id: str, now: str) -> bool:
+        async def run(c: Any) -> bool:
+            n = _count(await c.execute(
+                "UPDATE webhooks SET deleted_at=$1 WHERE id=$2 AND client=$3 AND deleted_at IS NULL",
+                now, webhook_id, client))
+            if n:
+                await c.execute("UPDATE webhook_events SET state='failed', last_status='deleted', updated_at=$1 "
+                                "WHERE webhook_id=$2 AND state='pending'", now, webhook_id)
+            return n > 0
+
+        return await self._write(run)
+
+    async def webhook_events(self, webhook_id: str, limit: int = 50) -> list[dict[str, Any]]:
+        rows = await self._fetch(
+            "SELECT * FROM webhook_events WHERE webhook_id=$1 ORDER BY id DESC LIMIT $2", webhook_id, limit)
+        return [W.event_view(r) for r in rows]
+
+    async def claim_webhook_events(self, now: str, lease_until: str, limit: int) -> list[WebhookDelivery]:
+        """Rows another sender is claiming are skipped, not waited for."""
+        async def run(c: Any) -> list[WebhookDelivery]:
+            rows = await c.fetch(
+                "WITH due AS ("
+                " SELECT e.id FROM webhook_events e JOIN webhooks w ON w.id = e.webhook_id"
+                " WHERE e.state='pending' AND e.next_attempt_at <= $1 AND w.deleted_at IS NULL"
+                " ORDER BY e.next_attempt_at, e.id LIMIT $3 FOR UPDATE OF e SKIP LOCKED"
+                ") UPDATE webhook_events e SET attempts=e.attempts+1, next_attempt_at=$2, updated_at=$1 "
+                "FROM due, webhooks w WHERE e.id = due.id AND w.id = e.webhook_id "
+                "RETURNING e.id, e.event_id, e.webhook_id, e.body_json, e.attempts, e.created_at, w.url, w.secret",
+                now, lease_until, limit,
+            )
+            return sorted((W.delivery(r) for r in rows), key=lambda d: d.id)
+
+        return await self._write(run)
+
+    async def webhook_event_result(
+        self, row_id: int, *, state: str, next_attempt_at: str | None, last_status: str, now: str
+    ) -> None:
+        W.check_result_state(state)
+
+        async def run(c: Any) -> None:
+            await c.execute("UPDATE webhook_events SET state=$1, next_attempt_at=COALESCE($2, next_attempt_at), "
+                            "last_status=$3, updated_at=$4 WHERE id=$5 AND state='pending'",
+                            state, next_attempt_at, last_status, now, row_id)
 
         await self._write(run)
 

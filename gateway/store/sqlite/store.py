@@ -24,18 +24,22 @@ from gateway.errors import SubjectErased
 from gateway.ledger.entry import DisclosureEntry
 from gateway.ledger.merkle import Frontier
 from gateway.store import rows as R
+from gateway.store import webhook_rows as W
 from gateway.store.base import (
     Accepted,
     DisclosureFilter,
     DisclosureReads,
     NewOutbox,
     NewSubject,
+    NewWebhook,
     OutboxItem,
     StoredCheckpoint,
     SubjectKey,
+    WebhookDelivery,
 )
 from gateway.store.paging import keyset_pages
 from gateway.store.sqlite.migrations import migrate
+from gateway.webhooks.events import EventType, status_event
 
 T = TypeVar("T")
 
@@ -235,6 +239,8 @@ class SqliteStore(DisclosureReads):
                 )
                 self._insert_outbox(c, reg["id"], subject_id, a.outbox, now)
                 self._append_in(c, a.entries)
+                if reg["status"] == "blocked":
+                    self._emit(c, reg["id"], "registration.blocked", code=R.problem_code(a.response), now=now)
             return None
 
         return await self._run(run)
@@ -260,6 +266,8 @@ class SqliteStore(DisclosureReads):
             with self._tx() as c:
                 self._require_live(c, subject_id)
                 self._insert_outbox(c, registration_id, subject_id, items, now)
+                if items:
+                    self._emit(c, registration_id, "registration.changed", code=None, now=now)
 
         await self._run(run)
 
@@ -339,6 +347,7 @@ class SqliteStore(DisclosureReads):
 
         def run() -> None:
             with self._tx() as c:
+                before = c.execute("SELECT status FROM registrations WHERE id=?", (item.registration_id,)).fetchone()
                 c.execute(
                     "UPDATE outbox SET state=?, last_code=?, next_attempt_at=COALESCE(?, next_attempt_at), "
                     "updated_at=? WHERE id=? AND state='in_flight'",
@@ -349,8 +358,96 @@ class SqliteStore(DisclosureReads):
                 states = {r[0] for r in c.execute(
                     "SELECT state FROM outbox WHERE registration_id=? AND required=1", (item.registration_id,)
                 )}
+                status = R.registration_status(states)
                 c.execute("UPDATE registrations SET status=?, updated_at=? WHERE id=?",
-                          (R.registration_status(states), now, item.registration_id))
+                          (status, now, item.registration_id))
+                event = status_event(before[0] if before else None, status, refused=entry.outcome == "blocked")
+                if event is not None:
+                    self._emit(c, item.registration_id, event, code=entry.result_code, now=now)
+
+        await self._run(run)
+
+    # -- webhooks ------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _emit(c: sqlite3.Connection, registration_id: str, type_: EventType, *, code: str | None, now: str) -> None:
+        """Inside the state change's transaction: one notification per subscription that wants it."""
+        reg = c.execute(W.REGISTRATION.format("?"), (registration_id,)).fetchone()
+        if reg is None:
+            return
+        hooks = c.execute(W.HOOKS_OF_CLIENT.format("?"), (reg["client"],)).fetchall()
+        rows = W.event_rows(hooks, type_, registration_id=registration_id, order_ref=reg["order_ref"],
+                            status=reg["status"], code=code, now=now)
+        c.executemany(f"INSERT INTO webhook_events({W.EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",  # noqa: S608
+                      rows)
+
+    async def add_webhook(self, hook: NewWebhook, now: str) -> None:
+        def run() -> None:
+            with self._tx() as c:
+                c.execute("INSERT INTO webhooks(id, client, url, events_json, secret, created_at) "
+                          "VALUES (?,?,?,?,?,?)", W.webhook_values(hook, now))
+
+        await self._run(run)
+
+    async def webhooks(self, client: str) -> list[dict[str, Any]]:
+        def run() -> list[dict[str, Any]]:
+            with self._lock:
+                hooks = self._conn.execute(
+                    "SELECT id, url, events_json, created_at FROM webhooks WHERE client=? AND deleted_at IS NULL "
+                    "ORDER BY created_at, id", (client,)).fetchall()
+                out = []
+                for h in hooks:
+                    counts = {r[0]: r[1] for r in self._conn.execute(
+                        "SELECT state, COUNT(*) FROM webhook_events WHERE webhook_id=? GROUP BY state", (h["id"],))}
+                    out.append(W.hook_view(h, counts))
+                return out
+
+        return await self._run(run)
+
+    async def delete_webhook(self, client: str, webhook_id: str, now: str) -> bool:
+        def run() -> bool:
+            with self._tx() as c:
+                n = c.execute("UPDATE webhooks SET deleted_at=? WHERE id=? AND client=? AND deleted_at IS NULL",
+                              (now, webhook_id, client)).rowcount
+                if n:
+                    c.execute("UPDATE webhook_events SET state='failed', last_status='deleted', updated_at=? "
+                              "WHERE webhook_id=? AND state='pending'", (now, webhook_id))
+                return n > 0
+
+        return await self._run(run)
+
+    async def webhook_events(self, webhook_id: str, limit: int = 50) -> list[dict[str, Any]]:
+        rows = await self._run(lambda: self._read(
+            "SELECT * FROM webhook_events WHERE webhook_id=? ORDER BY id DESC LIMIT ?", (webhook_id, limit)))
+        return [W.event_view(r) for r in rows]
+
+    async def claim_webhook_events(self, now: str, lease_until: str, limit: int) -> list[WebhookDelivery]:
+        def run() -> list[WebhookDelivery]:
+            with self._tx() as c:
+                rows = c.execute(
+                    "SELECT e.id, e.event_id, e.webhook_id, e.body_json, e.attempts, e.created_at, w.url, w.secret "
+                    "FROM webhook_events e JOIN webhooks w ON w.id = e.webhook_id "
+                    "WHERE e.state='pending' AND e.next_attempt_at<=? AND w.deleted_at IS NULL "
+                    "ORDER BY e.next_attempt_at, e.id LIMIT ?", (now, limit)).fetchall()
+                out = []
+                for r in rows:
+                    c.execute("UPDATE webhook_events SET attempts=attempts+1, next_attempt_at=?, updated_at=? "
+                              "WHERE id=?", (lease_until, now, r["id"]))
+                    out.append(W.delivery({**dict(r), "attempts": r["attempts"] + 1}))
+                return out
+
+        return await self._run(run)
+
+    async def webhook_event_result(
+        self, row_id: int, *, state: str, next_attempt_at: str | None, last_status: str, now: str
+    ) -> None:
+        W.check_result_state(state)
+
+        def run() -> None:
+            with self._tx() as c:
+                c.execute("UPDATE webhook_events SET state=?, next_attempt_at=COALESCE(?, next_attempt_at), "
+                          "last_status=?, updated_at=? WHERE id=? AND state='pending'",
+                          (state, next_attempt_at, last_status, now, row_id))
 
         await self._run(run)
 
