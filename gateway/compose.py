@@ -23,8 +23,10 @@ from adapters.http_partner import PartnerEndpoint
 from gateway.auth import TokenStore, write_dev_tokens
 from gateway.delivery.epp_pools import EppPools
 from gateway.delivery.escrow_job import EscrowJob
+from gateway.delivery.webhooks import WebhookSender
 from gateway.delivery.worker import DeliveryWorker
 from gateway.errors import ConfigError, PermanentDeliveryError
+from gateway.http.api.webhooks import WEBHOOK_SETTINGS, WebhookSettings
 from gateway.http.app import build_app
 from gateway.http.context import CleanupContext, Metrics, Services, periodic
 from gateway.ledger.checkpoint import load_or_create_signing_key
@@ -188,6 +190,27 @@ def run_worker(worker: DeliveryWorker, poll_s: float) -> CleanupContext:
     return ctx
 
 
+def run_webhooks(sender: WebhookSender, poll_s: float) -> CleanupContext:
+    """The webhook sender for the app's lifetime; on shutdown it finishes the sends it holds, then stops."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        task = asyncio.create_task(sender.run(stop, poll_s))
+        yield
+        stop.set()
+        await task
+
+    return ctx
+
+
+def webhook_sender(settings: Settings, store: Store) -> WebhookSender:
+    return WebhookSender(
+        store, max_attempts=settings.webhook_max_attempts, max_age_s=settings.webhook_max_age_s,
+        backoff_base_s=settings.webhook_backoff_base_s, backoff_max_s=settings.webhook_backoff_max_s,
+        timeout_s=settings.webhook_timeout_s,
+    )
+
+
 def background_jobs(
     settings: Settings, worker: DeliveryWorker | None, ledger: Ledger, rights: RightsService,
     escrow: EscrowJob | None, escrow_interval_s: float,
@@ -270,6 +293,9 @@ async def build(settings: Settings, *, dev_tokens: bool = False) -> tuple[web.Ap
     app = build_app(services, background=background_jobs(
         settings, worker if delivering else None, ledger, rights, escrow, cfg.escrow.interval_s if cfg.escrow else 0.0,
     ))
+    app[WEBHOOK_SETTINGS] = WebhookSettings(allow_loopback_http=settings.webhooks_allow_loopback_http)
+    if delivering and settings.webhooks_send:  # a process that runs the worker sends the notifications too
+        app.cleanup_ctx.append(run_webhooks(webhook_sender(settings, store), settings.webhook_poll_s))
 
     async def close_store(app: web.Application) -> None:
         await pools.close()

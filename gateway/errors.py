@@ -66,8 +66,14 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+#: Where the served docs describe each problem code (``gateway.http.api.docs``): a problem's ``type`` is
+#: this path and its code, a URI reference resolved against the request's own URI.
+PROBLEM_DOCS = "/docs/problems/"
+
 
 class GatewayError(Exception):
+    """Something went wrong inside the gateway; the request was not processed."""
+
     code: ClassVar[str] = "internal"
     status: ClassVar[int] = 500
     title: ClassVar[str] = "Internal error"
@@ -91,7 +97,7 @@ class GatewayError(Exception):
     def problem(self, instance: str | None = None) -> dict[str, Any]:
         """RFC 9457 problem details; ``extra`` must hold no personal data (callers' duty)."""
         body: dict[str, Any] = {
-            "type": f"https://registrant-gateway.invalid/problems/{self.code}",
+            "type": f"{PROBLEM_DOCS}{self.code}",
             "title": self.title,
             "status": self.status,
             "code": self.code,

@@ -6,6 +6,7 @@ Defaults point every registry at the local sandbox with development TLS material
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 from pydantic import Field
@@ -14,13 +15,31 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _in_checkout() -> bool:
+    """Whether this is the source checkout (``pip install -e``, ``python -m gateway``) and not a wheel."""
+    return (ROOT / "pyproject.toml").is_file() and (ROOT / "config" / "jurisdictions.yaml").is_file()
+
+
+def default_config_dir() -> Path:
+    """The policy files: the checkout's ``config/``, else the copy shipped in the wheel (``gateway/_config``)."""
+    if _in_checkout():
+        return ROOT / "config"
+    return Path(str(resources.files("gateway") / "_config"))
+
+
+def default_var_dir() -> Path:
+    """State (SQLite, keys, development tokens and PKI): the checkout's ``var/``, else ``./var`` of the
+    working directory; production sets ``GATEWAY_VAR_DIR`` (the image: ``/data``)."""
+    return ROOT / "var" if _in_checkout() else Path.cwd() / "var"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="forbid")
 
     host: str = "127.0.0.1"
     port: int = 8080
-    config_dir: Path = ROOT / "config"
-    var_dir: Path = ROOT / "var"
+    config_dir: Path = Field(default_factory=default_config_dir)
+    var_dir: Path = Field(default_factory=default_var_dir)
     db_path: Path | None = None
     db_synchronous: str = "FULL"
     tokens_file: Path | None = None
@@ -60,6 +79,16 @@ class Settings(BaseSettings):
     #: A claimed outbox row older than this is taken to belong to a dead worker and is retried.  The
     #: gateway raises it to at least what one delivery can take (EPP timeout x attempts, twice over).
     worker_lease_s: float = Field(default=120.0, gt=0)
+    #: Webhooks for the ordering system (``gateway.delivery.webhooks``): http callback URLs on a loopback
+    #: address are refused unless this is set (development and tests only).
+    webhooks_allow_loopback_http: bool = False
+    webhooks_send: bool = True  # False: subscriptions and events are kept, but this process sends none
+    webhook_poll_s: float = Field(default=1.0, gt=0)
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    webhook_max_attempts: int = Field(default=8, ge=1, le=50)
+    webhook_max_age_s: float = Field(default=3 * 86_400.0, gt=0)  # an event older than this is given up
+    webhook_backoff_base_s: float = Field(default=5.0, ge=0)
+    webhook_backoff_max_s: float = Field(default=3_600.0, ge=0)
 
     def effective_lease_s(self) -> float:
         return max(self.worker_lease_s, 2 * self.epp_timeout_s * (self.epp_attempts + 1))

@@ -21,8 +21,8 @@ from typing import Any
 import httpx
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from gateway.cli.progress import bar, status
 from gateway.errors import ConfigError
 from gateway.ledger.audit import AuditFailed, check_extension, load_checkpoint, refutation
 from gateway.ledger.checkpoint import SignedCheckpoint, load_or_create_signing_key, verify_checkpoint
@@ -94,10 +94,10 @@ async def _verify(settings: Settings, args: argparse.Namespace) -> int:
     store = await open_store(settings)
     try:
         head = await store.head()
-        with Progress(TextColumn("verifying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                      disable=args.quiet, transient=True) as bar:
-            task = bar.add_task("leaves", total=head.size)
-            report = await verify_store(store, public_key, lambda done, total: bar.update(task, completed=done),
+        with bar("verifying", quiet=args.quiet) as progress:
+            task = progress.add_task("leaves", total=head.size)
+            report = await verify_store(store, public_key,
+                                        lambda done, total: progress.update(task, completed=done, total=total),
                                         retention=retention)
     finally:
         await store.close()
@@ -242,14 +242,24 @@ async def _ledger(settings: Settings, args: argparse.Namespace) -> int:
             print((await ledger.checkpoint()).to_text(), end="")
         elif args.ledger_cmd == "prove":
             entry = await store.disclosure(args.entry)
-            if entry is None or entry.leaf_hash is None:
-                print("no such entry", file=sys.stderr)
+            if entry is None or entry.leaf_hash is None or entry.leaf_index is None:
+                print(f"error: no such entry in the ledger: {args.entry}", file=sys.stderr)
                 return 1
+            size = (await store.head()).size
+            if not entry.leaf_index < args.size <= size:
+                print(f"error: --size {args.size}: the entry is leaf {entry.leaf_index}, so the size must be "
+                      f"{entry.leaf_index + 1}..{size} (the tree has {size} leaves)", file=sys.stderr)
+                return 2
             proof = await ledger.inclusion(entry, args.size)
             print(json.dumps({"leaf_index": entry.leaf_index, "tree_size": args.size,
                               "leaf_hash": base64.b64encode(entry.leaf_hash).decode(),
                               "proof": [base64.b64encode(p).decode() for p in proof]}))
         elif args.ledger_cmd == "consistency":
+            size = (await store.head()).size
+            if not 0 < args.old <= args.new <= size:
+                print(f"error: --from {args.old} --to {args.new}: need 0 < from <= to <= {size} (the tree has "
+                      f"{size} leaves)", file=sys.stderr)
+                return 2
             proof = await ledger.consistency(args.old, args.new)
             print(json.dumps({"from": args.old, "to": args.new,
                               "proof": [base64.b64encode(p).decode() for p in proof]}))
@@ -271,7 +281,8 @@ async def _keys(settings: Settings, args: argparse.Namespace) -> int:
         new = old.with_new_active_key()
         path = settings.resolved_kek()
         new.save(path)  # save first: a crash mid-way leaves keys wrapped by either, both in the ring
-        count = await ledger.rotate(new)
+        with status(f"re-wrapping subject keys under {new.active}"):
+            count = await ledger.rotate(new)
         if args.retire_old:
             final = new
             for kid in list(old.keys):

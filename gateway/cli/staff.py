@@ -1,5 +1,6 @@
 """``gateway art30 [--json]`` and ``gateway explain --tld TLD --registrant FILE.json``: the Art. 30 record
-and the policy explainer for privacy staff, from the settings' policy files and store.
+and the policy explainer for privacy staff, from the settings' policy files and store; ``gateway retention
+purge [--dry-run]`` and ``gateway requests list|show`` as the API's ``/v1/retention/purge`` and ``/v1/requests``.
 
 ``explain`` sends nothing: it runs the same pure planner registrations use.  The registrant file holds
 a registrant as in an order's ``registrant`` member (or a whole order, whose ``registrant`` is used);
@@ -14,16 +15,20 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from gateway.cli.progress import status
 from gateway.errors import InputError, PolicyRefusal
 from gateway.models import Registrant
 from gateway.policy.loader import load_policies
 from gateway.settings import Settings
 
-COMMANDS = ("art30", "explain")
+if TYPE_CHECKING:
+    from gateway.rights.service import RightsService
+
+COMMANDS = ("art30", "explain", "retention", "requests")
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -33,6 +38,20 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
                                              "(sends nothing; JSON)")
     explain.add_argument("--tld", required=True, help="top-level domain, e.g. se")
     explain.add_argument("--registrant", type=Path, required=True, help="registrant JSON file")
+    retention = sub.add_parser("retention", help="the retention purge (as POST /v1/retention/purge)")
+    rsub = retention.add_subparsers(dest="retention_cmd", required=True)
+    purge = rsub.add_parser("purge", help="delete the sealed values of entries older than their purpose's period "
+                            "(entries and the tree stay verifiable)")
+    purge.add_argument("--dry-run", action="store_true", help="count what would be purged; delete nothing")
+    purge.add_argument("--json", action="store_true", help="the whole report as JSON (with the entry ids)")
+    purge.add_argument("--quiet", action="store_true", help="no progress display")
+    requests = sub.add_parser("requests", help="data-subject requests (as GET /v1/requests)")
+    qsub = requests.add_subparsers(dest="requests_cmd", required=True)
+    rlist = qsub.add_parser("list", help="list requests with their kind, state and deadline")
+    rlist.add_argument("--state", choices=["open", "closed"])
+    rlist.add_argument("--json", action="store_true")
+    show = qsub.add_parser("show", help="one request with its candidates and events (JSON)")
+    show.add_argument("id")
 
 
 def _read_registrant(path: Path) -> Registrant | None:
@@ -92,6 +111,42 @@ def art30_text(r: dict[str, Any]) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
+def retention_text(report: dict[str, Any]) -> str:
+    verb = "would purge" if report["dry_run"] else "purged"
+    count = report["expired"] if report["dry_run"] else report["purged"]
+    out = [f"{verb} the values of {count} of {report['scanned']} entries (at {report['at']}, periods from "
+           f"{report['measured_from']})"]
+    out += [f"  {p}: {v['expired']} expired (period {v['period_months']} months)"
+            for p, v in report["purposes"].items()]
+    out += [f"  warning: purpose {p} has no retention period: {n} entries kept"
+            for p, n in sorted(report["unconfigured_purposes"].items())]
+    return "\n".join(out) + "\n"
+
+
+async def _retention(rights: RightsService, args: argparse.Namespace) -> int:
+    with status(f"retention purge{' (dry run)' if args.dry_run else ''}: scanning the ledger", quiet=args.quiet):
+        report = await rights.retention(dry_run=args.dry_run)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(retention_text(report), end="")
+    return 0
+
+
+async def _requests(rights: RightsService, args: argparse.Namespace) -> int:
+    if args.requests_cmd == "show":
+        print(json.dumps(await rights.get(args.id), indent=2, ensure_ascii=False))
+        return 0
+    rows = await rights.list(args.state)
+    if args.json:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        return 0
+    for r in rows:
+        print(f"{r['id']}  {r['kind']:<13} {r['state']:<6} opened {r['opened_at']}  deadline {r['deadline']}")
+    print(f"{len(rows)} request{'s' if len(rows) != 1 else ''}")
+    return 0
+
+
 async def _run(settings: Settings, args: argparse.Namespace) -> int:
     from gateway.compose import open_ledger, open_rights, open_store
 
@@ -104,6 +159,10 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
     store = await open_store(settings)
     try:
         rights = open_rights(settings, store, open_ledger(settings, store), policies)
+        if args.cmd == "retention":
+            return await _retention(rights, args)
+        if args.cmd == "requests":
+            return await _requests(rights, args)
         if args.cmd == "art30":
             record = await rights.art30()
             if args.json:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import random
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import KW_ONLY, dataclass, field
@@ -27,6 +28,7 @@ from adapters.http_partner import HttpPartnerClient, PartnerEndpoint
 from gateway.clock import Clock, iso, utcnow
 from gateway.errors import DeliveryError, PermanentDeliveryError, SubjectErased, TransientDeliveryError
 from gateway.ledger.entry import DisclosureEntry
+from gateway.logs import DeliveryMetrics, WorkerBeat, delivery_metrics, request_context
 from gateway.outbox.payloads import (
     DomainRecord,
     EppContactUpdate,
@@ -77,6 +79,8 @@ class DeliveryWorker:
     partner_endpoints: Callable[[str], PartnerEndpoint] = _no_partner_endpoint
     lease_s: float = 120.0
     update_epp: EppUpdater = _update_single
+    #: deliveries by outcome and EPP latency; the process's (``gateway.logs``) unless given
+    metrics: DeliveryMetrics = field(default_factory=delivery_metrics)
     #: set to deliver now rather than at the next poll (a new registration was accepted)
     wakeup: asyncio.Event = field(init=False, default_factory=asyncio.Event)
 
@@ -97,9 +101,23 @@ class DeliveryWorker:
         return len(items)
 
     async def run(self, stop: asyncio.Event, poll_s: float) -> None:
+        # liveness for /readyz: a beat per round; a loop that ends other than by ``stop`` is marked crashed
+        beat = self.metrics.workers[id(self)] = WorkerBeat(lease_s=max(self.lease_s, 3 * poll_s))
+        try:
+            await self._loop(stop, poll_s, beat)
+        except asyncio.CancelledError:
+            self.metrics.workers.pop(id(self), None)
+            raise
+        except BaseException:
+            beat.crashed = True
+            raise
+        self.metrics.workers.pop(id(self), None)
+
+    async def _loop(self, stop: asyncio.Event, poll_s: float, beat: WorkerBeat) -> None:
         loop = asyncio.get_running_loop()
         next_recovery = loop.time()
         while not stop.is_set():
+            beat.at = time.monotonic()
             try:
                 if loop.time() >= next_recovery:  # also picks up rows of other instances that died
                     await self.recover()
@@ -127,6 +145,26 @@ class DeliveryWorker:
         return OutboxContent.from_json(sealed)
 
     async def _deliver(self, item: OutboxItem) -> None:
+        # the id of the request that queued this row, on every line of its delivery (same process only)
+        with structlog.contextvars.bound_contextvars(**request_context(item.registration_id, item.change_id)):
+            await self._deliver_bound(item)
+
+    async def _epp(self, item: OutboxItem, command: str, call: Awaitable[Any]) -> Any:
+        """An EPP operation, timed per registry (recipient), command and result code."""
+        t0 = time.perf_counter()
+        code = "error"
+        try:
+            out = await call
+            result = getattr(out, "domain_result", None) or getattr(out, "result", None)
+            code = str(getattr(result, "code", "ok"))
+            return out
+        except DeliveryError as exc:
+            code = str(exc.result_code if exc.result_code is not None else exc.code)
+            raise
+        finally:
+            self.metrics.epp_seconds.labels(item.recipient, command, code).observe(time.perf_counter() - t0)
+
+    async def _deliver_bound(self, item: OutboxItem) -> None:
         async with self._sem:
             started = self.clock()
             result: Delivered | DeliveryError
@@ -136,9 +174,8 @@ class DeliveryWorker:
                 match content.payload:
                     case EppRegistration(commands=commands):
                         sent = content.values
-                        result = Delivered.from_epp(
-                            await self.send_epp(self.endpoints(item.recipient), commands, item.registration_id)
-                        )
+                        result = Delivered.from_epp(await self._epp(item, "registration", self.send_epp(
+                            self.endpoints(item.recipient), commands, item.registration_id)))
                     case HttpsPost() as post:
                         endpoint = self.partner_endpoints(item.recipient)
                         sent = content.values
@@ -149,9 +186,9 @@ class DeliveryWorker:
                                            {"partner_ref": receipt.partner_ref} if receipt.partner_ref else {})
                     case EppContactUpdate(update=update):
                         sent = content.values
-                        result = Delivered.from_update(await self.update_epp(
+                        result = Delivered.from_update(await self._epp(item, "contact_update", self.update_epp(
                             self.endpoints(item.recipient), update, f"{item.registration_id}-{item.change_id}"
-                        ))
+                        )))
                     case DomainRecord(protocol=protocol):  # escrow rows are the escrow job's; RRI has no adapter
                         raise PermanentDeliveryError(f"protocol '{protocol}' has no adapter yet; nothing was sent")
                     case _:  # a new payload type must get a case here (mypy checks)
@@ -194,6 +231,7 @@ class DeliveryWorker:
         the row's own where what left is not the row's payload (an escrow deposit)."""
         entry, state, next_at = await self._entry(item, started, result, values, payload_digest)
         await self.store.finish(item, entry, state=state, next_attempt_at=next_at, now=entry.recorded_at)
+        self.metrics.deliveries.labels(item.recipient, "retry" if state == "pending" else entry.outcome).inc()
 
     async def _entry(
         self,

@@ -7,19 +7,29 @@ chosen by the composition root and handed in as cleanup contexts, so HTTP never 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from typing import Any
 
 from aiohttp import web
 
-from gateway.http.api import disclosures, ledger, lookups, registrations, rights, system
-from gateway.http.context import SERVICES, CleanupContext, Services, services
+from gateway.http.api import disclosures, docs, ledger, lookups, registrations, rights, system, webhooks
+from gateway.http.context import (
+    SERVICES,
+    AccessLogger,
+    CleanupContext,
+    Services,
+    add_request_id_header,
+    request_ids,
+    services,
+)
 from gateway.http.pages import MOUNT, pages_app
 from gateway.http.problems import PARSER_LIMIT, header_limits, problem_middleware, server_logger
 
 #: Each resource's routes, in the order the app registers them.
 ROUTE_TABLES = (
     registrations.routes, disclosures.routes, system.routes, ledger.routes, rights.routes, lookups.routes,
+    docs.routes, webhooks.routes,
 )
 
 
@@ -36,14 +46,17 @@ def build_app(svc: Services, *, background: Iterable[CleanupContext] = ()) -> we
     # client_max_size is a backstop; read_json enforces the configured limit with a problem body.
     # The parser's line and field limits are raised above the real ones, which header_limits enforces
     # with a problem body; aiohttp's own answer to them is plain text quoting the header, and its log
-    # records quote it too, hence the type-only logger.  The access log format names no header value.
+    # records quote it too, hence the type-only logger.  The access log (on whatever runner serves the
+    # app) is structured and names the route template, never the path, a query or a header value.
     app = web.Application(
-        middlewares=[header_limits, count_requests, problem_middleware], client_max_size=svc.max_body_bytes * 4,
+        middlewares=[request_ids, header_limits, count_requests, problem_middleware],
+        client_max_size=svc.max_body_bytes * 4,
         handler_args={
             "max_line_size": PARSER_LIMIT, "max_field_size": PARSER_LIMIT, "logger": server_logger(),
-            "access_log_format": '%t "%r" %s %b %Tf',
+            "access_log": logging.getLogger("aiohttp.access"), "access_log_class": AccessLogger,
         },
     )
+    app.on_response_prepare.append(add_request_id_header)
     app[SERVICES] = svc
     for table in ROUTE_TABLES:
         app.router.add_routes(table)

@@ -13,18 +13,36 @@ import asyncio
 import contextlib
 import json
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import structlog
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter
+from aiohttp.abc import AbstractAccessLogger
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 from pydantic import ValidationError
 
 from adapters.http_partner import PartnerEndpoint
 from gateway.auth import Principal, TokenStore
 from gateway.errors import BodyTooDeep, MalformedBody, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+from gateway.logs import (
+    REQUEST_ID_HEADER,
+    DeliveryMetrics,
+    Forward,
+    delivery_metrics,
+    remember_request,
+    request_id_from,
+)
 from gateway.rights.service import RightsService
 from gateway.services.changes import ChangeService
 from gateway.services.ledger import Ledger
@@ -36,20 +54,111 @@ log = structlog.get_logger("gateway.api")
 CleanupContext = Callable[[web.Application], AsyncIterator[None]]
 
 
+#: Seconds; the API answers in milliseconds, a registration's accept transaction in tens of them.
+HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
 @dataclass
 class Metrics:
+    """The app's Prometheus registry.  Labels are routes (templates, never a path), status codes,
+    outcomes and recipient ids: no value a caller sent.  The gauges are set at scrape time from the
+    store (``gateway.http.scrape``); the delivery worker's counters are the process's, forwarded."""
+
     registry: CollectorRegistry
     requests: Counter
     registrations: Counter
+    request_seconds: Histogram
+    outbox_rows: Gauge
+    outbox_oldest_pending_s: Gauge
+    ledger_entries: Gauge
+    ledger_unchecked: Gauge
+    checkpoint_age_s: Gauge
+    schema_version: Gauge
+    delivery: DeliveryMetrics
 
     @classmethod
     def create(cls) -> Metrics:
         reg = CollectorRegistry()
+        delivery = delivery_metrics()
+        reg.register(Forward(delivery.registry))
+        ProcessCollector(registry=reg)
+        PlatformCollector(registry=reg)
+        GCCollector(registry=reg)
         return cls(
             registry=reg,
             requests=Counter("gateway_http_requests", "HTTP requests", ["route", "status"], registry=reg),
-            registrations=Counter("gateway_registrations", "Registrations by answer", ["status"], registry=reg),
+            registrations=Counter("gateway_registrations", "Registrations by outcome (accepted, refused)",
+                                  ["outcome"], registry=reg),
+            request_seconds=Histogram("gateway_http_request_duration_seconds", "HTTP request latency",
+                                      ["route", "method"], buckets=HTTP_BUCKETS, registry=reg),
+            outbox_rows=Gauge("gateway_outbox_rows", "Outbox rows by recipient and state (pending, in_flight, "
+                              "failed = parked for staff)", ["recipient", "state"], registry=reg),
+            outbox_oldest_pending_s=Gauge("gateway_outbox_oldest_pending_age_seconds",
+                                          "Age of the oldest undelivered outbox row per recipient",
+                                          ["recipient"], registry=reg),
+            ledger_entries=Gauge("gateway_ledger_entries", "Disclosure ledger size (leaves)", registry=reg),
+            ledger_unchecked=Gauge("gateway_ledger_entries_since_checkpoint",
+                                   "Ledger entries not yet covered by a signed checkpoint", registry=reg),
+            checkpoint_age_s=Gauge("gateway_ledger_checkpoint_age_seconds",
+                                   "Seconds since the latest signed checkpoint (-1: none yet)", registry=reg),
+            schema_version=Gauge("gateway_store_schema_version", "The store's schema version", registry=reg),
+            delivery=delivery,
         )
+
+
+REQUEST_ID = web.RequestKey("request_id", str)
+
+
+def route_of(request: web.BaseRequest) -> str:
+    """The matched route's template (``/v1/registrations/{reg_id}``), never the path itself."""
+    match = getattr(request, "match_info", None)
+    resource = match.route.resource if match is not None else None
+    return resource.canonical if resource is not None else "unmatched"
+
+
+_REG_LOCATION = re.compile(r"/v1/registrations/([0-9a-f]{32})")
+
+
+@web.middleware
+async def request_ids(request: web.Request, handler: Any) -> web.StreamResponse:
+    """``X-Request-ID`` in (validated) and out, bound to every log line of the request; a request that
+    queued deliveries leaves its id for the worker's lines (``gateway.logs.remember_request``)."""
+    rid = request_id_from(request.headers.get(REQUEST_ID_HEADER))
+    request[REQUEST_ID] = rid
+    started = time.perf_counter()
+    with structlog.contextvars.bound_contextvars(request_id=rid):
+        resp: web.StreamResponse = await handler(request)
+    # the worker may run as soon as this task yields: remember before anything else is awaited
+    if request.method == "POST" and resp.status == 202:
+        reg_id = request.match_info.get("reg_id")
+        if reg_id is not None:
+            remember_request(reg_id, rid, change=True)
+        else:
+            found = _REG_LOCATION.fullmatch(resp.headers.get("Location", ""))
+            if found:
+                remember_request(found.group(1), rid)
+    services(request).metrics.request_seconds.labels(route_of(request), request.method).observe(
+        time.perf_counter() - started)
+    return resp
+
+
+async def add_request_id_header(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: the id on every response, streamed ones and aiohttp's own included."""
+    rid = request.get(REQUEST_ID)
+    if rid is not None:
+        response.headers[REQUEST_ID_HEADER] = rid
+
+
+class AccessLogger(AbstractAccessLogger):
+    """aiohttp's access line as structured fields: method, route template, status, size, duration and
+    the request id; never the path, query or a header (they can quote personal data)."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info("http.access", extra={
+            "method": request.method, "route": route_of(request), "status": response.status,
+            "bytes": response.body_length, "duration_ms": round(time * 1000, 2),
+            "request_id": request.get(REQUEST_ID),
+        })
 
 
 class OnDemandJob(Protocol):

@@ -10,15 +10,22 @@ with every role, so the document and the server cannot drift apart unnoticed.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
 from pydantic import BaseModel
 
+from gateway import errors as e
+from gateway.auth import Role
+from gateway.errors import PROBLEM_DOCS, GatewayError
 from gateway.http.api import ledger as ledger_api
 from gateway.http.api import lookups, rights
+from gateway.http.api import webhooks as webhooks_api
+from gateway.http.docs import ASSETS
 from gateway.http.query import DisclosureListQuery
+from gateway.http.scrape import NotReady
 from gateway.models import Registrant, RegistrationRequest
 
 __all__ = ["OPERATIONS", "Operation", "openapi_document"]
@@ -41,11 +48,45 @@ _WHY = {
     422: "Validation failed: field paths and rule names, never the values",
     431: "A header field is too large",
     500: "The server cannot answer correctly and says so",
+    503: "Not ready to take traffic (store, schema or delivery loop)",
     502: "A service the gateway depends on failed or is not configured",
 }
 #: Every route can meet these before its handler runs (aiohttp's limits, turned into problems).
 _ALWAYS = (414, 431)
 _BODY = (400, 413, 415, 422)
+#: The problems a status stands for where an operation names none of that status itself.
+_DEFAULT_ERRORS: dict[int, tuple[type[GatewayError], ...]] = {
+    400: (e.MalformedBody, e.BodyTooDeep), 401: (e.Unauthenticated,), 403: (e.Forbidden,), 404: (e.NotFound,),
+    410: (e.SubjectErased,), 413: (e.PayloadTooLarge,), 414: (e.RequestLineTooLong,),
+    415: (e.UnsupportedMediaType,), 422: (e.ValidationFailed,), 431: (e.HeaderTooLarge,),
+    500: (GatewayError,), 502: (e.DeliveryError,),
+}
+#: What reading a JSON body can give (``gateway.http.context.read_json`` and the model's validation).
+_BODY_ERRORS = (e.MalformedBody, e.BodyTooDeep, e.PayloadTooLarge, e.UnsupportedMediaType, e.ValidationFailed)
+#: What any action on one data-subject request can give (``gateway.rights.service``).
+_REQUEST_ERRORS = (*_BODY_ERRORS, e.RequestNotFound, e.RequestClosed, e.SubjectNotIdentified,
+                   e.SubjectNotConfirmed, e.SubjectErased)
+#: A registration refused by a recipient's policy (``gateway.services.registrations``).
+_POLICY_ERRORS = (e.NoRecipientPolicy, e.TransferBlocked, e.RequiredFieldMissing, e.SubjectRestricted)
+
+#: A registration as the ordering system sends it; checked against ``RegistrationRequest`` when the
+#: document is built, and against the document's own schema in ``tests/contract``.
+REGISTRATION_EXAMPLE: dict[str, Any] = {
+    "order_ref": "ORD-1001",
+    "domain": "exempel.se",
+    "period_years": 1,
+    "nameservers": ["ns1.example.net", "ns2.example.net"],
+    "purpose": "domain_registration",
+    "registrant": {
+        "kind": "person",
+        "name": "Anna Andersson",
+        "national_id": {"scheme": "se_personnummer", "value": "19811218-9876"},
+        "address": {"street": ["Storgatan 1"], "city": "Stockholm", "postal_code": "111 22", "country": "SE"},
+        "email": "anna.andersson@example.se",
+        "phone": "+46 8 123 456 78",
+        "language": "sv",
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -68,6 +109,10 @@ class Operation:
     parameters: tuple[dict[str, Any], ...] = ()
     extra_responses: dict[int, dict[str, Any]] = field(default_factory=dict)
     description: str | None = None
+    #: The problems the handler can give, by class (code and status come from the error tree); a status
+    #: in ``problems`` that none of them has stands for its ``_DEFAULT_ERRORS``.
+    errors: tuple[type[GatewayError], ...] = ()
+    body_example: dict[str, Any] | None = None
 
 
 def _path(name: str, pattern: str | None = None, enum: list[str] | None = None) -> dict[str, Any]:
@@ -101,6 +146,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "Register a domain: validate, minimise, classify, queue delivery", ("ordering",), ok=202,
         ok_description="Accepted with its transfer plan (a replay answers as the first time)",
         ok_media=_json("Registration"), problems=(*_BODY, 409), body=RegistrationRequest,
+        errors=(e.MissingIdempotencyKey, *_BODY_ERRORS, e.IdempotencyConflict, *_POLICY_ERRORS),
+        body_example=REGISTRATION_EXAMPLE,
         parameters=({"name": "Idempotency-Key", "in": "header", "required": True,
                      "schema": {"type": "string", "pattern": r"^[\x21-\x7e]{8,128}$"},
                      "description": "the same key replays the first answer; another body with it is a 409"},),
@@ -108,14 +155,16 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/v1/registrations/{reg_id}"): Operation(
         "A registration's plan, delivery progress and disclosure entries (an ordering client: its own)",
         ("ordering", *_STAFF), ok_media=_json("Registration"), problems=(404,), parameters=(_REG_ID,),
+        errors=(e.NotFound,),
     ),
     ("POST", "/v1/registrations/{reg_id}/registrant"): Operation(
         "New registrant data: changed, released fields go to the past recipients of this client's registrations",
-        ("ordering",), ok=202, problems=(*_BODY, 404, 409, 410), body=Registrant, parameters=(_REG_ID,),
+        ("ordering",), ok=202, problems=(*_BODY, 404, 410), body=Registrant, parameters=(_REG_ID,),
+        errors=(*_BODY_ERRORS, e.NotFound, e.SubjectErased), body_example=REGISTRATION_EXAMPLE["registrant"],
     ),
     # -- the disclosure log --
     ("GET", "/v1/disclosures"): Operation(
-        "The disclosure log: filtered keyset pages of entries", _STAFF, problems=(422,),
+        "The disclosure log: filtered keyset pages of entries", _STAFF, problems=(422,), errors=(e.QueryInvalid,),
         query=DisclosureListQuery, ok_media={"application/json": {"type": "object", "required": ["items"],
                                                                   "properties": {
             "items": {"type": "array", "items": {"$ref": "#/components/schemas/Disclosure"}},
@@ -123,11 +172,25 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ),
     ("GET", "/v1/disclosures/{entry_id}"): Operation(
         "One entry; the privacy role also sees the values sent (each such read is logged)", _STAFF,
-        ok_media=_json("Disclosure"), problems=(404,), parameters=(_ENTRY_ID,),
+        ok_media=_json("Disclosure"), problems=(404,), parameters=(_ENTRY_ID,), errors=(e.NotFound,),
     ),
     # -- operations --
     ("GET", "/healthz"): Operation("Liveness and store status"),
+    ("GET", "/readyz"): Operation(
+        "Readiness: the store answers with the current schema and the delivery loop is alive",
+        problems=(503,), errors=(NotReady,)),
     ("GET", "/openapi.json"): Operation("This document"),
+    # -- the served docs --
+    ("GET", "/docs"): Operation("This document for people (Redoc, shipped with the gateway)",
+                                ok_media={"text/html": {"type": "string"}}),
+    ("GET", "/docs/static/{name}"): Operation(
+        "The docs page's assets", ok_media={ctype: {"type": "string"} for ctype in sorted(set(ASSETS.values()))},
+        problems=(404,), parameters=(_path("name", enum=sorted(ASSETS)),)),
+    ("GET", "/docs/problems"): Operation("Every problem code: status, title and meaning",
+                                         ok_media={"text/html": {"type": "string"}}),
+    ("GET", "/docs/problems/{code}"): Operation(
+        "One problem code (what a problem's `type` points at)", ok_media={"text/html": {"type": "string"}},
+        problems=(404,), parameters=(_path("code", pattern=r"^[a-z0-9_]+$"),)),
     ("GET", "/metrics"): Operation(
         "Prometheus metrics, no personal data (staff token, or the dedicated scrape token)", _STAFF,
         ok_media={"text/plain": {"type": "string"}},
@@ -164,30 +227,32 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     # -- data-subject rights --
     ("POST", "/v1/requests"): Operation(
         "Open a data-subject request (Art. 15-21) with what the person gave", _PRIVACY, ok=201,
-        problems=_BODY, body=rights.OpenRequest,
+        problems=_BODY, body=rights.OpenRequest, errors=(*_BODY_ERRORS, e.IdentifiersMissing),
     ),
     ("GET", "/v1/requests"): Operation(
-        "Data-subject requests, by state", _STAFF, problems=(422,),
+        "Data-subject requests, by state", _STAFF, problems=(422,), errors=(e.ValidationFailed,),
         parameters=(_query("state", {"type": "string", "enum": ["open", "closed"]}, "open or closed"),),
     ),
     ("GET", "/v1/requests/{request_id}"): Operation(
         "One request: its deadline, events and candidate records", _STAFF, problems=(404,),
-        parameters=(_REQUEST_ID,),
+        parameters=(_REQUEST_ID,), errors=(e.RequestNotFound,),
     ),
     ("POST", "/v1/requests/{request_id}/subjects"): Operation(
         "Confirm which candidate records are the person's ([] for none)", _PRIVACY, problems=_ACTION,
-        body=rights.ConfirmSubjects, parameters=(_REQUEST_ID,),
+        body=rights.ConfirmSubjects, parameters=(_REQUEST_ID,), errors=(*_REQUEST_ERRORS, e.NotACandidate),
     ),
     ("POST", "/v1/requests/{request_id}/extend"): Operation(
         "Extend the deadline once, with reasons (Art. 12(3))", _PRIVACY, problems=_ACTION, body=rights.ExtendBody,
-        parameters=(_REQUEST_ID,),
+        parameters=(_REQUEST_ID,), errors=(*_REQUEST_ERRORS, e.ExtensionRefused),
     ),
     ("POST", "/v1/requests/{request_id}/extract"): Operation(
         "The register extract (Art. 15) as JSON, with an inclusion proof per entry", _PRIVACY, problems=_ACTION,
-        body=rights.ExtractBody, body_required=False, parameters=(_REQUEST_ID,),
+        body=rights.ExtractBody, body_required=False, parameters=(_REQUEST_ID,), errors=_REQUEST_ERRORS,
     ),
     ("GET", "/v1/requests/{request_id}/extract.{fmt}"): Operation(
         "The register extract as a JSON, HTML or PDF document", _PRIVACY, problems=(404, 409, 410, 422),
+        errors=(e.RequestNotFound, e.SubjectNotIdentified, e.SubjectNotConfirmed, e.SubjectErased,
+                e.ValidationFailed),
         ok_media={"application/json": None, "text/html": {"type": "string"}, "application/pdf": {"type": "string"}},
         parameters=(_REQUEST_ID, _path("fmt", enum=["json", "html", "pdf"]),
                     _query("lang", {"type": "string", "enum": ["sv", "en"]}, "language of the document")),
@@ -195,26 +260,27 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("POST", "/v1/requests/{request_id}/restrict"): Operation(
         "Restrict processing (Art. 18); the answer's notices say who was told (Art. 19)", _PRIVACY, ok=201,
         problems=_ACTION, body=rights.RestrictBody, body_required=False, parameters=(_REQUEST_ID,),
+        errors=(*_REQUEST_ERRORS, e.InvalidScope),
     ),
     ("POST", "/v1/requests/{request_id}/object"): Operation(
         "Object to processing (Art. 21)", _PRIVACY, ok=201, problems=_ACTION, body=rights.ObjectBody,
-        body_required=False, parameters=(_REQUEST_ID,),
+        body_required=False, parameters=(_REQUEST_ID,), errors=(*_REQUEST_ERRORS, e.InvalidScope),
     ),
     ("POST", "/v1/requests/{request_id}/lift"): Operation(
         "Lift a restriction or objection", _PRIVACY, problems=_ACTION, body=rights.LiftBody,
-        parameters=(_REQUEST_ID,),
+        parameters=(_REQUEST_ID,), errors=(*_REQUEST_ERRORS, e.RestrictionNotFound),
     ),
     ("POST", "/v1/requests/{request_id}/erase"): Operation(
         "Erase (Art. 17): destroy the data key, ask partners to delete", _PRIVACY, problems=_ACTION,
-        body=rights.EmptyBody, body_required=False, parameters=(_REQUEST_ID,),
+        body=rights.EmptyBody, body_required=False, parameters=(_REQUEST_ID,), errors=_REQUEST_ERRORS,
     ),
     ("POST", "/v1/requests/{request_id}/rectify"): Operation(
         "Rectify (Art. 16): the corrected data goes, minimised, to every recipient of the old", _PRIVACY, ok=202,
-        problems=_ACTION, body=rights.RectifyBody, parameters=(_REQUEST_ID,),
+        problems=_ACTION, body=rights.RectifyBody, parameters=(_REQUEST_ID,), errors=_REQUEST_ERRORS,
     ),
     ("POST", "/v1/requests/{request_id}/close"): Operation(
         "Close the request with its outcome", _PRIVACY, problems=_ACTION, body=rights.CloseBody,
-        parameters=(_REQUEST_ID,),
+        parameters=(_REQUEST_ID,), errors=_REQUEST_ERRORS,
     ),
     ("GET", "/v1/art30"): Operation("The record of processing activities (Art. 30)", _STAFF),
     ("POST", "/v1/explain"): Operation(
@@ -230,6 +296,22 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("POST", "/v1/lookups"): Operation(
         "Look up a Swedish personnummer's name and address (logged as processing)", ("ordering", "privacy"),
         problems=(*_BODY, 502), body=lookups.LookupBody,
+    ),
+    # -- webhooks (ordering system) --
+    ("POST", "/v1/webhooks"): Operation(
+        "Register a callback URL for the caller's registrations' state changes (signing secret shown once)",
+        ("ordering",), ok=201, problems=_BODY, body=webhooks_api.WebhookCreate, errors=_BODY_ERRORS,
+        description="Events (`registration.delivered`, `.failed`, `.blocked`, `.changed`) are POSTed with "
+        "Standard Webhooks headers `webhook-id` (the event id, for de-duplication), `webhook-timestamp` and "
+        "`webhook-signature: v1,<base64 HMAC-SHA256 of id.timestamp.body>`; retried with backoff until a 2xx.",
+    ),
+    ("GET", "/v1/webhooks"): Operation(
+        "The caller's webhooks with their delivery counts and latest notifications", ("ordering",),
+    ),
+    ("DELETE", "/v1/webhooks/{webhook_id}"): Operation(
+        "End one of the caller's webhooks (undelivered notifications are marked failed)", ("ordering",), ok=204,
+        ok_media={}, problems=(404,), parameters=(_path("webhook_id", webhooks_api.WEBHOOK_ID_PATTERN),),
+        errors=(e.NotFound,),
     ),
 }
 
@@ -291,15 +373,48 @@ class _Schemas:
         return out
 
 
+def problem_example(cls: type[GatewayError]) -> dict[str, Any]:
+    """What ``cls`` looks like on the wire (its ``detail`` is the title when the handler adds none)."""
+    return {"type": f"{PROBLEM_DOCS}{cls.code}", "title": cls.title, "status": cls.status, "code": cls.code,
+            "detail": cls.title}
+
+
+def problem_codes(op: Operation) -> dict[int, list[type[GatewayError]]]:
+    """Per problem status of ``op``, the error classes it stands for (one per code)."""
+    statuses = set(op.problems) | set(_ALWAYS) | ({401, 403} if op.roles else set())
+    statuses |= {cls.status for cls in op.errors}
+    out: dict[int, list[type[GatewayError]]] = {}
+    for status in sorted(statuses):
+        named = [cls for cls in op.errors if cls.status == status] or list(_DEFAULT_ERRORS.get(status, ()))
+        seen: dict[str, type[GatewayError]] = {}
+        for cls in named:
+            seen.setdefault(cls.code, cls)
+        out[status] = list(seen.values())
+    return out
+
+
+def _problem_response(status: int, classes: list[type[GatewayError]]) -> dict[str, Any]:
+    codes = [cls.code for cls in classes]
+    listed = ", ".join(f"[`{c}`]({PROBLEM_DOCS}{c})" for c in codes)
+    media: dict[str, Any] = {"schema": _PROBLEM}
+    if classes:
+        media["examples"] = {cls.code: {"summary": cls.title, "value": problem_example(cls)} for cls in classes}
+    out: dict[str, Any] = {"description": _WHY[status] + (f".  Codes: {listed}" if codes else ""),
+                           "x-problem-codes": codes, "content": {"application/problem+json": media}}
+    if status == 401:
+        out["headers"] = {"WWW-Authenticate": {
+            "required": True, "schema": {"type": "string", "pattern": r'^Bearer realm="registrant-gateway"'},
+            "description": 'The bearer challenge; `error="invalid_token"` when the token sent is unknown'}}
+    return out
+
+
 def _operation(method: str, path: str, op: Operation, schemas: _Schemas) -> dict[str, Any]:
     responses: dict[str, Any] = {
         str(op.ok): {"description": op.ok_description, "content": {
             media: {"schema": schema} if schema is not None else {} for media, schema in op.ok_media.items()}},
     }
-    problems = set(op.problems) | set(_ALWAYS) | ({401, 403} if op.roles else set())
-    for status in sorted(problems):
-        responses[str(status)] = {"description": _WHY[status],
-                                  "content": {"application/problem+json": {"schema": _PROBLEM}}}
+    for status, classes in problem_codes(op).items():
+        responses[str(status)] = _problem_response(status, classes)
     for status, resp in op.extra_responses.items():
         responses[str(status)] = resp
     params = list(op.parameters)
@@ -316,12 +431,28 @@ def _operation(method: str, path: str, op: Operation, schemas: _Schemas) -> dict
     }
     if params:
         doc["parameters"] = params
-    if not op.roles:
-        doc["security"] = []
+    # OpenAPI 3.1 lets a non-OAuth requirement name the roles it needs: any one of these will do
+    doc["security"] = [{"bearer": list(op.roles)}] if op.roles else []
     if op.body is not None:
-        doc["requestBody"] = {"required": op.body_required,
-                              "content": {"application/json": {"schema": schemas.model(op.body)}}}
+        media: dict[str, Any] = {"schema": schemas.model(op.body)}
+        if op.body_example is not None:
+            # as the handler reads it: an example it would refuse fails the build
+            op.body.model_validate_json(json.dumps(op.body_example))
+            media["examples"] = {"example": {"summary": "A typical body", "value": op.body_example}}
+        doc["requestBody"] = {"required": op.body_required, "content": {"application/json": media}}
     return doc
+
+
+def _roles_description() -> str:
+    lines = ["A bearer token issued by the gateway's operators (`Authorization: Bearer <token>`); each token "
+             "has one role, and each operation names the roles that may call it (`x-roles`, its description "
+             "and the scopes of its security requirement: any one of them will do).  A missing or unknown "
+             'token gets 401 with `WWW-Authenticate: Bearer realm="registrant-gateway"`; a known token '
+             "of another role gets 403.", ""]
+    for role in Role:
+        ops = [f"{m} {p}" for (m, p), op in OPERATIONS.items() if role.value in op.roles]
+        lines.append(f"- `{role.value}`: {len(ops)} operations")
+    return "\n".join(lines)
 
 
 _SIGNED_CHECKPOINT: dict[str, Any] = {
@@ -402,10 +533,12 @@ def openapi_document() -> dict[str, Any]:
             "version": "0.1.0",
             "description": "Brokers domain-holder data to registries and partners: minimised per recipient, "
             "tagged with its GDPR Chapter V basis, and logged as a disclosure entry in a signed, append-only "
-            "Merkle tree.  Errors are RFC 9457 problems (application/problem+json) with a stable `code`.",
+            "Merkle tree.  Errors are RFC 9457 problems (application/problem+json) with a stable `code`; "
+            f"each code is described at [{PROBLEM_DOCS}{{code}}](/docs/problems), the problem's `type`.",
         },
         "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                           "description": _roles_description()}},
             "schemas": dict(sorted(schemas.components.items())),
         },
         "security": [{"bearer": []}],

@@ -29,6 +29,7 @@ from gateway.errors import (
     NotFound,
     PayloadTooLarge,
     RequestLineTooLong,
+    Unauthenticated,
 )
 
 log = structlog.get_logger("gateway.api")
@@ -45,11 +46,31 @@ PROBLEM_JSON = "application/problem+json"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def problem_response(err: GatewayError, request: web.Request) -> web.Response:
+#: The realm of the bearer challenge on every 401 (RFC 6750 section 3).
+REALM = "registrant-gateway"
+
+
+def bearer_challenge(request: web.Request) -> str:
+    """``WWW-Authenticate`` for a 401: ``error="invalid_token"`` when a bearer token was sent but is not
+    known (RFC 6750 section 3.1); a request without one gets the bare challenge."""
+    sent = request.headers.get("Authorization", "")
+    if sent[:7].lower() == "bearer " and sent[7:].strip():
+        return f'Bearer realm="{REALM}", error="invalid_token"'
+    return f'Bearer realm="{REALM}"'
+
+
+def problem_response(
+    err: GatewayError, request: web.Request, headers: dict[str, str] | None = None
+) -> web.Response:
+    """The problem for ``err``; a 401 carries its bearer challenge (RFC 9110 section 15.5.2)."""
+    out = dict(headers or {})
+    if isinstance(err, Unauthenticated):
+        out.setdefault("WWW-Authenticate", bearer_challenge(request))
     return web.Response(
         status=err.status,
         body=json.dumps(err.problem(instance=request.path)).encode(),
         content_type=PROBLEM_JSON,
+        headers=out or None,
     )
 
 
@@ -128,8 +149,10 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         return problem_response(err, request)
     except web.HTTPNotFound:
         return problem_response(NotFound("no such resource"), request)
-    except web.HTTPMethodNotAllowed:
-        return problem_response(MethodNotAllowed(), request)
+    except web.HTTPMethodNotAllowed as exc:
+        # RFC 9110 section 15.5.6: a 405 names the methods the target supports
+        allow = ", ".join(sorted(exc.allowed_methods))
+        return problem_response(MethodNotAllowed(f"this path supports {allow}"), request, {"Allow": allow})
     except web.HTTPRequestEntityTooLarge:
         return problem_response(PayloadTooLarge(), request)
     except web.HTTPException as exc:

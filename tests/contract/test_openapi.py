@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import jsonschema_rs
 import schemathesis
 from aiohttp import web
 
@@ -63,3 +64,65 @@ async def test_the_document_is_served_and_valid(contract_gateway: Gateway) -> No
     assert params["limit"]["schema"]["maximum"] == 1000 and "ge" not in params["limit"]["schema"]
     audit = {p["name"]: p for p in doc["paths"]["/v1/ledger/audit"]["get"]["parameters"]}
     assert audit["size"]["required"] and audit["root"]["schema"]["pattern"]
+
+
+def _validator(doc: dict[str, Any], schema: dict[str, Any]) -> Any:
+    """A JSON Schema 2020-12 validator for ``schema`` whose ``#/components/...`` refs resolve in ``doc``."""
+    return jsonschema_rs.Draft202012Validator({**schema, "components": doc["components"]})
+
+
+def test_every_example_validates_against_its_schema() -> None:
+    doc = openapi_document()
+    checked = 0
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            media = [("request", m) for m in op.get("requestBody", {}).get("content", {}).values()]
+            media += [(status, m) for status, r in op["responses"].items() for m in r.get("content", {}).values()]
+            for where, m in media:
+                for name, example in m.get("examples", {}).items():
+                    errors = [e.message for e in _validator(doc, m["schema"]).iter_errors(example["value"])]
+                    assert errors == [], (method, path, where, name, errors)
+                    checked += 1
+    assert checked > 100
+    # the request example of a registration, and problem examples with their code's type
+    post = doc["paths"]["/v1/registrations"]["post"]
+    assert post["requestBody"]["content"]["application/json"]["examples"]["example"]["value"]["domain"]
+    conflict = post["responses"]["409"]["content"]["application/problem+json"]["examples"]["idempotency_conflict"]
+    assert conflict["value"]["type"] == "/docs/problems/idempotency_conflict"
+    # a wrong example is caught, so the check above is not vacuous
+    bad = {**post["requestBody"]["content"]["application/json"]["examples"]["example"]["value"], "period_years": 0}
+    assert not _validator(doc, {"$ref": "#/components/schemas/RegistrationRequest"}).is_valid(bad)
+
+
+def test_problem_codes_and_roles_are_named_per_operation() -> None:
+    doc = openapi_document()
+    assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    for (method, path), op in OPERATIONS.items():
+        described = doc["paths"][path][method.lower()]
+        assert described["x-roles"] == list(op.roles)
+        assert described["security"] == ([{"bearer": list(op.roles)}] if op.roles else [])
+        for role in op.roles:
+            assert role in described["description"]
+        for status, resp in described["responses"].items():
+            if int(status) >= 400 and "x-problem-codes" in resp:
+                codes = resp["x-problem-codes"]
+                assert codes, (method, path, status)
+                examples = resp["content"]["application/problem+json"]["examples"]
+                assert set(examples) == set(codes)
+                assert all(ex["value"]["status"] == int(status) for ex in examples.values())
+                assert all(f"/docs/problems/{c}" in resp["description"] for c in codes)
+        if op.roles:
+            assert described["responses"]["401"]["headers"]["WWW-Authenticate"]["required"] is True
+
+    def codes(method: str, path: str, status: int) -> set[str]:
+        return set(doc["paths"][path][method]["responses"][str(status)]["x-problem-codes"])
+
+    assert {"idempotency_conflict"} <= codes("post", "/v1/registrations", 409)
+    assert {"idempotency_key_required", "malformed_body"} <= codes("post", "/v1/registrations", 400)
+    assert {"transfer_blocked", "no_recipient_policy", "validation_failed"} <= codes("post", "/v1/registrations", 422)
+    assert {"subject_erased"} <= codes("post", "/v1/registrations/{reg_id}/registrant", 410)
+    assert codes("get", "/v1/disclosures", 422) == {"query_invalid"}
+    assert codes("get", "/v1/disclosures/{entry_id}", 404) == {"not_found"}
+    assert {"request_closed", "subject_not_confirmed"} <= codes("post", "/v1/requests/{request_id}/erase", 409)
+    assert {"extension_refused"} <= codes("post", "/v1/requests/{request_id}/extend", 409)
+    assert {"identifiers_missing"} <= codes("post", "/v1/requests", 422)
