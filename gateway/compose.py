@@ -31,6 +31,7 @@ from gateway.http.app import build_app
 from gateway.http.context import CleanupContext, Metrics, Services, periodic
 from gateway.ledger.checkpoint import load_or_create_signing_key
 from gateway.ledger.keys import BlindIndexer, KeyRing
+from gateway.logs import delivery_metrics
 from gateway.outbox.epp import RegistrarContact
 from gateway.policy.loader import PolicySet, load_model, load_policies
 from gateway.rights.config import load_controller, load_retention
@@ -260,8 +261,19 @@ async def build(settings: Settings, *, dev_tokens: bool = False) -> tuple[web.Ap
         except KeyError:
             raise PermanentDeliveryError("no partner endpoint configured for this recipient") from None
 
+    # EPP latency per registry: labelled by recipient id where one recipient has the endpoint, else by
+    # host (a pool, and so its series, is per endpoint; e.g. every recipient shares the dev sandbox)
+    holders: dict[tuple[str, int, str], list[str]] = {}
+    for rid, ep in endpoints.items():
+        holders.setdefault((ep.host, ep.port, ep.client_id), []).append(rid)
+
+    def registry_label(ep: Endpoint) -> str:
+        rids = holders.get((ep.host, ep.port, ep.client_id), [])
+        return rids[0] if len(rids) == 1 else ep.host
+
     pools = EppPools(max_sessions=settings.epp_max_sessions, idle_keepalive_s=settings.epp_keepalive_s,
-                     rate_limit_per_s=settings.epp_rate_limit_per_s, attempts=settings.epp_attempts)
+                     rate_limit_per_s=settings.epp_rate_limit_per_s, attempts=settings.epp_attempts,
+                     metrics=delivery_metrics(), registry_label=registry_label)
     worker = DeliveryWorker(
         store, ledger, policies, endpoint_for, max_attempts=settings.max_attempts,
         backoff_base_s=settings.backoff_base_s, backoff_max_s=settings.backoff_max_s,

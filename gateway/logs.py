@@ -5,11 +5,9 @@ process writes, structlog's and the standard library's (aiohttp's access and ser
 the EPP adapters), through one ``ProcessorFormatter``: one JSON object per line, with the request id
 bound by the HTTP middleware (``structlog.contextvars``) on every line of that request.
 
-The delivery worker runs beside the app, not inside a request, so a request's id reaches the lines of
-the deliveries it caused through ``remember_request`` / ``request_context``: an in-memory map from the
-registration (and change) to the id of the request that queued it.  It is per process and bounded:
-a delivery made by another instance, or after a restart, carries no request id (the outbox has no
-column for it, and the sealed payload's digest is part of the ledger entry, so it is not put there).
+The delivery worker runs beside the app, not inside a request: the request id is stored with each outbox
+row it queued (beside the sealed payload, never in its digest or the ledger entry), and the worker binds it
+on that delivery's lines, whichever instance sends it and after a restart too.
 
 The delivery metrics (``DeliveryMetrics``) live on a process-wide registry because the worker and the
 app are composed separately; the app's ``/metrics`` forwards them (``gateway.http.context.Metrics``).
@@ -23,7 +21,6 @@ import re
 import secrets
 import sys
 import time
-from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -85,26 +82,6 @@ def request_id_from(header: str | None) -> str:
     return secrets.token_hex(16)
 
 
-_REMEMBERED: OrderedDict[tuple[str, bool], str] = OrderedDict()
-_REMEMBER_MAX = 10_000
-
-
-def remember_request(registration_id: str, request_id: str, *, change: bool = False) -> None:
-    """The request that queued a registration's delivery (``change``: a later update of it)."""
-    key = (registration_id, change)
-    _REMEMBERED[key] = request_id
-    _REMEMBERED.move_to_end(key)
-    while len(_REMEMBERED) > _REMEMBER_MAX:
-        _REMEMBERED.popitem(last=False)
-
-
-def request_context(registration_id: str, change_id: str = "") -> dict[str, str]:
-    """What to bind on a delivery's lines: the id of the request that queued it, when this process
-    accepted it (see the module docstring)."""
-    rid = _REMEMBERED.get((registration_id, bool(change_id)))
-    return {"request_id": rid} if rid is not None else {}
-
-
 # -- delivery metrics --------------------------------------------------------------------------------
 
 #: Seconds; EPP commands over TLS take milliseconds on a good day and the configured timeout on a bad one.
@@ -127,7 +104,7 @@ class WorkerBeat:
 
 @dataclass
 class DeliveryMetrics:
-    """Deliveries by recipient and outcome, and the EPP operations' latency per registry and result code.
+    """Deliveries by recipient and outcome, and each EPP command's latency per registry, command and result code.
     Labels are recipient ids, commands and codes; never a value."""
 
     registry: CollectorRegistry
@@ -143,7 +120,7 @@ class DeliveryMetrics:
             deliveries=Counter("gateway_deliveries", "Delivery attempts by recipient and outcome "
                                "(delivered, retry, failed, blocked)", ["recipient", "outcome"], registry=reg),
             epp_seconds=Histogram("gateway_epp_command_duration_seconds",
-                                  "EPP operations (registration, contact_update) per registry and result code",
+                                  "EPP command latency (contact:create, domain:create, ...) by registry and code",
                                   ["registry", "command", "code"], buckets=EPP_BUCKETS, registry=reg),
         )
 

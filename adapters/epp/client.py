@@ -20,6 +20,7 @@ import dataclasses
 import hashlib
 import logging
 import secrets
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Final, TypeVar
 
@@ -59,6 +60,7 @@ from adapters.epp.xml import (
 from gateway.errors import EppXmlError, FrameError, PermanentDeliveryError, TransientDeliveryError
 
 __all__ = [
+    "CommandObserver",
     "EppClient",
     "command_cl_trid",
     "find_domain",
@@ -74,6 +76,9 @@ log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 _R = TypeVar("_R")
 _U = TypeVar("_U", DomainUpdate, ContactUpdate)
+
+CommandObserver = Callable[[str, int | None, float], None]
+"""``on_command(command, result_code_or_None, seconds)``: see ``EppClient``."""
 
 _OPAQUE_FIELDS: Final = frozenset({"postal_info", "voice", "fax", "email", "auth_pw", "disclose", "extensions"})
 """Command fields that hold personal data or secrets: they shape a clTRID only by being present."""
@@ -128,6 +133,13 @@ class EppClient(AsyncClosing):
     EPP is strictly request/response on one connection, so commands are serialised with a lock.
     Once a command fails mid-flight (timeout, dropped connection, garbled frame) the session is
     marked broken: whatever the registry sends next could be the late answer to that command.
+
+    ``on_command``, if given, is called once per command exchanged with the registry (login, logout
+    and everything sent through ``send``; not ``<hello>``, which is no command) with the command name
+    (``"contact:create"``), its result code (``None`` when no readable answer came: timeout, lost
+    connection, garbled or foreign response) and the seconds from writing the frame to reading the
+    answer (waiting for the lock or a rate-limit token is not counted).  It is for metrics: it
+    must not block, and an exception it raises is logged and otherwise ignored.
     """
 
     def __init__(
@@ -136,11 +148,13 @@ class EppClient(AsyncClosing):
         *,
         trid_prefix: str | None = None,
         rate_limiter: TokenBucket | None = None,
+        on_command: CommandObserver | None = None,
     ) -> None:
         self._transport = transport if isinstance(transport, Transport) else TlsTransport(transport)
         self.endpoint = self._transport.endpoint
         self._trid_prefix = trid_prefix or f"rg-{secrets.token_hex(6)}"
         self._rate_limiter = rate_limiter
+        self._on_command = on_command
         self._polls = 0
         self._greeting: Greeting | None = None
         self._connected = False
@@ -227,7 +241,7 @@ class EppClient(AsyncClosing):
 
     async def hello(self) -> Greeting:
         """Send <hello>; the fresh greeting proves the session is alive without touching objects."""
-        data = await self._exchange(build_hello(), "hello", None)
+        data, _ = await self._exchange(build_hello(), "hello", None)
         try:
             greeting = parse_greeting(data)
         except EppXmlError as exc:
@@ -291,7 +305,14 @@ class EppClient(AsyncClosing):
             ) from exc
         return frame
 
-    async def _exchange(self, frame: bytes, op: str, cl_trid: str | None) -> bytes:
+    async def _exchange(
+        self, frame: bytes, op: str, cl_trid: str | None, *, observe: bool = False
+    ) -> tuple[bytes, float]:
+        """Write ``frame``, read the answer; returns it with the seconds the exchange took.
+
+        With ``observe``, a failed exchange is reported to ``on_command`` (code ``None``) here; a
+        successful one is reported by the caller once it has read the result code.
+        """
         if not self._connected or self._broken:
             raise TransientDeliveryError("EPP session is not usable", epp_command=op, cl_trid=cl_trid)
         async with self._lock:
@@ -300,32 +321,48 @@ class EppClient(AsyncClosing):
                 await self._rate_limiter.acquire()
             # Broken until proven otherwise: a cancellation mid-command also leaves the stream unusable.
             self._broken = True
+            t0 = time.perf_counter()
             try:
                 async with asyncio.timeout(self.endpoint.timeout_s):
                     await self._transport.write_frame(frame)
                     data = await self._transport.read_frame()
             except TimeoutError as exc:
                 log.warning("EPP %s timed out (clTRID %s)", op, cl_trid)
+                if observe:
+                    self._observe(op, None, time.perf_counter() - t0)
                 raise transport_error("EPP command timed out", op, cl_trid) from exc
             except (OSError, EOFError, FrameError) as exc:
                 log.warning("EPP %s: connection lost (clTRID %s)", op, cl_trid)
+                if observe:
+                    self._observe(op, None, time.perf_counter() - t0)
                 raise transport_error("EPP connection lost during command", op, cl_trid) from exc
             self._broken = False
-            return data
+            return data, time.perf_counter() - t0
+
+    def _observe(self, op: str, code: int | None, seconds: float) -> None:
+        if self._on_command is None:
+            return
+        try:
+            self._on_command(op, code, seconds)
+        except Exception:  # a metrics hook must never change what a command does
+            log.exception("EPP on_command hook failed for %s", op)
 
     async def _command(
         self, frame: bytes, op: str, cl_trid: str, *, object_id: str | None = None
     ) -> Response:
-        data = await self._exchange(frame, op, cl_trid)
+        data, seconds = await self._exchange(frame, op, cl_trid, observe=True)
         try:
             response = parse_response(data)
         except EppXmlError as exc:
             self._broken = True
+            self._observe(op, None, seconds)
             raise transport_error("EPP response unreadable", op, cl_trid) from exc
         result = response.result
         if result.cl_trid is not None and result.cl_trid != cl_trid:
             self._broken = True
+            self._observe(op, None, seconds)
             raise transport_error("EPP response answers another command", op, cl_trid)
+        self._observe(op, result.code, seconds)
         if result.code in CLOSING_CODES:
             self._broken = True
         log.info(

@@ -34,7 +34,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from adapters._closing import AsyncClosing
-from adapters.epp.client import EppClient
+from adapters.epp.client import CommandObserver, EppClient
 from adapters.epp.framing import DEFAULT_MAX_FRAME
 from adapters.epp.outcomes import SESSION_LIMIT
 from adapters.epp.ratelimit import TokenBucket
@@ -72,7 +72,8 @@ class EppSessionPool(AsyncClosing):
     """Bounded, kept-alive, rate-limited EPP sessions for one registry endpoint.
 
     ``transport`` makes the connection of each new session (default: TLS to ``endpoint`` with
-    ``max_frame``); tests pass one that returns a ``RecordingTransport``.
+    ``max_frame``); tests pass one that returns a ``RecordingTransport``.  ``on_command`` is given to
+    every session (``EppClient``): it sees each command's name, result code and seconds, for metrics.
     """
 
     def __init__(
@@ -88,6 +89,7 @@ class EppSessionPool(AsyncClosing):
         logout_timeout_s: float = 2.0,
         limit_recovery_s: float = 300.0,
         transport: Callable[[], Transport] | None = None,
+        on_command: CommandObserver | None = None,
     ) -> None:
         if max_sessions < 1:
             raise ValueError("max_sessions must be at least 1")
@@ -100,6 +102,7 @@ class EppSessionPool(AsyncClosing):
         self.trid_prefix = trid_prefix or f"rgp-{secrets.token_hex(4)}"
         self.stats = PoolStats()
         self._transport = transport or (lambda: TlsTransport(endpoint, max_frame=max_frame))
+        self._on_command = on_command
         self._logout_timeout_s = logout_timeout_s
         self._limit = max_sessions
         self._limit_recovery_s = limit_recovery_s
@@ -217,7 +220,8 @@ class EppSessionPool(AsyncClosing):
     async def _connect(self) -> _Pooled:
         self._sessions += 1
         client = EppClient(
-            self._transport(), trid_prefix=f"{self.trid_prefix}-s{self._sessions}", rate_limiter=self.rate_limiter
+            self._transport(), trid_prefix=f"{self.trid_prefix}-s{self._sessions}", rate_limiter=self.rate_limiter,
+            on_command=self._on_command,
         )
         self._clients.add(client)
         try:

@@ -22,7 +22,7 @@ import httpx
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from gateway.cli.progress import bar, status
+from gateway.cli.progress import bar, tracking
 from gateway.errors import ConfigError
 from gateway.ledger.audit import AuditFailed, check_extension, load_checkpoint, refutation
 from gateway.ledger.checkpoint import SignedCheckpoint, load_or_create_signing_key, verify_checkpoint
@@ -281,8 +281,8 @@ async def _keys(settings: Settings, args: argparse.Namespace) -> int:
         new = old.with_new_active_key()
         path = settings.resolved_kek()
         new.save(path)  # save first: a crash mid-way leaves keys wrapped by either, both in the ring
-        with status(f"re-wrapping subject keys under {new.active}"):
-            count = await ledger.rotate(new)
+        with tracking(f"re-wrapping subject keys under {new.active}") as progress:
+            count = await ledger.rotate(new, progress=progress)
         if args.retire_old:
             final = new
             for kid in list(old.keys):

@@ -4,7 +4,7 @@ when stderr is a terminal, so scripts, pipes and CI logs get the result lines al
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
@@ -36,3 +36,16 @@ def status(label: str, *, quiet: bool = False) -> Iterator[None]:
                   disable=not interactive(quiet), transient=True) as progress:
         progress.add_task(label, total=None)
         yield
+
+
+@contextmanager
+def tracking(label: str, *, quiet: bool = False) -> Iterator[Callable[[int, int | None], None]]:
+    """A bar fed by a ``progress(done, total)`` callback (``total`` ``None`` while unknown: the bar pulses and
+    counts ``done/?``); the callback is what ``Ledger.rotate`` and ``RightsService.retention`` take."""
+    with bar(label, quiet=quiet) as progress:
+        task = progress.add_task(label, total=None)
+
+        def update(done: int, total: int | None) -> None:
+            progress.update(task, completed=done, total=total)
+
+        yield update

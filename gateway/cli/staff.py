@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from gateway.cli.progress import status
+from gateway.cli.progress import tracking
 from gateway.errors import InputError, PolicyRefusal
 from gateway.models import Registrant
 from gateway.policy.loader import load_policies
@@ -124,8 +124,9 @@ def retention_text(report: dict[str, Any]) -> str:
 
 
 async def _retention(rights: RightsService, args: argparse.Namespace) -> int:
-    with status(f"retention purge{' (dry run)' if args.dry_run else ''}: scanning the ledger", quiet=args.quiet):
-        report = await rights.retention(dry_run=args.dry_run)
+    label = f"retention purge{' (dry run)' if args.dry_run else ''}: scanning the ledger"
+    with tracking(label, quiet=args.quiet) as progress:
+        report = await rights.retention(dry_run=args.dry_run, progress=progress)
     if args.json:
         print(json.dumps(report, indent=2))
     else:

@@ -28,7 +28,7 @@ from adapters.http_partner import HttpPartnerClient, PartnerEndpoint
 from gateway.clock import Clock, iso, utcnow
 from gateway.errors import DeliveryError, PermanentDeliveryError, SubjectErased, TransientDeliveryError
 from gateway.ledger.entry import DisclosureEntry
-from gateway.logs import DeliveryMetrics, WorkerBeat, delivery_metrics, request_context
+from gateway.logs import DeliveryMetrics, WorkerBeat, delivery_metrics
 from gateway.outbox.payloads import (
     DomainRecord,
     EppContactUpdate,
@@ -145,24 +145,11 @@ class DeliveryWorker:
         return OutboxContent.from_json(sealed)
 
     async def _deliver(self, item: OutboxItem) -> None:
-        # the id of the request that queued this row, on every line of its delivery (same process only)
-        with structlog.contextvars.bound_contextvars(**request_context(item.registration_id, item.change_id)):
+        # the id of the request that queued this row (stored with it, schema 4), on every line of its
+        # delivery, whichever process makes it; a row queued outside a request (or before schema 4) has none
+        bound = {"request_id": item.request_id} if item.request_id is not None else {}
+        with structlog.contextvars.bound_contextvars(**bound):
             await self._deliver_bound(item)
-
-    async def _epp(self, item: OutboxItem, command: str, call: Awaitable[Any]) -> Any:
-        """An EPP operation, timed per registry (recipient), command and result code."""
-        t0 = time.perf_counter()
-        code = "error"
-        try:
-            out = await call
-            result = getattr(out, "domain_result", None) or getattr(out, "result", None)
-            code = str(getattr(result, "code", "ok"))
-            return out
-        except DeliveryError as exc:
-            code = str(exc.result_code if exc.result_code is not None else exc.code)
-            raise
-        finally:
-            self.metrics.epp_seconds.labels(item.recipient, command, code).observe(time.perf_counter() - t0)
 
     async def _deliver_bound(self, item: OutboxItem) -> None:
         async with self._sem:
@@ -174,8 +161,8 @@ class DeliveryWorker:
                 match content.payload:
                     case EppRegistration(commands=commands):
                         sent = content.values
-                        result = Delivered.from_epp(await self._epp(item, "registration", self.send_epp(
-                            self.endpoints(item.recipient), commands, item.registration_id)))
+                        result = Delivered.from_epp(await self.send_epp(
+                            self.endpoints(item.recipient), commands, item.registration_id))
                     case HttpsPost() as post:
                         endpoint = self.partner_endpoints(item.recipient)
                         sent = content.values
@@ -186,9 +173,9 @@ class DeliveryWorker:
                                            {"partner_ref": receipt.partner_ref} if receipt.partner_ref else {})
                     case EppContactUpdate(update=update):
                         sent = content.values
-                        result = Delivered.from_update(await self._epp(item, "contact_update", self.update_epp(
+                        result = Delivered.from_update(await self.update_epp(
                             self.endpoints(item.recipient), update, f"{item.registration_id}-{item.change_id}"
-                        )))
+                        ))
                     case DomainRecord(protocol=protocol):  # escrow rows are the escrow job's; RRI has no adapter
                         raise PermanentDeliveryError(f"protocol '{protocol}' has no adapter yet; nothing was sent")
                     case _:  # a new payload type must get a case here (mypy checks)

@@ -40,7 +40,6 @@ from gateway.logs import (
     DeliveryMetrics,
     Forward,
     delivery_metrics,
-    remember_request,
     request_id_from,
 )
 from gateway.rights.service import RightsService
@@ -116,27 +115,15 @@ def route_of(request: web.BaseRequest) -> str:
     return resource.canonical if resource is not None else "unmatched"
 
 
-_REG_LOCATION = re.compile(r"/v1/registrations/([0-9a-f]{32})")
-
-
 @web.middleware
 async def request_ids(request: web.Request, handler: Any) -> web.StreamResponse:
-    """``X-Request-ID`` in (validated) and out, bound to every log line of the request; a request that
-    queued deliveries leaves its id for the worker's lines (``gateway.logs.remember_request``)."""
+    """``X-Request-ID`` in (validated) and out, bound to every log line of the request; the services
+    store it with the outbox rows the request queues, so the worker binds it on those deliveries' lines."""
     rid = request_id_from(request.headers.get(REQUEST_ID_HEADER))
     request[REQUEST_ID] = rid
     started = time.perf_counter()
     with structlog.contextvars.bound_contextvars(request_id=rid):
         resp: web.StreamResponse = await handler(request)
-    # the worker may run as soon as this task yields: remember before anything else is awaited
-    if request.method == "POST" and resp.status == 202:
-        reg_id = request.match_info.get("reg_id")
-        if reg_id is not None:
-            remember_request(reg_id, rid, change=True)
-        else:
-            found = _REG_LOCATION.fullmatch(resp.headers.get("Location", ""))
-            if found:
-                remember_request(found.group(1), rid)
     services(request).metrics.request_seconds.labels(route_of(request), request.method).observe(
         time.perf_counter() - started)
     return resp

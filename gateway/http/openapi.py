@@ -54,18 +54,22 @@ _WHY = {
 #: Every route can meet these before its handler runs (aiohttp's limits, turned into problems).
 _ALWAYS = (414, 431)
 _BODY = (400, 413, 415, 422)
-#: The problems a status stands for where an operation names none of that status itself.
+#: The problems of the statuses the middlewares give, not the handler: aiohttp's limits on every route, the
+#: bearer check on every route with roles.  Every other status an operation lists must name its codes in
+#: ``errors`` (read from the handler and the services it calls); a bare status fails the build.
 _DEFAULT_ERRORS: dict[int, tuple[type[GatewayError], ...]] = {
-    400: (e.MalformedBody, e.BodyTooDeep), 401: (e.Unauthenticated,), 403: (e.Forbidden,), 404: (e.NotFound,),
-    410: (e.SubjectErased,), 413: (e.PayloadTooLarge,), 414: (e.RequestLineTooLong,),
-    415: (e.UnsupportedMediaType,), 422: (e.ValidationFailed,), 431: (e.HeaderTooLarge,),
-    500: (GatewayError,), 502: (e.DeliveryError,),
+    401: (e.Unauthenticated,), 403: (e.Forbidden,), 414: (e.RequestLineTooLong,), 431: (e.HeaderTooLarge,),
 }
 #: What reading a JSON body can give (``gateway.http.context.read_json`` and the model's validation).
 _BODY_ERRORS = (e.MalformedBody, e.BodyTooDeep, e.PayloadTooLarge, e.UnsupportedMediaType, e.ValidationFailed)
 #: What any action on one data-subject request can give (``gateway.rights.service``).
 _REQUEST_ERRORS = (*_BODY_ERRORS, e.RequestNotFound, e.RequestClosed, e.SubjectNotIdentified,
                    e.SubjectNotConfirmed, e.SubjectErased)
+#: What a query model refuses (``gateway.http.query.parse_query``).
+_QUERY_ERRORS = (e.QueryInvalid,)
+#: A call to the address lookup service (``adapters.address_lookup`` over ``adapters.http_partner``); a
+#: gateway without one configured answers ``delivery_permanent`` too.
+_LOOKUP_ERRORS = (e.TransientDeliveryError, e.PermanentDeliveryError)
 #: A registration refused by a recipient's policy (``gateway.services.registrations``).
 _POLICY_ERRORS = (e.NoRecipientPolicy, e.TransferBlocked, e.RequiredFieldMissing, e.SubjectRestricted)
 
@@ -109,8 +113,8 @@ class Operation:
     parameters: tuple[dict[str, Any], ...] = ()
     extra_responses: dict[int, dict[str, Any]] = field(default_factory=dict)
     description: str | None = None
-    #: The problems the handler can give, by class (code and status come from the error tree); a status
-    #: in ``problems`` that none of them has stands for its ``_DEFAULT_ERRORS``.
+    #: The problems the handler can give, by class (code and status come from the error tree); every status
+    #: in ``problems`` needs one, except those the middlewares give (``_DEFAULT_ERRORS``: 401, 403, 414, 431).
     errors: tuple[type[GatewayError], ...] = ()
     body_example: dict[str, Any] | None = None
 
@@ -146,7 +150,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "Register a domain: validate, minimise, classify, queue delivery", ("ordering",), ok=202,
         ok_description="Accepted with its transfer plan (a replay answers as the first time)",
         ok_media=_json("Registration"), problems=(*_BODY, 409), body=RegistrationRequest,
-        errors=(e.MissingIdempotencyKey, *_BODY_ERRORS, e.IdempotencyConflict, *_POLICY_ERRORS),
+        errors=(e.MissingIdempotencyKey, *_BODY_ERRORS, e.IdempotencyConflict, *_POLICY_ERRORS,
+                e.SubjectErased),  # the holder erased on every attempt to file under it
         body_example=REGISTRATION_EXAMPLE,
         parameters=({"name": "Idempotency-Key", "in": "header", "required": True,
                      "schema": {"type": "string", "pattern": r"^[\x21-\x7e]{8,128}$"},
@@ -185,12 +190,12 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
                                 ok_media={"text/html": {"type": "string"}}),
     ("GET", "/docs/static/{name}"): Operation(
         "The docs page's assets", ok_media={ctype: {"type": "string"} for ctype in sorted(set(ASSETS.values()))},
-        problems=(404,), parameters=(_path("name", enum=sorted(ASSETS)),)),
+        problems=(404,), parameters=(_path("name", enum=sorted(ASSETS)),), errors=(e.NotFound,)),
     ("GET", "/docs/problems"): Operation("Every problem code: status, title and meaning",
                                          ok_media={"text/html": {"type": "string"}}),
     ("GET", "/docs/problems/{code}"): Operation(
         "One problem code (what a problem's `type` points at)", ok_media={"text/html": {"type": "string"}},
-        problems=(404,), parameters=(_path("code", pattern=r"^[a-z0-9_]+$"),)),
+        problems=(404,), parameters=(_path("code", pattern=r"^[a-z0-9_]+$"),), errors=(e.NotFound,)),
     ("GET", "/metrics"): Operation(
         "Prometheus metrics, no personal data (staff token, or the dedicated scrape token)", _STAFF,
         ok_media={"text/plain": {"type": "string"}},
@@ -209,15 +214,16 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ),
     ("GET", "/v1/ledger/proofs/inclusion"): Operation(
         "Inclusion proof of an entry in a signed checkpoint's tree", _STAFF, ok_media=_json("InclusionProof"),
-        problems=(404, 422), query=ledger_api.InclusionQuery,
+        problems=(404, 422), query=ledger_api.InclusionQuery, errors=(*_QUERY_ERRORS, e.NotFound),
     ),
     ("GET", "/v1/ledger/proofs/consistency"): Operation(
         "Consistency proof between two stored checkpoints", _STAFF, ok_media=_json("ConsistencyProof"),
-        problems=(404, 422), query=ledger_api.ConsistencyQuery,
+        problems=(404, 422), query=ledger_api.ConsistencyQuery, errors=(*_QUERY_ERRORS, e.NotFound),
     ),
     ("GET", "/v1/ledger/audit"): Operation(
         "The rollback check: prove a kept checkpoint's tree (size, root) is a prefix of the head, signed now",
         _STAFF, ok_media=_json("AuditProof"), problems=(422, 500), query=ledger_api.AuditQuery,
+        errors=(*_QUERY_ERRORS, e.ProofUnavailable),
         extra_responses={409: {"description": "Refuted: the tree at that size has another root, or the head is "
                                "smaller (rollback, fork)", "content": {"application/problem+json": {
                                    "schema": {"$ref": "#/components/schemas/LedgerInconsistent"}}}}},
@@ -251,7 +257,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ),
     ("GET", "/v1/requests/{request_id}/extract.{fmt}"): Operation(
         "The register extract as a JSON, HTML or PDF document", _PRIVACY, problems=(404, 409, 410, 422),
-        errors=(e.RequestNotFound, e.SubjectNotIdentified, e.SubjectNotConfirmed, e.SubjectErased,
+        errors=(e.RequestNotFound, e.NotFound, e.SubjectNotIdentified, e.SubjectNotConfirmed, e.SubjectErased,
                 e.ValidationFailed),
         ok_media={"application/json": None, "text/html": {"type": "string"}, "application/pdf": {"type": "string"}},
         parameters=(_REQUEST_ID, _path("fmt", enum=["json", "html", "pdf"]),
@@ -276,7 +282,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ),
     ("POST", "/v1/requests/{request_id}/rectify"): Operation(
         "Rectify (Art. 16): the corrected data goes, minimised, to every recipient of the old", _PRIVACY, ok=202,
-        problems=_ACTION, body=rights.RectifyBody, parameters=(_REQUEST_ID,), errors=_REQUEST_ERRORS,
+        problems=_ACTION, body=rights.RectifyBody, parameters=(_REQUEST_ID,), errors=(*_REQUEST_ERRORS, e.NotFound),
     ),
     ("POST", "/v1/requests/{request_id}/close"): Operation(
         "Close the request with its outcome", _PRIVACY, problems=_ACTION, body=rights.CloseBody,
@@ -285,17 +291,17 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/v1/art30"): Operation("The record of processing activities (Art. 30)", _STAFF),
     ("POST", "/v1/explain"): Operation(
         "Explain what each recipient of a TLD would get for a sample registrant", _PRIVACY, problems=_BODY,
-        body=rights.ExplainBody,
+        body=rights.ExplainBody, errors=_BODY_ERRORS,
     ),
     ("POST", "/v1/retention/purge"): Operation(
         "Delete the values of entries past their purpose's retention period (dry run by default)", _PRIVACY,
         problems=(422,), parameters=(_query("dry_run", {"type": "string", "enum": ["true", "false"]},
-                                            "true (default): report only"),),
+                                            "true (default): report only"),), errors=(e.ValidationFailed,),
     ),
     # -- address lookups --
     ("POST", "/v1/lookups"): Operation(
         "Look up a Swedish personnummer's name and address (logged as processing)", ("ordering", "privacy"),
-        problems=(*_BODY, 502), body=lookups.LookupBody,
+        problems=(*_BODY, 502), body=lookups.LookupBody, errors=(*_BODY_ERRORS, *_LOOKUP_ERRORS),
     ),
     # -- webhooks (ordering system) --
     ("POST", "/v1/webhooks"): Operation(
@@ -386,6 +392,8 @@ def problem_codes(op: Operation) -> dict[int, list[type[GatewayError]]]:
     out: dict[int, list[type[GatewayError]]] = {}
     for status in sorted(statuses):
         named = [cls for cls in op.errors if cls.status == status] or list(_DEFAULT_ERRORS.get(status, ()))
+        if not named:
+            raise ValueError(f"{op.summary!r}: status {status} names no problem code (add its errors)")
         seen: dict[str, type[GatewayError]] = {}
         for cls in named:
             seen.setdefault(cls.code, cls)

@@ -86,6 +86,8 @@ MATCH_ORDER: tuple[str, ...] = get_args(MatchBy)
 MAX_CANDIDATES = 50
 _ACTIVE_REGISTRATION = frozenset({"accepted", "delivering", "delivered"})
 _PAGE = 1000
+#: how often (entries scanned) ``retention`` reports progress
+_PROGRESS_EVERY = 1000
 
 SECURITY_MEASURES: tuple[dict[str, str], ...] = (
     {"measure": "Encryption of disclosed values at rest",
@@ -857,14 +859,23 @@ class RightsService:
 
     # -- retention --------------------------------------------------------------------------------------
 
-    async def retention(self, *, dry_run: bool) -> dict[str, Any]:
-        """Delete the sealed values of entries older than their purpose's period (from recorded_at)."""
+    async def retention(
+        self, *, dry_run: bool, progress: Callable[[int, int | None], None] | None = None
+    ) -> dict[str, Any]:
+        """Delete the sealed values of entries older than their purpose's period (from recorded_at).
+
+        ``progress(scanned, total)`` is called every ``_PROGRESS_EVERY`` entries scanned and once at the end
+        of the scan; ``total`` is the ledger's size when the scan began (entries appended meanwhile can make
+        ``scanned`` pass it, so it is raised to ``scanned`` then).  The purge that follows is not counted."""
         now = self.clock()
         expired: dict[str, builtins.list[str]] = {p: [] for p in self.retention_config.purposes}
         unconfigured: dict[str, int] = {}
         scanned = 0
+        total = (await self.store.head()).size if progress is not None else None
         async for e in self.store.iter_disclosures(DisclosureFilter(), page=_PAGE):
             scanned += 1
+            if progress is not None and scanned % _PROGRESS_EVERY == 0:
+                progress(scanned, max(total or 0, scanned))
             if e.values_ct is None:
                 continue
             cfg = self.retention_config.purposes.get(e.purpose)
@@ -872,6 +883,8 @@ class RightsService:
                 unconfigured[e.purpose] = unconfigured.get(e.purpose, 0) + 1
             elif cfg.expires(_parse_time(e.recorded_at)) <= now:
                 expired[e.purpose].append(e.id)
+        if progress is not None:
+            progress(scanned, max(total or 0, scanned))
         purged = 0
         if not dry_run:
             ids = [i for group in expired.values() for i in group]

@@ -22,6 +22,8 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
+
 from gateway.clock import Clock, iso, utcnow
 from gateway.errors import SubjectErased
 from gateway.ledger.entry import DisclosureEntry
@@ -110,6 +112,8 @@ class ChangeService:
             raise SubjectErased()
         now = self.clock()
         restrictions = await self.store.restrictions(subject_id)
+        # the API request queuing the rows (bound by the HTTP middleware), for the delivery's log lines
+        request_id = structlog.contextvars.get_contextvars().get("request_id")
         report: list[RecipientChange] = []
         by_registration: dict[str, list[NewOutbox]] = {}
         change_id = uuid.uuid4().hex[:16]
@@ -172,6 +176,7 @@ class ChangeService:
                 recipient=rid, payload_ct=sealed, payload_digest=payload.digest(),
                 transfer=decision.as_dict(), fields={"sent": sorted(sent), "withheld": sorted(m.withheld)},
                 purpose=purpose, required=False, batch=policy.protocol == "escrow", change_id=change_id,
+                request_id=request_id,
             ))
             report.append(RecipientChange(reg_id, rid, tuple(sorted(sent)), "queued", reason))
         for reg_id, items in by_registration.items():

@@ -182,8 +182,12 @@ class Ledger:
         """Destroy the subject's data key in the store: no process holds a copy to forget."""
         return await self.store.shred_subject(subject_id, now)
 
-    async def rotate(self, new_ring: KeyRing) -> int:
-        """Re-wrap every live data key under ``new_ring``'s active KEK; entries are untouched."""
+    async def rotate(
+        self, new_ring: KeyRing, *, progress: Callable[[int, int | None], None] | None = None
+    ) -> int:
+        """Re-wrap every live data key under ``new_ring``'s active KEK; entries are untouched.
+
+        ``progress(done, None)`` is called after each re-wrapped key (the total is not known in advance)."""
         count = 0
         async for key in self.store.subject_keys():
             if key.wrapped is None or key.kid is None:
@@ -191,6 +195,8 @@ class Ledger:
             fresh = rewrap(new_ring, WrappedKey(key.kid, key.wrapped), key.subject_id)
             await self.store.replace_wrapped_key(key.subject_id, fresh.kid, fresh.blob)
             count += 1
+            if progress is not None:
+                progress(count, None)
         self.ring = new_ring
         return count
 

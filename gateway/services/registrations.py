@@ -16,6 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
+
 from adapters.escrow import is_gtld
 from gateway.clock import Clock, iso, utcnow
 from gateway.errors import (
@@ -188,6 +190,8 @@ class RegistrationService:
         """One attempt: find the holder, plan, seal under the holder's key and write it all at once."""
         now = self.clock()
         reg_id = uuid.uuid4().hex
+        # the API request queuing the rows (bound by the HTTP middleware), for the delivery's log lines
+        request_id = structlog.contextvars.get_contextvars().get("request_id")
         subject = await self.ledger.subject_for(req.registrant)
         restrictions = await self.store.restrictions(subject.id)
         plans = plan_registration(req, self.policies, now, restrictions)
@@ -221,6 +225,7 @@ class RegistrationService:
                         purpose=p.policy.purposes[0],
                         required=p.policy.required and p.policy.protocol != "escrow",
                         batch=p.policy.protocol == "escrow",
+                        request_id=request_id,
                     )
                 )
         plan_view = [p.as_dict() for p in plans]

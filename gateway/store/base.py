@@ -49,6 +49,9 @@ class OutboxItem:
     fields: dict[str, Any]
     purpose: str
     change_id: str = ""
+    #: the ``X-Request-ID`` of the request that queued the row (schema 4), bound on its delivery's log
+    #: lines; None for rows from before schema 4 or queued outside a request.  Not part of the payload.
+    request_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,8 @@ class NewOutbox:
     required: bool = True  # counts towards the registration's status (the registry's delivery)
     batch: bool = False  # collected by a batch job (escrow deposits), not the delivery worker
     change_id: str = ""  # set for an update pushed after the registration (rectification, change)
+    #: the request that queued the row, for the delivery's log lines; never in the payload or its digest
+    request_id: str | None = None
 
 
 #: How a subject's records were joined (``subjects.basis``, schema 2): ``strong_id`` - every registration with

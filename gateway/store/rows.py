@@ -157,6 +157,7 @@ def checkpoint_from_row(r: Any) -> StoredCheckpoint:
 OUTBOX_COLUMNS = (
     "registration_id", "recipient", "subject_id", "purpose", "required", "batch", "change_id", "state",
     "payload_ct", "payload_digest", "transfer_json", "fields_json", "next_attempt_at", "updated_at",
+    "request_id",
 )
 
 
@@ -165,7 +166,8 @@ def outbox_rows(
 ) -> list[tuple[Any, ...]]:
     """New outbox rows, pending and due at once."""
     return [(registration_id, i.recipient, subject_id, i.purpose, int(i.required), int(i.batch), i.change_id,
-             "pending", i.payload_ct, i.payload_digest, json.dumps(i.transfer), json.dumps(i.fields), now, now)
+             "pending", i.payload_ct, i.payload_digest, json.dumps(i.transfer), json.dumps(i.fields), now, now,
+             i.request_id)
             for i in items]
 
 
@@ -177,6 +179,7 @@ def outbox_item(r: Any, *, attempts: int | None = None) -> OutboxItem:
         attempts=int(r["attempts"]), subject_id=r["subject_id"], payload_ct=bytes(r["payload_ct"]),
         payload_digest=r["payload_digest"], transfer=json.loads(r["transfer_json"]),
         fields=json.loads(r["fields_json"]), purpose=r["purpose"], change_id=r["change_id"],
+        request_id=r["request_id"],
     )
     return item if attempts is None else replace(item, attempts=attempts)
 

@@ -290,3 +290,16 @@ def schema_v3(d: Dialect) -> str:
         CREATE INDEX webhook_events_due ON webhook_events(state, next_attempt_at);
         CREATE INDEX webhook_events_hook ON webhook_events(webhook_id, id);
         """
+
+
+def schema_v4(d: Dialect) -> str:
+    """Migration 4 in dialect ``d``: the request that queued each outbox row.
+
+    ``outbox.request_id`` is the ``X-Request-ID`` of the API request whose acceptance (a registration, a
+    registrant change) queued the row, so the delivery worker binds it on the lines of that delivery in
+    whichever process, and after whichever restart, makes it.  It is an operational correlation id, not
+    personal data, and no part of the payload, its digest or the ledger leaf.  Rows from before stay
+    NULL (as do rows queued outside a request); the column has no default, so adding it rewrites no row."""
+    return f"""
+        ALTER TABLE outbox ADD COLUMN request_id {d.text};
+        """

@@ -6,13 +6,15 @@ behind by a removed route) fails here, not in a client's integration."""
 from __future__ import annotations
 
 import re
+import secrets
 from typing import Any
 
 import jsonschema_rs
+import pytest
 import schemathesis
 from aiohttp import web
 
-from gateway.http.openapi import OPERATIONS, openapi_document
+from gateway.http.openapi import OPERATIONS, Operation, openapi_document, problem_codes
 from gateway.http.pages import MOUNT
 from tests.conftest import Gateway
 
@@ -126,3 +128,79 @@ def test_problem_codes_and_roles_are_named_per_operation() -> None:
     assert {"request_closed", "subject_not_confirmed"} <= codes("post", "/v1/requests/{request_id}/erase", 409)
     assert {"extension_refused"} <= codes("post", "/v1/requests/{request_id}/extend", 409)
     assert {"identifiers_missing"} <= codes("post", "/v1/requests", 422)
+    # the operations beyond registrations and rights name their codes too, not a status's default
+    assert codes("get", "/v1/ledger/proofs/inclusion", 422) == {"query_invalid"}
+    assert codes("get", "/v1/ledger/audit", 500) == {"proof_unavailable"}
+    assert codes("post", "/v1/lookups", 502) == {"delivery_transient", "delivery_permanent"}
+    assert codes("delete", "/v1/webhooks/{webhook_id}", 404) == {"not_found"}
+    assert {"not_found", "request_not_found"} <= codes("get", "/v1/requests/{request_id}/extract.{fmt}", 404)
+    # a status listed without the errors that give it fails the build instead of falling back to a guess
+    with pytest.raises(ValueError, match="names no problem code"):
+        problem_codes(Operation("bare", ("privacy",), problems=(404,)))
+
+
+#: A stand-in per path parameter: well-formed, naming nothing that exists (or, for the docs, something that does).
+_PATH_VALUES = {"reg_id": "0" * 32, "entry_id": "0" * 32, "request_id": "0" * 32, "webhook_id": "0" * 32,
+                "fmt": "json", "code": "not_found"}
+_ROLES = ("ordering", "privacy", "auditor")
+
+
+def _concrete(path: str, described: dict[str, Any]) -> str:
+    """``path`` with its parameters filled in (an enum's first value, else a stand-in)."""
+    for p in described.get("parameters", ()):
+        if p["in"] == "path":
+            value = p["schema"]["enum"][0] if "enum" in p["schema"] else _PATH_VALUES[p["name"]]
+            path = path.replace("{" + p["name"] + "}", value)
+    return path
+
+
+async def test_every_problem_a_small_set_of_real_calls_gets_is_documented(contract_gateway: Gateway) -> None:
+    """Per operation: no token, an unknown token, each role it does not allow, and (with a role it allows) a
+    malformed query and malformed bodies.  Every problem answered must be listed in ``x-problem-codes`` of
+    its status, so a handler raising a code its operation does not name fails here, not in a client."""
+    doc = openapi_document()
+    client = contract_gateway.client
+    tokens = contract_gateway.tokens
+    drift: list[tuple[str, str, str, int, str | None]] = []
+    seen: dict[int, set[str]] = {}
+
+    async def call(method: str, path: str, what: str, url: str, headers: dict[str, str],
+                   data: bytes | None = None) -> int:
+        r = await client.request(method, url, headers=headers, data=data)
+        if r.status >= 400:
+            body = await r.json(content_type=None)
+            code = body.get("code") if isinstance(body, dict) else None
+            response = doc["paths"][path][method.lower()]["responses"].get(str(r.status), {})
+            if code not in response.get("x-problem-codes", ()):
+                drift.append((method, path, what, r.status, code))
+            seen.setdefault(r.status, set()).add(str(code))
+        else:
+            await r.read()
+        return r.status
+
+    for (method, path), op in OPERATIONS.items():
+        described = doc["paths"][path][method.lower()]
+        url = _concrete(path, described)
+        if not op.roles:
+            assert await call(method, path, "no token", url, {}) < 500 or path == "/readyz", (method, path)
+            continue
+        assert await call(method, path, "no token", url, {}) == 401, (method, path)
+        assert await call(method, path, "unknown token", url, {"Authorization": "Bearer nope"}) == 401
+        for role in _ROLES:
+            if role not in op.roles:
+                assert await call(method, path, f"role {role}", url, tokens.h(role)) == 403, (method, path, role)
+        allowed = tokens.h(op.roles[0]) | {"Idempotency-Key": secrets.token_hex(8)}
+        query = [p["name"] for p in described.get("parameters", ()) if p["in"] == "query"]
+        if query:
+            assert await call(method, path, "bad query", f"{url}?{query[0]}=~bad~", allowed) == 422, (method, path)
+        if op.body is not None:
+            json_type = allowed | {"Content-Type": "application/json"}
+            for what, headers, data in (("not JSON", json_type, b"{"), ("not an object", json_type, b"[]"),
+                                        ("too deep", json_type, b'{"a":' * 40 + b"1" + b"}" * 40),
+                                        ("text/plain", allowed | {"Content-Type": "text/plain"}, b"{}")):
+                assert await call(method, path, what, url, headers, data) >= 400, (method, path, what)
+    assert drift == [], "problems answered that their operation does not document"
+    # the calls above did meet the middlewares' and the handlers' problems, so the check is not vacuous
+    assert {"unauthenticated"} <= seen[401] and {"forbidden"} <= seen[403]
+    assert {"query_invalid", "validation_failed"} <= seen[422]
+    assert {"malformed_body", "body_too_deep"} <= seen[400] and {"unsupported_media_type"} <= seen[415]

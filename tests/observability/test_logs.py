@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
+from pathlib import Path
+from typing import Any
 
 import structlog
+from aiohttp.test_utils import TestClient, TestServer
 
-from tests.conftest import VALID_BODY, Gateway
+from adapters.epp.sandbox.server import SandboxThread
+from adapters.epp.tls import DevPki
+from gateway.compose import build
+from tests.conftest import VALID_BODY, Gateway, Tokens, gateway_settings
 from tests.observability.conftest import Lines
 
 #: every value of the registrant, and of its parts, that must never reach a log line
@@ -62,3 +69,46 @@ async def test_request_ids_are_validated_generated_and_bound_to_the_request_line
     assert access["rq-401"]["route"] == "/v1/registrations/{reg_id}"
     assert access["rq-unmatched"]["route"] == "unmatched"  # the path itself is never logged
     assert "/nowhere" not in json_logs.text
+
+
+async def test_the_request_id_reaches_a_delivery_made_by_another_gateway(
+    tmp_path: Path, pki: DevPki, sandbox: SandboxThread, tokens: Tokens, json_logs: Lines
+) -> None:
+    """The id travels with the outbox row, not in a process's memory: a registration accepted by one
+    gateway (no worker) and delivered by a second on the same database has the first request's id on
+    the second's delivery lines."""
+    rid = "order-2002.accepted-by-a"
+    settings_a = gateway_settings(tmp_path, pki, sandbox.port, tokens, worker_enabled=False)
+    app_a, _ = await build(settings_a)
+    a: TestClient[Any, Any] = TestClient(TestServer(app_a))
+    await a.start_server()
+    try:
+        headers = tokens.h("ordering") | {"Idempotency-Key": "obs-0000002", "X-Request-ID": rid}
+        r = await a.post("/v1/registrations", json=VALID_BODY, headers=headers)
+        assert r.status == 202 and r.headers["X-Request-ID"] == rid
+        reg = (await r.json())["id"]
+    finally:
+        await a.close()
+    # durable, not remembered: the row itself names the request (a fresh process would find it there)
+    db = sqlite3.connect(settings_a.resolved_db())
+    try:
+        stored = db.execute("SELECT request_id FROM outbox WHERE registration_id=?", (reg,)).fetchall()
+    finally:
+        db.close()
+    assert stored and {r[0] for r in stored} == {rid}
+
+    app_b, store_b = await build(gateway_settings(tmp_path, pki, sandbox.port, tokens))
+    b: TestClient[Any, Any] = TestClient(TestServer(app_b))
+    await b.start_server()
+    try:
+        second = Gateway(b, store_b, tokens, sandbox)
+        assert (await second.wait_status(reg, {"delivered"}))["status"] == "delivered"
+    finally:
+        await b.close()
+
+    lines = json_logs.records()
+    delivered = [x for x in lines if x["event"] == "delivery.delivered" and x.get("registration") == reg]
+    assert delivered and {x.get("request_id") for x in delivered} == {rid}
+    # the second gateway's own requests (its status polls) have ids of their own
+    polls = {x.get("request_id") for x in lines if x["event"] == "http.access" and x["method"] == "GET"}
+    assert polls and rid not in polls

@@ -57,14 +57,14 @@ async def all_nodes(store: Store, batch: int = 1000) -> list[tuple[int, int, int
 # -- schema -------------------------------------------------------------------------------------------------
 
 async def test_schema_version(store: Store) -> None:
-    assert store.schema_version == 3
+    assert store.schema_version == 4
 
 
 async def test_reopen_keeps_data_and_refuses_a_newer_schema(store_spec: StoreSpec, store: Store, raw: RawDB) -> None:
     await store.append([make_entry(0)])
     again = await store_spec.open()
     try:
-        assert again.schema_version == 3
+        assert again.schema_version == 4
         assert (await again.head()).size == 1
     finally:
         await again.close()
@@ -76,7 +76,7 @@ async def test_reopen_keeps_data_and_refuses_a_newer_schema(store_spec: StoreSpe
 async def test_concurrent_open_migrates_once(pg_empty_dsn: str) -> None:
     stores = await asyncio.gather(*(PostgresStore.open(pg_empty_dsn, max_size=2) for _ in range(6)))
     try:
-        assert {s.schema_version for s in stores} == {3}
+        assert {s.schema_version for s in stores} == {4}
         await stores[0].append([make_entry(0)])
         assert (await stores[5].head()).size == 1
     finally:
@@ -175,6 +175,29 @@ async def test_batch_and_optional_outbox_rows(store: Store) -> None:
     assert reg["status"] == "delivered"  # escrow still in flight, mailer failed: neither counts
     assert [(d["recipient"], d["state"]) for d in reg["deliveries"]] == [
         ("iis", "done"), ("escrow", "in_flight"), ("mailer", "failed")]
+
+
+async def test_the_request_id_round_trips_with_the_outbox_row(store: Store) -> None:
+    """The id of the request that queued a row (schema 4) comes back with it, from acceptance and from a
+    later enqueue, across a retry and a requeue; a row queued outside a request has none."""
+    a = make_accepted(8, subject=NewSubject("subj-8", "kek-1", b"wrapped-8", (("email", "d-email-8"),)))
+    a.outbox[0] = dataclasses.replace(a.outbox[0], request_id="order-8.attempt-1")
+    await store.accept(a, ts(0))
+    items = await store.claim_due(ts(1), 10)
+    assert [(i.recipient, i.request_id) for i in items] == [("iis", "order-8.attempt-1"), ("verisign", None)]
+    assert items[0].payload_digest == "sha256:8iis"  # the id is beside the payload, not in it
+    await store.finish(items[0], make_entry(0, registration_id="reg-acc-0008"), state="pending",
+                       next_attempt_at=ts(5), now=ts(2))
+    again = await store.claim_due(ts(5), 10)
+    assert [(i.recipient, i.attempts, i.request_id) for i in again] == [("iis", 2, "order-8.attempt-1")]
+    assert await store.requeue_in_flight(ts(6), ts(7)) == 2
+    requeued = await store.claim_due(ts(6), 10)
+    assert {(i.recipient, i.request_id) for i in requeued} == {("iis", "order-8.attempt-1"), ("verisign", None)}
+
+    change = dataclasses.replace(a.outbox[1], change_id="chg-0008", required=False, request_id="rq-change-8")
+    await store.enqueue("reg-acc-0008", "subj-8", [change], ts(8))
+    [queued] = await store.claim_due(ts(8), 10)
+    assert (queued.recipient, queued.change_id, queued.request_id) == ("verisign", "chg-0008", "rq-change-8")
 
 
 async def test_unknown_registration_and_entry(store: Store) -> None:

@@ -34,14 +34,20 @@ RELEASED_V3 = {
     "sqlite": "b9ced4045cabed29f3042acda9fca1168d7e540f62d944095624dc794742600b",
     "postgres": "daf753039d9aa3868b5642abf7f307ff085ff5db7c8387e838fbf2fcf7df2908",
 }
+#: Migration 4 (``outbox.request_id``: the request that queued a row, for the delivery's log lines).
+RELEASED_V4 = {
+    "sqlite": "fb044f416a496d514f9a1243957c4ef3130f81241659eae0255649796ea5e580",
+    "postgres": "493c49965fdfbe03fb74e473d20a2876ab7442485b8d460d032c6a4988041692",
+}
 
 #: SQLite type -> the PostgreSQL types that spell it in the shared schema.
 TYPES = {"TEXT": {"text"}, "BLOB": {"bytea"}, "INTEGER": {"integer", "bigint"}}
 
 
-@pytest.mark.parametrize("number, released", [(1, RELEASED_V1), (2, RELEASED_V2), (3, RELEASED_V3)])
+@pytest.mark.parametrize("number, released", [(1, RELEASED_V1), (2, RELEASED_V2), (3, RELEASED_V3),
+                                                      (4, RELEASED_V4)])
 def test_released_migrations_are_unchanged(number: int, released: dict[str, str]) -> None:
-    assert [v for v, _ in sqlite_migrations.MIGRATIONS] == [v for v, _ in pg_migrations.MIGRATIONS] == [1, 2, 3]
+    assert [v for v, _ in sqlite_migrations.MIGRATIONS] == [v for v, _ in pg_migrations.MIGRATIONS] == [1, 2, 3, 4]
     version, sql = sqlite_migrations.MIGRATIONS[number - 1]
     statements = sqlite_migrations._split(sql)
     assert version == number
@@ -78,7 +84,7 @@ async def test_a_version_1_database_migrates_to_2_keeping_its_subjects_as_legacy
 
     for store in (SqliteStore(path), await PostgresStore.open(pg_empty_dsn)):
         try:
-            assert store.schema_version == 3
+            assert store.schema_version == 4
             key = await store.subject_key(LEGACY_SUBJECT[0])
             assert key is not None and key.wrapped == LEGACY_SUBJECT[2] and key.basis is None
         finally:

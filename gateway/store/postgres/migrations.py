@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.store.schema import Dialect, refuse_newer, schema_v1, schema_v2, schema_v3
+from gateway.store.schema import Dialect, refuse_newer, schema_v1, schema_v2, schema_v3, schema_v4
 
 #: Key of the session-level advisory lock held while migrating (one-key space, "RGWMIGR1").
 MIGRATION_LOCK_KEY = 0x5247574D49475231
@@ -52,6 +52,7 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
     (1, schema_v1(POSTGRES)),
     (2, schema_v2(POSTGRES)),
     (3, schema_v3(POSTGRES)),
+    (4, schema_v4(POSTGRES)),
 )
 LATEST = MIGRATIONS[-1][0]
 

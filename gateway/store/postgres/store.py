@@ -326,7 +326,8 @@ class PostgresStore(DisclosureReads):
                 " ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED"
                 ") UPDATE outbox o SET state='in_flight', attempts=o.attempts+1, updated_at=$1 FROM due "
                 "WHERE o.id = due.id RETURNING o.id, o.registration_id, o.recipient, o.attempts, o.subject_id, "
-                "o.payload_ct, o.payload_digest, o.transfer_json, o.fields_json, o.purpose, o.change_id",
+                "o.payload_ct, o.payload_digest, o.transfer_json, o.fields_json, o.purpose, o.change_id, "
+                "o.request_id",
                 now, limit, batch_recipient, 0 if batch_recipient is None else 1,
             )
             if not rows:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from gateway.store.schema import Dialect, refuse_newer, schema_v1, schema_v2, schema_v3
+from gateway.store.schema import Dialect, refuse_newer, schema_v1, schema_v2, schema_v3, schema_v4
 
 
 def _append_only(table: str, message: str) -> str:
@@ -35,6 +35,7 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
     (1, schema_v1(SQLITE)),
     (2, schema_v2(SQLITE)),
     (3, schema_v3(SQLITE)),
+    (4, schema_v4(SQLITE)),
 )
 
 
