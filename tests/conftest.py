@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import secrets
 from collections.abc import AsyncIterator, Iterator
@@ -165,15 +166,24 @@ class Gateway:
             await asyncio.sleep(0.05)
 
 
-@pytest.fixture
-async def gateway(
-    tmp_path: Path, pki: DevPki, sandbox: SandboxThread, tokens: Tokens
+@contextlib.asynccontextmanager
+async def running_gateway(
+    tmp_path: Path, pki: DevPki, sandbox: SandboxThread, tokens: Tokens, **settings: Any
 ) -> AsyncIterator[Gateway]:
-    settings = gateway_settings(tmp_path, pki, sandbox.port, tokens)
-    app, store = await build(settings)
+    """A real gateway app on loopback over the sandbox, built like ``gateway run`` builds it; ``settings``
+    override the test defaults (``gateway_settings``).  Every gateway fixture is one of these."""
+    app, store = await build(gateway_settings(tmp_path, pki, sandbox.port, tokens, **settings))
     client: TestClient[Any, Any] = TestClient(TestServer(app))
     await client.start_server()
     try:
         yield Gateway(client, store, tokens, sandbox)
     finally:
         await client.close()
+
+
+@pytest.fixture
+async def gateway(
+    tmp_path: Path, pki: DevPki, sandbox: SandboxThread, tokens: Tokens
+) -> AsyncIterator[Gateway]:
+    async with running_gateway(tmp_path, pki, sandbox, tokens) as gw:
+        yield gw

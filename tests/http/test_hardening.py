@@ -13,19 +13,17 @@ from typing import Any
 
 import pytest
 from aiohttp import ClientPayloadError
-from aiohttp.test_utils import TestClient, TestServer
 
 from adapters.epp.sandbox.server import SandboxThread
 from adapters.epp.tls import DevPki
 from gateway.auth import Principal, Role, hash_token
-from gateway.compose import build
 from gateway.errors import LedgerCorrupt
 from gateway.http.context import SERVICES
 from gateway.http.pages import disclosures as log_pages
 from gateway.http.pages.session import encode_session, new_session, session_key
 from gateway.ledger.entry import DisclosureEntry
 from gateway.store.sqlite import SqliteStore
-from tests.conftest import VALID_BODY, Gateway, Tokens, gateway_settings
+from tests.conftest import VALID_BODY, Gateway, Tokens, running_gateway
 
 pytestmark = pytest.mark.integration
 
@@ -148,14 +146,8 @@ SCRAPE_TOKEN = "scrape-token-for-prometheus-0001"
 
 @pytest.fixture
 async def metered(tmp_path: Path, pki: DevPki, sandbox: SandboxThread, tokens: Tokens) -> AsyncIterator[Gateway]:
-    settings = gateway_settings(tmp_path, pki, sandbox.port, tokens, metrics_token_sha256=hash_token(SCRAPE_TOKEN))
-    app, store = await build(settings)
-    client: TestClient[Any, Any] = TestClient(TestServer(app))
-    await client.start_server()
-    try:
-        yield Gateway(client, store, tokens, sandbox)
-    finally:
-        await client.close()
+    async with running_gateway(tmp_path, pki, sandbox, tokens, metrics_token_sha256=hash_token(SCRAPE_TOKEN)) as gw:
+        yield gw
 
 
 async def test_metrics_need_a_staff_token(gateway: Gateway) -> None:

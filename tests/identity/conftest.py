@@ -20,12 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 from stdnum import luhn
 
 from adapters.epp.sandbox.server import SandboxThread
 from adapters.epp.tls import DevPki
-from gateway.compose import build
 from gateway.errors import SubjectErased
 from gateway.ledger.checkpoint import CheckpointSigner
 from gateway.ledger.entry import DisclosureEntry
@@ -37,7 +35,7 @@ from gateway.policy.loader import PolicySet, load_policies
 from gateway.services.ledger import Ledger
 from gateway.services.registrations import RegistrationService
 from gateway.store.base import DisclosureFilter, Store
-from tests.conftest import ROOT, Gateway, Tokens, gateway_settings
+from tests.conftest import ROOT, Gateway, Tokens, running_gateway
 from tests.store import conftest as store_fixtures
 
 # the store fixtures of the contract suite (a throwaway PostgreSQL cluster, ``store`` on both databases)
@@ -193,10 +191,5 @@ async def gw(tmp_path: Path, pki: DevPki, sandbox: SandboxThread, tokens: Tokens
              database_url: str | None) -> AsyncIterator[Gateway]:
     """As ``tests.conftest.gateway``, on SQLite and on PostgreSQL."""
     extra = {} if database_url is None else {"database_url": database_url}
-    app, store_ = await build(gateway_settings(tmp_path, pki, sandbox.port, tokens, **extra))
-    client: TestClient[Any, Any] = TestClient(TestServer(app))
-    await client.start_server()
-    try:
-        yield Gateway(client, store_, tokens, sandbox)
-    finally:
-        await client.close()
+    async with running_gateway(tmp_path, pki, sandbox, tokens, **extra) as g:
+        yield g

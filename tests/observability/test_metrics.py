@@ -7,18 +7,15 @@ import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
-from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
 from adapters.epp.sandbox.server import SandboxThread
 from adapters.epp.tls import DevPki
-from gateway.compose import build
 from gateway.logs import delivery_metrics
-from tests.conftest import ROOT, VALID_BODY, Gateway, Tokens, gateway_settings
+from tests.conftest import ROOT, VALID_BODY, Gateway, Tokens, running_gateway
 from tests.observability.test_logs import PERSONAL
 
 
@@ -73,13 +70,8 @@ async def test_every_metric_after_a_registration(gateway: Gateway) -> None:
 @pytest.fixture
 async def idle(tmp_path: Path, pki: DevPki, sandbox: SandboxThread, tokens: Tokens) -> AsyncIterator[Gateway]:
     """A gateway that accepts but does not deliver (no worker in this process)."""
-    app, store = await build(gateway_settings(tmp_path, pki, sandbox.port, tokens, worker_enabled=False))
-    client: TestClient[Any, Any] = TestClient(TestServer(app))
-    await client.start_server()
-    try:
-        yield Gateway(client, store, tokens, sandbox)
-    finally:
-        await client.close()
+    async with running_gateway(tmp_path, pki, sandbox, tokens, worker_enabled=False) as gw:
+        yield gw
 
 
 async def test_the_outbox_gauges_count_undelivered_rows(idle: Gateway) -> None:

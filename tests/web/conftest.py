@@ -13,12 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
 from adapters.epp.sandbox.server import SandboxThread
 from adapters.epp.tls import DevPki
-from gateway.compose import build
-from tests.conftest import ROOT, VALID_BODY, Gateway, Tokens, gateway_settings
+from tests.conftest import ROOT, VALID_BODY, Gateway, Tokens, running_gateway
 
 EXPIRING_IN_DAYS = 30
 OLD_SCC = "Commission Decision 2010/87/EU (old SCCs)"
@@ -55,14 +53,8 @@ def web_config(tmp_path: Path) -> Path:
 async def gateway(
     tmp_path: Path, pki: DevPki, sandbox: SandboxThread, tokens: Tokens
 ) -> AsyncIterator[Gateway]:
-    settings = gateway_settings(tmp_path, pki, sandbox.port, tokens, config_dir=web_config(tmp_path))
-    app, store = await build(settings)
-    client: TestClient[Any, Any] = TestClient(TestServer(app))
-    await client.start_server()
-    try:
-        yield Gateway(client, store, tokens, sandbox)
-    finally:
-        await client.close()
+    async with running_gateway(tmp_path, pki, sandbox, tokens, config_dir=web_config(tmp_path)) as gw:
+        yield gw
 
 
 def person(domain: str, order_ref: str, **registrant: Any) -> dict[str, Any]:

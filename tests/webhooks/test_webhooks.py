@@ -23,7 +23,7 @@ from adapters.epp.sandbox.server import SandboxThread
 from adapters.epp.tls import DevPki
 from gateway.clock import iso
 from gateway.compose import build
-from tests.conftest import VALID_BODY, Gateway, Tokens, body, gateway_settings
+from tests.conftest import VALID_BODY, Gateway, Tokens, body, gateway_settings, running_gateway
 
 WEBHOOK_KW: dict[str, Any] = dict(
     webhooks_allow_loopback_http=True, webhook_poll_s=0.05, webhook_backoff_base_s=0.05, webhook_backoff_max_s=0.2,
@@ -97,13 +97,8 @@ async def receivers() -> AsyncIterator[list[Receiver]]:
 
 @pytest.fixture
 async def hooked(tmp_path: Path, pki: DevPki, sandbox: SandboxThread, tokens: Tokens) -> AsyncIterator[Gateway]:
-    app, store = await build(gateway_settings(tmp_path, pki, sandbox.port, tokens, **WEBHOOK_KW))
-    client: TestClient[Any, Any] = TestClient(TestServer(app))
-    await client.start_server()
-    try:
-        yield Gateway(client, store, tokens, sandbox)
-    finally:
-        await client.close()
+    async with running_gateway(tmp_path, pki, sandbox, tokens, **WEBHOOK_KW) as gw:
+        yield gw
 
 
 async def subscribe(gw: Gateway, receiver: Receiver, role: str = "ordering", **extra: Any) -> dict[str, Any]:
