@@ -7,9 +7,9 @@ import asyncio
 import contextlib
 import os
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import structlog
 from aiohttp import web
@@ -178,25 +178,13 @@ def open_rights(
                          wake=wake)
 
 
-def run_worker(worker: DeliveryWorker, poll_s: float) -> CleanupContext:
-    """The delivery worker for the app's lifetime; on shutdown it finishes what it holds, then stops."""
+def run_loop(run: Callable[[asyncio.Event, float], Coroutine[Any, Any, None]], poll_s: float) -> CleanupContext:
+    """A polling loop (the delivery worker's, the webhook sender's) for the app's lifetime; on shutdown it
+    finishes what it holds, then stops."""
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         stop = asyncio.Event()
-        task = asyncio.create_task(worker.run(stop, poll_s))
-        yield
-        stop.set()
-        await task
-
-    return ctx
-
-
-def run_webhooks(sender: WebhookSender, poll_s: float) -> CleanupContext:
-    """The webhook sender for the app's lifetime; on shutdown it finishes the sends it holds, then stops."""
-
-    async def ctx(app: web.Application) -> AsyncIterator[None]:
-        stop = asyncio.Event()
-        task = asyncio.create_task(sender.run(stop, poll_s))
+        task = asyncio.create_task(run(stop, poll_s))
         yield
         stop.set()
         await task
@@ -222,7 +210,7 @@ def background_jobs(
         report = await rights.retention(dry_run=False)
         log.info("retention.purged", purged=report.get("purged", 0))
 
-    jobs = [run_worker(worker, settings.worker_poll_s)] if worker is not None else []
+    jobs = [run_loop(worker.run, settings.worker_poll_s)] if worker is not None else []
     for interval, job, name in (
         (settings.checkpoint_interval_s, ledger.checkpoint, "ledger.checkpoint"),
         (escrow_interval_s, escrow.run_once if escrow else None, "escrow.deposit"),
@@ -307,7 +295,7 @@ async def build(settings: Settings, *, dev_tokens: bool = False) -> tuple[web.Ap
     ))
     app[WEBHOOK_SETTINGS] = WebhookSettings(allow_loopback_http=settings.webhooks_allow_loopback_http)
     if delivering and settings.webhooks_send:  # a process that runs the worker sends the notifications too
-        app.cleanup_ctx.append(run_webhooks(webhook_sender(settings, store), settings.webhook_poll_s))
+        app.cleanup_ctx.append(run_loop(webhook_sender(settings, store).run, settings.webhook_poll_s))
 
     async def close_store(app: web.Application) -> None:
         await pools.close()

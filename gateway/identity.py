@@ -15,24 +15,10 @@ from __future__ import annotations
 import unicodedata
 from typing import Literal
 
-from gateway.models import IdScheme, NationalId, Registrant
+from gateway.models import SCHEME_COUNTRY, NationalId, Registrant
 
 MatchKind = Literal["strong_id", "national_id", "email", "phone", "name_address"]
-WEAK_KINDS: tuple[MatchKind, ...] = ("email", "phone", "name_address")
 
-#: The country whose register issues each scheme's numbers; a passport's is its holder's citizenship.
-SCHEME_COUNTRY: dict[IdScheme, str | None] = {
-    IdScheme.SE_PERSONNUMMER: "SE",
-    IdScheme.SE_SAMORDNINGSNUMMER: "SE",
-    IdScheme.SE_ORGANISATIONSNUMMER: "SE",
-    IdScheme.DK_CPR: "DK",
-    IdScheme.DK_CVR: "DK",
-    IdScheme.NO_FODSELSNUMMER: "NO",
-    IdScheme.NO_ORGANISASJONSNUMMER: "NO",
-    IdScheme.FI_HETU: "FI",
-    IdScheme.FI_YTUNNUS: "FI",
-    IdScheme.PASSPORT: None,
-}
 
 
 def strong_key(national_id: NationalId, country: str | None = None) -> str:

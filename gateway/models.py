@@ -116,6 +116,20 @@ class IdScheme(StrEnum):
     PASSPORT = "passport"
 
 
+#: The country whose register issues each scheme's numbers; a passport's country is not in the number.
+SCHEME_COUNTRY: dict[IdScheme, str | None] = {
+    IdScheme.SE_PERSONNUMMER: "SE",
+    IdScheme.SE_SAMORDNINGSNUMMER: "SE",
+    IdScheme.SE_ORGANISATIONSNUMMER: "SE",
+    IdScheme.DK_CPR: "DK",
+    IdScheme.DK_CVR: "DK",
+    IdScheme.NO_FODSELSNUMMER: "NO",
+    IdScheme.NO_ORGANISASJONSNUMMER: "NO",
+    IdScheme.FI_HETU: "FI",
+    IdScheme.FI_YTUNNUS: "FI",
+    IdScheme.PASSPORT: None,
+}
+
 #: Which schemes identify a natural person and which an organisation.
 PERSON_SCHEMES = frozenset(
     {

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from gateway.models import IdScheme, Registrant
+from gateway.models import SCHEME_COUNTRY, IdScheme, Registrant
 from gateway.policy.schema import Disclose, RecipientPolicy, Transform
 
 Value = str | tuple[str, ...]
@@ -39,17 +39,6 @@ def registrant_fields(reg: Registrant) -> dict[str, Value | None]:
     }
 
 
-_SCHEME_COUNTRY = {
-    IdScheme.SE_PERSONNUMMER: "SE",
-    IdScheme.SE_SAMORDNINGSNUMMER: "SE",
-    IdScheme.SE_ORGANISATIONSNUMMER: "SE",
-    IdScheme.DK_CPR: "DK",
-    IdScheme.DK_CVR: "DK",
-    IdScheme.NO_FODSELSNUMMER: "NO",
-    IdScheme.NO_ORGANISASJONSNUMMER: "NO",
-    IdScheme.FI_HETU: "FI",
-    IdScheme.FI_YTUNNUS: "FI",
-}
 
 
 def _iis_orgno(reg: Registrant) -> str | None:
@@ -57,7 +46,7 @@ def _iis_orgno(reg: Registrant) -> str | None:
     nid = reg.national_id
     if nid is None:
         return None
-    cc = _SCHEME_COUNTRY.get(nid.scheme, reg.address.country)
+    cc = SCHEME_COUNTRY[nid.scheme] or reg.address.country
     value = nid.value
     if nid.scheme in (IdScheme.SE_PERSONNUMMER, IdScheme.SE_SAMORDNINGSNUMMER):
         value = f"{value[2:8]}-{value[8:]}"

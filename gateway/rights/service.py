@@ -46,10 +46,18 @@ from gateway.errors import (
     SubjectNotIdentified,
     ValidationFailed,
 )
-from gateway.identity import SCHEME_COUNTRY, name_address_key, strong_key
+from gateway.identity import name_address_key, strong_key
 from gateway.ledger.checkpoint import SignedCheckpoint
 from gateway.ledger.entry import DisclosureEntry
-from gateway.models import IdScheme, NationalId, Registrant, RegistrationRequest, normalise_national_id, to_a_label
+from gateway.models import (
+    SCHEME_COUNTRY,
+    IdScheme,
+    NationalId,
+    Registrant,
+    RegistrationRequest,
+    normalise_national_id,
+    to_a_label,
+)
 from gateway.policy.classify import classify_transfer
 from gateway.policy.loader import PolicySet
 from gateway.policy.schema import RecipientPolicy, TransferCategory
