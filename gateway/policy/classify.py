@@ -4,7 +4,8 @@ The order of the checks is the order of the GDPR: no personal data → nothing t
 EU/EEA → no Chapter V; Art. 45 adequacy in force on the transfer date; Art. 46/47 safeguard in
 force; Art. 49 derogation for this purpose; otherwise blocked.  Facts are evaluated at the
 transfer time, so a decision that expired (or a contract that ended) blocks even if the config
-still lists it.
+still lists it.  The delivery worker asks again at the moment of sending (``classify_at_send``): a
+registration accepted inside a decision's window and sent after it ends must not go out.
 """
 
 from __future__ import annotations
@@ -89,10 +90,57 @@ def classify_transfer(
             TransferCategory.DEROGATION, country, derog.article, None, None, None, derog.justification,
             confirmed=derog.confirmed,
         )
-    expired = [d.decision for d in jurisdictions.adequacy if d.country == country]
-    reason = (
-        f"adequacy decision not in force on {on.isoformat()} and no safeguard or derogation"
-        if expired
-        else "third country without adequacy decision, safeguard or derogation"
+    return TransferDecision(
+        TransferCategory.BLOCKED, country, None, None, None, None, _blocked_reason(recipient, jurisdictions, on)
     )
-    return TransferDecision(TransferCategory.BLOCKED, country, None, None, None, None, reason)
+
+
+def classify_at_send(
+    recipient: RecipientPolicy,
+    jurisdictions: Jurisdictions,
+    at: dt.datetime,
+    purpose: str,
+    *,
+    carries_personal_data: bool = True,
+) -> TransferDecision:
+    """The Chapter V basis at the moment of sending, for the delivery worker.
+
+    The decision stored with an outbox row was taken at acceptance; a registration accepted the day
+    before an adequacy decision or a contract ends and sent after it has no basis any more.  So the
+    worker asks again with the send time: the same checks as :func:`classify_transfer`, the same
+    ``TransferDecision`` (``allowed``, ``reason``, ``as_dict()`` for the disclosure entry), taken at
+    ``at``.  A blocked answer means nothing may be sent; its reason names what ended and when."""
+    return classify_transfer(
+        recipient, jurisdictions, at, purpose, carries_personal_data=carries_personal_data
+    )
+
+
+def _blocked_reason(recipient: RecipientPolicy, jurisdictions: Jurisdictions, on: dt.date) -> str:
+    """Why nothing grounds the transfer on ``on``, naming the decision or safeguard that ended (the
+    latest) or has not begun (the next), so staff see at once whether a renewal is missing."""
+    day = on.isoformat()
+    decisions = [d for d in jurisdictions.adequacy if d.country == recipient.country]
+    notes = _window_notes(
+        [(f"adequacy decision {d.decision}", d.adopted, d.valid_until) for d in decisions], on
+    ) + _window_notes(
+        [(f"Art. {s.article} safeguard {s.instrument}", s.signed, s.valid_until) for s in recipient.safeguards], on
+    )
+    detail = f" ({'; '.join(notes)})" if notes else ""
+    if decisions:
+        return f"adequacy decision not in force on {day}{detail} and no safeguard or derogation"
+    if recipient.safeguards:
+        return f"no adequacy decision, and no safeguard in force on {day}{detail} nor a derogation"
+    return "third country without adequacy decision, safeguard or derogation"
+
+
+def _window_notes(windows: list[tuple[str, dt.date, dt.date | None]], on: dt.date) -> list[str]:
+    ended = [(name, end) for name, _, end in windows if end is not None and end < on]
+    future = [(name, start) for name, start, _ in windows if start > on]
+    notes = []
+    if ended:
+        name, end = max(ended, key=lambda w: w[1])
+        notes.append(f"{name} ended on {end.isoformat()}")
+    if future:
+        name, start = min(future, key=lambda w: w[1])
+        notes.append(f"{name} starts only on {start.isoformat()}")
+    return notes

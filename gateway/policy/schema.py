@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from gateway.models import IdScheme
 
 CountryCode = Annotated[str, Field(pattern=r"^[A-Z]{2}$")]
 FidesKey = Annotated[str, Field(pattern=r"^(user|system)(\.[a-z_]+)+$")]
@@ -46,16 +48,34 @@ class AdequacyDecision(Provenance):
 class Jurisdictions(ConfigModel):
     eea: Annotated[list[CountryCode], Field(min_length=1)]
     eea_source: str
+    #: The EU member states alone (a subset of ``eea``): some rules name citizens of a member state
+    #: (EURid's), which an Icelander, a Liechtensteiner or a Norwegian is not.
+    eu: list[CountryCode] = []
     adequacy: list[AdequacyDecision]
 
-    @field_validator("eea")
+    @field_validator("eea", "eu")
     @classmethod
     def _no_dupes(cls, v: list[str]) -> list[str]:
         if len(set(v)) != len(v):
-            raise ValueError("EEA list has duplicates")
+            raise ValueError("country list has duplicates")
         if "EL" in v:
             raise ValueError("use ISO 3166 'GR' for Greece, not the EU's 'EL'")
         return v
+
+    @model_validator(mode="after")
+    def _eu_in_eea(self) -> Jurisdictions:
+        outside = sorted(set(self.eu) - set(self.eea))
+        if outside:
+            raise ValueError(f"EU members missing from the EEA list: {', '.join(outside)}")
+        return self
+
+    def countries(self, group: str) -> frozenset[str]:
+        """A group name used by eligibility rules (``EEA``, ``EU``) or one country code, as a set."""
+        if group == "EEA":
+            return frozenset(self.eea)
+        if group == "EU":
+            return frozenset(self.eu)
+        return frozenset({group})
 
 
 class FieldInfo(ConfigModel):
@@ -137,9 +157,25 @@ class Disclose(ConfigModel):
     ]
 
 
+#: Registry extensions the EPP adapter implements (``adapters/epp/extensions/``: ``ficora`` is ``fi.py``).
+#: A policy naming any other would have its registry's data sent without it, so it stops start-up.
+ExtensionName = Literal["iis", "eurid", "dkhm", "norid", "neulevel", "ficora"]
+IMPLEMENTED_EXTENSIONS: tuple[str, ...] = get_args(ExtensionName)
+
+
+def _implemented_extension(value: object) -> object:
+    """Runs before the ``Literal`` check so the loader's message says what is wrong, not just what is
+    allowed: ``extension 'nominet' has no implementation``."""
+    if isinstance(value, str) and value not in IMPLEMENTED_EXTENSIONS:
+        raise ValueError(
+            f"extension '{value}' has no implementation (implemented: {', '.join(IMPLEMENTED_EXTENSIONS)})"
+        )
+    return value
+
+
 class EppSettings(ConfigModel):
     contacts: dict[Literal["registrant", "admin", "tech", "billing"], ContactSource] = {}
-    extensions: list[Literal["iis", "eurid", "dkhm", "norid", "nominet", "jprs", "neulevel", "cnnic", "ficora"]] = []
+    extensions: list[Annotated[ExtensionName, BeforeValidator(_implemented_extension)]] = []
     disclose_person: Disclose | None = None
     disclose_organisation: Disclose | None = None
     honours_disclose: bool = True
@@ -150,6 +186,60 @@ class HttpsSettings(ConfigModel):
     """Where a JSON-over-HTTPS partner takes a registration's released data."""
 
     path: Annotated[str, Field(pattern=r"^/[A-Za-z0-9/._-]*$")]
+
+
+#: Request fields an eligibility rule may ask for, as paths in the registration request (the problem
+#: of a refused registration names the path, so the ordering system knows what to add or change).
+EligibilityField = Literal[
+    "registrant.national_id",
+    "registrant.birth_date",
+    "registrant.citizenship",
+    "registrant.address.country",
+    "registrant.vat_number",
+    "us_nexus",
+]
+#: A country code, or a group that ``jurisdictions.yaml`` defines.
+CountryOrGroup = Annotated[str, Field(pattern=r"^([A-Z]{2}|EEA|EU)$")]
+_COUNTRY_FIELDS = ("registrant.citizenship", "registrant.address.country")
+
+
+class EligibilityWhen(ConfigModel):
+    """Which registrants a rule applies to; every condition given must hold (none: everyone)."""
+
+    kind: Literal["person", "organisation"] | None = None
+    #: the registrant's address is in one of these countries
+    country_in: list[CountryOrGroup] | None = None
+    #: the registrant's address is in none of these countries
+    country_not_in: list[CountryOrGroup] | None = None
+
+
+class Requirement(ConfigModel):
+    """One way to meet a rule: ``field`` is present, and (for an ID number) of one of ``schemes``, or
+    (for a country) one of ``countries``."""
+
+    field: EligibilityField
+    schemes: Annotated[list[IdScheme], Field(min_length=1)] | None = None
+    countries: Annotated[list[CountryOrGroup], Field(min_length=1)] | None = None
+
+    @model_validator(mode="after")
+    def _fits_field(self) -> Requirement:
+        if self.schemes is not None and self.field != "registrant.national_id":
+            raise ValueError("'schemes' applies to registrant.national_id only")
+        if self.countries is not None and self.field not in _COUNTRY_FIELDS:
+            raise ValueError(f"'countries' applies to {' and '.join(_COUNTRY_FIELDS)} only")
+        return self
+
+
+class EligibilityRule(Provenance):
+    """What the registry itself refuses, checked at acceptance so a registration it would refuse is
+    never accepted, stored or queued.  ``require`` lists alternatives: meeting any one is enough; a
+    refusal names the first one's field path, so list the one the ordering system can most easily
+    supply first.  ``reason`` goes into the problem as is: write it without personal values."""
+
+    id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{2,60}$")]
+    when: EligibilityWhen = EligibilityWhen()
+    require: Annotated[list[Requirement], Field(min_length=1)]
+    reason: Annotated[str, Field(min_length=10, max_length=300)]
 
 
 class RecipientPolicy(Provenance):
@@ -174,6 +264,8 @@ class RecipientPolicy(Provenance):
     derogation: Derogation | None = None
     epp: EppSettings | None = None
     retention: str | None = None
+    #: The registry's own rules on who may hold a name, checked at acceptance (``gateway.policy.eligibility``).
+    eligibility: list[EligibilityRule] = []
 
     @model_validator(mode="after")
     def _protocol_settings(self) -> RecipientPolicy:
@@ -196,6 +288,9 @@ class RecipientPolicy(Provenance):
             r.send != "never" for r in self.fields.values()
         ) and ContactSource.SUBJECT in self.epp.contacts.values():
             raise ValueError("subject contacts requested but no field is sent")
+        ids = [r.id for r in self.eligibility]
+        if len(set(ids)) != len(ids):
+            raise ValueError("eligibility rule ids must be unique")
         return self
 
     @property
