@@ -5,7 +5,7 @@ values instead of inside them: the command values in ``adapters.epp.types`` are 
 gateway seals into its outbox, while writing XML is ``adapters.epp.xml``'s job.  One row per type:
 
     command            op (logs, errors)          builder                 send() returns
-    ContactCreate      contact:create             build_contact_create    EppResult
+    ContactCreate      contact:create             build_contact_create    EppResult (+ created_id)
     ContactUpdate      contact:update             build_contact_update    EppResult
     ContactDelete      contact:delete             build_contact_delete    EppResult
     ContactInfoQuery   contact:info               build_contact_info      ContactInfo
@@ -15,6 +15,7 @@ gateway seals into its outbox, while writing XML is ``adapters.epp.xml``'s job. 
     DomainRenew        domain:renew               build_domain_renew      RenewResult
     DomainTransfer     domain:transfer:<op>       build_domain_transfer   TransferResult
     DomainInfoQuery    domain:info                build_domain_info       DomainInfo
+    DomainCheck        domain:check               build_domain_check      DomainCheckResult
     PollRequest        poll:req                   build_poll              PollResult
     PollAck            poll:ack                   build_poll              PollResult
 
@@ -25,6 +26,7 @@ Session commands (hello, login, logout) are not here: they change the session it
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
@@ -36,6 +38,8 @@ from adapters.epp.types import (
     ContactInfo,
     ContactInfoQuery,
     ContactUpdate,
+    DomainCheck,
+    DomainCheckResult,
     DomainCreate,
     DomainDelete,
     DomainInfo,
@@ -56,6 +60,7 @@ from adapters.epp.xml import (
     build_contact_delete,
     build_contact_info,
     build_contact_update,
+    build_domain_check,
     build_domain_create,
     build_domain_delete,
     build_domain_info,
@@ -100,6 +105,13 @@ def _result(response: Response, _command: object, _cl_trid: str) -> EppResult:
     return response.result
 
 
+def _contact_created(response: Response, _cmd: ContactCreate, _cl_trid: str) -> EppResult:
+    """The result, with the id the registry gave the contact (it may not be the one asked for)."""
+    if response.created_id is None:
+        return response.result
+    return dataclasses.replace(response.result, created_id=response.created_id)
+
+
 def _no_data(op: str, response: Response, cl_trid: str) -> PermanentDeliveryError:
     return PermanentDeliveryError(
         f"EPP {op} answer carried no infData", result_code=response.result.code, cl_trid=cl_trid
@@ -112,10 +124,31 @@ def _domain_info(response: Response, _query: DomainInfoQuery, cl_trid: str) -> D
     return response.domain_info
 
 
-def _contact_info(response: Response, _query: ContactInfoQuery, cl_trid: str) -> ContactInfo:
+def _contact_info(response: Response, query: ContactInfoQuery, cl_trid: str) -> ContactInfo:
+    """The infData, provided it is about the contact asked for.
+
+    An answer for another id (a registry that maps ids, or a bug on either side) must not be taken
+    for ours: the caller decides from it whether a contact is its own.  Ids are ASCII tokens that
+    some registries upper-case, hence casefold.  The message names neither id.
+    """
     if response.contact_info is None:
         raise _no_data("contact:info", response, cl_trid)
+    if response.contact_info.id.casefold() != query.id.casefold():
+        raise PermanentDeliveryError(
+            "EPP contact:info answered for another contact id",
+            result_code=response.result.code,
+            epp_command="contact:info",
+            cl_trid=cl_trid,
+        )
     return response.contact_info
+
+
+def _checked(response: Response, _cmd: DomainCheck, cl_trid: str) -> DomainCheckResult:
+    if response.checked is None:
+        raise PermanentDeliveryError(
+            "EPP domain:check answer carried no chkData", result_code=response.result.code, cl_trid=cl_trid
+        )
+    return DomainCheckResult(result=response.result, names=response.checked)
 
 
 def _renewed(response: Response, cmd: DomainRenew, _cl_trid: str) -> RenewResult:
@@ -133,7 +166,7 @@ def _polled(response: Response, _cmd: PollRequest | PollAck, _cl_trid: str) -> P
 
 
 _BINDINGS: Final[dict[type, Binding[Any, Any]]] = {
-    ContactCreate: Binding[ContactCreate, EppResult]("contact:create", build_contact_create, _result, "id"),
+    ContactCreate: Binding[ContactCreate, EppResult]("contact:create", build_contact_create, _contact_created, "id"),
     ContactUpdate: Binding[ContactUpdate, EppResult]("contact:update", build_contact_update, _result, "id"),
     ContactDelete: Binding[ContactDelete, EppResult]("contact:delete", build_contact_delete, _result, "id"),
     ContactInfoQuery: Binding[ContactInfoQuery, ContactInfo](
@@ -149,6 +182,7 @@ _BINDINGS: Final[dict[type, Binding[Any, Any]]] = {
     DomainInfoQuery: Binding[DomainInfoQuery, DomainInfo](
         "domain:info", lambda q, trid: build_domain_info(q.name, trid, auth_pw=q.auth_pw), _domain_info, "name"
     ),
+    DomainCheck: Binding[DomainCheck, DomainCheckResult]("domain:check", build_domain_check, _checked),
     PollRequest: Binding[PollRequest, PollResult]("poll:req", build_poll, _polled, numbered=True),
     PollAck: Binding[PollAck, PollResult]("poll:ack", build_poll, _polled),
 }

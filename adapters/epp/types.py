@@ -35,6 +35,9 @@ __all__ = [
     "ContactUpdate",
     "ContactUpdateExtension",
     "DiscloseSpec",
+    "DomainAvailability",
+    "DomainCheck",
+    "DomainCheckResult",
     "DomainCreate",
     "DomainDelete",
     "DomainExtension",
@@ -48,6 +51,7 @@ __all__ = [
     "Endpoint",
     "EppResult",
     "Greeting",
+    "PendingAction",
     "PollAck",
     "PollMessage",
     "PollRequest",
@@ -86,10 +90,18 @@ TransferOp = Literal["request", "query", "approve", "reject", "cancel"]
 
 @dataclass(frozen=True)
 class EppResult:
+    """A command's <result> and transaction ids.
+
+    ``created_id`` is set on the answer to <contact:create> when the registry names the contact it
+    created (<contact:creData>/id): registries that assign their own ids (Punktum dk) answer with
+    one that differs from the id asked for, and the domain must then name that one.
+    """
+
     code: int
     message: str
     cl_trid: str | None
     sv_trid: str | None
+    created_id: str | None = None
 
     @property
     def pending(self) -> bool:
@@ -123,6 +135,28 @@ class ContactInfo:
     cl_id: str | None
     result: EppResult
     statuses: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DomainAvailability:
+    """One <domain:cd> of a <domain:chkData>: whether ``name`` can be created now (and why not)."""
+
+    name: str
+    available: bool
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class DomainCheckResult:
+    """Answer to <domain:check>: one availability per name, in the registry's order."""
+
+    result: EppResult
+    names: tuple[DomainAvailability, ...] = ()
+
+    def available(self, name: str) -> bool | None:
+        """``name``'s availability (case-insensitive), ``None`` when the registry did not answer for it."""
+        folded = name.casefold()
+        return next((a.available for a in self.names if a.name.casefold() == folded), None)
 
 
 @dataclass(frozen=True)
@@ -185,11 +219,40 @@ class UpdateOutcome:
 
 
 @dataclass(frozen=True)
+class PendingAction:
+    """<domain:panData> / <contact:panData>: the registry finished an action it had answered 1001 to.
+
+    ``ok`` is ``paResult`` (the action was carried out, or not); ``cl_trid``/``sv_trid`` name the
+    command that asked for it (``paTRID``), so a registrar can match the notice to its own request.
+    """
+
+    object_type: Literal["domain", "contact"]
+    object_id: str
+    ok: bool
+    pa_date: str | None = None
+    cl_trid: str | None = None
+    sv_trid: str | None = None
+
+
+@dataclass(frozen=True)
 class PollMessage:
+    """One queued registry message (<msgQ> with its <resData>).
+
+    ``text`` is the registry's free text: registries quote object data in it, so it is read (to
+    classify, ``adapters.epp.notices``) but never logged.  ``res_kind`` names the resData the
+    message carried (``"domain:trnData"``, ``"domain:infData"``, ``"contact:infData"``,
+    ``"domain:panData"`` ...) and ``domain``/``contact_id`` the object it is about, whichever
+    resData named it; none of them is personal data.
+    """
+
     id: str
     queued_at: str | None
     text: str | None
     transfer: TransferData | None = None
+    res_kind: str | None = None
+    domain: str | None = None
+    contact_id: str | None = None
+    pending_action: PendingAction | None = None
 
 
 @dataclass(frozen=True)
@@ -331,6 +394,13 @@ class DomainCreate(Command[EppResult]):
 
 
 @dataclass(frozen=True)
+class DomainCheck(Command[DomainCheckResult]):
+    """<domain:check>: availability of one or more names (A-labels) in one round trip."""
+
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class DomainUpdate(Command[EppResult]):
     """<domain:update>: add/remove name servers, contacts and statuses; change registrant/authInfo.
 
@@ -402,10 +472,22 @@ class PollAck(Command[PollResult]):
 
 @dataclass(frozen=True)
 class RegistrationCommands:
-    """Everything one registration sends to one registry, in order: contacts first, then the domain."""
+    """Everything one registration sends to one registry, in order: contacts first, then the domain.
+
+    ``registrar_contacts`` names the contacts in ``contacts`` that are the registrar's own role
+    contacts (company data, not a data subject's): they are the same object for every order, so
+    the client creates them once per registry (not per registration) and never logs them as a
+    disclosure.  Their creates still carry the registry's extension so they can be created
+    wherever they are missing.
+    """
 
     contacts: tuple[ContactCreate, ...]
     domain: DomainCreate
+    registrar_contacts: frozenset[str] = frozenset()
+
+    def subject_contacts(self) -> tuple[ContactCreate, ...]:
+        """The contacts that carry a data subject's values (every one not the registrar's own)."""
+        return tuple(c for c in self.contacts if c.id not in self.registrar_contacts)
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,8 @@ from adapters.epp.types import (
     ContactInfo,
     ContactUpdate,
     DiscloseSpec,
+    DomainAvailability,
+    DomainCheck,
     DomainCreate,
     DomainDelete,
     DomainInfo,
@@ -41,6 +43,7 @@ from adapters.epp.types import (
     DomainUpdate,
     EppResult,
     Greeting,
+    PendingAction,
     PollAck,
     PollMessage,
     PollRequest,
@@ -91,6 +94,9 @@ class Response:
     msg_count: int | None = None  # msgQ/@count
     message: PollMessage | None = None  # msgQ with content (poll req)
     msg_id: str | None = None  # msgQ/@id
+    checked: tuple[DomainAvailability, ...] | None = None  # domain:chkData
+    pending_action: PendingAction | None = None  # domain:panData, contact:panData
+    res_kind: str | None = None  # the resData's element, e.g. "domain:trnData"
 
 
 # --------------------------------------------------------------------------------------------
@@ -402,6 +408,17 @@ def build_domain_transfer(cmd: DomainTransfer, cl_trid: str) -> bytes:
     return _finish(root, command, cl_trid)
 
 
+def build_domain_check(cmd: DomainCheck, cl_trid: str) -> bytes:
+    """<domain:check> for one or more names (domain-1.0.xsd: ``mNameType``, at least one)."""
+    if not cmd.names:
+        raise ValueError("domain:check needs at least one name")
+    root, command, check = _command("check")
+    obj = _object(check, "domain", NS_DOMAIN, "check")
+    for name in cmd.names:
+        _sub(obj, NS_DOMAIN, "name", name)
+    return _finish(root, command, cl_trid)
+
+
 def build_domain_info(name: str, cl_trid: str, *, auth_pw: str | None = None) -> bytes:
     root, command, info = _command("info")
     obj = _object(info, "domain", NS_DOMAIN, "info")
@@ -575,6 +592,36 @@ def _transfer_data(el: etree._Element) -> TransferData:
     )
 
 
+def _pending_action(el: etree._Element, object_type: str) -> PendingAction:
+    """<domain:panData> (``name``) or <contact:panData> (``id``), each with its ``paResult``."""
+    key = el.find("domain:name" if object_type == "domain" else "contact:id", NSMAP)
+    object_id = (key.text or "").strip() if key is not None else ""
+    pa_result = (key.get("paResult") or "").strip() if key is not None else ""
+    if not object_id or pa_result not in ("0", "1", "true", "false"):
+        raise EppXmlError(f"{object_type}:panData lacks its object or a boolean paResult")
+    prefix = "domain" if object_type == "domain" else "contact"
+    return PendingAction(
+        object_type="domain" if object_type == "domain" else "contact",
+        object_id=object_id,
+        ok=pa_result in ("1", "true"),
+        pa_date=_text(el, f"{prefix}:paDate"),
+        cl_trid=_text(el, f"{prefix}:paTRID/epp:clTRID"),
+        sv_trid=_text(el, f"{prefix}:paTRID/epp:svTRID"),
+    )
+
+
+_RES_PREFIXES: Final = {NS_DOMAIN: "domain", NS_CONTACT: "contact", NS_HOST: "host"}
+
+
+def _res_kind(res_data: etree._Element) -> str | None:
+    """``"domain:trnData"`` for the first element under <resData> (a registry extension: its namespace)."""
+    first = next((c for c in res_data if isinstance(c.tag, str)), None)
+    if first is None:
+        return None
+    qname = etree.QName(first)
+    return f"{_RES_PREFIXES.get(qname.namespace or '', qname.namespace or '')}:{qname.localname}"
+
+
 def _statuses_of(el: etree._Element, path: str) -> tuple[str, ...]:
     return tuple(s.get("s", "") for s in el.findall(path, NSMAP))
 
@@ -629,6 +676,20 @@ def _res_data(result: EppResult, res_data: etree._Element) -> Response:
             statuses=_statuses_of(contact_inf, "contact:status"),
         )
         return Response(result=result, contact_info=contact)
+    domain_chk = res_data.find("domain:chkData", NSMAP)
+    if domain_chk is not None:
+        checked = []
+        for cd in domain_chk.findall("domain:cd", NSMAP):
+            name_el = cd.find("domain:name", NSMAP)
+            if name_el is None or not (name_el.text or "").strip():
+                raise EppXmlError("domain:cd has no name")
+            avail = (name_el.get("avail") or "").strip()
+            if avail not in ("0", "1", "true", "false"):
+                raise EppXmlError("domain:cd name has no boolean avail")
+            checked.append(DomainAvailability(
+                name=(name_el.text or "").strip(), available=avail in ("1", "true"), reason=_text(cd, "domain:reason")
+            ))
+        return Response(result=result, checked=tuple(checked))
     domain_ren = res_data.find("domain:renData", NSMAP)
     if domain_ren is not None:
         return Response(
@@ -639,6 +700,10 @@ def _res_data(result: EppResult, res_data: etree._Element) -> Response:
     domain_trn = res_data.find("domain:trnData", NSMAP)
     if domain_trn is not None:
         return Response(result=result, transfer=_transfer_data(domain_trn))
+    for object_type in ("domain", "contact"):
+        pan = res_data.find(f"{object_type}:panData", NSMAP)
+        if pan is not None:
+            return Response(result=result, pending_action=_pending_action(pan, object_type))
     return Response(result=result)
 
 
@@ -662,7 +727,9 @@ def parse_response(data: bytes) -> Response:
         sv_trid=_text(response, "epp:trID/epp:svTRID"),
     )
     res_data = response.find("epp:resData", NSMAP)
-    parsed = _res_data(result, res_data) if res_data is not None else Response(result=result)
+    parsed = Response(result=result)
+    if res_data is not None:
+        parsed = dataclasses.replace(_res_data(result, res_data), res_kind=_res_kind(res_data))
     msg_q = response.find("epp:msgQ", NSMAP)
     if msg_q is None:
         return parsed
@@ -676,6 +743,33 @@ def parse_response(data: bytes) -> Response:
         msg_el = msg_q.find("epp:msg", NSMAP)
         text = " ".join("".join(str(t) for t in msg_el.itertext()).split()) if msg_el is not None else None
         message = PollMessage(
-            id=msg_id, queued_at=_text(msg_q, "epp:qDate"), text=text, transfer=parsed.transfer
+            id=msg_id,
+            queued_at=_text(msg_q, "epp:qDate"),
+            text=text,
+            transfer=parsed.transfer,
+            res_kind=parsed.res_kind,
+            domain=_message_domain(parsed),
+            contact_id=_message_contact(parsed),
+            pending_action=parsed.pending_action,
         )
     return dataclasses.replace(parsed, msg_count=count, message=message, msg_id=msg_id)
+
+
+def _message_domain(parsed: Response) -> str | None:
+    """The domain a poll message is about, from whichever resData named one."""
+    action = parsed.pending_action
+    if action is not None and action.object_type == "domain":
+        return action.object_id
+    if parsed.transfer is not None:
+        return parsed.transfer.name
+    if parsed.domain_info is not None:
+        return parsed.domain_info.name
+    return parsed.renewed_name or parsed.created_name
+
+
+def _message_contact(parsed: Response) -> str | None:
+    """The contact a poll message is about (contact:infData or contact:panData)."""
+    action = parsed.pending_action
+    if action is not None and action.object_type == "contact":
+        return action.object_id
+    return parsed.contact_info.id if parsed.contact_info is not None else None

@@ -4,7 +4,11 @@ the JSON codec of those commands that outbox payloads are stored in.
 Pure: no I/O.  Only released values are read (``Minimised.values``, or the changed released values
 of an update), so a field the policy withheld cannot reach an EPP frame by construction.  Object ids
 and auth codes are derived from the registration id so a retried (or crash-recovered) registration
-addresses the same objects instead of creating new ones.
+addresses the same objects instead of creating new ones; each object gets its own auth code, so
+handing the domain's code to a transfer does not also hand over the holder's contact.
+
+The registrar's own role contact (company data) rides along in ``RegistrationCommands.contacts``
+with its id in ``registrar_contacts``: the client creates it once per registry, not per order.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import base64
 import dataclasses
 import hashlib
 import hmac
+from collections.abc import Sequence
 from typing import Any, Literal, cast
 
 from adapters.epp.extensions import (
@@ -24,7 +29,7 @@ from adapters.epp.extensions import (
     FiContactExt,
     IisContactExt,
     IisContactUpdate,
-    NeulevelDomainExt,
+    NeulevelContactExt,
     NoridContactExt,
 )
 from adapters.epp.types import (
@@ -38,7 +43,7 @@ from adapters.epp.types import (
     RegistrationCommands,
 )
 from gateway.errors import RequiredFieldMissing
-from gateway.models import RegistrationRequest, epp_phone
+from gateway.models import RegistrationRequest, UsNexus, epp_phone
 from gateway.policy.minimise import Minimised
 from gateway.policy.schema import ContactSource, RecipientPolicy
 
@@ -48,7 +53,11 @@ CONTACT_MINIMUM = ("name", "city", "country", "email")
 
 @dataclasses.dataclass(frozen=True)
 class RegistrarContact:
-    """The registrar's own role contact (company data, not a data subject's)."""
+    """The registrar's own role contact (company data, not a data subject's).
+
+    ``orgno`` (``[CC]number``, as .se/.nu write it) and ``vat`` identify the company where a registry
+    wants an organisation identified (iis orgno, EURid vat, dkhm CVR).
+    """
 
     id: str = "RGREGISTRAR"
     name: str = "Registrar Operations"
@@ -59,6 +68,9 @@ class RegistrarContact:
     cc: str = "SE"
     email: str = "hostmaster@registrar.invalid"
     voice: str = "+46.80000000"
+    orgno: str = "[SE]556677-8899"
+    vat: str = "SE556677889901"
+    lang: str = "en"
 
 
 def _object_id(prefix: str, reg_id: str, role: str) -> str:
@@ -66,9 +78,15 @@ def _object_id(prefix: str, reg_id: str, role: str) -> str:
     return (prefix + base64.b32encode(digest).decode()[:12]).upper()
 
 
-def auth_code(secret: bytes, reg_id: str) -> str:
-    """Deterministic per registration, unguessable without the gateway's secret."""
-    mac = hmac.new(secret, f"authinfo:{reg_id}".encode(), hashlib.sha256).digest()
+def auth_code(secret: bytes, reg_id: str, obj: str | None = None) -> str:
+    """Deterministic per registration and object, unguessable without the gateway's secret.
+
+    ``obj`` names the object (``"contact:RGABC"``, ``"domain:exempel.se"``): the domain's code is
+    given to the holder for transfers, and must not also open the holder's contact.  ``None``
+    gives the code of the registration as a whole (the form every object shared before).
+    """
+    label = f"authinfo:{reg_id}" if obj is None else f"authinfo:{reg_id}:{obj}"
+    mac = hmac.new(secret, label.encode(), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(mac[:18]).decode()
 
 
@@ -77,7 +95,10 @@ def _s(values: dict[str, Any], key: str) -> str | None:
     return v if isinstance(v, str) else None
 
 
-def _extensions(policy: RecipientPolicy, m: Minimised, kind: str) -> tuple[ContactExtension, ...]:
+def _extensions(
+    policy: RecipientPolicy, m: Minimised, kind: str, nexus: UsNexus | None
+) -> tuple[ContactExtension, ...]:
+    """The registrant contact's registry extensions, from released values (and the .us nexus)."""
     assert policy.epp is not None
     v = m.values
     out: list[ContactExtension] = []
@@ -97,12 +118,32 @@ def _extensions(policy: RecipientPolicy, m: Minimised, kind: str) -> tuple[Conta
         elif ext == "dkhm":
             cvr = _s(v, "national_id") if v.get("national_id_scheme") == "dk_cvr" else None
             out.append(DkhmContactExt(user_type="individual" if kind == "person" else "company", cvr=cvr))
-        elif ext == "norid" and v.get("national_id_scheme") == "no_organisasjonsnummer":
-            # Norid identifies organisations by their 9-digit organisation number
-            out.append(NoridContactExt(identity_type="organizationNumber", identity=cast(str, v["national_id"])))
+        elif ext == "norid":
+            norid = norid_contact(v, kind)
+            if norid is not None:
+                out.append(norid)
         elif ext == "ficora":
             out.append(ficora_contact(v, kind))
+        elif ext == "neulevel" and nexus is not None:
+            # the nexus is the holder's, so it rides on the registrant contact (Net::DRI US/Contact.pm)
+            out.append(NeulevelContactExt(nexus.app_purpose, nexus.nexus_category, nexus.nexus_country))
     return tuple(out)
+
+
+def norid_contact(v: dict[str, Any], kind: str) -> NoridContactExt | None:
+    """Norid's contact type and identity: every person is a ``person`` contact, identified by the
+    fødselsnummer when that is released; an organisation by its 9-digit organisation number.
+
+    A foreign organisation (no Norwegian number) gets no extension: Norid identifies organisations
+    only by Enhetsregisteret numbers, and sending ``organization`` without one is refused."""
+    scheme, number = v.get("national_id_scheme"), _s(v, "national_id")
+    if kind == "person":
+        if scheme == "no_fodselsnummer" and number is not None:
+            return NoridContactExt(identity_type="nationalIdentityNumber", identity=number, contact_type="person")
+        return NoridContactExt(contact_type="person")
+    if scheme == "no_organisasjonsnummer" and number is not None:
+        return NoridContactExt(identity_type="organizationNumber", identity=number)
+    return None
 
 
 def _split_name(name: str) -> tuple[str | None, str]:
@@ -169,7 +210,8 @@ def carried_fields(contact: ContactCreate, released: set[str]) -> set[str]:
         elif isinstance(ext, DkhmContactExt):
             out |= {"kind"} | ({"national_id"} if ext.cvr or ext.pnumber else set())
         elif isinstance(ext, NoridContactExt):
-            out |= {"national_id"}
+            # the contact type (person / organization) says which kind the holder is
+            out |= {"kind"} | ({"national_id"} if ext.identity else set())
         elif isinstance(ext, FiContactExt):
             # role/type say person or organisation; isfinnish derives from the country or the number sent
             out |= {"kind"} | ({"national_id"} if ext.identity or ext.registernumber else set())
@@ -189,7 +231,6 @@ def build_commands(
 ) -> RegistrationCommands:
     assert policy.epp is not None
     epp = policy.epp
-    pw = auth_code(secret, reg_id)
     contacts: list[ContactCreate] = []
     roles: dict[str, str] = {}
     needs_subject = ContactSource.SUBJECT in epp.contacts.values()
@@ -205,11 +246,10 @@ def build_commands(
         street_t = street if isinstance(street, tuple) else (street,)
         texts = [name, cast(str, v["city"]), *street_t, _s(v, "organisation") or ""]
         ptype: Literal["int", "loc"] = "int" if all(t.isascii() for t in texts) else "loc"
-        disclose = (
-            DiscloseSpec(flag=m.disclose.flag, elements=tuple(m.disclose.elements)) if m.disclose else None
-        )
+        disclose = _disclose(m, epp.extensions)
+        subject_id = _object_id(epp.contact_id_prefix, reg_id, "subject")
         subject = ContactCreate(
-            id=_object_id(epp.contact_id_prefix, reg_id, "subject"),
+            id=subject_id,
             postal_info=PostalInfo(
                 name=name,
                 org=_s(v, "organisation"),
@@ -221,11 +261,11 @@ def build_commands(
                 type=ptype,
             ),
             email=cast(str, v["email"]),
-            auth_pw=pw,
+            auth_pw=auth_code(secret, reg_id, f"contact:{subject_id}"),
             voice=epp_phone(p) if (p := _s(v, "phone")) else None,
             fax=epp_phone(f) if (f := _s(v, "fax")) else None,
             disclose=disclose,
-            extensions=_extensions(policy, m, req.registrant.kind),
+            extensions=_extensions(policy, m, req.registrant.kind, req.us_nexus),
         )
         contacts.append(subject)
     needs_registrar = ContactSource.REGISTRAR in epp.contacts.values()
@@ -240,9 +280,7 @@ def build_commands(
                 email=registrar.email,
                 auth_pw=auth_code(secret, "registrar"),
                 voice=registrar.voice,
-                # Traficom wants role and type on every contact: a technical contact (4), a company (1)
-                extensions=(FiContactExt(role=4, type=1, is_finnish=registrar.cc == "FI"),)
-                if "ficora" in epp.extensions else (),
+                extensions=registrar_extensions(registrar, epp.extensions),
             )
         )
     for role, source in epp.contacts.items():
@@ -250,18 +288,61 @@ def build_commands(
     domain = DomainCreate(
         name=req.domain,
         period_years=req.period_years,
-        auth_pw=pw,
+        auth_pw=auth_code(secret, reg_id, f"domain:{req.domain}"),
         nameservers=tuple(req.nameservers),
         registrant=roles.get("registrant"),
         contacts=tuple(
             (cast(Literal["admin", "tech", "billing"], r), cid) for r, cid in roles.items() if r != "registrant"
         ),
-        extensions=(
-            (NeulevelDomainExt(req.us_nexus.app_purpose, req.us_nexus.nexus_category, req.us_nexus.nexus_country),)
-            if "neulevel" in epp.extensions and req.us_nexus is not None else ()
-        ),
     )
-    return RegistrationCommands(contacts=tuple(contacts), domain=domain)
+    return RegistrationCommands(
+        contacts=tuple(contacts),
+        domain=domain,
+        registrar_contacts=frozenset({registrar.id}) if needs_registrar else frozenset(),
+    )
+
+
+#: Traficom's <contact:disclose> holds only these (traficom-contact1.xsd), in this order.
+_FI_DISCLOSE = ("voice", "email", "addr")
+
+
+def _disclose(m: Minimised, registry_extensions: Sequence[str]) -> DiscloseSpec | None:
+    """The policy's disclose preference, narrowed to what the registry's schema can carry.
+
+    At .fi only voice, email and addr can be flagged; name, org and fax have no element there, so
+    they are left out (Traficom decides their publication by its own rules)."""
+    if not m.disclose:
+        return None
+    elements = tuple(m.disclose.elements)
+    if "ficora" in registry_extensions:
+        elements = tuple(e for e in elements if e in _FI_DISCLOSE)
+        if not elements:
+            return None
+    return DiscloseSpec(flag=m.disclose.flag, elements=elements)
+
+
+def registrar_extensions(registrar: RegistrarContact, registry_extensions: Sequence[str]) -> tuple[
+    ContactExtension, ...
+]:
+    """The registry extension the registrar's own (technical) contact needs to be created there.
+
+    Company data only: the registrar's organisation number, VAT number and language.  Registries
+    that want an extension on every contact refuse a create without it, and the registrar contact
+    must be creatable wherever it is missing (a new registry account, a test environment reset)."""
+    out: list[ContactExtension] = []
+    for ext in registry_extensions:
+        if ext == "iis":
+            out.append(IisContactExt(orgno=registrar.orgno, vatno=registrar.vat))
+        elif ext == "eurid":
+            out.append(EuridContactExt(type="tech", natural_person=False, lang=registrar.lang, vat=registrar.vat))
+        elif ext == "dkhm":
+            out.append(DkhmContactExt(user_type="company", cvr=registrar.vat))
+        elif ext == "norid":
+            out.append(NoridContactExt(contact_type="role"))  # a role contact: a function, not a person
+        elif ext == "ficora":
+            # Traficom wants role and type on every contact: a technical contact (4), a company (1)
+            out.append(FiContactExt(role=4, type=1, is_finnish=registrar.cc == "FI"))
+    return tuple(out)
 
 
 _POSTAL = ("name", "organisation")
@@ -322,7 +403,7 @@ def contact_update(contact_id: str, policy: RecipientPolicy, new: dict[str, Any]
 
 _EXT_TYPES: dict[str, type[Any]] = {
     "iis": IisContactExt, "eurid": EuridContactExt, "dkhm": DkhmContactExt, "norid": NoridContactExt,
-    "neulevel": NeulevelDomainExt, "ficora": FiContactExt,
+    "neulevel": NeulevelContactExt, "ficora": FiContactExt,
 }
 _EXT_NAMES = {v: k for k, v in _EXT_TYPES.items()}
 
@@ -339,7 +420,10 @@ def commands_to_json(cmds: RegistrationCommands) -> dict[str, Any]:
 
     domain = dataclasses.asdict(cmds.domain)
     domain["extensions"] = [{"kind": _EXT_NAMES[type(e)], **dataclasses.asdict(e)} for e in cmds.domain.extensions]
-    return {"contacts": [contact(c) for c in cmds.contacts], "domain": domain}
+    out: dict[str, Any] = {"contacts": [contact(c) for c in cmds.contacts], "domain": domain}
+    if cmds.registrar_contacts:  # omitted when empty: rows written before the field decode unchanged
+        out["registrar_contacts"] = sorted(cmds.registrar_contacts)
+    return out
 
 
 def commands_from_json(data: dict[str, Any]) -> RegistrationCommands:
@@ -365,7 +449,29 @@ def commands_from_json(data: dict[str, Any]) -> RegistrationCommands:
         contacts=tuple((r, i) for r, i in d["contacts"]),
         extensions=tuple(_EXT_TYPES[e.pop("kind")](**e) for e in map(dict, d.get("extensions", []))),
     )
-    return RegistrationCommands(contacts=tuple(contacts), domain=domain)
+    return RegistrationCommands(
+        contacts=tuple(contacts), domain=domain, registrar_contacts=frozenset(data.get("registrar_contacts", ())),
+    )
+
+
+def nexus_on_registrant(cmds: RegistrationCommands) -> RegistrationCommands:
+    """Pure: a registration queued before the .us nexus moved, with the nexus moved to the registrant.
+
+    Rows written then carry ``NeulevelContactExt`` on the domain create, which the builder now
+    refuses (.us takes it on the registrant's contact).  Decoding stays faithful -- the row's digest
+    is quoted by disclosure entries -- so the move happens here, just before sending; for every
+    other registration this returns ``cmds`` itself."""
+    nexus = tuple(e for e in cmds.domain.extensions if isinstance(e, NeulevelContactExt))
+    registrant = cmds.domain.registrant
+    if not nexus or registrant is None:
+        return cmds
+    contacts = tuple(
+        dataclasses.replace(c, extensions=(*c.extensions, *nexus))
+        if c.id == registrant and not any(isinstance(e, NeulevelContactExt) for e in c.extensions) else c
+        for c in cmds.contacts
+    )
+    rest = tuple(e for e in cmds.domain.extensions if not isinstance(e, NeulevelContactExt))
+    return dataclasses.replace(cmds, contacts=contacts, domain=dataclasses.replace(cmds.domain, extensions=rest))
 
 
 # -- outbox codec for contact updates -------------------------------------------------------------------

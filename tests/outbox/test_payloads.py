@@ -3,7 +3,13 @@
 ``payloads_before_typing.json`` holds payloads (and their digests) written by the untyped code this
 replaced (``RegistrationService._payload`` and the dict literals of ``ChangeService.push``) for the
 inputs below.  Rows queued before the typing must decode, and the digest a disclosure entry quotes
-must stay what it was.  Regenerate the file only for an intended change to a policy in ``config/``.
+must stay what it was.  Never regenerate it: it is what old rows look like.
+
+``registrations_built.json`` is what registrations are built as today, for the same inputs.  It
+differs from the old rows only by intended changes (checked by ``test_built_differs_from_old_rows_only
+_as_intended``): an auth code per object, the registrar contact's registry extension and its id in
+``registrar_contacts``, and the .us nexus on the registrant contact instead of the domain.
+Regenerate it only for an intended change to a policy in ``config/`` or to those commands.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from gateway.services.registrations import RecipientPlan, plan_registration, reg
 from tests.conftest import ROOT, body_for_tld
 
 GOLDEN: dict[str, dict[str, Any]] = json.loads((Path(__file__).parent / "payloads_before_typing.json").read_text())
+BUILT: dict[str, dict[str, Any]] = json.loads((Path(__file__).parent / "registrations_built.json").read_text())
 #: the inputs the golden payloads were built from
 NOW = dt.datetime(2025, 3, 14, 12, 0, tzinfo=dt.UTC)
 SECRET = b"k" * 32
@@ -82,9 +89,37 @@ def test_registration_payloads_are_built_as_before(policies: Any, tld: str) -> N
     assert plans
     for plan in plans:
         payload, _ = registration_payload(req, REG_ID, plan, RegistrarContact(), SECRET, NOW.date())
-        stored = GOLDEN[f"registration/{tld}/{plan.policy.recipient}"]
+        stored = BUILT[f"registration/{tld}/{plan.policy.recipient}"]
         assert as_stored(payload) == stored["json"]
         assert payload.digest() == stored["digest"]
+
+
+def _without_intended_changes(commands: dict[str, Any]) -> dict[str, Any]:
+    """A registration's JSON with what this version changed on purpose taken out."""
+    c = json.loads(json.dumps(commands))
+    registrar = set(c.pop("registrar_contacts", []))
+    c["domain"].pop("auth_pw")
+    nexus = [e for e in c["domain"].pop("extensions") if e["kind"] == "neulevel"]
+    for contact in c["contacts"]:
+        contact.pop("auth_pw")
+        contact["extensions"] = [e for e in contact["extensions"] if e["kind"] != "neulevel"]
+        if contact["id"] in registrar:
+            contact["extensions"] = [e for e in contact["extensions"] if e["kind"] == "ficora"]
+    return {**c, "nexus": [{k: v for k, v in sorted(e.items())} for e in nexus]}
+
+
+@pytest.mark.parametrize("name", sorted(k for k, v in BUILT.items() if v["json"]["protocol"] == "epp"))
+def test_built_differs_from_old_rows_only_as_intended(name: str) -> None:
+    old, new = GOLDEN[name]["json"]["commands"], BUILT[name]["json"]["commands"]
+    assert "registrar_contacts" not in old
+    assert set(new.get("registrar_contacts", [])) == {c["id"] for c in new["contacts"] if c["id"] == "RGREGISTRAR"}
+    new_nexus = [e for c in new["contacts"] for e in c["extensions"] if e["kind"] == "neulevel"]
+    expected = _without_intended_changes(old)
+    assert {**_without_intended_changes(new), "nexus": expected["nexus"]} == expected
+    assert [{k: v for k, v in sorted(e.items())} for e in new_nexus] == expected["nexus"]
+    # every object has its own auth code now
+    codes = [new["domain"]["auth_pw"], *(c["auth_pw"] for c in new["contacts"])]
+    assert len(set(codes)) == len(codes)
 
 
 def test_a_registry_without_an_adapter_gets_a_record_under_its_own_protocol(policies: Any) -> None:

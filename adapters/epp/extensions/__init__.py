@@ -24,7 +24,7 @@ from adapters.epp.extensions.dkhm import DkhmContactExt
 from adapters.epp.extensions.eurid import EuridContactExt, EuridContactUpdate
 from adapters.epp.extensions.fi import FiContactExt, FiRole, FiType
 from adapters.epp.extensions.iis import IisContactExt, IisContactUpdate, IisDomainUpdate
-from adapters.epp.extensions.neulevel import NeulevelDomainExt, NexusCategory
+from adapters.epp.extensions.neulevel import NeulevelContactExt, NeulevelDomainExt, NexusCategory
 from adapters.epp.extensions.norid import NoridContactExt, NoridIdentityType
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "IisContactExt",
     "IisContactUpdate",
     "IisDomainUpdate",
+    "NeulevelContactExt",
     "NeulevelDomainExt",
     "NexusCategory",
     "NoridContactExt",
@@ -53,16 +54,22 @@ __all__ = [
     "namespace",
 ]
 
-ContactExtension = IisContactExt | EuridContactExt | DkhmContactExt | NoridContactExt | FiContactExt
+ContactExtension = (
+    IisContactExt | EuridContactExt | DkhmContactExt | NoridContactExt | FiContactExt | NeulevelContactExt
+)
 """Extensions a ``ContactCreate`` may carry (``FiContactExt`` goes inside <contact:create>, not <extension>)."""
 
-ContactUpdateExtension = IisContactUpdate | EuridContactUpdate | NoridContactExt
+ContactUpdateExtension = IisContactUpdate | EuridContactUpdate | NoridContactExt | NeulevelContactExt
 """Extensions a ``ContactUpdate`` may carry."""
 
-DomainExtension = NeulevelDomainExt
-"""Extensions a ``DomainCreate`` may carry."""
+DomainExtension = NeulevelContactExt
+"""What a ``DomainCreate`` could carry: no registry extension rides on <domain:create> any more.
 
-DomainUpdateExtension = NeulevelDomainExt | IisDomainUpdate
+The .us nexus moved to the registrant contact; the alias keeps ``DomainCreate``'s shape (and old
+outbox rows decodable) while ``elements`` refuses a nexus on a domain create with ``ValueError``.
+"""
+
+DomainUpdateExtension = IisDomainUpdate
 """Extensions a ``DomainUpdate`` may carry."""
 
 AnyExtension = ContactExtension | ContactUpdateExtension | DomainExtension | DomainUpdateExtension

@@ -1,10 +1,11 @@
 """EURid (.eu): ``http://www.eurid.eu/xml/epp/contact-ext-1.3``.
 
-Source: Net::DRI ``Protocol/EPP/Extensions/EURid/Contact.pm`` (create and update shapes); the XSD
-is not redistributable, so the sandbox checks the elements by hand in XSD sequence order.
+Source: EURid's ``contact-ext-1.3.xsd`` (``shared/epp-ext-schemas``, from a public repository; the
+sandbox validates against it) and Net::DRI ``Protocol/EPP/Extensions/EURid/Contact.pm``.
 
-* contact create: ``<contact-ext:create>`` type, vat?, lang?, whoisEmail?, naturalPerson,
-  countryOfCitizenship?;
+* contact create: ``<contact-ext:create>`` type, vat?, lang, whoisEmail?, naturalPerson,
+  countryOfCitizenship? -- ``lang`` (two letters) is required by the schema, so a create without
+  one is refused here rather than by the registry;
 * contact update: ``<contact-ext:update><contact-ext:chg>`` with the same members, all optional.
 """
 
@@ -60,6 +61,8 @@ def _members(ext: EuridContactExt | EuridContactUpdate) -> tuple[tuple[str, str 
 
 
 def contact_create(ext: EuridContactExt) -> list[etree._Element]:
+    if ext.lang is None:
+        raise ValueError("EURid contact-ext:create needs lang (contact-ext-1.3.xsd)")
     create = top(PREFIX, NS, "create")
     subs(create, NS, (("type", ext.type), *_members(ext)))
     return [create]

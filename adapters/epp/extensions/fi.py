@@ -2,8 +2,9 @@
 
 Source: Net::DRI ``Protocol/EPP/Extensions/FICORA/Contact.pm`` (element names and their places) and
 ``Data/Contact/FICORA.pm`` (role/type codes and which members a holder needs); registries.md .fi row.
-Traficom's contact schema is not available to us, so the sandbox checks these elements by hand and
-removes them before validating the rest of the frame against the official contact-1.0.xsd.
+The sandbox validates these frames against Traficom's own contact schema (``traficom-contact1.xsd``,
+with its ``minOccurs`` relaxed, see ``shared/epp-ext-schemas/SOURCES.md``) and checks the holder
+rules (which member a person or an organisation needs) by hand.
 
 The contact element itself differs from RFC 5733; the extra elements are in the *contact*
 namespace, so no extURI is involved (``namespace()`` in ``extensions`` answers ``None``):
@@ -13,7 +14,12 @@ namespace, so no extURI is involved (``namespace()`` in ``extensions`` answers `
   6 government, 7 public community);
 * in <contact:postalInfo>: ``isfinnish`` (0/1), ``firstname``, ``lastname`` before <contact:name>;
   ``birthDate``, ``identity``, ``registernumber`` after <contact:org>, before <contact:addr>;
-* after <contact:email>: ``legalemail`` (mandatory for a holder, role 5).
+* after <contact:email>: ``legalemail`` (mandatory for a holder, role 5);
+* ``birthDate`` is an ``xs:dateTime`` in Traficom's schema (``traficom-contact1.xsd`` in
+  ``shared/epp-ext-schemas``): Net::DRI and php-epp-client send ``YYYY-MM-DDT00:00:00.0Z``, so a
+  released date is written that way;
+* <contact:disclose> may hold only ``voice``, ``email`` and ``addr``, in that order (Traficom's
+  schema), not RFC 5733's six elements in RFC order: other elements are refused.
 
 A holder (role 5) needs: a Finnish person (type 0, isfinnish 1) ``identity``; a foreign person
 (type 0, isfinnish 0) ``birthDate``; any organisation (type 1-7) ``registernumber`` [NDRI].
@@ -29,6 +35,7 @@ Not implemented / UNCONFIRMED:
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -37,8 +44,8 @@ from lxml import etree
 from adapters.epp._xmlutil import q, sub
 from adapters.epp.extensions._spec import RegistrySpec
 
-__all__ = ["NS_CONTACT", "NS_DOMAIN_EXT", "SPEC", "SUPPORTED", "FiContactExt", "FiRole", "FiType",
-           "amend_contact_create"]
+__all__ = ["DISCLOSE_ORDER", "NS_CONTACT", "NS_DOMAIN_EXT", "SPEC", "SUPPORTED", "FiContactExt", "FiRole",
+           "FiType", "amend_contact_create", "birth_datetime"]
 
 NS_CONTACT: Final = "urn:ietf:params:xml:ns:contact-1.0"
 NS_DOMAIN_EXT: Final = "urn:ietf:params:xml:ns:domain-ext-1.0"
@@ -54,6 +61,8 @@ POSTAL_ORDER: Final = ("isfinnish", "firstname", "lastname", "name", "org", "bir
 CREATE_ELEMENTS: Final = frozenset({"role", "type", "legalemail"})
 POSTAL_ELEMENTS: Final = frozenset({"isfinnish", "firstname", "lastname", "birthDate", "identity", "registernumber"})
 """Traficom's additions to RFC 5733, by parent."""
+DISCLOSE_ORDER: Final = ("voice", "email", "addr")
+"""The only <contact:disclose> children Traficom's schema has, in its order."""
 
 FiRole = Literal[2, 3, 4, 5]
 """Traficom contact role: 2 admin, 3 reseller, 4 technical contact, 5 registrant (holder) [NDRI]."""
@@ -72,7 +81,8 @@ class FiContactExt:
     <contact:postalInfo>, and ``legalemail`` after <contact:email> (Net::DRI FICORA/Contact.pm).
     ``identity`` is the Finnish personal identity code (HETU) of a Finnish person,
     ``registernumber`` a company's register number (Y-tunnus for Finnish ones), ``birth_date``
-    (YYYY-MM-DD) what a foreign person gives instead of an identity.
+    (YYYY-MM-DD; sent as the ``xs:dateTime`` of that midnight, UTC) what a foreign person gives
+    instead of an identity.
     """
 
     role: FiRole
@@ -97,8 +107,34 @@ def _insert(parent: etree._Element, name: str, text: str, order: tuple[str, ...]
     parent.insert(pos, el)
 
 
+def birth_datetime(value: str) -> str:
+    """``YYYY-MM-DD`` as Traficom's ``xs:dateTime`` (``YYYY-MM-DDT00:00:00.0Z``, as Net::DRI writes it)."""
+    try:
+        day = dt.date.fromisoformat(value)
+    except ValueError:
+        raise ValueError("a .fi birth date is YYYY-MM-DD") from None
+    return f"{day.isoformat()}T00:00:00.0Z"
+
+
+def _traficom_disclose(create: etree._Element) -> None:
+    """Reorder <contact:disclose> to Traficom's voice, email, addr; refuse what it cannot hold."""
+    disclose = create.find(q(NS_CONTACT, "disclose"))
+    if disclose is None:
+        return
+    children = [c for c in disclose if isinstance(c.tag, str)]
+    names = [etree.QName(c).localname for c in children]
+    refused = sorted(set(names) - set(DISCLOSE_ORDER))
+    if refused:
+        raise ValueError(f".fi contact:disclose cannot hold {', '.join(refused)}")
+    for child in children:
+        disclose.remove(child)
+    for child in sorted(children, key=lambda c: DISCLOSE_ORDER.index(etree.QName(c).localname)):
+        disclose.append(child)
+
+
 def amend_contact_create(create: etree._Element, ext: FiContactExt) -> None:
     """Add Traficom's members to an RFC 5733 <contact:create> already built by ``adapters.epp.xml``."""
+    _traficom_disclose(create)
     create_values = (("role", str(ext.role)), ("type", str(ext.type)), ("legalemail", ext.legalemail))
     for name, value in create_values:
         if value is not None:
@@ -107,7 +143,7 @@ def amend_contact_create(create: etree._Element, ext: FiContactExt) -> None:
         ("isfinnish", "1" if ext.is_finnish else "0"),
         ("firstname", ext.firstname),
         ("lastname", ext.lastname),
-        ("birthDate", ext.birth_date),
+        ("birthDate", None if ext.birth_date is None else birth_datetime(ext.birth_date)),
         ("identity", ext.identity),
         ("registernumber", ext.registernumber),
     )

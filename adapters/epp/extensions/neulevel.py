@@ -2,9 +2,10 @@
 
 The nexus requirement travels as one ``<neulevel:unspec>`` string of space-separated key=value
 pairs inside ``<neulevel:extension>``: ``AppPurpose=P1 NexusCategory=C11``, with the country for
-foreign entities as ``NexusCategory=C31/DE``.  Source: the shape given in the issue and Net::DRI
-``Protocol/EPP/Extensions/US``/``NeuLevel`` modules; no schema is available (the sandbox checks it
-by hand).  Used on domain create and domain update.
+foreign entities as ``NexusCategory=C31/DE``.  It belongs to the *registrant contact*, on
+``contact:create`` and ``contact:update`` (Net::DRI ``Protocol/EPP/Extensions/US/Contact.pm``, ".US
+Contact NEXUS Extensions"), not to the domain: the nexus is a fact about the holder, and a domain
+create carrying it is refused.  No schema is available (the sandbox checks it by hand).
 """
 
 from __future__ import annotations
@@ -18,7 +19,17 @@ from lxml import etree
 from adapters.epp._xmlutil import sub, top
 from adapters.epp.extensions._spec import RegistrySpec
 
-__all__ = ["NEEDS_COUNTRY", "NS", "PREFIX", "SPEC", "NeulevelDomainExt", "NexusCategory", "domain", "unspec"]
+__all__ = [
+    "NEEDS_COUNTRY",
+    "NS",
+    "PREFIX",
+    "SPEC",
+    "NeulevelContactExt",
+    "NeulevelDomainExt",
+    "NexusCategory",
+    "nexus",
+    "unspec",
+]
 
 NS: Final = "urn:ietf:params:xml:ns:neulevel-1.0"
 PREFIX: Final = "neulevel"
@@ -29,8 +40,8 @@ NexusCategory = Literal["C11", "C12", "C21", "C31", "C32"]
 
 
 @dataclass(frozen=True)
-class NeulevelDomainExt:
-    """.us nexus (``urn:ietf:params:xml:ns:neulevel-1.0`` ``<neulevel:unspec>``).
+class NeulevelContactExt:
+    """.us nexus of a registrant contact (``urn:ietf:params:xml:ns:neulevel-1.0`` ``<neulevel:unspec>``).
 
     ``app_purpose`` P1 business, P2 non-profit, P3 personal, P4 education, P5 government.
     ``nexus_category`` C11/C12 US citizen/resident, C21 US organisation, C31/C32 foreign entity with
@@ -42,7 +53,11 @@ class NeulevelDomainExt:
     nexus_country: str | None = None
 
 
-def unspec(ext: NeulevelDomainExt) -> str:
+NeulevelDomainExt = NeulevelContactExt
+"""The former name, from when the nexus was (wrongly) sent on <domain:create>; same value type."""
+
+
+def unspec(ext: NeulevelContactExt) -> str:
     """The ``unspec`` text; refuses combinations the registry would refuse."""
     category: str = ext.nexus_category
     if ext.nexus_category in NEEDS_COUNTRY:
@@ -54,7 +69,7 @@ def unspec(ext: NeulevelDomainExt) -> str:
     return f"AppPurpose={ext.app_purpose} NexusCategory={category}"
 
 
-def domain(ext: NeulevelDomainExt) -> list[etree._Element]:
+def nexus(ext: NeulevelContactExt) -> list[etree._Element]:
     wrapper = top(PREFIX, NS, "extension")
     sub(wrapper, NS, "unspec", unspec(ext))
     return [wrapper]
@@ -63,5 +78,5 @@ def domain(ext: NeulevelDomainExt) -> list[etree._Element]:
 SPEC: Final = RegistrySpec(
     ext_uri=NS,
     prefix=PREFIX,
-    elements={(NeulevelDomainExt, "domain:create"): domain, (NeulevelDomainExt, "domain:update"): domain},
+    elements={(NeulevelContactExt, "contact:create"): nexus, (NeulevelContactExt, "contact:update"): nexus},
 )

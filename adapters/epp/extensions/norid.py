@@ -6,7 +6,10 @@ is the umbrella for Norid-only *commands* (withdraw, transfer execute, facets), 
 type and identity travel in ``no-ext-contact-1.0``, which is what is built here.  The schemas are
 not available to us, so the sandbox checks these elements by hand.
 
-* contact create: ``<no-ext-contact:create>`` type, identity(@type);
+* contact create: ``<no-ext-contact:create>`` type, identity(@type)?  -- every contact says whether it
+  is a ``person``, an ``organization`` or a ``role`` (Net::DRI sends the type for persons too); an
+  organisation is identified by its organisation number, a person by a national identity number
+  when one is released, else by nothing (Norid then treats it as an unidentified person);
 * contact update: ``<no-ext-contact:update><no-ext-contact:chg>`` identity(@type).
 
 Not implemented: mobilePhone, extra e-mail, organization / roleContact links, the Norid disclose
@@ -40,12 +43,13 @@ class NoridContactExt:
     """Norid (.no) ``http://www.norid.no/xsd/no-ext-contact-1.0`` identity of a contact.
 
     ``contact_type`` defaults from the identity: an organisation number makes an ``organization``
-    contact, every other identity a ``person``.  In a ``ContactUpdate`` only the identity is sent
-    (``<no-ext-contact:chg>``); the contact type cannot change.
+    contact, every other identity (or none) a ``person``.  ``identity_type``/``identity`` are both
+    given or both ``None`` (a person without a released number).  In a ``ContactUpdate`` only the
+    identity is sent (``<no-ext-contact:chg>``); the contact type cannot change.
     """
 
-    identity_type: NoridIdentityType
-    identity: str  # organizationNumber: the nine digits of Enhetsregisteret
+    identity_type: NoridIdentityType | None = None
+    identity: str | None = None  # organizationNumber: the nine digits of Enhetsregisteret
     contact_type: Literal["person", "organization", "role"] | None = None
 
 
@@ -56,7 +60,10 @@ def contact_type(ext: NoridContactExt) -> str:
 
 
 def _identity(parent: etree._Element, ext: NoridContactExt) -> None:
-    sub(parent, NS, "identity", ext.identity).set("type", ext.identity_type)
+    if (ext.identity is None) != (ext.identity_type is None):
+        raise ValueError("a Norid identity needs both its type and its value")
+    if ext.identity is not None and ext.identity_type is not None:
+        sub(parent, NS, "identity", ext.identity).set("type", ext.identity_type)
 
 
 def contact_create(ext: NoridContactExt) -> list[etree._Element]:
@@ -67,6 +74,8 @@ def contact_create(ext: NoridContactExt) -> list[etree._Element]:
 
 
 def contact_update(ext: NoridContactExt) -> list[etree._Element]:
+    if ext.identity is None:
+        raise ValueError("a Norid contact update changes nothing without an identity")
     update = top(PREFIX, NS, "update")
     _identity(sub(update, NS, "chg"), ext)
     return [update]

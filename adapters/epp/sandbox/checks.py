@@ -1,14 +1,17 @@
-"""Hand checks for registry extensions whose XSDs we cannot ship (iis, EURid, Norid, neulevel, Traficom).
+"""Hand checks for registry extensions without a schema we can use (iis, Norid, neulevel), plus
+the rules no schema expresses (Traficom's holder rules).
 
 epp-1.0.xsd validates <extension> children strictly (``processContents="strict"``), so an element
 without a loaded schema fails validation.  ``FrameValidator`` therefore removes the elements these
 checks cover and checks them here, XSD-style (sequence order, required members, value patterns),
 from the facts in ``shared/reference/registries.md`` and the public registrar libraries named in
-each ``adapters.epp.extensions`` module.  dkhm-4.5 is not here: its real schema validates it.
+each ``adapters.epp.extensions`` module.  dkhm-4.5 and EURid's contact-ext-1.3 are validated by
+their real schemas; ``check_eurid`` is only the fallback when contact-ext-1.3.xsd is not installed.
 
 Traficom (.fi) is different: its members sit inside <contact:create> itself, in the contact
-namespace.  ``check_traficom`` checks and removes them, so the rest of the frame is still validated
-against the official contact-1.0.xsd.
+namespace.  ``check_traficom`` validates that element against Traficom's own contact schema (given
+by the caller, ``minOccurs`` relaxed), checks the holder rules, then removes Traficom's members and
+its differently ordered <contact:disclose>, so the rest is still validated against contact-1.0.xsd.
 
 Each check gets the element and the command it sits in (``"contact:create"``, ``"domain:update"``
 ...), because what is allowed differs by command (``iis:update`` holds ``vatno`` on a contact but
@@ -17,10 +20,11 @@ Each check gets the element and the command it sits in (``"contact:create"``, ``
 
 from __future__ import annotations
 
+import copy
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final, cast
 
 from lxml import etree
 from stdnum.fi import hetu, ytunnus
@@ -182,12 +186,15 @@ def _norid_orgno(el: etree._Element, where: str) -> list[str]:
 def check_norid(el: etree._Element, kind: str) -> list[str]:
     name = _local(el)
     if name == "create" and kind == "contact:create":
-        spec = [Member("type", True, lambda v: v in _NORID_CONTACT_TYPES), _norid_identity(True)]
+        # identity is optional: persons without a released number and role contacts have none
+        spec = [Member("type", True, lambda v: v in _NORID_CONTACT_TYPES), _norid_identity(False)]
         errors = check_sequence(el, norid.NS, spec, "no-ext-contact:create")
         contact_type = el.findtext(_q(norid.NS, "type"))
         identity = el.find(_q(norid.NS, "identity"))
-        if contact_type == "organization" and identity is not None and identity.get("type") != "organizationNumber":
+        if contact_type == "organization" and (identity is None or identity.get("type") != "organizationNumber"):
             errors.append("no-ext-contact:create: an organization is identified by its organizationNumber")
+        if contact_type != "organization" and identity is not None and identity.get("type") == "organizationNumber":
+            errors.append("no-ext-contact:create: an organizationNumber identifies an organization")
         return errors + _norid_orgno(el, "no-ext-contact:create")
     if name == "update" and kind == "contact:update":
         chg, errors = _wrapper(el, norid.NS, "chg", "no-ext-contact:update")
@@ -215,7 +222,8 @@ def parse_unspec(text: str) -> dict[str, str] | None:
 
 
 def check_neulevel(el: etree._Element, kind: str) -> list[str]:
-    if _local(el) != "extension" or kind not in ("domain:create", "domain:update"):
+    """The .us nexus, on the registrant's contact create (both keys) or update (either key)."""
+    if _local(el) != "extension" or kind not in ("contact:create", "contact:update"):
         return _not_here(el, kind, "neulevel")
     unspec, errors = _wrapper(el, neulevel.NS, "unspec", "neulevel:extension")
     if unspec is None:
@@ -226,7 +234,7 @@ def check_neulevel(el: etree._Element, kind: str) -> list[str]:
     if pairs is None:
         return ["neulevel:unspec: expected space-separated Key=Value pairs"]
     errors = [f"neulevel:unspec: unknown key {key}" for key in pairs if key not in ("AppPurpose", "NexusCategory")]
-    if kind == "domain:create":
+    if kind == "contact:create":
         errors += [f"neulevel:unspec: missing {k}" for k in ("AppPurpose", "NexusCategory") if k not in pairs]
     elif not pairs:
         errors.append("neulevel:unspec: changes nothing")
@@ -244,14 +252,17 @@ def check_neulevel(el: etree._Element, kind: str) -> list[str]:
 
 _FI_HETU: Final = re.compile(r"^[0-9]{6}[-+A-FU-Y][0-9]{3}[0-9A-Y]$")
 _FI_YTUNNUS: Final = re.compile(r"^[0-9]{7}-[0-9]$")
-_DATE: Final = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+_DATETIME: Final = re.compile(
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})?$"
+)
+"""``xs:dateTime``, which Traficom's schema makes ``birthDate`` (a bare date is refused)."""
 _FI_CHECKS: Final[dict[str, Check]] = {
     "role": lambda v: v in {"2", "3", "4", "5"},
     "type": lambda v: v in {str(n) for n in range(8)},
     "isfinnish": lambda v: v in {"0", "1"},
     "firstname": token,
     "lastname": token,
-    "birthDate": lambda v: bool(_DATE.match(v)),
+    "birthDate": lambda v: bool(_DATETIME.match(v)),
     "identity": lambda v: bool(_FI_HETU.match(v)) and hetu.is_valid(v),
     "registernumber": token,
     "legalemail": token,
@@ -294,15 +305,26 @@ def has_traficom_members(create: etree._Element) -> bool:
     return bool(tags & (fi.CREATE_ELEMENTS | fi.POSTAL_ELEMENTS))
 
 
-def check_traficom(root: etree._Element, kind: str) -> list[str]:
+def check_traficom(root: etree._Element, kind: str, schema: etree.XMLSchema | None = None) -> list[str]:
     """Check Traficom's members of a <contact:create> in ``root`` and remove them (in place).
 
-    Frames without them are left alone: plain RFC 5733 contacts go to the XSD as they are.
+    ``schema`` is Traficom's contact schema (``minOccurs`` relaxed): the whole <contact:create> is
+    validated against it first -- element names, order and types such as ``birthDate``'s
+    ``xs:dateTime`` and the voice/email/addr-only <contact:disclose>.  Then the holder rules are
+    checked by hand, and Traficom's members and disclose are removed so that the rest still meets
+    contact-1.0.xsd.  Frames without Traficom members are left alone: plain RFC 5733 contacts go
+    to the XSD as they are.
     """
     create = root.find(f"{_q(NS_EPP, 'command')}/{_q(NS_EPP, 'create')}/{_q(NS_CONTACT, 'create')}")
     if create is None or kind != "contact:create" or not has_traficom_members(create):
         return []
-    members, errors = _fi_members(create, fi.CREATE_ORDER, fi.CREATE_ELEMENTS, "contact:create")
+    errors: list[str] = []
+    if schema is not None:
+        if not schema.validate(etree.ElementTree(copy.deepcopy(create))):
+            log_entries = cast("Iterable[Any]", schema.error_log)  # lxml-stubs omit __iter__
+            errors += [f"traficom contact:create line {e.line}: {e.message}" for e in log_entries]
+    members, more = _fi_members(create, fi.CREATE_ORDER, fi.CREATE_ELEMENTS, "contact:create")
+    errors += more
     postals = create.findall(_q(NS_CONTACT, "postalInfo"))
     for postal in postals:
         found, more = _fi_members(postal, fi.POSTAL_ORDER, fi.POSTAL_ELEMENTS, "contact:postalInfo")
@@ -321,6 +343,14 @@ def check_traficom(root: etree._Element, kind: str) -> list[str]:
                 _local(child) in fi.CREATE_ELEMENTS | fi.POSTAL_ELEMENTS
             ):
                 parent.remove(child)
+    disclose = create.find(_q(NS_CONTACT, "disclose"))
+    if disclose is not None:
+        names = [_local(c) for c in disclose if isinstance(c.tag, str)]
+        if names != sorted(names, key=lambda n: fi.DISCLOSE_ORDER.index(n) if n in fi.DISCLOSE_ORDER else 99) or (
+            set(names) - set(fi.DISCLOSE_ORDER)
+        ):
+            errors.append("contact:disclose: Traficom allows only voice, email, addr, in that order")
+        create.remove(disclose)  # Traficom's order is not RFC 5733's, so contact-1.0.xsd cannot judge it
     return errors
 
 
@@ -346,8 +376,10 @@ def _fi_holder(members: Mapping[str, str]) -> list[str]:
 
 HAND_CHECKED: Final[dict[str, Callable[[etree._Element, str], list[str]]]] = {
     iis.NS: check_iis,
-    eurid.NS: check_eurid,
     norid.NS: check_norid,
     neulevel.NS: check_neulevel,
 }
 """Extension namespace -> check; everything else under <extension> goes to the XSDs."""
+
+FALLBACK_CHECKED: Final[dict[str, Callable[[etree._Element, str], list[str]]]] = {eurid.NS: check_eurid}
+"""Checks used only when that extension's schema is not installed (``shared/epp-ext-schemas``)."""

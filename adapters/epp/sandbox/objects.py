@@ -10,9 +10,34 @@ Semantics follow RFC 5730-5733 where a registrar could notice the difference:
   changes nothing -- so re-sending the same update is idempotent;
 * a renew must name the current expiry date (2306 otherwise), so a replayed renew cannot renew twice;
 * transfers: request (1001, pending, ``pendingTransfer`` status) by another registrar with the
-  authInfo; approve/reject by the sponsor; cancel by the requester; query by either.  Every step
-  queues a poll message for the other party;
-* poll: ``req`` answers 1300 (empty) or 1301 with the oldest message; ``ack`` removes it.
+  authInfo (2202 with a wrong one); approve/reject by the sponsor; cancel by the requester; query
+  by either.  Every step queues a poll message (<domain:trnData>) for the other party, and a
+  completed transfer one for each of the two;
+* domain delete: 2305 while a host under the domain is in use (the sandbox keeps no host objects:
+  a name server named under the domain stands for one); the domain's contacts stay;
+* poll: ``req`` answers 1300 (empty) or 1301 with the oldest message; ``ack`` removes it;
+* contact delete: 2305 while a domain references the contact.
+
+What the registry does on its own, tests trigger with a method; each queues the poll message a
+registry sends for it: ``approve_pending_transfers()`` (the pending period ran out:
+``serverApproved``, both registrars told), ``expire_domain(name)`` and
+``registry_delete_domain(name)`` (the sponsor gets the domain's last <domain:infData>),
+``registry_update_contact(id, **changes)`` (the sponsor gets the new <contact:infData>) and
+``purge_pending_deletes()`` (see ``pending_delete``).  There is no changePoll (RFC 8590) schema
+among the official ones, so these are plain <msg> texts with the object's infData.
+
+Registry modes, set on the store (``sandbox.assign_contact_ids = True``), make it behave like a
+particular registry where registries differ:
+
+* ``assign_contact_ids``: the registry ignores the id asked for in <contact:create> and answers
+  its own in <contact:creData> (Punktum dk); a domain that names the requested id gets 2303;
+* ``refuse_contact_delete``: every <contact:delete> is refused by registry policy with this code
+  (2305 or 2308), as registries that keep contacts for their own retention do;
+* ``auto_approve_transfers``: a transfer request with the right authInfo completes at once
+  (1000, ``serverApproved``), as at registries where the auth code alone authorises a transfer;
+* ``pending_delete``: <domain:delete> answers 1001 and the domain stays in ``pendingDelete``
+  (every change refused with 2304) until ``purge_pending_deletes()`` deletes it and tells the
+  sponsor with a <domain:panData>.
 """
 
 from __future__ import annotations
@@ -28,6 +53,10 @@ from adapters.epp._xmlutil import q, sub
 from adapters.epp.xml import NS_CONTACT, NS_DOMAIN, NS_EPP, NSMAP, xs_date
 
 PENDING_TRANSFER_DAYS: Final = 5
+REGISTRY_ID: Final = "registry"
+"""``upID`` of an object the registry itself changed."""
+_CONTACT_MEMBERS: Final = frozenset({"email", "voice", "fax", "status"})
+_POSTAL_MEMBERS: Final = frozenset({"name", "org", "street", "city", "sp", "pc", "cc"})
 MAX_VALIDITY_YEARS: Final = 10
 
 
@@ -117,6 +146,11 @@ class ObjectStore:
         self.poll_queues: dict[str, list[dict[str, Any]]] = {}
         self._roids = itertools.count(1)
         self._msg_ids = itertools.count(1)
+        self._assigned_ids = itertools.count(1)
+        self.assign_contact_ids = False
+        self.refuse_contact_delete: int | None = None
+        self.auto_approve_transfers = False
+        self.pending_delete = False
 
     # ---- records and seeding -----------------------------------------------------------------
 
@@ -164,6 +198,7 @@ class ObjectStore:
             "up_date": None,
             "tr_date": None,
             "transfer": None,
+            "pending_delete": None,
         }
         record.update(values)
         return record
@@ -209,9 +244,18 @@ class ObjectStore:
 
     # ---- contacts --------------------------------------------------------------------------------
 
+    def _assign_contact_id(self) -> str:
+        """A handle in Punktum dk's shape (letters, digits, ``-DK``), never one already in use."""
+        while True:
+            contact_id = f"SBX{next(self._assigned_ids)}-DK"
+            if self.find_contact(contact_id) is None:
+                return contact_id
+
     def contact_create(self, body: etree._Element, ext: etree._Element | None, client_id: str | None) -> Outcome:
         contact_id = text(body, "contact:id") or ""
-        if self.find_contact(contact_id) is not None:
+        if self.assign_contact_ids:
+            contact_id = self._assign_contact_id()  # the requested id is ignored, as at .dk
+        elif self.find_contact(contact_id) is not None:
             return Outcome(2302)
         postal = []
         for info in body.findall("contact:postalInfo", NSMAP):
@@ -257,6 +301,10 @@ class ObjectStore:
         contact = self.find_contact(text(body, "contact:id") or "")
         if contact is None:
             return Outcome(2303)
+        return Outcome(1000, self._contact_inf_data(contact, client_id))
+
+    def _contact_inf_data(self, contact: dict[str, Any], client_id: str | None) -> etree._Element:
+        """<contact:infData>; the authInfo only for the sponsor (``client_id`` None: never, as in poll)."""
         res = _res(NS_CONTACT, "contact", "infData")
         sub(res, NS_CONTACT, "id", contact["id"])
         sub(res, NS_CONTACT, "roid", contact["roid"])
@@ -287,9 +335,9 @@ class ObjectStore:
         if contact["up_date"]:
             sub(res, NS_CONTACT, "upID", contact["up_id"])
             sub(res, NS_CONTACT, "upDate", contact["up_date"])
-        if contact["cl_id"] == client_id and contact["auth_pw"]:
+        if client_id is not None and contact["cl_id"] == client_id and contact["auth_pw"]:
             sub(sub(res, NS_CONTACT, "authInfo"), NS_CONTACT, "pw", contact["auth_pw"])
-        return Outcome(1000, res)
+        return res
 
     def contact_update(self, body: etree._Element, ext: etree._Element | None, client_id: str | None) -> Outcome:
         contact = self.find_contact(text(body, "contact:id") or "")
@@ -345,6 +393,8 @@ class ObjectStore:
             return Outcome(2303)
         if contact["cl_id"] != client_id:
             return Outcome(2201)
+        if self.refuse_contact_delete is not None:
+            return Outcome(self.refuse_contact_delete)
         if self._linked(contact["id"]):
             return Outcome(2305)
         if "clientDeleteProhibited" in contact["status"]:
@@ -363,7 +413,23 @@ class ObjectStore:
         transfer = domain["transfer"]
         if transfer is not None and transfer["status"] == "pending":
             statuses.append("pendingTransfer")
+        if domain.get("pending_delete") is not None:
+            statuses.append("pendingDelete")
         return statuses
+
+    @staticmethod
+    def _pending_delete(domain: dict[str, Any]) -> bool:
+        """In the registry's delete queue: nothing but the purge changes it any more (2304)."""
+        return domain.get("pending_delete") is not None
+
+    def _has_subordinate_hosts(self, domain: dict[str, Any]) -> bool:
+        """Some domain (this one included) is delegated to a host under this name.
+
+        The sandbox keeps no host objects; a host name in use under the domain stands for the host
+        object a registry would hold, which RFC 5731 says blocks the delete (2305).
+        """
+        suffix = "." + domain["name"]
+        return any(host.lower().endswith(suffix) for d in self.domains.values() for host in d["ns"])
 
     def domain_create(self, body: etree._Element, ext: etree._Element | None, client_id: str | None) -> Outcome:
         name = (text(body, "domain:name") or "").lower()
@@ -395,10 +461,25 @@ class ObjectStore:
         sub(res, NS_DOMAIN, "exDate", domain["ex_date"])
         return Outcome(1000, res)
 
+    def domain_check(self, body: etree._Element, ext: etree._Element | None, client_id: str | None) -> Outcome:
+        """<domain:chkData>: a name is available unless it is registered (reason "In use")."""
+        res = _res(NS_DOMAIN, "domain", "chkData")
+        for name in texts(body, "domain:name"):
+            cd = sub(res, NS_DOMAIN, "cd")
+            taken = name.lower() in self.domains
+            sub(cd, NS_DOMAIN, "name", name).set("avail", "0" if taken else "1")
+            if taken:
+                sub(cd, NS_DOMAIN, "reason", "In use")
+        return Outcome(1000, res)
+
     def domain_info(self, body: etree._Element, ext: etree._Element | None, client_id: str | None) -> Outcome:
         domain = self._domain(body)
         if domain is None:
             return Outcome(2303)
+        return Outcome(1000, self._domain_inf_data(domain, client_id))
+
+    def _domain_inf_data(self, domain: dict[str, Any], client_id: str | None) -> etree._Element:
+        """<domain:infData>; the authInfo only for the sponsor (``client_id`` None: never, as in poll)."""
         res = _res(NS_DOMAIN, "domain", "infData")
         sub(res, NS_DOMAIN, "name", domain["name"])
         sub(res, NS_DOMAIN, "roid", domain["roid"])
@@ -421,9 +502,9 @@ class ObjectStore:
         sub(res, NS_DOMAIN, "exDate", domain["ex_date"])
         if domain["tr_date"]:
             sub(res, NS_DOMAIN, "trDate", domain["tr_date"])
-        if domain["cl_id"] == client_id and domain["auth_pw"]:
+        if client_id is not None and domain["cl_id"] == client_id and domain["auth_pw"]:
             sub(sub(res, NS_DOMAIN, "authInfo"), NS_DOMAIN, "pw", domain["auth_pw"])
-        return Outcome(1000, res)
+        return res
 
     def domain_update(self, body: etree._Element, ext: etree._Element | None, client_id: str | None) -> Outcome:
         domain = self._domain(body)
@@ -442,6 +523,8 @@ class ObjectStore:
         registrant_el = body.find("domain:chg/domain:registrant", NSMAP)
         registrant = (registrant_el.text or "").strip() if registrant_el is not None else None
         auth_pw = text(body, "domain:chg/domain:authInfo/domain:pw")
+        if self._pending_delete(domain):
+            return Outcome(2304)
         if "clientUpdateProhibited" in domain["status"] and "clientUpdateProhibited" not in rem_s:
             return Outcome(2304)
         referenced = [cid for _, cid in add_c] + ([registrant] if registrant else [])
@@ -465,8 +548,16 @@ class ObjectStore:
             return Outcome(2303)
         if domain["cl_id"] != client_id:
             return Outcome(2201)
-        if "clientDeleteProhibited" in domain["status"] or "pendingTransfer" in self._domain_statuses(domain):
+        statuses = self._domain_statuses(domain)
+        if {"clientDeleteProhibited", "pendingTransfer", "pendingDelete"} & set(statuses):
             return Outcome(2304)
+        if self._has_subordinate_hosts(domain):
+            return Outcome(2305)
+        if self.pending_delete:
+            # Queued for deletion: still registered, but nothing changes it any more; the purge
+            # deletes it and tells the sponsor with a <domain:panData> (RFC 5731 section 3.3).
+            domain["pending_delete"] = {"since": xs_datetime(now()), "sv_trid": f"SBX-DEL-{domain['roid']}"}
+            return Outcome(1001)
         del self.domains[domain["name"]]
         return Outcome(1000)
 
@@ -476,7 +567,7 @@ class ObjectStore:
             return Outcome(2303)
         if domain["cl_id"] != client_id:
             return Outcome(2201)
-        if "clientRenewProhibited" in domain["status"]:
+        if "clientRenewProhibited" in domain["status"] or self._pending_delete(domain):
             return Outcome(2304)
         if xs_date(text(body, "domain:curExpDate")) != xs_date(domain["ex_date"]):
             return Outcome(2306)  # RFC 5731: curExpDate must match, which stops a replayed renew
@@ -507,15 +598,39 @@ class ObjectStore:
             sub(res, NS_DOMAIN, "exDate", transfer["ex_date"])
         return res
 
-    def _notify(self, client_id: str, message: str, domain: dict[str, Any]) -> None:
+    def _queue(self, client_id: str, message: str, res_data: etree._Element) -> None:
+        """Put a message for ``client_id`` at the end of its poll queue."""
         self.poll_queues.setdefault(client_id, []).append(
-            {
-                "id": str(next(self._msg_ids)),
-                "q_date": xs_datetime(now()),
-                "msg": message,
-                "res_data": self._trn_data(domain),
-            }
+            {"id": str(next(self._msg_ids)), "q_date": xs_datetime(now()), "msg": message, "res_data": res_data}
         )
+
+    def _notify(self, client_id: str, message: str, domain: dict[str, Any]) -> None:
+        """A transfer message: the text plus the transfer as it now stands (<domain:trnData>)."""
+        self._queue(client_id, message, self._trn_data(domain))
+
+    def _complete_transfer(self, domain: dict[str, Any], status: str) -> None:
+        """Move the domain to the requester; both registrars hear of it.
+
+        The gaining registrar learns it now holds the domain, the losing one that it no longer does
+        (a server-approved transfer is the first the losing registrar's systems hear of the outcome).
+        """
+        transfer = domain["transfer"]
+        transfer["status"] = status
+        transfer["ac_date"] = xs_datetime(now())
+        domain["cl_id"] = transfer["re_id"]
+        domain["ex_date"] = transfer["ex_date"]
+        domain["tr_date"] = xs_datetime(now())
+        message = "Transfer approved" if status == "clientApproved" else "Transfer completed"
+        self._notify(transfer["re_id"], message, domain)
+        self._notify(transfer["ac_id"], message, domain)
+
+    def _cancel_transfer_of(self, domain: dict[str, Any]) -> None:
+        """A pending transfer of a domain that goes away ends as ``serverCancelled`` (the requester is told)."""
+        transfer = domain["transfer"]
+        if transfer is not None and transfer["status"] == "pending":
+            transfer["status"] = "serverCancelled"
+            transfer["ac_date"] = xs_datetime(now())
+            self._notify(transfer["re_id"], "Transfer cancelled", domain)
 
     def domain_transfer(
         self, op: str, body: etree._Element, ext: etree._Element | None, client_id: str | None
@@ -531,7 +646,7 @@ class ObjectStore:
                 return Outcome(2106)  # already the sponsor
             if pending:
                 return Outcome(2300)
-            if "clientTransferProhibited" in domain["status"]:
+            if "clientTransferProhibited" in domain["status"] or self._pending_delete(domain):
                 return Outcome(2304)
             if auth_pw != domain["auth_pw"]:
                 return Outcome(2202)
@@ -546,6 +661,9 @@ class ObjectStore:
                 "ac_date": xs_datetime(requested + dt.timedelta(days=PENDING_TRANSFER_DAYS)),
                 "ex_date": xs_datetime(add_years(parse_xs_datetime(domain["ex_date"]), period)),
             }
+            if self.auto_approve_transfers:
+                self._complete_transfer(domain, "serverApproved")
+                return Outcome(1000, self._trn_data(domain))
             self._notify(domain["cl_id"], "Transfer requested", domain)
             return Outcome(1001, self._trn_data(domain))
         if op == "query":
@@ -561,11 +679,7 @@ class ObjectStore:
             if domain["cl_id"] != client_id:
                 return Outcome(2201)
             if op == "approve":
-                transfer["status"] = "clientApproved"
-                domain["cl_id"] = transfer["re_id"]
-                domain["ex_date"] = transfer["ex_date"]
-                domain["tr_date"] = xs_datetime(now())
-                self._notify(transfer["re_id"], "Transfer approved", domain)
+                self._complete_transfer(domain, "clientApproved")
             else:
                 transfer["status"] = "clientRejected"
                 self._notify(transfer["re_id"], "Transfer rejected", domain)
@@ -577,6 +691,80 @@ class ObjectStore:
             self._notify(transfer["ac_id"], "Transfer cancelled", domain)
             return Outcome(1000, self._trn_data(domain))
         return Outcome(2005)
+
+    # ---- what the registry does on its own ---------------------------------------------------------
+    # Called by tests (and nothing else): each is an event a real registry's clock or staff cause,
+    # and each ends in a poll message for the registrar concerned, as real registries send them.
+
+    def _existing_domain(self, name: str) -> dict[str, Any]:
+        domain = self.domains.get(name.lower())
+        if domain is None:
+            raise LookupError("no such domain in the sandbox")
+        return domain
+
+    def approve_pending_transfers(self) -> list[str]:
+        """The pending period ran out: every pending transfer is ``serverApproved``; returns the names."""
+        names = []
+        for domain in list(self.domains.values()):
+            transfer = domain["transfer"]
+            if transfer is not None and transfer["status"] == "pending":
+                self._complete_transfer(domain, "serverApproved")
+                names.append(domain["name"])
+        return names
+
+    def purge_pending_deletes(self) -> list[str]:
+        """The registry's delete run: domains in ``pendingDelete`` go, each sponsor gets a <domain:panData>."""
+        names = []
+        for domain in [d for d in self.domains.values() if self._pending_delete(d)]:
+            res = _res(NS_DOMAIN, "domain", "panData")
+            sub(res, NS_DOMAIN, "name", domain["name"]).set("paResult", "1")
+            sub(sub(res, NS_DOMAIN, "paTRID"), NS_EPP, "svTRID", domain["pending_delete"]["sv_trid"])
+            sub(res, NS_DOMAIN, "paDate", xs_datetime(now()))
+            del self.domains[domain["name"]]
+            self._queue(domain["cl_id"], "Domain deleted", res)
+            names.append(domain["name"])
+        return names
+
+    def _remove_by_registry(self, name: str, message: str) -> None:
+        domain = self._existing_domain(name)
+        snapshot = self._domain_inf_data(domain, None)  # as it was, without its authInfo
+        self._cancel_transfer_of(domain)
+        del self.domains[domain["name"]]
+        self._queue(domain["cl_id"], message, snapshot)
+
+    def expire_domain(self, name: str) -> None:
+        """The domain reached its expiry unrenewed and is deleted; the sponsor is told ("Domain expired").
+
+        Its contacts stay: they are objects of their own, which the registrar deletes (or not).
+        """
+        self._remove_by_registry(name, "Domain expired")
+
+    def registry_delete_domain(self, name: str) -> None:
+        """The registry deletes the domain itself (policy, a court order); the sponsor is told."""
+        self._remove_by_registry(name, "Domain deleted by the registry")
+
+    def registry_update_contact(self, contact_id: str, **changes: Any) -> None:
+        """The registry changes a contact (e.g. an address it validated); the sponsor is told.
+
+        ``changes`` are record members (``email``, ``voice``, ``fax``, ``status``) or postal ones
+        (``name``, ``org``, ``street``, ``city``, ``sp``, ``pc``, ``cc``, set on every postalInfo).
+        The message carries the contact's <contact:infData> as it now is, without its authInfo.
+        """
+        contact = self.find_contact(contact_id)
+        if contact is None:
+            raise LookupError("no such contact in the sandbox")
+        unknown = set(changes) - _CONTACT_MEMBERS - _POSTAL_MEMBERS
+        if unknown:
+            raise ValueError(f"not a contact member: {sorted(unknown)}")
+        for key, value in changes.items():
+            if key in _POSTAL_MEMBERS:
+                for info in contact["postal_info"]:
+                    info[key] = list(value) if key == "street" else value
+            else:
+                contact[key] = list(value) if key == "status" else value
+        contact["up_id"] = REGISTRY_ID
+        contact["up_date"] = xs_datetime(now())
+        self._queue(contact["cl_id"], "Contact updated by the registry", self._contact_inf_data(contact, None))
 
     # ---- poll --------------------------------------------------------------------------------------
 

@@ -260,8 +260,8 @@ async def test_invalid_frames_get_2001(sandbox: RegistrySandbox) -> None:
         await write_frame(
             writer,
             b'<epp xmlns="urn:ietf:params:xml:ns:epp-1.0"><command><check>'
-            b'<domain:check xmlns:domain="urn:ietf:params:xml:ns:domain-1.0"><domain:name>a.se</domain:name>'
-            b"</domain:check></check></command></epp>",
+            b'<host:check xmlns:host="urn:ietf:params:xml:ns:host-1.0"><host:name>ns1.a.se</host:name>'
+            b"</host:check></check></command></epp>",
         )
         assert parse_response(await read_frame(reader)).result.code == 2101  # not implemented here
     finally:

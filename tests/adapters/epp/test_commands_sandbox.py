@@ -15,7 +15,7 @@ from adapters.epp.extensions import (
     IisContactExt,
     IisContactUpdate,
     IisDomainUpdate,
-    NeulevelDomainExt,
+    NeulevelContactExt,
     NoridContactExt,
     dkhm,
     eurid,
@@ -264,15 +264,19 @@ async def test_every_registry_extension(sandbox: RegistrySandbox) -> None:
         await client.send(ContactUpdate(id="NO1", extensions=(fixed,)))
         assert sandbox.contacts["NO1"]["extensions"][norid.NS]["identity"] == "974760673"
 
-        # .us: nexus on create, changed by update
-        us = dataclasses.replace(
-            sample_domain("exempel.us", "SE1"), extensions=(NeulevelDomainExt(app_purpose="P1", nexus_category="C11"),)
-        )
+        # .no: a person is a person contact too, with or without an identity
+        await client.send(sample_contact("NO2P", NoridContactExt(contact_type="person")), "t-no-p")
+        assert sandbox.contacts["NO2P"]["extensions"][norid.NS] == {"type": "person"}
+
+        # .us: the nexus on the registrant's contact create, changed by a contact update
+        us = sample_contact("US1", NeulevelContactExt(app_purpose="P1", nexus_category="C11"))
         await client.send(us, "t-us")
-        assert sandbox.domains["exempel.us"]["extensions"][neulevel.NS] == {"unspec": "AppPurpose=P1 NexusCategory=C11"}
-        foreign = NeulevelDomainExt(app_purpose="P2", nexus_category="C31", nexus_country="SE")
-        await client.send(DomainUpdate(name="exempel.us", extensions=(foreign,)))
-        unspec = sandbox.domains["exempel.us"]["extensions"][neulevel.NS]["unspec"]
+        assert sandbox.contacts["US1"]["extensions"][neulevel.NS] == {"unspec": "AppPurpose=P1 NexusCategory=C11"}
+        await client.send(sample_domain("exempel.us", "US1"), "t-us-d")
+        assert sandbox.domains["exempel.us"]["extensions"] == {}
+        foreign = NeulevelContactExt(app_purpose="P2", nexus_category="C31", nexus_country="SE")
+        await client.send(ContactUpdate(id="US1", extensions=(foreign,)))
+        unspec = sandbox.contacts["US1"]["extensions"][neulevel.NS]["unspec"]
         assert unspec == "AppPurpose=P2 NexusCategory=C31/SE"
 
 

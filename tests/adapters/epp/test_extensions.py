@@ -11,6 +11,7 @@ from adapters.epp.extensions import (
     IisContactExt,
     IisContactUpdate,
     IisDomainUpdate,
+    NeulevelContactExt,
     NeulevelDomainExt,
     NoridContactExt,
     fi,
@@ -99,6 +100,18 @@ def test_norid_identity(validator: FrameValidator) -> None:
     ]
     person = NoridContactExt(identity_type="anonymousPersonIdentifier", identity="N.PRI.12345678")
     assert validator.errors(build_contact_create(sample_contact("NO2", person), "t-6")) == []
+    # a person without a released number is still a person contact; the registrar's is a role contact
+    bare = build_contact_create(sample_contact("NO4", NoridContactExt(contact_type="person")), "t-6b")
+    assert validator.errors(bare) == [] and _ext(bare) == [("create", None, {}), ("type", "person", {})]
+    role = build_contact_create(sample_contact("NO5", NoridContactExt(contact_type="role")), "t-6c")
+    assert validator.errors(role) == []
+    # an organization without its organisation number is what Norid refuses
+    bare_org = build_contact_create(sample_contact("NO6", NoridContactExt(contact_type="organization")), "t-6d")
+    assert any("organizationNumber" in e for e in validator.errors(bare_org))
+    with pytest.raises(ValueError):  # half an identity
+        build_contact_create(sample_contact("NO7", NoridContactExt(identity="X1")), "t-6e")
+    with pytest.raises(ValueError):  # an update without an identity changes nothing
+        build_contact_update(ContactUpdate(id="NO4", extensions=(NoridContactExt(contact_type="person"),)), "t-6f")
     update = build_contact_update(ContactUpdate(id="NO1", extensions=(org,)), "t-7")
     assert validator.errors(update) == []
     assert [t for t, _, _ in _ext(update)] == ["update", "chg", "identity"]
@@ -114,37 +127,40 @@ def test_norid_identity(validator: FrameValidator) -> None:
     assert norid.NS == "http://www.norid.no/xsd/no-ext-contact-1.0"
 
 
-def test_neulevel_nexus(validator: FrameValidator) -> None:
+def test_neulevel_nexus_rides_on_the_registrant_contact(validator: FrameValidator) -> None:
+    """Net::DRI US/Contact.pm: the nexus is on contact:create/update, never on domain:create."""
     import dataclasses
 
-    ext = NeulevelDomainExt(app_purpose="P3", nexus_category="C12")
-    frame = build_domain_create(dataclasses.replace(sample_domain("exempel.us"), extensions=(ext,)), "t-9")
+    ext = NeulevelContactExt(app_purpose="P3", nexus_category="C12")
+    frame = build_contact_create(sample_contact("US1", ext), "t-9")
     assert validator.errors(frame) == []
     assert _ext(frame) == [("extension", None, {}), ("unspec", "AppPurpose=P3 NexusCategory=C12", {})]
     assert parse_document(frame).find(".//neulevel:extension", NSMAP) is not None
-    assert neulevel.unspec(NeulevelDomainExt("P1", "C32", "DE")) == "AppPurpose=P1 NexusCategory=C32/DE"
+    update = build_contact_update(ContactUpdate(id="US1", extensions=(ext,)), "t-9u")
+    assert validator.errors(update) == []
+    assert neulevel.unspec(NeulevelContactExt("P1", "C32", "DE")) == "AppPurpose=P1 NexusCategory=C32/DE"
     with pytest.raises(ValueError):
-        neulevel.unspec(NeulevelDomainExt("P1", "C31"))  # a foreign entity needs its country
+        neulevel.unspec(NeulevelContactExt("P1", "C31"))  # a foreign entity needs its country
     with pytest.raises(ValueError):
-        neulevel.unspec(NeulevelDomainExt("P1", "C11", "SE"))
+        neulevel.unspec(NeulevelContactExt("P1", "C11", "SE"))
 
     for bad in (b"AppPurpose=P3", b"AppPurpose=P9 NexusCategory=C12", b"AppPurpose=P3 NexusCategory=C31",
                 b"AppPurpose=P3  NexusCategory=C12", b"AppPurpose=P3 NexusCategory=C12 Foo=bar"):  # fmt: skip
         assert validator.errors(frame.replace(b"AppPurpose=P3 NexusCategory=C12", bad)), bad
-    # Only allowed on domains.
-    on_contact = build_contact_create(sample_contact("US1"), "t-10").replace(
-        b"<contact:clTRID", b""
-    )  # unchanged frame, then graft the nexus extension into it
-    root = parse_document(on_contact)
+    # A domain create cannot carry it: the builder refuses, and so does the registry (grafted in).
+    with pytest.raises(ValueError):
+        build_domain_create(dataclasses.replace(sample_domain("exempel.us"), extensions=(ext,)), "t-10")
+    root = parse_document(build_domain_create(sample_domain("exempel.us"), "t-10"))
     command = root.find("epp:command", NSMAP)
     assert command is not None
     extension = etree.Element(f"{{{NSMAP['epp']}}}extension")
-    extension.append(neulevel.domain(ext)[0])
+    extension.append(neulevel.nexus(ext)[0])
     command.insert(1, extension)
-    assert any("not allowed on contact:create" in e for e in validator.errors(root))
+    assert any("not allowed on domain:create" in e for e in validator.errors(root))
     assert parse_unspec("A=1 B=2") == {"A": "1", "B": "2"}
     assert parse_unspec("A=1 A=2") is None and parse_unspec("A") is None and parse_unspec("") is None
     assert neulevel.NS == "urn:ietf:params:xml:ns:neulevel-1.0"
+    assert NeulevelDomainExt is NeulevelContactExt  # the old name decodes stored rows
 
 
 def test_extensions_refuse_the_wrong_command() -> None:
@@ -153,4 +169,6 @@ def test_extensions_refuse_the_wrong_command() -> None:
     with pytest.raises(ValueError):
         extensions.elements(IisDomainUpdate(True), "domain:create")
     with pytest.raises(ValueError):
-        extensions.elements(NeulevelDomainExt("P1", "C11"), "contact:create")
+        extensions.elements(NeulevelContactExt("P1", "C11"), "domain:create")
+    with pytest.raises(ValueError):
+        extensions.elements(NeulevelContactExt("P1", "C11"), "domain:update")

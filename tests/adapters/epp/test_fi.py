@@ -33,7 +33,7 @@ def fi_contact(ext: FiContactExt, *, org: str | None = None) -> ContactCreate:
         email="matti@example.fi",
         auth_pw="c0ntact-Pw",
         voice="+358.91234567",
-        disclose=DiscloseSpec(flag=0, elements=("name", "addr", "email")),
+        disclose=DiscloseSpec(flag=0, elements=("addr", "email")),  # Traficom: voice, email, addr only
         extensions=(ext,),
     )
 

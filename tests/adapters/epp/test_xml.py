@@ -178,10 +178,12 @@ def test_contact_create_eurid(validator: FrameValidator) -> None:
         ("countryOfCitizenship", "SE"),
     ]
     minimal = build_contact_create(
-        sample_contact("eu2", EuridContactExt(type="tech", natural_person=False)), "t-3"
+        sample_contact("eu2", EuridContactExt(type="tech", natural_person=False, lang="en")), "t-3"
     )
     create = _assert_valid(validator, minimal).find(".//contact-ext:create", NSMAP)
-    assert create is not None and [c.text for c in create] == ["tech", "false"]
+    assert create is not None and [c.text for c in create] == ["tech", "en", "false"]
+    with pytest.raises(ValueError, match="lang"):  # contact-ext-1.3.xsd: lang is required on create
+        build_contact_create(sample_contact("eu2", EuridContactExt(type="tech", natural_person=False)), "t-3")
 
 
 def test_contact_create_dkhm_elements_sit_directly_in_extension(validator: FrameValidator) -> None:
@@ -261,23 +263,28 @@ def test_validator_rejects_what_registries_reject(validator: FrameValidator) -> 
     assert validator.errors(unknown)
 
 
-def test_validator_checks_eurid_order_and_required_members(validator: FrameValidator) -> None:
+def test_validator_checks_eurid_against_contact_ext_1_3(validator: FrameValidator) -> None:
+    """EURid's own schema (shared/epp-ext-schemas), not a hand check, judges contact-ext:create."""
+    assert validator.eurid_schema
     frame = build_contact_create(
-        sample_contact("eu3", EuridContactExt(type="tech", natural_person=True)), "t-13"
+        sample_contact("eu3", EuridContactExt(type="tech", natural_person=True, lang="sv")), "t-13"
     )
+    assert validator.errors(frame) == []
     root = parse_document(frame)
     create = root.find(".//contact-ext:create", NSMAP)
     assert create is not None
-    natural = create[1]
+    natural = create[2]
     create.remove(natural)
     assert any("naturalPerson" in e for e in validator.errors(root))
     create.insert(0, natural)  # wrong order
     assert validator.errors(root)
     create.remove(natural)
     create.append(natural)
-    create[0].text = "owner"
-    assert any("type" in e for e in validator.errors(root))
-
+    assert validator.errors(root) == []
+    create[1].text = "swe"  # contactLangType: exactly two letters
+    assert any("lang" in e for e in validator.errors(root))
+    create.remove(create[1])  # lang missing
+    assert any("naturalPerson" in e or "lang" in e for e in validator.errors(root))
 
 # ---- parsing -------------------------------------------------------------------------------------
 
@@ -307,6 +314,7 @@ _GREETING = b"""<?xml version="1.0" encoding="UTF-8" standalone="no"?>
     </dcp>
   </greeting>
 </epp>"""
+
 
 
 def _response(code: int, res_data: str = "", cl_trid: str = "ABC-12345") -> bytes:
