@@ -1,4 +1,4 @@
-"""``gateway ledger …`` and ``gateway keys …``: verify, checkpoint, prove, audit, rotate.
+"""``gateway ledger …`` and ``gateway keys …``: verify, checkpoint, prove, audit; rotate, retire, list.
 
 ``verify`` needs only the store, the checkpoint public key and the retention periods: it is what an
 auditor with database access runs.  ``audit`` needs only HTTP, a token and a checkpoint the auditor kept:
@@ -23,12 +23,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gateway.cli.progress import bar, tracking
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, DecryptionFailed
 from gateway.ledger.audit import AuditFailed, check_extension, load_checkpoint, refutation
 from gateway.ledger.checkpoint import SignedCheckpoint, load_or_create_signing_key, verify_checkpoint
-from gateway.ledger.keys import KeyRing
+from gateway.ledger.keys import KeyRing, ring_lock
 from gateway.rights.config import load_retention
-from gateway.services.ledger import RetentionRule, verify_store
+from gateway.services.ledger import Ledger, RetentionRule, verify_store
 from gateway.settings import Settings
 
 #: Exit codes of ``gateway ledger audit``.
@@ -72,9 +72,24 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     audit.add_argument("--timeout", type=float, default=30.0, help="HTTP timeout in seconds")
     keys = sub.add_parser("keys", help="key-encryption keys")
     ksub = keys.add_subparsers(dest="keys_cmd", required=True)
-    rot = ksub.add_parser("rotate", help="new active KEK; re-wrap every subject key; entries untouched")
+    rot = ksub.add_parser("rotate", help="new active KEK; re-wrap every subject key; entries untouched",
+                          description="Safe while gateways run: each one wraps new data keys under the ring "
+                          "file's active key as it is at that moment.")
     rot.add_argument("--retire-old", action="store_true",
-                     help="drop the old KEKs afterwards (makes shredded subjects' keys in old backups unreadable)")
+                     help="then retire every old KEK as `keys retire` does (makes shredded subjects' keys in old "
+                     "backups unreadable)")
+    rot.add_argument("--grace", type=float, metavar="SECONDS",
+                     help="with --retire-old: how long in-flight registrations may take (default: "
+                     "GATEWAY_KEY_RETIRE_GRACE_S)")
+    ret = ksub.add_parser(
+        "retire", help="remove an old KEK once the store holds no data key wrapped with it",
+        description="Re-wraps any data key still under KID (a gateway may have made one while a rotation ran), "
+        "waits --grace seconds, counts again in the store and removes KID only at zero.  Exit 0: retired; 3: "
+        "refused, data keys are still wrapped with KID (the ring keeps it); 2: KID is active or unknown.")
+    ret.add_argument("kid")
+    ret.add_argument("--grace", type=float, metavar="SECONDS",
+                     help="how long in-flight registrations may take (default: GATEWAY_KEY_RETIRE_GRACE_S)")
+    ksub.add_parser("list", help="the ring's key ids, the active one, and the live data keys wrapped with each")
 
 
 async def _verify(settings: Settings, args: argparse.Namespace) -> int:
@@ -268,28 +283,66 @@ async def _ledger(settings: Settings, args: argparse.Namespace) -> int:
         await store.close()
 
 
+#: Exit codes of ``gateway keys …``: done; KID active or unknown (or a GATEWAY_KEK ring); refused because the
+#: store still holds data keys wrapped with the key to retire.
+KEYS_OK, KEYS_USAGE, KEYS_IN_USE = 0, 2, 3
+
+
+async def _retire(ledger: Ledger, path: Path, kid: str, grace_s: float) -> int:
+    """Retire one KEK (the caller holds the ring lock); prints the outcome, returns the exit code."""
+    try:
+        with tracking(f"re-wrapping data keys still under {kid}") as progress:
+            outcome = await ledger.retire(path, kid, grace_s=grace_s, progress=progress)
+    except ValueError as exc:
+        print(f"error: cannot retire: {exc}", file=sys.stderr)
+        return KEYS_USAGE
+    if not outcome.retired:
+        print(f"refused: {outcome.remaining} data keys are still wrapped with {kid} (they did not open or kept "
+              f"appearing); {kid} stays in the ring. Check `gateway keys list`, then retry.", file=sys.stderr)
+        return KEYS_IN_USE
+    print(f"retired {kid}: no data key is wrapped with it ({outcome.moved} re-wrapped on the way)")
+    return KEYS_OK
+
+
 async def _keys(settings: Settings, args: argparse.Namespace) -> int:
     from gateway.compose import open_ledger, open_store
 
-    if settings.kek is not None:
+    if settings.kek is not None and args.keys_cmd != "list":
         print("the KEK comes from GATEWAY_KEK: rotate it where it is kept", file=sys.stderr)
-        return 2
+        return KEYS_USAGE
+    path = settings.resolved_kek()
+    grace = getattr(args, "grace", None)
+    grace_s = settings.key_retire_grace_s if grace is None else max(0.0, grace)
     store = await open_store(settings)
-    ledger = open_ledger(settings, store)
     try:
-        old: KeyRing = ledger.ring
-        new = old.with_new_active_key()
-        path = settings.resolved_kek()
-        new.save(path)  # save first: a crash mid-way leaves keys wrapped by either, both in the ring
-        with tracking(f"re-wrapping subject keys under {new.active}") as progress:
-            count = await ledger.rotate(new, progress=progress)
-        if args.retire_old:
-            final = new
-            for kid in list(old.keys):
-                final = final.without_key(kid)
-            final.save(path)
-        print(f"re-wrapped {count} subject keys under {new.active}")
-        return 0
+        if args.keys_cmd == "list":
+            ring = open_ledger(settings, store).ring
+            counts = await store.wrapped_key_counts()
+            for kid in sorted(set(ring.keys) | set(counts)):
+                state = "active" if kid == ring.active else ("old" if kid in ring.keys else "MISSING FROM RING")
+                print(f"{kid}  {state:<17}  {counts.get(kid, 0)} data keys")
+            return KEYS_OK
+        with ring_lock(path):
+            ledger = open_ledger(settings, store)
+            if args.keys_cmd == "retire":
+                return await _retire(ledger, path, args.kid, grace_s)
+            old: KeyRing = KeyRing.from_file(path)
+            new = old.with_new_active_key()
+            new.save(path)  # save first: a crash mid-way leaves keys wrapped by either, both in the ring
+            try:
+                with tracking(f"re-wrapping subject keys under {new.active}") as progress:
+                    count = await ledger.rotate(new, progress=progress)
+            except DecryptionFailed:
+                print(f"error: a stored data key does not open under its key; re-wrapping stopped there. {new.active} "
+                      "is active and the old keys stay in the ring (`gateway keys list` shows what each holds)",
+                      file=sys.stderr)
+                return 1
+            print(f"re-wrapped {count} subject keys under {new.active}")
+            code = KEYS_OK
+            if args.retire_old:
+                for kid in sorted(old.keys):
+                    code = max(code, await _retire(ledger, path, kid, grace_s))
+            return code
     finally:
         await store.close()
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import fcntl
 import hashlib
 import hmac
 import json
@@ -32,7 +33,7 @@ import re
 import secrets
 import stat
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -41,7 +42,7 @@ from typing import Literal, get_args
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from gateway.errors import ConfigError, DecryptionFailed
+from gateway.errors import ConfigError, DecryptionFailed, KeyRingUnavailable
 
 __all__ = [
     "KEY_SIZE",
@@ -49,12 +50,15 @@ __all__ = [
     "DecryptionFailed",
     "IndexKind",
     "KeyRing",
+    "KeyRingFile",
+    "KeyRingUnavailable",
     "WrappedKey",
     "check_private_file",
     "new_data_key",
     "normalise",
     "open_sealed",
     "rewrap",
+    "ring_lock",
     "seal",
     "unwrap",
     "wrap",
@@ -236,6 +240,120 @@ class KeyRing:
 
 def _new_kid() -> str:
     return secrets.token_hex(8)
+
+
+class KeyRingFile:
+    """The key ring as its file holds it *now*, for a process that lives across rotations.
+
+    ``gateway keys rotate`` runs in another process and replaces the file.  A gateway that kept the
+    ring it started with would go on wrapping new data keys under a KEK the rotation then retires (that
+    subject's data is lost at the next restart), and could not open the data keys the rotation
+    re-wrapped under the new KEK.  Hence three ways in, from strictest to cheapest:
+
+    - :meth:`for_wrap`, before every new data key: the file is read and compared byte for byte each
+      time, so the file's active KEK is used at once and a retired one never; a file that cannot be read
+      or parsed fails closed (:class:`KeyRingUnavailable`) instead of falling back on memory.
+    - :meth:`for_unwrap`: re-reads when a wrapped key names a kid this ring lacks (re-wrapped meanwhile);
+      an unreadable file then keeps the last good ring, since opening never creates a wrap.
+    - :meth:`refresh`: a ``stat`` when nothing changed, for a periodic watcher; :meth:`reload` forces a
+      read (SIGHUP).
+
+    Reading ~200 bytes beside a database transaction costs nothing worth caching away.
+    """
+
+    def __init__(self, path: Path, ring: KeyRing | None = None) -> None:
+        self.path = path
+        self._raw: bytes | None = None
+        self._stamp: tuple[int, ...] | None = None
+        if ring is None:
+            raw, stamp = self._read()
+            ring = self._parse(raw)
+            self._raw, self._stamp = raw, stamp
+        self._ring = ring
+
+    def __repr__(self) -> str:
+        return f"KeyRingFile({str(self.path)!r}, active={self._ring.active!r})"
+
+    @property
+    def ring(self) -> KeyRing:
+        """The ring as last read (or adopted); may lag the file until the next check."""
+        return self._ring
+
+    def adopt(self, ring: KeyRing) -> None:
+        """Use ``ring`` now (this process just saved it); the next :meth:`for_wrap` still reads the file."""
+        self._ring, self._raw, self._stamp = ring, None, None
+
+    def _read(self) -> tuple[bytes, tuple[int, ...]]:
+        check_private_file(self.path)
+        with self.path.open("rb") as f:
+            st = os.fstat(f.fileno())
+            raw = f.read()
+        return raw, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+    def _parse(self, raw: bytes) -> KeyRing:
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ConfigError(f"{self.path}: not UTF-8 text") from None
+        return KeyRing.from_json(text, source=str(self.path))
+
+    def reload(self) -> bool:
+        """Read the file now; True when the ring changed.  :class:`ConfigError` if it cannot be used."""
+        try:
+            raw, stamp = self._read()
+        except OSError as exc:
+            raise ConfigError(f"{self.path}: cannot read the key ring ({type(exc).__name__})") from None
+        if raw != self._raw:
+            ring = self._parse(raw)
+            changed = ring != self._ring
+            self._ring, self._raw = ring, raw
+        else:
+            changed = False
+        self._stamp = stamp
+        return changed
+
+    def refresh(self) -> bool:
+        """:meth:`reload` only if the file's identity, size or times changed since the last read."""
+        try:
+            st = self.path.stat()
+        except OSError as exc:
+            raise ConfigError(f"{self.path}: cannot read the key ring ({type(exc).__name__})") from None
+        if (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns) == self._stamp:
+            return False
+        return self.reload()
+
+    def for_wrap(self) -> KeyRing:
+        """The ring to wrap a new data key with: the file's, read now, or :class:`KeyRingUnavailable`."""
+        try:
+            self.reload()
+        except ConfigError:
+            raise KeyRingUnavailable("the key ring file cannot be read; no data key was wrapped") from None
+        return self._ring
+
+    def for_unwrap(self, kid: str) -> KeyRing:
+        """The ring to open a key wrapped under ``kid``: re-read first if ``kid`` is unknown here."""
+        if kid not in self._ring.keys:
+            with contextlib.suppress(ConfigError):
+                self.reload()
+        return self._ring
+
+
+@contextlib.contextmanager
+def ring_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock beside the ring file for a rotation or retirement.
+
+    Two rotations at once would each save a ring lacking the other's new key; a retirement restoring a
+    key after a refusal must not undo a rotation in between.  The gateway itself never takes this lock:
+    it only reads the file, which is always replaced whole.
+    """
+    lock = path.with_name(f".{path.name}.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 # --------------------------------------------------------------------------------------------
