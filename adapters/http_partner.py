@@ -389,14 +389,21 @@ class HttpPartnerClient(AsyncClosing):
             sent["Content-Type"] = content_type
 
         attempts = 0
+        written = False  # whether any attempt may have delivered the body (a later one's failure hides it)
         result: PartnerResponse | None = None
         try:
             async for attempt in retry_policy(self.endpoint, self._sleep):
                 with attempt:
                     attempts += 1
-                    result = await self._once(method, path, sent, content, accept)
+                    try:
+                        result = await self._once(method, path, sent, content, accept)
+                    except DeliveryError as exc:
+                        written = written or bool(exc.extra.get("frame_written"))
+                        raise
         except DeliveryError as exc:
             exc.extra["attempts"] = attempts
+            if written and exc.result_code is None:
+                exc.extra["frame_written"] = True
             log.warning(
                 "partner %s %s key=%s failed after %d attempt(s): %s (status=%s)",
                 self.endpoint.name,
@@ -428,7 +435,10 @@ class HttpPartnerClient(AsyncClosing):
                 body = await self._read_capped(response)
                 return PartnerResponse(status, response.headers, body, 0)
         except httpx.TimeoutException as exc:
-            raise TransientDeliveryError(f"partner {name} timed out", partner=name, cause=type(exc).__name__) from None
+            # a connect or pool timeout sent nothing; a write or read timeout may have delivered the body
+            written = not isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout))
+            raise TransientDeliveryError(f"partner {name} timed out", partner=name, cause=type(exc).__name__,
+                                         frame_written=written) from None
         except httpx.ConnectError as exc:
             if _cert_failure(exc):
                 raise PermanentDeliveryError(
@@ -447,7 +457,7 @@ class HttpPartnerClient(AsyncClosing):
             raise ValueError("path does not form a valid URL") from None
         except httpx.RequestError as exc:  # read/write errors, dropped connections, bad content-encoding
             raise TransientDeliveryError(
-                f"partner {name} connection failed", partner=name, cause=type(exc).__name__
+                f"partner {name} connection failed", partner=name, cause=type(exc).__name__, frame_written=True
             ) from None
         # ``from None`` everywhere: httpx exceptions hold the request (URL, headers, body) and a
         # chained traceback is the easiest way for those to reach a log.

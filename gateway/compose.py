@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import secrets
-from collections.abc import AsyncIterator, Callable, Coroutine
+import signal
+from collections.abc import AsyncIterator, Callable, Collection, Coroutine
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,9 +25,11 @@ from adapters.http_partner import PartnerEndpoint
 from gateway.auth import TokenStore, write_dev_tokens
 from gateway.delivery.epp_pools import EppPools
 from gateway.delivery.escrow_job import EscrowJob
+from gateway.delivery.poll import poll_workers
+from gateway.delivery.scheduler import Scheduler
 from gateway.delivery.webhooks import WebhookSender
 from gateway.delivery.worker import DeliveryWorker
-from gateway.errors import ConfigError, PermanentDeliveryError
+from gateway.errors import ConfigError, PermanentDeliveryError, RecipientUnrouted
 from gateway.http.api.webhooks import WEBHOOK_SETTINGS, WebhookSettings
 from gateway.http.app import build_app
 from gateway.http.context import CleanupContext, Metrics, Services, periodic
@@ -39,6 +43,7 @@ from gateway.rights.recipients import PartnerEndpoints
 from gateway.rights.service import RightsService
 from gateway.services.changes import ChangeService
 from gateway.services.ledger import Ledger
+from gateway.services.lifecycle import LifecycleService
 from gateway.services.registrations import RegistrationService
 from gateway.settings import Settings
 from gateway.store.base import Store
@@ -89,6 +94,9 @@ class EndpointsFile(BaseModel):
     partners: dict[str, PartnerConfig] = {}
     escrow: EscrowConfig | None = None
     address_lookup: PartnerConfig | None = None
+    #: Recipients deliberately not served: nothing is queued for them (a registry's TLDs are refused at
+    #: acceptance).  Start-up refuses a recipient that is neither reachable nor listed here.
+    disabled: list[str] = []
 
 
 def load_secret(path: Path) -> bytes:
@@ -106,10 +114,60 @@ def load_endpoints(settings: Settings, policies: PolicySet) -> EndpointsFile:
     if settings.endpoints_file is None:
         return EndpointsFile()
     cfg = load_model(settings.endpoints_file, EndpointsFile)
-    for rid in [*cfg.endpoints, *cfg.partners, *([cfg.escrow.recipient] if cfg.escrow else [])]:
+    for rid in [*cfg.endpoints, *cfg.partners, *([cfg.escrow.recipient] if cfg.escrow else []), *cfg.disabled]:
         if rid not in policies.recipients:
             raise ConfigError(f"{settings.endpoints_file}: {rid}: no such recipient policy")
     return cfg
+
+
+def unrouted_recipients(policies: PolicySet, cfg: EndpointsFile) -> dict[str, str]:
+    """Pure: every enabled recipient that registrations are queued for but that this configuration cannot
+    reach, with what would reach it.  Such rows would wait forever (the escrow agent's: no deposit job) or
+    fail on every attempt; ``disabled`` recipients are left out on purpose.  A protocol with no adapter
+    (RRI) is refused at acceptance instead, whatever is configured."""
+    out = {}
+    for rid, p in sorted(policies.recipients.items()):
+        if not p.enabled or p.on_registration == "never" or rid in cfg.disabled:
+            continue
+        if p.protocol == "epp" and cfg.endpoints and rid not in cfg.endpoints:
+            out[rid] = f"an EPP endpoint (endpoints.{rid})"
+        elif p.protocol == "https" and rid not in cfg.partners:
+            out[rid] = f"a partner endpoint (partners.{rid})"
+        elif p.protocol == "escrow" and (cfg.escrow is None or cfg.escrow.recipient != rid):
+            out[rid] = f"an escrow agent (escrow: with recipient: {rid})"
+    return out
+
+
+def without(policies: PolicySet, recipients: Collection[str]) -> PolicySet:
+    """``policies`` with ``recipients`` switched off: nothing is queued for them, and a registry's TLDs
+    have no recipient policy (refused at acceptance, nothing stored)."""
+    if not recipients:
+        return policies
+    return dataclasses.replace(
+        policies,
+        recipients={rid: p.model_copy(update={"enabled": False}) if rid in recipients else p
+                    for rid, p in policies.recipients.items()},
+        by_tld={tld: p for tld, p in policies.by_tld.items() if p.recipient not in recipients},
+    )
+
+
+def check_routes(settings: Settings, policies: PolicySet, cfg: EndpointsFile, *, development: bool) -> PolicySet:
+    """Start-up: what to do with recipients nothing reaches (``unrouted_recipients``).
+
+    With registry endpoints configured (production) and a delivery worker in this process, start-up stops
+    and names each one and what to configure.  With every registry on the local sandbox: ``gateway run``
+    (``development``) leaves them out of this run; other processes keep queuing for them, with a warning
+    (tests and tools that deliver nothing to them)."""
+    unrouted = unrouted_recipients(policies, cfg)
+    if not unrouted:
+        return without(policies, cfg.disabled)
+    if cfg.endpoints and settings.worker_enabled:
+        listed = "; ".join(f"{rid}: configure {what}" for rid, what in unrouted.items())
+        raise RecipientUnrouted(f"{settings.endpoints_file}: nowhere to deliver to {listed}; or list the "
+                                "recipient under 'disabled:' to queue nothing for it")
+    for rid, what in unrouted.items():
+        log.warning("config.recipient_unrouted", recipient=rid, configure=what, queued=not development)
+    return without(policies, [*cfg.disabled, *unrouted] if development else cfg.disabled)
 
 
 def endpoint_resolver(settings: Settings, policies: PolicySet, cfg: EndpointsFile) -> dict[str, Endpoint]:
@@ -162,7 +220,45 @@ async def open_store(settings: Settings) -> Store:
 
 def open_ledger(settings: Settings, store: Store) -> Ledger:
     signer = load_or_create_signing_key(settings.resolved_signing_key())
-    return Ledger(store, load_key_ring(settings), load_indexer(settings), signer)
+    ring_file = settings.resolved_kek() if settings.kek is None else None  # a file can rotate under us
+    return Ledger(store, load_key_ring(settings), load_indexer(settings), signer, ring_file=ring_file)
+
+
+def key_ring_reloader(ledger: Ledger, interval_s: float) -> CleanupContext:
+    """Follow ``gateway keys rotate`` without a restart: check the ring file every ``interval_s`` (a stat
+    while unchanged) and read it at once on SIGHUP.  New wraps re-read the file anyway (fail closed); this
+    keeps reads and the log current.  A file that cannot be read is logged and the last good ring kept."""
+
+    def check(force: bool) -> None:
+        try:
+            if ledger.reload_ring(force=force):
+                log.info("ledger.key_ring_reloaded", active_kid=ledger.ring.active, kids=len(ledger.ring.keys))
+        except ConfigError:
+            log.error("ledger.key_ring_unreadable")
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        loop = asyncio.get_running_loop()
+        try:
+            loop.add_signal_handler(signal.SIGHUP, check, True)
+            on_hup = True
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread (tests), or no SIGHUP
+            on_hup = False
+
+        async def watch() -> None:
+            while True:
+                await asyncio.sleep(interval_s)
+                check(False)
+
+        task = asyncio.create_task(watch()) if interval_s > 0 else None
+        yield
+        if on_hup:
+            loop.remove_signal_handler(signal.SIGHUP)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    return ctx
 
 
 def open_rights(
@@ -200,17 +296,34 @@ def webhook_sender(settings: Settings, store: Store) -> WebhookSender:
     )
 
 
+def delivery_scheduler(settings: Settings, worker: DeliveryWorker) -> Scheduler:
+    """The worker's rows claimed per recipient (bulkheads, circuit breakers, leases with a heartbeat, a
+    bounded stop: ``gateway.delivery.scheduler``).  It shares the worker's wake-up event, which
+    ``Services.wake`` sets when a registration is accepted.  A claim is renewed while its row is in
+    flight, so its lease need not cover a whole delivery: ``worker_lease_s`` (how long a dead worker's
+    row may wait) only ever shortens it."""
+    lease_s = min(settings.worker_claim_lease_s, settings.worker_lease_s)
+    return Scheduler(
+        worker.store, worker, per_recipient=settings.worker_per_recipient,
+        max_in_flight=settings.worker_max_in_flight, lease_s=lease_s,
+        recover_every_s=min(settings.worker_recover_s, lease_s), breaker_threshold=settings.breaker_failures,
+        breaker_cooldown_s=settings.breaker_cooldown_s, shutdown_grace_s=settings.worker_shutdown_grace_s,
+        clock=worker.clock, metrics=worker.metrics, wakeup=worker.wakeup,
+    )
+
+
 def background_jobs(
     settings: Settings, worker: DeliveryWorker | None, ledger: Ledger, rights: RightsService,
     escrow: EscrowJob | None, escrow_interval_s: float,
 ) -> list[CleanupContext]:
-    """What runs beside the app, in start-up order: the worker, then the timers whose interval is set."""
+    """What runs beside the app, in start-up order: the delivery scheduler, then the timers whose interval
+    is set."""
 
     async def purge() -> None:
         report = await rights.retention(dry_run=False)
         log.info("retention.purged", purged=report.get("purged", 0))
 
-    jobs = [run_loop(worker.run, settings.worker_poll_s)] if worker is not None else []
+    jobs = [run_loop(delivery_scheduler(settings, worker).run, settings.worker_poll_s)] if worker is not None else []
     for interval, job, name in (
         (settings.checkpoint_interval_s, ledger.checkpoint, "ledger.checkpoint"),
         (escrow_interval_s, escrow.run_once if escrow else None, "escrow.deposit"),
@@ -219,6 +332,19 @@ def background_jobs(
         if interval > 0 and job is not None:
             jobs.append(periodic(interval, job, name))
     return jobs
+
+
+def poll_jobs(
+    settings: Settings, store: Store, policies: PolicySet, endpoints: dict[str, Endpoint], pools: EppPools,
+    worker: DeliveryWorker | None,
+) -> list[CleanupContext]:
+    """The registry poll workers (``gateway.delivery.poll``), one per EPP endpoint, on pooled sessions: in a
+    process that delivers (the notices wake its rows), unless ``poll_interval_s`` is 0."""
+    if worker is None or settings.poll_interval_s <= 0:
+        return []
+    workers = poll_workers(store, policies, endpoints, pools.session, wake=worker.wakeup.set,
+                           max_per_round=settings.poll_max_per_round)
+    return [run_loop(w.run, settings.poll_interval_s) for w in workers]
 
 
 async def build(settings: Settings, *, dev_tokens: bool = False) -> tuple[web.Application, Store]:
@@ -231,6 +357,7 @@ async def build(settings: Settings, *, dev_tokens: bool = False) -> tuple[web.Ap
     tokens = TokenStore.load(tokens_path)
     secret = load_secret(settings.resolved_secret())
     cfg = load_endpoints(settings, policies)
+    policies = check_routes(settings, policies, cfg, development=dev_tokens)
     endpoints = endpoint_resolver(settings, policies, cfg)
     where = settings.endpoints_file or Path("endpoints")
     partners = {rid: p.endpoint(rid, where) for rid, p in cfg.partners.items()}
@@ -265,8 +392,14 @@ async def build(settings: Settings, *, dev_tokens: bool = False) -> tuple[web.Ap
     worker = DeliveryWorker(
         store, ledger, policies, endpoint_for, max_attempts=settings.max_attempts,
         backoff_base_s=settings.backoff_base_s, backoff_max_s=settings.backoff_max_s,
-        batch=settings.worker_batch, concurrency=settings.worker_concurrency, partner_endpoints=partner_for,
-        send_epp=pools.register, update_epp=pools.update_contact, lease_s=settings.effective_lease_s(),
+        batch=settings.worker_batch, partner_endpoints=partner_for,
+        # the scheduler's bulkheads bound what is in flight; the worker's own limit must not be tighter
+        concurrency=max(settings.worker_concurrency, settings.worker_max_in_flight),
+        send_epp=pools.register, delete_epp=pools.delete_contacts, update_epp=pools.update_contact,
+        epp_session=pools.session,
+        deadline_s=settings.delivery_deadline_s,
+        # the claim lease the scheduler renews; a row that waited for a slot starts it afresh (``deliver``)
+        lease_s=min(settings.worker_claim_lease_s, settings.worker_lease_s),
     )
     escrow = None
     if cfg.escrow is not None:
@@ -285,15 +418,17 @@ async def build(settings: Settings, *, dev_tokens: bool = False) -> tuple[web.Ap
     services = Services(
         store=store, ledger=ledger, tokens=tokens,
         registrations=RegistrationService(store, ledger, policies, RegistrarContact(), secret),
-        changes=changes, rights=rights, wake=rights.wake, escrow=escrow,
+        changes=changes, lifecycle=LifecycleService(store, policies), rights=rights, wake=rights.wake, escrow=escrow,
         address_lookup=cfg.address_lookup.endpoint("address_lookup", where) if cfg.address_lookup else None,
         max_body_bytes=settings.max_body_bytes, metrics=Metrics.create(),
         metrics_token_sha256=settings.metrics_token_sha256,
     )
-    app = build_app(services, background=background_jobs(
+    app = build_app(services, background=[*background_jobs(
         settings, worker if delivering else None, ledger, rights, escrow, cfg.escrow.interval_s if cfg.escrow else 0.0,
-    ))
+    ), *poll_jobs(settings, store, policies, endpoints, pools, worker if delivering else None)])
     app[WEBHOOK_SETTINGS] = WebhookSettings(allow_loopback_http=settings.webhooks_allow_loopback_http)
+    if ledger.ring_file is not None:
+        app.cleanup_ctx.append(key_ring_reloader(ledger, settings.key_ring_watch_s))
     if delivering and settings.webhooks_send:  # a process that runs the worker sends the notifications too
         app.cleanup_ctx.append(run_loop(webhook_sender(settings, store).run, settings.webhook_poll_s))
 

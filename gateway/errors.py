@@ -24,13 +24,17 @@ tree reads as a table; codes are part of the API and never change.
     │   ├── ExplainInvalid             422 the explainer's sample registrant
     │   ├── NotFound                   404
     │   │   ├── RequestNotFound        404 no such data-subject request
-    │   │   └── RestrictionNotFound    404 no such active restriction
+    │   │   ├── RestrictionNotFound    404 no such active restriction
+    │   │   └── OutboxRowNotFound      404 no such outbox row (staff retry/cancel of a parked delivery)
     │   ├── MethodNotAllowed           405
     │   ├── IdempotencyConflict        409
     │   ├── RequestClosed              409 the data-subject request is closed
     │   ├── SubjectNotIdentified       409 no subject found (or confirmed) for the request
     │   ├── SubjectNotConfirmed        409 staff have not yet confirmed whose records these are
     │   ├── ExtensionRefused           409 Art. 12(3) allows one extension
+    │   ├── NotParked                  409 retry/cancel of an outbox row that is not parked
+    │   ├── RegistrationNotActive      409 renew/delete/transfer out of a domain not delivered to its registry
+    │   ├── RegistrationEnded          409 renew/delete/transfer out after our role ended
     │   ├── HeaderTooLarge             431 a header field beyond the limit
     │   ├── RequestLineTooLong         414 a request line (method, target) beyond the limit
     │   ├── Unauthenticated            401
@@ -39,14 +43,19 @@ tree reads as a table; codes are part of the API and never change.
     │   ├── TransferBlocked            no valid Chapter V basis
     │   ├── NoRecipientPolicy          TLD without a configured policy
     │   ├── RequiredFieldMissing       the registry needs a field the registrant lacks
-    │   └── SubjectRestricted          Art. 18 restriction or Art. 21 objection in force
+    │   ├── SubjectRestricted          Art. 18 restriction or Art. 21 objection in force
+    │   ├── NotEligible                the registry's own rules refuse this registrant (at acceptance)
+    │   └── ProtocolNotSupported       the registry's protocol has no adapter (at acceptance)
     ├── SubjectErased                  410 the subject's data key was destroyed (Art. 17)
     ├── ConfigError                    500 a policy/settings file is wrong; stops start-up
-    │   └── RightsConfigError          500 the rights configuration (controller, retention)
+    │   ├── RightsConfigError          500 the rights configuration (controller, retention)
+    │   └── RecipientUnrouted          500 a policy queues for a recipient with no endpoint, partner or agent
+    ├── SandboxUnavailable             500 ``gateway run``: the registry sandbox process did not start
     ├── LedgerInconsistent             409 an auditor's checkpoint is not in this ledger (rollback, fork)
     ├── LedgerCorrupt                  500 the disclosure ledger failed verification
     │   └── ProofUnavailable           500 the stored tree cannot produce the proof asked for
     ├── DecryptionFailed               500 wrong key, wrong associated data or tampering
+    ├── KeyRingUnavailable             503 the KEK ring file cannot be read: no new data key is wrapped
     └── DeliveryError                  502 talking to a recipient failed
         ├── TransientDeliveryError     retry (timeouts, dropped connections, EPP 2400/2500-range)
         └── PermanentDeliveryError     never retried (EPP 2xxx client errors, unsupported protocol)
@@ -241,6 +250,28 @@ class Forbidden(InputError, code="forbidden", status=403, title="Your role may n
     """Known credentials, wrong role."""
 
 
+class OutboxRowNotFound(NotFound, code="outbox_row_not_found", title="No such outbox row"):
+    """Unknown outbox row id (staff retry or cancel of a parked delivery)."""
+
+
+class NotParked(InputError, code="outbox_row_not_parked", status=409,
+                title="The outbox row is not parked (waiting for staff)"):
+    """Only a parked row (``needs_attention``) can be retried or cancelled: one still pending or in flight
+    belongs to the delivery worker, and a delivered or cancelled one is final."""
+
+
+class RegistrationNotActive(InputError, code="registration_not_active", status=409,
+                            title="The domain is not (yet) registered through us"):
+    """Renewal, deletion and transfer out act on a domain the registry holds for us: a registration still
+    being delivered, failed, blocked or cancelled has nothing there to act on."""
+
+
+class RegistrationEnded(InputError, code="registration_ended", status=409,
+                        title="Our role as this domain's registrar has ended"):
+    """The registration was deleted, transferred out or expired (its ``end_reason`` is in the problem): a
+    second deletion or transfer out, or a renewal after the end, changes nothing and is refused."""
+
+
 # -- policy: fail closed ------------------------------------------------------------------------------
 
 
@@ -267,6 +298,19 @@ class SubjectRestricted(PolicyRefusal, code="subject_restricted",
     """Art. 18 restriction or Art. 21 objection in force."""
 
 
+class NotEligible(PolicyRefusal, code="registry_ineligible",
+                  title="The registry does not accept this registrant for this TLD"):
+    """A rule of the registry's own (``eligibility`` in its policy file) that the registrant does not meet,
+    e.g. .us without nexus, .eu for a person neither resident in the EU/EEA nor an EU citizen.  Refused at
+    acceptance, before anything is stored: the registry would refuse it anyway.  ``errors`` names the
+    request's field path and the rule's reason (from the policy file), never the value."""
+
+
+class ProtocolNotSupported(PolicyRefusal, code="protocol_not_supported",
+                           title="The registry's protocol has no adapter in this gateway"):
+    """E.g. .de (DENIC speaks RRI, not EPP): accepting it would plan fields as sent that cannot be."""
+
+
 # -- state of the data ------------------------------------------------------------------------------
 
 
@@ -281,6 +325,15 @@ class ConfigError(GatewayError, code="config_invalid", title="Configuration is i
 
 class RightsConfigError(ConfigError, code="rights_config_invalid", title="The rights configuration is invalid"):
     """The controller or retention file."""
+
+
+class RecipientUnrouted(ConfigError, code="recipient_unrouted", title="A recipient has nowhere to be delivered"):
+    """A policy queues data for a recipient this process cannot reach (no EPP endpoint, partner or escrow
+    agent configured): its rows would wait forever, so start-up stops and names what to configure."""
+
+
+class SandboxUnavailable(GatewayError, code="sandbox_unavailable", title="The local registry sandbox did not start"):
+    """``gateway run``: the sandbox process exited or did not listen in time (its log says why)."""
 
 
 class LedgerCorrupt(GatewayError, code="ledger_corrupt", title="The disclosure ledger failed verification"):
@@ -308,6 +361,17 @@ class DecryptionFailed(GatewayError, code="decryption_failed", title="Stored dat
     """
 
 
+class KeyRingUnavailable(GatewayError, code="key_ring_unavailable", status=503,
+                         title="The key-encryption key ring cannot be read; nothing was stored"):
+    """A new data key is wrapped only under the active key of the ring file as it is now; fail closed.
+
+    Before wrapping, the gateway re-reads its key ring file.  If the file is missing, unreadable or
+    invalid (a rotation gone wrong, a broken deployment), wrapping with the copy in memory could use a key
+    that was retired meanwhile, and that subject's data would be unreadable for good after the next
+    restart; the request is refused instead and may be retried once the file is fixed.
+    """
+
+
 # -- delivery ---------------------------------------------------------------------------------------
 
 
@@ -325,6 +389,12 @@ class TransientDeliveryError(DeliveryError, code="delivery_transient", title="Re
 
 class PermanentDeliveryError(DeliveryError, code="delivery_permanent", title="Recipient refused the data"):
     """Never retried: sending the same again gets the same answer."""
+
+
+class RegistryUnreachable(TransientDeliveryError, code="registry_unreachable", title="Recipient could not be reached"):
+    """The connection failed (refused, reset, timed out, TLS failure, no greeting), not the recipient's
+    answer: retried like any transient error, and counted by the circuit breaker of the recipient's endpoint
+    (a registry that answers, even with an error code, is reachable)."""
 
 
 # -- protocol level, inside adapters ------------------------------------------------------------------

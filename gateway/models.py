@@ -402,3 +402,22 @@ class RegistrationRequest(Strict):
     @property
     def tld(self) -> str:
         return self.domain.rsplit(".", 1)[1]
+
+
+#: An EPP ``domain:authInfo`` password as registries hand them out: printable ASCII without spaces (RFC 5731
+#: only asks for a normalizedString; no registry we speak to issues spaces or non-ASCII in its codes).
+AUTH_CODE_PATTERN = r"^[\x21-\x7e]+$"
+
+
+class TransferRequest(RegistrationRequest):
+    """A domain transferred in: the registration body (validated, minimised and classified like one, for the
+    contacts the registry needs once the transfer is approved) and the holder's auth code.  The code is a
+    secret: it travels sealed in the registry's outbox row and is never logged, stored in clear or echoed."""
+
+    auth_code: Annotated[str, Field(min_length=1, max_length=128, pattern=AUTH_CODE_PATTERN)]
+
+
+class RenewRequest(Strict):
+    """A renewal: the years to add to the expiry the registry shows (its own maximum validity still applies)."""
+
+    years: Annotated[int, Field(ge=1, le=10)]

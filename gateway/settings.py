@@ -48,6 +48,12 @@ class Settings(BaseSettings):
     database_url: str | None = None  # postgresql://… to use PostgreSQL instead of the embedded SQLite
     kek_file: Path | None = None  # key-encryption key ring (JSON, mode 0600)
     kek: str | None = None  # …or the same JSON in GATEWAY_KEK
+    #: A running gateway re-reads the KEK ring file before wrapping any new data key; besides, it checks
+    #: the file this often (a stat) and on SIGHUP, so reads follow a rotation too.  0: no periodic check.
+    key_ring_watch_s: float = Field(default=5.0, ge=0)
+    #: ``gateway keys retire``/``rotate --retire-old`` wait this long after draining an old KEK before the
+    #: final count: the longest a registration that read the ring before the rotation may take to commit.
+    key_retire_grace_s: float = Field(default=30.0, ge=0)
     blind_index_key_file: Path | None = None
     signing_key_file: Path | None = None  # Ed25519 checkpoint key (PEM)
     checkpoint_interval_s: float = Field(default=60.0, ge=0)
@@ -68,7 +74,13 @@ class Settings(BaseSettings):
     worker_poll_s: float = Field(default=0.2, gt=0)
     worker_batch: int = Field(default=8, ge=1, le=256)
     worker_concurrency: int = Field(default=4, ge=1, le=64)
-    max_attempts: int = Field(default=6, ge=1, le=50)
+    #: Transient failures (connection refused or reset, timeouts, 2400, 2500-range session errors, 2502
+    #: rate limits) are retried with capped exponential backoff and jitter until this deadline, counted from
+    #: a row's first failure (72 h: registries' maintenance windows last hours); the row is then parked
+    #: (``needs_attention``) for staff to retry or cancel.  Permanent refusals park at once.
+    delivery_deadline_s: float = Field(default=72 * 3600.0, gt=0)
+    #: Optionally also park a row after this many attempts (None: the deadline alone decides).
+    max_attempts: int | None = Field(default=None, ge=1, le=10_000)
     backoff_base_s: float = Field(default=1.0, ge=0)
     backoff_max_s: float = Field(default=300.0, ge=0)
     epp_timeout_s: float = Field(default=10.0, gt=0)
@@ -76,9 +88,31 @@ class Settings(BaseSettings):
     epp_keepalive_s: float = Field(default=300.0, gt=0)
     epp_rate_limit_per_s: float | None = Field(default=None, gt=0)
     epp_attempts: int = Field(default=3, ge=1, le=10)  # in-process retries before the outbox backs off
-    #: A claimed outbox row older than this is taken to belong to a dead worker and is retried.  The
-    #: gateway raises it to at least what one delivery can take (EPP timeout x attempts, twice over).
+    #: Registry notices (``gateway.delivery.poll``): each EPP endpoint's poll queue is read this often (and
+    #: at once again after a round that hit ``poll_max_per_round``); 0 turns the poll workers off.  Runs in
+    #: the processes that run the delivery worker.
+    poll_interval_s: float = Field(default=60.0, ge=0)
+    poll_max_per_round: int = Field(default=100, ge=1, le=10_000)
+    #: An upper bound on the claim lease (``worker_claim_lease_s``): a row whose worker stopped renewing its
+    #: claim (killed) is taken over once this passes.  Renewal by the heartbeat means it need not cover a
+    #: whole delivery.
     worker_lease_s: float = Field(default=120.0, gt=0)
+    #: Delivery scheduling (``gateway.delivery.scheduler``): each recipient is a bulkhead with at most this
+    #: many rows in flight, so a registry that hangs holds only its own slots ...
+    worker_per_recipient: int = Field(default=2, ge=1, le=64)
+    #: ... and all recipients together at most this many.
+    worker_max_in_flight: int = Field(default=16, ge=1, le=256)
+    #: A claim lasts this long and is renewed every third of it while its row is in flight; a dead
+    #: process's rows are taken over once it passes (``worker_recover_s`` later at most).
+    worker_claim_lease_s: float = Field(default=30.0, gt=0)
+    worker_recover_s: float = Field(default=5.0, gt=0)
+    #: On shutdown, rows in flight get this long to finish; the rest are cancelled and given back (pending).
+    worker_shutdown_grace_s: float = Field(default=3.0, ge=0)
+    #: After this many consecutive transport failures (refused, reset, timeout, TLS, no greeting) a
+    #: recipient's circuit breaker opens: nothing of it is claimed for ``breaker_cooldown_s``, then one
+    #: row probes the endpoint and closes the breaker again or re-opens it.
+    breaker_failures: int = Field(default=5, ge=1, le=1000)
+    breaker_cooldown_s: float = Field(default=30.0, ge=0)
     #: Webhooks for the ordering system (``gateway.delivery.webhooks``): http callback URLs on a loopback
     #: address are refused unless this is set (development and tests only).
     webhooks_allow_loopback_http: bool = False
@@ -89,9 +123,6 @@ class Settings(BaseSettings):
     webhook_max_age_s: float = Field(default=3 * 86_400.0, gt=0)  # an event older than this is given up
     webhook_backoff_base_s: float = Field(default=5.0, ge=0)
     webhook_backoff_max_s: float = Field(default=3_600.0, ge=0)
-
-    def effective_lease_s(self) -> float:
-        return max(self.worker_lease_s, 2 * self.epp_timeout_s * (self.epp_attempts + 1))
 
     def resolved_db(self) -> Path:
         return self.db_path or self.var_dir / "gateway.sqlite3"

@@ -21,20 +21,30 @@ import hashlib
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, Final, TypeVar
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, Final, TypeVar, cast
 
 from adapters._closing import AsyncClosing
 from adapters.epp import extensions
 from adapters.epp.commands import Binding, binding_for
-from adapters.epp.outcomes import CLOSING_CODES, OBJECT_EXISTS, OBJECT_MISSING, raise_for_result, transport_error
+from adapters.epp.outcomes import (
+    CLOSING_CODES,
+    OBJECT_EXISTS,
+    OBJECT_MISSING,
+    frame_may_have_arrived,
+    raise_for_result,
+    transport_error,
+)
 from adapters.epp.ratelimit import TokenBucket
 from adapters.epp.reconcile import narrow_contact_update, narrow_domain_update
+from adapters.epp.steps import StepObserver, StepOutcome
 from adapters.epp.transport import TlsTransport, Transport
 from adapters.epp.types import (
     Command,
     ContactCreate,
+    ContactDelete,
     ContactInfoQuery,
+    ContactRole,
     ContactUpdate,
     DomainCreate,
     DomainInfo,
@@ -57,12 +67,21 @@ from adapters.epp.xml import (
     parse_greeting,
     parse_response,
 )
-from gateway.errors import EppXmlError, FrameError, PermanentDeliveryError, TransientDeliveryError
+from gateway.errors import (
+    DeliveryError,
+    EppXmlError,
+    FrameError,
+    PermanentDeliveryError,
+    RegistryUnreachable,
+    TransientDeliveryError,
+)
 
 __all__ = [
     "CommandObserver",
     "EppClient",
+    "adopt_with",
     "command_cl_trid",
+    "delete_contacts_with",
     "find_domain",
     "make_cl_trid",
     "register",
@@ -204,21 +223,39 @@ class EppClient(AsyncClosing):
             await self.close()
 
     async def connect(self) -> None:
-        """Open the transport, read the greeting and log in."""
+        """Open the transport, read the greeting and log in; each step under its own deadline.
+
+        The connection (TCP and TLS handshake), the greeting and the login each get ``timeout_s``: a
+        registry that accepts TCP and never speaks costs one deadline, not a worker.  Everything that
+        says "the registry could not be reached" (refused, reset, timed out, TLS failure, a first frame
+        that is no greeting) is ``RegistryUnreachable``, a transient error the scheduler's circuit
+        breaker counts; a greeting that offers nothing we can use stays permanent.
+        """
         ep = self.endpoint
         try:
             async with asyncio.timeout(ep.timeout_s):
                 await self._transport.connect()
-                self._connected = True
+        except TimeoutError as exc:
+            raise RegistryUnreachable("EPP connect timed out", epp_command="connect") from exc
+        except (OSError, EOFError, FrameError) as exc:
+            raise RegistryUnreachable("EPP connection failed", epp_command="connect") from exc
+        self._connected = True
+        try:
+            async with asyncio.timeout(ep.timeout_s):
                 data = await self._transport.read_frame()
         except TimeoutError as exc:
-            raise TransientDeliveryError("EPP connect timed out") from exc
+            raise RegistryUnreachable("EPP greeting timed out", epp_command="greeting") from exc
         except (OSError, EOFError, FrameError) as exc:
-            raise TransientDeliveryError("EPP connection failed") from exc
+            raise RegistryUnreachable("EPP connection lost before the greeting", epp_command="greeting") from exc
         try:
             self._greeting = parse_greeting(data)
-            frame = build_login(ep.client_id, ep.password, self._greeting, self._trid("login"))
         except EppXmlError as exc:
+            # Not XML, or XML but no greeting: a proxy, a load balancer or a half-started server answering
+            # on the registry's port.  The registry itself may be fine again in a minute.
+            raise RegistryUnreachable("EPP server sent no greeting", epp_command="greeting") from exc
+        try:
+            frame = build_login(ep.client_id, ep.password, self._greeting, self._trid("login"))
+        except EppXmlError as exc:  # ProtocolMismatch: no object service or version we support
             raise PermanentDeliveryError("EPP server does not speak a protocol we support") from exc
         except ValueError as exc:  # e.g. a clTRID prefix that is not an XML token
             raise PermanentDeliveryError("EPP login cannot be expressed") from exc
@@ -311,7 +348,9 @@ class EppClient(AsyncClosing):
         """Write ``frame``, read the answer; returns it with the seconds the exchange took.
 
         With ``observe``, a failed exchange is reported to ``on_command`` (code ``None``) here; a
-        successful one is reported by the caller once it has read the result code.
+        successful one is reported by the caller once it has read the result code.  A timeout or a lost
+        connection is ``RegistryUnreachable`` (what ``transport_error`` makes, as the subclass the circuit
+        breaker counts); ``frame_written`` says whether the registry may hold the command.
         """
         if not self._connected or self._broken:
             raise TransientDeliveryError("EPP session is not usable", epp_command=op, cl_trid=cl_trid)
@@ -322,20 +361,28 @@ class EppClient(AsyncClosing):
             # Broken until proven otherwise: a cancellation mid-command also leaves the stream unusable.
             self._broken = True
             t0 = time.perf_counter()
+            # once the frame is handed to the transport the registry may have it: a failure after that point
+            # is "possibly delivered" to the log, never "not sent"
+            written = False
             try:
                 async with asyncio.timeout(self.endpoint.timeout_s):
+                    written = True
                     await self._transport.write_frame(frame)
                     data = await self._transport.read_frame()
             except TimeoutError as exc:
                 log.warning("EPP %s timed out (clTRID %s)", op, cl_trid)
                 if observe:
                     self._observe(op, None, time.perf_counter() - t0)
-                raise transport_error("EPP command timed out", op, cl_trid) from exc
+                raise RegistryUnreachable(
+                    "EPP command timed out", epp_command=op, cl_trid=cl_trid, frame_written=written
+                ) from exc
             except (OSError, EOFError, FrameError) as exc:
                 log.warning("EPP %s: connection lost (clTRID %s)", op, cl_trid)
                 if observe:
                     self._observe(op, None, time.perf_counter() - t0)
-                raise transport_error("EPP connection lost during command", op, cl_trid) from exc
+                raise RegistryUnreachable(
+                    "EPP connection lost during command", epp_command=op, cl_trid=cl_trid, frame_written=written
+                ) from exc
             self._broken = False
             return data, time.perf_counter() - t0
 
@@ -356,12 +403,12 @@ class EppClient(AsyncClosing):
         except EppXmlError as exc:
             self._broken = True
             self._observe(op, None, seconds)
-            raise transport_error("EPP response unreadable", op, cl_trid) from exc
+            raise transport_error("EPP response unreadable", op, cl_trid, written=True) from exc
         result = response.result
         if result.cl_trid is not None and result.cl_trid != cl_trid:
             self._broken = True
             self._observe(op, None, seconds)
-            raise transport_error("EPP response answers another command", op, cl_trid)
+            raise transport_error("EPP response answers another command", op, cl_trid, written=True)
         self._observe(op, result.code, seconds)
         if result.code in CLOSING_CODES:
             self._broken = True
@@ -406,22 +453,56 @@ def _objects(domain: DomainCreate) -> dict[str, str]:
     return objects
 
 
+def _contact_roles(domain: DomainCreate) -> dict[str, tuple[str, ...]]:
+    """The roles each contact id fills on the domain (registrant, admin, tech, billing)."""
+    roles: dict[str, list[str]] = {}
+    if domain.registrant is not None:
+        roles.setdefault(domain.registrant, []).append("registrant")
+    for role, contact_id in domain.contacts:
+        roles.setdefault(contact_id, []).append(role)
+    return {cid: tuple(r) for cid, r in roles.items()}
+
+
+def _failed_step(
+    command: str, object_id: str, exc: DeliveryError, roles: tuple[str, ...] = ()
+) -> StepOutcome | None:
+    """What a failed command left at the registry: refused (it answered), possibly delivered (the frame was
+    written and no answer came), or nothing to log (None: the frame never left, e.g. connection refused)."""
+    if exc.result_code is not None:
+        return StepOutcome(command, object_id, "refused", code=str(exc.result_code), roles=roles)
+    if frame_may_have_arrived(exc):
+        return StepOutcome(command, object_id, "possibly_delivered", code=exc.code, roles=roles)
+    return None
+
+
+async def _report(on_step: StepObserver | None, step: StepOutcome | None) -> None:
+    if on_step is not None and step is not None:
+        await on_step(step)
+
+
 async def _ensure_contact(
     client: EppClient, contact: ContactCreate, cl_trid_prefix: str
-) -> tuple[EppResult, str]:
+) -> tuple[EppResult, str, bool]:
     """Create a contact, or accept an existing one with the same id if we sponsor it.
 
     Contact ids are derived deterministically from the registrant, so "object exists" after a crash
-    or for a second domain of the same holder is expected; a foreign sponsor is not.
+    or for a second domain of the same holder is expected (one contact object per holder and registry
+    while the released data is unchanged); a foreign sponsor is not.  Returns the answer, the id the
+    registry holds it under (``<contact:creData>``: .dk assigns its own) and whether it already existed.
     """
     try:
         result = await client.send(contact, make_cl_trid(cl_trid_prefix, f"contact-{contact.id}"))
     except PermanentDeliveryError as exc:
         if exc.result_code != OBJECT_EXISTS:
             raise
-        info = await client.send(
-            ContactInfoQuery(contact.id), make_cl_trid(cl_trid_prefix, f"contact-info-{contact.id}")
-        )
+        try:
+            info = await client.send(
+                ContactInfoQuery(contact.id), make_cl_trid(cl_trid_prefix, f"contact-info-{contact.id}")
+            )
+        except DeliveryError as info_exc:
+            # the create itself was answered (2302: nothing of ours kept); only the <info> failed
+            info_exc.extra["frame_written"] = False
+            raise
         if not _same_id(info.cl_id, client.endpoint.client_id):
             raise PermanentDeliveryError(
                 "contact id exists at the registry under another sponsor",
@@ -430,26 +511,103 @@ async def _ensure_contact(
                 object_id=contact.id,
                 cl_trid=info.result.cl_trid,
             ) from exc
-        log.info("EPP contact %s already exists and is ours; reusing it", contact.id)
-        return info.result, info.id
-    return result, contact.id
+        log.debug("EPP contact %s already exists and is ours; reusing it", contact.id)
+        return info.result, info.id, True
+    return result, result.created_id or contact.id, False
 
 
-async def register_with(
-    client: EppClient, commands: RegistrationCommands, cl_trid_prefix: str
-) -> RegistrationOutcome:
-    """``register`` on an already open session (lets callers batch several registrations)."""
+async def _ensure_contacts(
+    client: EppClient,
+    commands: RegistrationCommands,
+    cl_trid_prefix: str,
+    *,
+    on_step: StepObserver | None,
+    held: Mapping[str, str] | None,
+    provisioned: dict[str, str] | None,
+) -> tuple[dict[str, EppResult], dict[str, str]]:
+    """The contacts ``commands`` needs at the registry: created, or found already there; returns the answers
+    and the ids the registry holds them under where they differ from ours (see ``register_with``)."""
     contact_results: dict[str, EppResult] = {}
     id_map: dict[str, str] = {}
+    roles = _contact_roles(commands.domain)
+    earlier = dict(held or {})
     for contact in commands.contacts:
-        if contact.id in contact_results:
+        if contact.id in contact_results or contact.id in id_map:
             continue
-        result, registry_id = await _ensure_contact(client, contact, cl_trid_prefix)
+        if contact.id in commands.registrar_contacts:
+            known = provisioned.get(contact.id) if provisioned is not None else None
+            if known is None:
+                _, known, _ = await _ensure_contact(client, contact, cl_trid_prefix)
+                if provisioned is not None:
+                    provisioned[contact.id] = known
+            if known != contact.id:
+                id_map[contact.id] = known
+            continue
+        if contact.id in earlier:
+            if earlier[contact.id] != contact.id:
+                id_map[contact.id] = earlier[contact.id]
+            continue
+        try:
+            result, registry_id, existed = await _ensure_contact(client, contact, cl_trid_prefix)
+        except DeliveryError as exc:
+            await _report(on_step, _failed_step("contact:create", contact.id, exc, roles.get(contact.id, ())))
+            raise
         contact_results[contact.id] = result
         if registry_id != contact.id:
             id_map[contact.id] = registry_id
+        await _report(on_step, StepOutcome(
+            "contact:create", contact.id, "delivered", result, registry_id=registry_id,
+            roles=roles.get(contact.id, ()), reconciled=existed,
+        ))
 
+    return contact_results, id_map
+
+
+async def register_with(
+    client: EppClient,
+    commands: RegistrationCommands,
+    cl_trid_prefix: str,
+    *,
+    on_step: StepObserver | None = None,
+    held: Mapping[str, str] | None = None,
+    provisioned: dict[str, str] | None = None,
+) -> RegistrationOutcome:
+    """``register`` on an already open session (lets callers batch several registrations).
+
+    ``on_step`` hears each command that carried a data subject's values (each ``contact:create`` of a
+    subject contact, and the ``domain:create``) before the next one is sent.  ``held`` maps the subject
+    contacts earlier attempts already left at the registry (our id → the registry's) to skip them.
+    ``provisioned`` is a cache, per registry, of the registrar's own contacts already ensured there: they
+    are created once (when missing), never per registration, and never reported as a disclosure.
+    """
+    contact_results, id_map = await _ensure_contacts(
+        client, commands, cl_trid_prefix, on_step=on_step, held=held, provisioned=provisioned
+    )
     domain = _remap_domain(commands.domain, id_map)
+    try:
+        outcome = await _create_domain(client, domain, contact_results, cl_trid_prefix)
+    except DeliveryError as exc:
+        await _report(on_step, _failed_step("domain:create", domain.name, exc))
+        raise
+    await _report(on_step, StepOutcome(
+        "domain:create", domain.name, "delivered", outcome.domain_result, reconciled=outcome.reconciled,
+        links=_subject_links(domain, commands, id_map),
+    ))
+    return outcome
+
+
+def _subject_links(domain: DomainCreate, commands: RegistrationCommands, id_map: Mapping[str, str]) -> tuple[
+    tuple[str, str], ...
+]:
+    """(role, registry id) of the subject contacts ``domain`` points at (not the registrar's own)."""
+    registrar = {id_map.get(c, c) for c in commands.registrar_contacts}
+    pairs = ([("registrant", domain.registrant)] if domain.registrant else []) + list(domain.contacts)
+    return tuple((role, cid) for role, cid in pairs if cid not in registrar)
+
+
+async def _create_domain(
+    client: EppClient, domain: DomainCreate, contact_results: dict[str, EppResult], cl_trid_prefix: str
+) -> RegistrationOutcome:
     try:
         domain_result = await client.send(domain, make_cl_trid(cl_trid_prefix, "domain"))
     except PermanentDeliveryError as exc:
@@ -467,11 +625,14 @@ async def register_with(
         except PermanentDeliveryError as info_exc:
             # Registries answer info on foreign domains with 2201 or a stripped infData.
             raise refused from info_exc
+        except DeliveryError as info_exc:
+            info_exc.extra["frame_written"] = False  # the create was answered; only the <info> failed
+            raise
         if not (
             _same_id(info.cl_id, client.endpoint.client_id) and _same_id(info.registrant, domain.registrant)
         ):
             raise refused from exc
-        log.info("EPP domain %s found already registered by us; reconciled", domain.name)
+        log.debug("EPP domain %s found already registered by us; reconciled", domain.name)
         return RegistrationOutcome(
             domain_result=info.result,
             contact_results=contact_results,
@@ -486,8 +647,81 @@ async def register_with(
     )
 
 
+async def adopt_with(
+    client: EppClient,
+    commands: RegistrationCommands,
+    cl_trid_prefix: str,
+    *,
+    on_step: StepObserver | None = None,
+    held: Mapping[str, str] | None = None,
+    provisioned: dict[str, str] | None = None,
+) -> EppResult:
+    """After a domain was transferred to us: our contacts for it (created or reused, each a step), then one
+    ``domain:update`` that makes them its registrant and role contacts in place of the previous registrar's
+    (a step too: it links the holder's contact to the domain).  Safe to repeat: contacts reconcile as in
+    ``register_with``, and the update is narrowed to what <info> does not show yet."""
+    _, id_map = await _ensure_contacts(
+        client, commands, cl_trid_prefix, on_step=on_step, held=held, provisioned=provisioned
+    )
+    wanted = _remap_domain(commands.domain, id_map)
+    info = await client.send(DomainInfoQuery(wanted.name), make_cl_trid(cl_trid_prefix, "adopt-info"))
+    have = {(role, cid.casefold()) for role, cid in info.contacts}
+    want = {(role, cid) for role, cid in wanted.contacts}
+    update = DomainUpdate(
+        name=wanted.name,
+        registrant=wanted.registrant if not _same_id(info.registrant, wanted.registrant) else None,
+        add_contacts=tuple(sorted((r, c) for r, c in want if (r, c.casefold()) not in have)),
+        rem_contacts=tuple(sorted((cast(ContactRole, r), c) for r, c in info.contacts
+                                  if (r, c.casefold()) not in {(wr, wc.casefold()) for wr, wc in want})),
+        auth_pw=wanted.auth_pw,
+    )
+    try:
+        result = await client.send(update, command_cl_trid(cl_trid_prefix, "adopt", update))
+    except DeliveryError as exc:
+        await _report(on_step, _failed_step("domain:update", wanted.name, exc))
+        raise
+    await _report(on_step, StepOutcome("domain:update", wanted.name, "delivered", result,
+                                       links=_subject_links(wanted, commands, id_map)))
+    return result
+
+
+async def delete_contacts_with(
+    client: EppClient, ids: Iterable[str], cl_trid_prefix: str, *, on_step: StepObserver | None = None
+) -> dict[str, StepOutcome]:
+    """``contact:delete`` for each id (undoing a registration that failed after its contacts were
+    created); never raises for a refusal: a contact the registry keeps (2305 in use, a policy refusal) is
+    reported as refused, so staff can see that the registry still holds it.  An id the registry does not
+    know (2303) counts as deleted."""
+    done: dict[str, StepOutcome] = {}
+    for contact_id in ids:
+        try:
+            result = await client.send(
+                ContactDelete(contact_id), make_cl_trid(cl_trid_prefix, f"contact-delete-{contact_id}")
+            )
+            step = StepOutcome("contact:delete", contact_id, "delivered", result)
+        except DeliveryError as exc:
+            if exc.result_code == OBJECT_MISSING:
+                step = StepOutcome("contact:delete", contact_id, "delivered", code=str(OBJECT_MISSING))
+            else:
+                # refused, or no answer: either way the registry may still hold the contact (a delete that
+                # never left is reported as refused with the transport's code, so it is listed, not taken
+                # as done)
+                step = _failed_step("contact:delete", contact_id, exc) or StepOutcome(
+                    "contact:delete", contact_id, "refused", code=exc.code
+                )
+        done[contact_id] = step
+        await _report(on_step, step)
+    return done
+
+
 async def register(
-    endpoint: Endpoint, commands: RegistrationCommands, cl_trid_prefix: str
+    endpoint: Endpoint,
+    commands: RegistrationCommands,
+    cl_trid_prefix: str,
+    *,
+    on_step: StepObserver | None = None,
+    held: Mapping[str, str] | None = None,
+    provisioned: dict[str, str] | None = None,
 ) -> RegistrationOutcome:
     """Create the contacts, then the domain, in one session; idempotent across retries.
 
@@ -495,7 +729,9 @@ async def register(
     through); reusing existing contacts is routine and does not set it.
     """
     async with EppClient(endpoint, trid_prefix=cl_trid_prefix) as client:
-        return await register_with(client, commands, cl_trid_prefix)
+        return await register_with(
+            client, commands, cl_trid_prefix, on_step=on_step, held=held, provisioned=provisioned
+        )
 
 
 async def find_domain(endpoint: Endpoint, name: str, cl_trid: str) -> DomainInfo | None:

@@ -85,9 +85,17 @@ def raise_for_result(result: EppResult, op: str, *, object_id: str | None = None
     raise PermanentDeliveryError(f"EPP {op} refused with result {result.code}", result_code=result.code, **extra)
 
 
-def transport_error(detail: str, op: str, cl_trid: str | None) -> TransientDeliveryError:
-    """A timeout, dropped connection or unreadable frame: the registry may or may not have acted."""
-    return TransientDeliveryError(detail, epp_command=op, cl_trid=cl_trid)
+def transport_error(detail: str, op: str, cl_trid: str | None, *, written: bool = False) -> TransientDeliveryError:
+    """A timeout, dropped connection or unreadable frame: the registry may or may not have acted.
+
+    ``written`` says the command's frame had been handed to the connection: the registry may hold what it
+    carried (``frame_written`` in the error's extra; see ``frame_may_have_arrived``)."""
+    return TransientDeliveryError(detail, epp_command=op, cl_trid=cl_trid, frame_written=written)
+
+
+def frame_may_have_arrived(exc: BaseException) -> bool:
+    """Whether a failed command's frame may have reached the recipient (written, then no answer read)."""
+    return isinstance(exc, DeliveryError) and bool(exc.extra.get("frame_written"))
 
 
 def is_retryable(exc: BaseException) -> bool:

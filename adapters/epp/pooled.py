@@ -12,13 +12,20 @@ This module sits above both ``client`` and ``pool``, so neither imports the othe
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TypedDict, TypeVar, Unpack
 
-from adapters.epp.client import EppClient, register_with, update_contact_with, update_domain_with
+from adapters.epp.client import (
+    EppClient,
+    delete_contacts_with,
+    register_with,
+    update_contact_with,
+    update_domain_with,
+)
 from adapters.epp.outcomes import with_retries
 from adapters.epp.pool import EppSessionPool
+from adapters.epp.steps import StepObserver, StepOutcome
 from adapters.epp.types import ContactUpdate, DomainUpdate, RegistrationCommands, RegistrationOutcome, UpdateOutcome
 from gateway.errors import DeliveryError
 
@@ -26,6 +33,7 @@ __all__ = [
     "OnRetry",
     "RetryOptions",
     "RetryPolicy",
+    "delete_contacts_pooled",
     "register_pooled",
     "run_pooled",
     "update_contact_pooled",
@@ -113,19 +121,34 @@ async def register_pooled(
     commands: RegistrationCommands,
     cl_trid_prefix: str,
     *,
+    on_step: StepObserver | None = None,
+    held: Mapping[str, str] | None = None,
+    provisioned: dict[str, str] | None = None,
     policy: RetryPolicy | None = None,
     **options: Unpack[RetryOptions],
 ) -> RegistrationOutcome:
     """``register`` on a pooled session, with transient failures retried.
 
     Retrying cannot duplicate anything: contact ids and clTRIDs are deterministic, and a create
-    answered "object exists" is reconciled via <info> (``reconciled=True`` for the domain).
+    answered "object exists" is reconciled via <info> (``reconciled=True`` for the domain).  ``held`` is
+    read afresh by every attempt, so contacts an earlier attempt reported (and the caller recorded into
+    it) are not sent again.
     """
 
     async def op(client: EppClient, _after_failure: bool) -> RegistrationOutcome:
-        return await register_with(client, commands, cl_trid_prefix)
+        return await register_with(
+            client, commands, cl_trid_prefix, on_step=on_step, held=held, provisioned=provisioned
+        )
 
     return await run_pooled(pool, op, policy=policy, **options)
+
+
+async def delete_contacts_pooled(
+    pool: EppSessionPool, ids: Iterable[str], cl_trid_prefix: str, *, on_step: StepObserver | None = None
+) -> dict[str, StepOutcome]:
+    """``delete_contacts_with`` on a pooled session (each outcome reported; refusals are not raised)."""
+    async with pool.acquire() as client:
+        return await delete_contacts_with(client, ids, cl_trid_prefix, on_step=on_step)
 
 
 async def update_pooled(

@@ -13,7 +13,9 @@ The contract, which the client's error mapping relies on:
   a frame is unreadable, and may raise ``TimeoutError``; the client turns these into transient
   errors naming the command, because only it knows which command was in flight;
 * ``endpoint`` says which registry account the session logs in as, and ``endpoint.timeout_s`` is
-  the deadline the client gives each round trip (connect and greeting; one command and its answer).
+  the deadline the client gives each network step: the connection (TCP, then the TLS handshake), the
+  greeting, and each command with its answer.  ``TlsTransport`` bounds its own connect too, so no
+  caller can forget to: a registry that accepts TCP and never answers costs a deadline, not a worker.
 """
 
 from __future__ import annotations
@@ -94,9 +96,14 @@ def _ssl_context(endpoint: Endpoint) -> ssl.SSLContext:
 class TlsTransport(Transport):
     """RFC 5734 over TLS: pinned CA, client certificate, SNI/hostname check, capped frame size."""
 
-    def __init__(self, endpoint: Endpoint, *, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+    def __init__(
+        self, endpoint: Endpoint, *, max_frame: int = DEFAULT_MAX_FRAME, connect_timeout_s: float | None = None
+    ) -> None:
         self.endpoint = endpoint
         self._max_frame = max_frame
+        #: the TCP connect and the TLS handshake are each bounded by this (default: the endpoint's timeout):
+        #: a registry that accepts TCP and never completes the handshake must not hold a worker
+        self.connect_timeout_s = connect_timeout_s if connect_timeout_s is not None else endpoint.timeout_s
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
@@ -107,9 +114,12 @@ class TlsTransport(Transport):
         except (OSError, ssl.SSLError) as exc:
             raise PermanentDeliveryError("EPP TLS material is unusable") from exc
         try:
-            self._reader, self._writer = await asyncio.open_connection(
-                ep.host, ep.port, ssl=ctx, server_hostname=ep.server_name or ep.host
-            )
+            # The outer deadline covers DNS and TCP; the handshake has its own (asyncio's default is 60 s).
+            async with asyncio.timeout(2 * self.connect_timeout_s):
+                self._reader, self._writer = await asyncio.open_connection(
+                    ep.host, ep.port, ssl=ctx, server_hostname=ep.server_name or ep.host,
+                    ssl_handshake_timeout=self.connect_timeout_s,
+                )
         except ssl.SSLCertVerificationError as exc:
             # A certificate that does not chain to the pinned CA is a configuration or security
             # problem for a human, not something a retry fixes.

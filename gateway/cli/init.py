@@ -65,6 +65,10 @@ def _endpoints_yaml(policies: PolicySet) -> str:
                     "#   token_env: ESCROW_TOKEN", "#   agent_public_key_file: /etc/gateway/escrow-agent.pem",
                     "#   registrar_id: YOUR-IANA-ID"]
     out += ["# address_lookup:", "#   base_url: https://lookup.example", "#   token_env: ADDRESS_LOOKUP_TOKEN"]
+    out += ["# Recipients you deliberately do not serve: nothing is queued for them (a disabled registry's TLD is",
+            "# refused at acceptance). Every other recipient a policy sends to must be configured above, or the",
+            "# delivery worker refuses to start.",
+            "# disabled: [escrow-agent]"]
     return "\n".join(out) + "\n"
 
 

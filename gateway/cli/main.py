@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
+import json
+import os
 import signal
 import sys
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
@@ -21,46 +25,151 @@ from pydantic import ValidationError
 from gateway.auth import hash_token
 from gateway.cli import init as init_cli
 from gateway.cli import ledger as ledger_cli
+from gateway.cli import outbox as outbox_cli
 from gateway.cli import rights as rights_cli
 from gateway.cli import staff as staff_cli
-from gateway.errors import ConfigError, GatewayError
+from gateway.errors import ConfigError, GatewayError, SandboxUnavailable
 from gateway.logs import configure
 from gateway.policy.loader import load_policies
 from gateway.settings import Settings
 
+# -- the registry sandbox as a process of its own ---------------------------------------------------------
+#
+# ``gateway run`` used to serve the sandbox on its own event loop: a crash of the gateway took the
+# registry's memory with it, so a crash test could not tell a forgetful gateway from a forgetful
+# registry.  Now the sandbox is a child in its own session (a Ctrl-C or kill of the gateway's process
+# group does not reach it), keeps its objects under ``var/sandbox/`` and is stopped when the gateway stops
+# cleanly.  After a ``kill -9`` of the gateway it keeps running with everything it confirmed; the next
+# ``gateway run`` finds it through its pid file and adopts it instead of fighting it for the port.
+
+SANDBOX_READY = b"EPP sandbox listening on "
+SANDBOX_START_S = 30.0
+SANDBOX_STOP_S = 10.0
+
+
+@dataclass
+class SandboxProcess:
+    pid: int
+    port: int
+    state_dir: Path
+    proc: asyncio.subprocess.Process | None = None  # None: adopted from an earlier gateway
+
+    @property
+    def pid_file(self) -> Path:
+        return self.state_dir / "sandbox.pid"
+
+    def alive(self) -> bool:
+        if self.proc is not None:
+            return self.proc.returncode is None
+        return _is_sandbox(self.pid, self.state_dir)
+
+    async def stop(self) -> None:
+        """SIGTERM to its process group, SIGKILL after ``SANDBOX_STOP_S``; the pid file goes with it."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, signal.SIGTERM)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SANDBOX_STOP_S
+        while self.alive() and loop.time() < deadline:
+            if self.proc is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.proc.wait(), 0.1)
+            else:
+                await asyncio.sleep(0.1)
+        if self.alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.pid, signal.SIGKILL)
+            if self.proc is not None:
+                await self.proc.wait()
+        self.pid_file.unlink(missing_ok=True)
+
+
+def _is_sandbox(pid: int, state_dir: Path) -> bool:
+    """Whether ``pid`` is a live sandbox serving ``state_dir`` (not a recycled pid of something else)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"adapters.epp.sandbox" in cmdline and str(state_dir).encode() in cmdline
+
+
+def _adopt(state_dir: Path) -> SandboxProcess | None:
+    try:
+        recorded = json.loads((state_dir / "sandbox.pid").read_text())
+        pid, port = int(recorded["pid"]), int(recorded["port"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return SandboxProcess(pid, port, state_dir) if _is_sandbox(pid, state_dir) else None
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    return lines[-1] if lines else ""
+
+
+async def start_sandbox(settings: Settings) -> SandboxProcess:
+    """Start (or adopt) the sandbox registry and return once it listens."""
+    state_dir = (settings.var_dir / "sandbox").resolve()
+    adopted = _adopt(state_dir)
+    if adopted is not None:
+        return adopted
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    log_path = state_dir / "sandbox.log"
+    # the password through the environment, not argv (which any local user can read in ps)
+    env = {**os.environ, "GATEWAY_SANDBOX_PASSWORD": settings.registrar_password}
+    with log_path.open("ab") as log_file:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "adapters.epp.sandbox", "--host", settings.sandbox_host,
+            "--port", str(settings.sandbox_port), "--pki-dir", str(settings.resolved_pki()),
+            "--client-id", settings.registrar_client_id, "--state-dir", str(state_dir),
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=log_file, env=env,
+            start_new_session=True,
+        )
+    assert proc.stdout is not None
+    line = b""
+    with contextlib.suppress(TimeoutError):
+        line = await asyncio.wait_for(proc.stdout.readline(), SANDBOX_START_S)
+    sandbox = SandboxProcess(proc.pid, 0, state_dir, proc)
+    if not line.startswith(SANDBOX_READY):
+        await sandbox.stop()
+        why = _last_line(log_path) or f"no answer within {SANDBOX_START_S:.0f} s"
+        raise SandboxUnavailable(f"{why} (log: {log_path})")
+    sandbox.port = int(line.rsplit(b":", 1)[1])
+    (state_dir / "sandbox.pid").write_text(json.dumps({"pid": proc.pid, "port": sandbox.port}))
+    return sandbox
+
 
 async def _serve(settings: Settings, *, with_sandbox: bool) -> None:
-    from gateway.compose import build
+    from gateway.compose import build, load_endpoints
 
     sandbox = None
-    if with_sandbox:
-        from adapters.epp.sandbox.server import RegistrySandbox
-        from adapters.epp.tls import ensure_dev_pki
-
-        pki = ensure_dev_pki(settings.resolved_pki())
-        sandbox = RegistrySandbox(
-            host=settings.sandbox_host, port=settings.sandbox_port, pki=pki,
-            client_id=settings.registrar_client_id, password=settings.registrar_password,
-            validate_schemas=True,
-        )
-        await sandbox.start()
-        print(f"registry sandbox: EPP over TLS on {settings.sandbox_host}:{sandbox.port}", flush=True)
-    app, _ = await build(settings, dev_tokens=with_sandbox)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port)
-    await site.start()
-    print(f"gateway: http://{settings.host}:{settings.port} (openapi: /openapi.json)", flush=True)
-    if with_sandbox:
-        print(f"development tokens: {settings.var_dir / 'dev-tokens'}/<role>", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await runner.cleanup()
-    if sandbox is not None:
-        await sandbox.stop()
+    # an endpoints file that names the registries' endpoints sends nothing to a sandbox: none is started
+    if with_sandbox and not load_endpoints(settings, load_policies(settings.config_dir)).endpoints:
+        sandbox = await start_sandbox(settings)
+        how = "started" if sandbox.proc is not None else "still running from an earlier run, adopted"
+        print(f"registry sandbox: EPP over TLS on {settings.sandbox_host}:{sandbox.port} "
+              f"(pid {sandbox.pid}, {how}; state and log in {sandbox.state_dir})", flush=True)
+        settings = settings.model_copy(update={"sandbox_port": sandbox.port})  # GATEWAY_SANDBOX_PORT=0: any free
+    try:
+        app, _ = await build(settings, dev_tokens=with_sandbox)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, settings.host, settings.port)
+        await site.start()
+        stop = asyncio.Event()  # before the line that says we are up: a signal right after it is a stop
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        print(f"gateway: http://{settings.host}:{settings.port} (openapi: /openapi.json)", flush=True)
+        if with_sandbox:
+            print(f"development tokens: {settings.var_dir / 'dev-tokens'}/<role>", flush=True)
+        await stop.wait()
+        await runner.cleanup()
+    finally:
+        if sandbox is not None:
+            await sandbox.stop()
 
 
 def version() -> str:
@@ -88,6 +197,7 @@ def parser() -> argparse.ArgumentParser:
     ledger_cli.add_parsers(sub)
     staff_cli.add_parsers(sub)
     rights_cli.add_parsers(sub)
+    outbox_cli.add_parsers(sub)
     return parser
 
 
@@ -111,6 +221,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return ledger_cli.run(settings, args)
     if args.cmd in staff_cli.COMMANDS:
         return staff_cli.run(settings, args)
+    if args.cmd in outbox_cli.COMMANDS:
+        return outbox_cli.run(settings, args)
     asyncio.run(_serve(settings, with_sandbox=args.cmd == "run"))
     return 0
 

@@ -11,11 +11,13 @@ the endpoint's host; a pool is per endpoint, so recipients sharing an endpoint s
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractAsyncContextManager
 
-from adapters.epp.client import CommandObserver
+from adapters.epp.client import CommandObserver, EppClient
 from adapters.epp.pool import EppSessionPool
-from adapters.epp.pooled import register_pooled, update_contact_pooled
+from adapters.epp.pooled import delete_contacts_pooled, register_pooled, update_contact_pooled
+from adapters.epp.steps import StepObserver, StepOutcome
 from adapters.epp.types import ContactUpdate, Endpoint, RegistrationCommands, RegistrationOutcome, UpdateOutcome
 from gateway.logs import DeliveryMetrics
 
@@ -26,6 +28,8 @@ class EppPools:
         metrics: DeliveryMetrics | None = None, registry_label: Callable[[Endpoint], str] | None = None,
     ) -> None:
         self._pools: dict[tuple[str, int, str], EppSessionPool] = {}
+        #: per endpoint, the registrar's own contacts already ensured there (our id -> the registry's)
+        self._provisioned: dict[tuple[str, int, str], dict[str, str]] = {}
         self.max_sessions = max_sessions
         self.idle_keepalive_s = idle_keepalive_s
         self.rate_limit_per_s = rate_limit_per_s
@@ -53,12 +57,24 @@ class EppPools:
         return self._pools[key]
 
     async def register(
-        self, endpoint: Endpoint, commands: RegistrationCommands, cl_trid_prefix: str
+        self, endpoint: Endpoint, commands: RegistrationCommands, cl_trid_prefix: str, *,
+        on_step: StepObserver | None = None, held: Mapping[str, str] | None = None,
     ) -> RegistrationOutcome:
-        return await register_pooled(self.pool(endpoint), commands, cl_trid_prefix, attempts=self.attempts)
+        provisioned = self._provisioned.setdefault((endpoint.host, endpoint.port, endpoint.client_id), {})
+        return await register_pooled(self.pool(endpoint), commands, cl_trid_prefix, on_step=on_step, held=held,
+                                     provisioned=provisioned, attempts=self.attempts)
+
+    async def delete_contacts(
+        self, endpoint: Endpoint, ids: Iterable[str], cl_trid_prefix: str, *, on_step: StepObserver | None = None,
+    ) -> dict[str, StepOutcome]:
+        return await delete_contacts_pooled(self.pool(endpoint), ids, cl_trid_prefix, on_step=on_step)
 
     async def update_contact(self, endpoint: Endpoint, cmd: ContactUpdate, cl_trid_prefix: str) -> UpdateOutcome:
         return await update_contact_pooled(self.pool(endpoint), cmd, cl_trid_prefix, attempts=self.attempts)
+
+    def session(self, endpoint: Endpoint) -> AbstractAsyncContextManager[EppClient]:
+        """A pooled, logged-in session to ``endpoint`` for one operation (``async with``)."""
+        return self.pool(endpoint).acquire()
 
     async def close(self) -> None:
         for pool in self._pools.values():

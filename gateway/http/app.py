@@ -13,7 +13,18 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.http.api import disclosures, docs, ledger, lookups, registrations, rights, system, webhooks
+from gateway.http.api import (
+    disclosures,
+    docs,
+    ledger,
+    lifecycle,
+    lookups,
+    outbox,
+    registrations,
+    rights,
+    system,
+    webhooks,
+)
 from gateway.http.context import (
     SERVICES,
     AccessLogger,
@@ -29,7 +40,7 @@ from gateway.http.problems import PARSER_LIMIT, header_limits, problem_middlewar
 #: Each resource's routes, in the order the app registers them.
 ROUTE_TABLES = (
     registrations.routes, disclosures.routes, system.routes, ledger.routes, rights.routes, lookups.routes,
-    docs.routes, webhooks.routes,
+    docs.routes, webhooks.routes, outbox.routes, lifecycle.routes,
 )
 
 

@@ -45,6 +45,7 @@ from gateway.logs import (
 from gateway.rights.service import RightsService
 from gateway.services.changes import ChangeService
 from gateway.services.ledger import Ledger
+from gateway.services.lifecycle import LifecycleService
 from gateway.services.registrations import RegistrationService
 from gateway.store.base import Store
 
@@ -91,7 +92,8 @@ class Metrics:
             request_seconds=Histogram("gateway_http_request_duration_seconds", "HTTP request latency",
                                       ["route", "method"], buckets=HTTP_BUCKETS, registry=reg),
             outbox_rows=Gauge("gateway_outbox_rows", "Outbox rows by recipient and state (pending, in_flight, "
-                              "failed = parked for staff)", ["recipient", "state"], registry=reg),
+                              "needs_attention = parked for staff, failed, cancelled)", ["recipient", "state"],
+                              registry=reg),
             outbox_oldest_pending_s=Gauge("gateway_outbox_oldest_pending_age_seconds",
                                           "Age of the oldest undelivered outbox row per recipient",
                                           ["recipient"], registry=reg),
@@ -167,6 +169,7 @@ class Services:
     tokens: TokenStore
     registrations: RegistrationService
     changes: ChangeService
+    lifecycle: LifecycleService
     rights: RightsService
     max_body_bytes: int
     metrics: Metrics

@@ -22,11 +22,12 @@ from gateway.auth import Role
 from gateway.errors import PROBLEM_DOCS, GatewayError
 from gateway.http.api import ledger as ledger_api
 from gateway.http.api import lookups, rights
+from gateway.http.api import outbox as outbox_api
 from gateway.http.api import webhooks as webhooks_api
 from gateway.http.docs import ASSETS
 from gateway.http.query import DisclosureListQuery
 from gateway.http.scrape import NotReady
-from gateway.models import Registrant, RegistrationRequest
+from gateway.models import Registrant, RegistrationRequest, RenewRequest, TransferRequest
 
 __all__ = ["OPERATIONS", "Operation", "openapi_document"]
 
@@ -70,8 +71,10 @@ _QUERY_ERRORS = (e.QueryInvalid,)
 #: A call to the address lookup service (``adapters.address_lookup`` over ``adapters.http_partner``); a
 #: gateway without one configured answers ``delivery_permanent`` too.
 _LOOKUP_ERRORS = (e.TransientDeliveryError, e.PermanentDeliveryError)
-#: A registration refused by a recipient's policy (``gateway.services.registrations``).
-_POLICY_ERRORS = (e.NoRecipientPolicy, e.TransferBlocked, e.RequiredFieldMissing, e.SubjectRestricted)
+#: A registration refused by a recipient's policy (``gateway.services.registrations``); the last two at
+#: acceptance, before anything is stored (``gateway.policy.eligibility``).
+_POLICY_ERRORS = (e.NoRecipientPolicy, e.TransferBlocked, e.RequiredFieldMissing, e.SubjectRestricted,
+                  e.NotEligible, e.ProtocolNotSupported)
 
 #: A registration as the ordering system sends it; checked against ``RegistrationRequest`` when the
 #: document is built, and against the document's own schema in ``tests/contract``.
@@ -143,6 +146,42 @@ _STAFF = ("privacy", "auditor")
 _PRIVACY = ("privacy",)
 #: The problems of an action on one data-subject request (privacy role, JSON body, the request's state).
 _ACTION = (*_BODY, 404, 409, 410)
+_ROW_ID = _path("row_id", outbox_api.ROW_ID_PATTERN)
+_NULLABLE_TEXT = {"type": ["string", "null"]}
+#: A parked outbox row (``gateway.store.parked_rows``): ids and delivery metadata, never the payload.
+_PARKED_ROW = {"type": "object", "additionalProperties": False, "required": [
+    "id", "registration_id", "recipient", "purpose", "change_id", "attempts", "last_code", "parked_reason",
+    "updated_at"], "properties": {
+    "id": {"type": "integer"}, "registration_id": {"type": "string"}, "recipient": {"type": "string"},
+    "purpose": {"type": "string"}, "change_id": {"type": "string"}, "attempts": {"type": "integer"},
+    "last_code": _NULLABLE_TEXT, "parked_reason": _NULLABLE_TEXT, "updated_at": {"type": "string"}}}
+_PARKED_LIST = {"type": "object", "required": ["items", "recipients", "actions"], "properties": {
+    "items": {"type": "array", "items": _PARKED_ROW},
+    "recipients": {"type": "object", "additionalProperties": {"type": "integer"},
+                   "description": "parked rows per recipient id"},
+    "actions": {"type": "array", "description": "the latest staff retries and cancels, newest first", "items": {
+        "type": "object", "required": ["at", "actor", "action", "row_id", "recipient", "registration_id"],
+        "properties": {"at": {"type": "string"}, "actor": {"type": "string"},
+                       "action": {"type": "string", "enum": ["retry", "cancel"]}, "row_id": {"type": "integer"},
+                       "recipient": _NULLABLE_TEXT, "registration_id": _NULLABLE_TEXT}}}}}
+_PARKED_ACTED = {"type": "object", "required": ["id", "state"], "properties": {
+    "id": {"type": "integer"}, "state": {"type": "string", "enum": ["pending", "cancelled"]}}}
+
+#: A transfer in as the ordering system sends it: a registration body and the holder's auth code.
+TRANSFER_EXAMPLE: dict[str, Any] = {**REGISTRATION_EXAMPLE, "order_ref": "ORD-1002", "auth_code": "Xk7-p2Qz-9mWe"}
+#: What renewal, transfer out and deletion answer (``gateway.services.lifecycle``).
+_LIFECYCLE_ANSWER = {"type": "object", "required": [
+    "registration_id", "operation", "operation_id", "recipient", "queued_at", "links"], "properties": {
+    "registration_id": {"type": "string"},
+    "operation": {"type": "string", "enum": ["renewal", "transfer_out", "deletion"]},
+    "operation_id": {"type": "string", "description": "the change id of the registry's outbox row"},
+    "recipient": {"type": "string", "description": "the registry the row goes to"},
+    "queued_at": {"type": "string"},
+    "ended_at": {"type": "string", "description": "transfer out, deletion: when our role ended (now)"},
+    "end_reason": {"type": "string", "enum": ["transferred_out", "deleted"]},
+    "links": {"type": "object"}}}
+#: What acting on one of the caller's registrations can give (``gateway.services.lifecycle.refusal``).
+_LIFECYCLE_ERRORS = (e.NotFound, e.RegistrationEnded, e.RegistrationNotActive, e.NoRecipientPolicy)
 
 OPERATIONS: dict[tuple[str, str], Operation] = {
     # -- registrations (ordering system) --
@@ -151,7 +190,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         ok_description="Accepted with its transfer plan (a replay answers as the first time)",
         ok_media=_json("Registration"), problems=(*_BODY, 409), body=RegistrationRequest,
         errors=(e.MissingIdempotencyKey, *_BODY_ERRORS, e.IdempotencyConflict, *_POLICY_ERRORS,
-                e.SubjectErased),  # the holder erased on every attempt to file under it
+                e.SubjectErased,  # the holder erased on every attempt to file under it
+                e.KeyRingUnavailable),  # the key ring file cannot be read: nothing is stored
         body_example=REGISTRATION_EXAMPLE,
         parameters=({"name": "Idempotency-Key", "in": "header", "required": True,
                      "schema": {"type": "string", "pattern": r"^[\x21-\x7e]{8,128}$"},
@@ -166,6 +206,44 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "New registrant data: changed, released fields go to the past recipients of this client's registrations",
         ("ordering",), ok=202, problems=(*_BODY, 404, 410), body=Registrant, parameters=(_REG_ID,),
         errors=(*_BODY_ERRORS, e.NotFound, e.SubjectErased), body_example=REGISTRATION_EXAMPLE["registrant"],
+    ),
+    # -- the domain's lifecycle (ordering system) --
+    ("POST", "/v1/transfers"): Operation(
+        "Transfer a domain in: validated, minimised and classified like a registration, then domain:transfer "
+        "with the auth code", ("ordering",), ok=202,
+        ok_description="Accepted with its transfer plan (a replay answers as the first time); `kind` is `transfer`",
+        ok_media=_json("Registration"), problems=(*_BODY, 409), body=TransferRequest,
+        errors=(e.MissingIdempotencyKey, *_BODY_ERRORS, e.IdempotencyConflict, *_POLICY_ERRORS,
+                e.SubjectErased, e.KeyRingUnavailable),
+        body_example=TRANSFER_EXAMPLE,
+        parameters=({"name": "Idempotency-Key", "in": "header", "required": True,
+                     "schema": {"type": "string", "pattern": r"^[\x21-\x7e]{8,128}$"},
+                     "description": "the same key replays the first answer; another body with it is a 409"},),
+        description="The registry gets `domain:transfer op=\"request\"` with the auth code (never logged or "
+        "echoed); once it shows the domain as ours, the contacts it needs are created (or reused) and a "
+        "`domain:update` points the domain at them, each a disclosure entry.  A refused code (2202) parks the "
+        "row: the registration shows `failed`.  Partners and escrow get what they get for a registration.",
+    ),
+    ("POST", "/v1/registrations/{reg_id}/renew"): Operation(
+        "Renew one of the caller's domains (domain:renew; no personal data)", ("ordering",), ok=202,
+        ok_media={"application/json": _LIFECYCLE_ANSWER}, problems=(*_BODY, 404, 409), body=RenewRequest,
+        parameters=(_REG_ID,), errors=(*_BODY_ERRORS, *_LIFECYCLE_ERRORS), body_example={"years": 1},
+        description="Only a delivered registration whose role has not ended; each call is one renewal.  The "
+        "registration's `expires_at` and its `renewed` event follow the registry's answer.",
+    ),
+    ("POST", "/v1/registrations/{reg_id}/transfer-out"): Operation(
+        "The domain left us: our role ends now; its contacts no other domain of ours uses are deleted at the "
+        "registry", ("ordering",), ok=202, ok_media={"application/json": _LIFECYCLE_ANSWER}, problems=(404, 409),
+        parameters=(_REG_ID,), errors=_LIFECYCLE_ERRORS,
+        description="No body.  A second call answers 409 `registration_ended` with the `end_reason`.  A contact "
+        "the registry keeps (2305: the domain still points at it) is listed as held by the registry.",
+    ),
+    ("POST", "/v1/registrations/{reg_id}/delete"): Operation(
+        "Delete one of the caller's domains at its registry: our role ends now; then its unused contacts",
+        ("ordering",), ok=202, ok_media={"application/json": _LIFECYCLE_ANSWER}, problems=(404, 409),
+        parameters=(_REG_ID,), errors=_LIFECYCLE_ERRORS,
+        description="No body.  domain:delete, then contact:delete for each contact no other active domain of "
+        "ours at that registry uses, each logged.  A second call answers 409 `registration_ended`.",
     ),
     # -- the disclosure log --
     ("GET", "/v1/disclosures"): Operation(
@@ -289,6 +367,11 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         parameters=(_REQUEST_ID,), errors=_REQUEST_ERRORS,
     ),
     ("GET", "/v1/art30"): Operation("The record of processing activities (Art. 30)", _STAFF),
+    ("GET", "/v1/subjects/{subject_id}/holdings"): Operation(
+        "Who holds the subject's data now: per recipient its objects (registry contacts, domains, partner "
+        "copies) with since, fields and what ends each; our own copy's retention dates (metadata only)", _STAFF,
+        problems=(404,), parameters=(_path("subject_id", _HEX32),), errors=(e.NotFound,),
+    ),
     ("POST", "/v1/explain"): Operation(
         "Explain what each recipient of a TLD would get for a sample registrant", _PRIVACY, problems=_BODY,
         body=rights.ExplainBody, errors=_BODY_ERRORS,
@@ -318,6 +401,22 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "End one of the caller's webhooks (undelivered notifications are marked failed)", ("ordering",), ok=204,
         ok_media={}, problems=(404,), parameters=(_path("webhook_id", webhooks_api.WEBHOOK_ID_PATTERN),),
         errors=(e.NotFound,),
+    ),
+    # -- parked deliveries (staff) --
+    ("GET", "/v1/outbox/parked"): Operation(
+        "Deliveries parked for staff (permanent refusal, or retries past the recipient's deadline), per recipient, "
+        "with the latest staff retries and cancels", _STAFF, problems=(422,), errors=_QUERY_ERRORS,
+        query=outbox_api.ParkedQuery, ok_media={"application/json": _PARKED_LIST},
+    ),
+    ("POST", "/v1/outbox/{row_id}/retry"): Operation(
+        "Retry a parked delivery: queued again, due now, with a fresh deadline (logged with the caller)",
+        _PRIVACY, ok_media={"application/json": _PARKED_ACTED}, problems=(404, 409), parameters=(_ROW_ID,),
+        errors=(e.OutboxRowNotFound, e.NotParked),
+    ),
+    ("POST", "/v1/outbox/{row_id}/cancel"): Operation(
+        "Cancel a parked delivery for good; the registration's status follows (logged with the caller)",
+        _PRIVACY, ok_media={"application/json": _PARKED_ACTED}, problems=(404, 409), parameters=(_ROW_ID,),
+        errors=(e.OutboxRowNotFound, e.NotParked),
     ),
 }
 

@@ -106,7 +106,7 @@ RecipientId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{1,40}$")]
 #: ISO 3166-1 alpha-2, upper case.
 Country = Annotated[str, Field(pattern=r"^[A-Z]{2}$")]
 Category = TransferCategory
-Outcome = Literal["delivered", "failed", "blocked", "refused"]
+Outcome = Literal["delivered", "possibly_delivered", "refused", "deleted", "failed", "blocked"]
 #: A registration, subject or entry id.
 Hex32 = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
 Purpose = Annotated[str, Field(pattern=r"^[a-z0-9_]{1,64}$")]

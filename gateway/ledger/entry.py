@@ -24,6 +24,14 @@ LEAF_COLUMNS: tuple[str, ...] = (
     "recorded_at", "values_digest",
 )
 
+#: Columns added later (schema 5): in the leaf only when set, so every leaf written before they existed
+#: (where they are NULL) keeps exactly the bytes, and the hash, it was appended with.
+#: ``command``: the protocol command that carried the data (``contact:create``, ``domain:create``, an
+#: HTTP call, a deposit): the log's unit is the command, grouped by ``registration_id`` for display.
+OPTIONAL_LEAF_COLUMNS: tuple[str, ...] = ("command",)
+#: Every stored column of a disclosure row (the leaf's and the optional ones).
+STORED_COLUMNS: tuple[str, ...] = (*LEAF_COLUMNS, *OPTIONAL_LEAF_COLUMNS)
+
 LEAF_VERSION = 1
 
 
@@ -38,6 +46,7 @@ def _norm(value: Any) -> Any:
 def leaf_bytes(row: dict[str, Any]) -> bytes:
     """Canonical leaf encoding of one disclosure row (a mapping with every ``LEAF_COLUMNS`` key)."""
     doc = {"v": LEAF_VERSION, **{c: _norm(row[c]) for c in LEAF_COLUMNS}}
+    doc.update({c: _norm(row[c]) for c in OPTIONAL_LEAF_COLUMNS if row.get(c) is not None})
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
@@ -61,6 +70,14 @@ def _safe(r: Any, column: str, kind: type) -> Any:
     except (KeyError, IndexError, TypeError):
         return None
     return value if isinstance(value, kind) and not isinstance(value, bool) else None
+
+
+def _optional(r: Any, column: str) -> Any:
+    """A column added after schema 1, None where the row (an older export, a test double) lacks it."""
+    try:
+        return r[column]
+    except (KeyError, IndexError):
+        return None
 
 
 def _blob(value: Any) -> bytes | None:
@@ -98,7 +115,10 @@ class DisclosureEntry:
     article: str | None
     instrument: str | None
     purpose: str
-    outcome: str  # delivered | failed | blocked | refused
+    #: delivered | refused (the recipient answered no) | possibly_delivered (the frame was written, no answer
+    #: came: the recipient may hold it) | failed (nothing left the gateway) | blocked (we refused to send) |
+    #: deleted (a ``contact:delete`` the recipient accepted: it no longer holds that object)
+    outcome: str
     fields: tuple[str, ...]
     withheld: tuple[str, ...]
     objects: dict[str, str]
@@ -115,6 +135,7 @@ class DisclosureEntry:
     leaf_index: int | None = None
     leaf_hash: bytes | None = None
     stored_values_digest: str | None = None  # as read back; differs from values_digest once purged
+    command: str | None = None  # the command that carried it (schema 5); None for entries from before
 
     @property
     def values_purged(self) -> bool:
@@ -140,6 +161,7 @@ class DisclosureEntry:
             "attempted_at": self.attempted_at, "recorded_at": self.recorded_at,
             # read back: the stored digest (the verifier checks the ciphertext against it separately)
             "values_digest": self.stored_values_digest if self.leaf_hash is not None else self.values_digest,
+            "command": self.command,
         }
 
     @classmethod
@@ -179,7 +201,7 @@ class DisclosureEntry:
                 payload_digest=r["payload_digest"], result_code=r["result_code"], sv_trid=r["sv_trid"],
                 cl_trid=r["cl_trid"], objects=objects, reason=r["reason"], attempted_at=r["attempted_at"],
                 recorded_at=r["recorded_at"], subject_id=r["subject_id"], values_ct=values, leaf_index=index,
-                leaf_hash=stored_leaf_hash, stored_values_digest=r["values_digest"],
+                leaf_hash=stored_leaf_hash, stored_values_digest=r["values_digest"], command=_optional(r, "command"),
             )
         except (ValueError, TypeError, KeyError, IndexError) as exc:
             raise EntryUnreadable(_safe(r, "leaf_index", int), _safe(r, "id", str), column) from exc
@@ -195,6 +217,6 @@ class DisclosureEntry:
             "fields": list(self.fields), "withheld": list(self.withheld), "payload_digest": self.payload_digest,
             "result_code": self.result_code, "sv_trid": self.sv_trid, "cl_trid": self.cl_trid,
             "objects": self.objects, "reason": self.reason, "attempted_at": self.attempted_at,
-            "recorded_at": self.recorded_at, "values_purged": self.values_purged,
+            "recorded_at": self.recorded_at, "values_purged": self.values_purged, "command": self.command,
             "leaf_hash": self.leaf_hash.hex() if self.leaf_hash else None,
         }

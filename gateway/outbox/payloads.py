@@ -138,12 +138,77 @@ class DomainRecord(_Digested):
                    protocol=data["protocol"])
 
 
-OutboxPayload: TypeAlias = EppRegistration | EppContactUpdate | HttpsPost | DomainRecord
+@dataclass(frozen=True)
+class EppTransferIn(_Digested):
+    """A domain transferred to us: ``domain:transfer op="request"`` with the holder's auth code, then, once
+    the registry has approved it, the contacts the registry needs (created, or reused) and a
+    ``domain:update`` that points the domain at them; ``commands`` holds those contacts and the domain's
+    wanted registrant and roles (its ``domain`` is never created)."""
+
+    protocol: ClassVar[Literal["epp-transfer"]] = "epp-transfer"
+    auth_pw: str
+    years: int
+    commands: RegistrationCommands
+
+    def to_json(self) -> dict[str, Any]:
+        return {"protocol": self.protocol, "auth_pw": self.auth_pw, "years": self.years,
+                "commands": commands_to_json(self.commands)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> EppTransferIn:
+        return cls(auth_pw=data["auth_pw"], years=int(data["years"]), commands=commands_from_json(data["commands"]))
+
+
+@dataclass(frozen=True)
+class EppRenew(_Digested):
+    """``domain:renew`` for ``years`` (the current expiry is read from the registry first): no personal data."""
+
+    protocol: ClassVar[Literal["epp-renew"]] = "epp-renew"
+    domain: str
+    years: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"protocol": self.protocol, "domain": self.domain, "years": self.years}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> EppRenew:
+        return cls(domain=data["domain"], years=int(data["years"]))
+
+
+@dataclass(frozen=True)
+class EppRelease(_Digested):
+    """The end of our role for a domain at its registry: ``domain:delete`` when ``delete_domain`` (a deletion),
+    then ``contact:delete`` for every contact of the registration that no other domain of ours at that
+    registry still uses (decided when sent, from the log).  A transfer away or an expiry releases the
+    contacts only.  Carries no personal data."""
+
+    protocol: ClassVar[Literal["epp-release"]] = "epp-release"
+    domain: str
+    delete_domain: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"protocol": self.protocol, "domain": self.domain, "delete_domain": self.delete_domain}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> EppRelease:
+        return cls(domain=data["domain"], delete_domain=bool(data["delete_domain"]))
+
+
+#: Payloads that carry no personal data: queued unsealed (``subject_id`` NULL), so they still go, and are
+#: logged, after the holder's data key was destroyed (a domain can be deleted after its holder's erasure).
+UNSEALED_PROTOCOLS = frozenset({EppRenew.protocol, EppRelease.protocol})
+
+OutboxPayload: TypeAlias = (
+    EppRegistration | EppContactUpdate | HttpsPost | DomainRecord | EppTransferIn | EppRenew | EppRelease
+)
 
 _DECODERS: dict[str, Callable[[Mapping[str, Any]], OutboxPayload]] = {
     EppRegistration.protocol: EppRegistration.from_json,
     EppContactUpdate.protocol: EppContactUpdate.from_json,
     HttpsPost.protocol: HttpsPost.from_json,
+    EppTransferIn.protocol: EppTransferIn.from_json,
+    EppRenew.protocol: EppRenew.from_json,
+    EppRelease.protocol: EppRelease.from_json,
 }
 
 

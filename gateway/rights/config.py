@@ -29,13 +29,21 @@ class Localised(ConfigModel):
         return self.sv if lang == "sv" else self.en
 
 
+#: Where a retention period starts: ``registration_end`` - when our role for the entry's registration ended
+#: (deleted, transferred away, expired; ``registrations.ended_at``), so the values are kept exactly as
+#: long as the relationship plus the period; ``recorded_at`` - when the entry was recorded, for purposes
+#: that do not last as long as the registration (an order confirmation, marketing).
+MeasuredFrom = Literal["registration_end", "recorded_at"]
+
+
 class PurposeRetention(Provenance):
-    #: How long the values an entry sent stay readable in the log, counted from the entry's
-    #: ``recorded_at`` (see ``RetentionConfig.measured_from``).
+    #: How long the values an entry sent stay readable in the log, counted from ``measured_from`` (this
+    #: purpose's, else ``RetentionConfig.measured_from``).
     period_months: Annotated[int, Field(ge=1, le=240)]
     lawful_basis: Annotated[str, Field(min_length=3)]
     description: Localised
     criteria: Localised
+    measured_from: MeasuredFrom | None = None
 
     def expires(self, recorded_at: dt.datetime) -> dt.datetime:
         day = add_months(recorded_at.date(), self.period_months)
@@ -43,8 +51,29 @@ class PurposeRetention(Provenance):
 
 
 class RetentionConfig(ConfigModel):
-    measured_from: Literal["recorded_at"]
+    measured_from: MeasuredFrom
     purposes: dict[Annotated[str, Field(pattern=r"^[a-z][a-z_]{1,40}$")], PurposeRetention]
+
+    def measured(self, purpose: str) -> MeasuredFrom:
+        cfg = self.purposes.get(purpose)
+        return (cfg.measured_from if cfg is not None else None) or self.measured_from
+
+    def purge_date(self, purpose: str, recorded_at: dt.datetime, ended_at: dt.datetime | None) -> dt.datetime | None:
+        """When an entry's sealed values may first be purged; None while that is not known yet (its
+        registration is still ours) or never (an unconfigured purpose: check ``purposes`` first).
+
+        Counted from the end of the registration for ``registration_end`` purposes, but never from
+        before the entry itself (an entry recorded after the end, such as a late contact update, gets
+        its full period): the date is therefore never earlier than ``recorded_at`` plus the period,
+        which is what the ledger verifier checks a purge against."""
+        cfg = self.purposes.get(purpose)
+        if cfg is None:
+            return None
+        if self.measured(purpose) == "recorded_at":
+            return cfg.expires(recorded_at)
+        if ended_at is None:
+            return None
+        return cfg.expires(max(recorded_at, ended_at))
 
 
 class Authority(Provenance):

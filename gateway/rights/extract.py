@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from gateway.ledger.checkpoint import SignedCheckpoint, verify_checkpoint
-from gateway.ledger.entry import LEAF_COLUMNS, DisclosureEntry, leaf_bytes
+from gateway.ledger.entry import LEAF_COLUMNS, OPTIONAL_LEAF_COLUMNS, DisclosureEntry, leaf_bytes
 from gateway.ledger.merkle import leaf_hash, verify_inclusion
 from gateway.rights.texts import OUTCOMES, VALUE_NOTES, Lang, country_name, safeguard_text, transfer_text
 
@@ -121,7 +121,7 @@ def _check_item(i: int, item: Any, cp: SignedCheckpoint, subjects: set[str]) -> 
     if not isinstance(item, Mapping):
         return [f"{where}: not an object"]
     leaf = item.get("leaf")
-    if not isinstance(leaf, Mapping) or set(leaf) != set(LEAF_COLUMNS):
+    if not isinstance(leaf, Mapping) or set(leaf) - set(OPTIONAL_LEAF_COLUMNS) != set(LEAF_COLUMNS):
         return [f"{where}: leaf row missing or with missing/extra columns"]
     idx = leaf["leaf_index"]
     if isinstance(idx, bool) or not isinstance(idx, int):

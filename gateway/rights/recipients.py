@@ -19,6 +19,11 @@ from gateway.policy.loader import PolicySet
 from gateway.services.changes import ChangeService
 from gateway.store.base import DisclosureFilter, Store
 
+#: Outcomes after which a recipient holds, or may hold, the values an entry lists: ``failed`` only as
+#: entries written before schema 5 recorded it (with the fields that may have left); a ``failed`` entry
+#: written since lists no fields, because nothing left.
+REACHED = frozenset({"delivered", "possibly_delivered", "failed"})
+
 PartnerEndpoints = Callable[[str], PartnerEndpoint]
 
 
@@ -29,8 +34,8 @@ async def art19_notices(
     if not subject_id:
         return []
     received: dict[str, set[str]] = {}
-    async for e in store.iter_disclosures(DisclosureFilter(subject_id=subject_id, outcome="delivered"), page=1000):
-        if e.fields:
+    async for e in store.iter_disclosures(DisclosureFilter(subject_id=subject_id), page=1000):
+        if e.fields and e.outcome in REACHED:  # received it, or may have (a frame written, no answer)
             received.setdefault(e.recipient, set()).add(e.registration_id)
     notices = []
     for rid, regs in sorted(received.items()):

@@ -15,7 +15,7 @@ import jinja2
 from fpdf import FPDF
 from fpdf.enums import XPos, YPos
 
-from gateway.rights.texts import LABELS
+from gateway.rights.texts import HOLDINGS, LABELS
 
 TEMPLATES = Path(__file__).parent / "templates"
 DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
@@ -48,7 +48,7 @@ def _labels(extract: dict[str, Any]) -> dict[str, str]:
 
 
 def render_html(extract: dict[str, Any]) -> str:
-    return _env().get_template("extract.html.j2").render(x=extract, L=_labels(extract))
+    return _env().get_template("extract.html.j2").render(x=extract, L=_labels(extract), HL=HOLDINGS[extract["lang"]])
 
 
 def _value_text(value: Any) -> str:
@@ -148,6 +148,8 @@ def render_pdf(extract: dict[str, Any]) -> bytes:
             rows.append((L["withheld"], ", ".join(d["withheld"])))
         doc.pairs(rows)
         doc.pdf.ln(2)
+    if "holdings" in x:  # extracts made before holdings existed have no such section
+        _holdings_pdf(doc, x)
     doc.heading(L["rights"])
     for r in x["rights"]:
         doc.line(f"• {r['text']}", gap=1)
@@ -159,3 +161,24 @@ def render_pdf(extract: dict[str, Any]) -> bytes:
     doc.line(f"{L['checkpoint']}: {cp['size']} {L['entries']}, {cp['timestamp']}, key {cp['key_id']}", 8.5)
     doc.line(f"root {cp['root']}", 8.5)
     return doc.output()
+
+
+def _holdings_pdf(doc: _Letter, x: dict[str, Any]) -> None:
+    """The "who holds your data now" section: per recipient its objects, then our own copy."""
+    H, HL, L = x["holdings"], HOLDINGS[x["lang"]], _labels(x)
+    doc.heading(H["heading"])
+    doc.line(H["intro"], gap=1)
+    if not H["recipients"]:
+        doc.line(HL["none"])
+    for r in H["recipients"]:
+        doc.line(f"{r['name']} ({r['country_name']}, {r['country']})", 10.5, bold=True, gap=0.5)
+        for o in r["objects"]:
+            doc.pairs([(HL["object"], f"{o['kind_text']}: {o['id']}"), (HL["since"], when(o["since"])),
+                       (HL["fields"], ", ".join(o["fields"]) or DASH), (HL["ends"], o["ends"])])
+            doc.pdf.ln(1)
+    if H["own"]:
+        doc.line(HL["own"], 10.5, bold=True, gap=0.5)
+        for c in H["own"]:
+            doc.pairs([(L["purpose"], c["purpose_text"]), (HL["object"], c["domain"] or c["registration_id"]),
+                       (HL["ends"], f"{c['ends']} ({c['entries']} {L['entries']})")])
+            doc.pdf.ln(1)

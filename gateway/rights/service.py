@@ -24,7 +24,7 @@ import builtins
 import datetime as dt
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -55,9 +55,11 @@ from gateway.models import (
     NationalId,
     Registrant,
     RegistrationRequest,
+    UsNexus,
     normalise_national_id,
     to_a_label,
 )
+from gateway.policy import eligibility
 from gateway.policy.classify import classify_transfer
 from gateway.policy.loader import PolicySet
 from gateway.policy.schema import RecipientPolicy, TransferCategory
@@ -71,9 +73,12 @@ from gateway.rights.config import (
 )
 from gateway.rights.deadlines import days_left, deadline_for, extended_deadline, extension_refusal
 from gateway.rights.extract import FORMAT, FORMAT_VERSION, present_entry, values_note
-from gateway.rights.recipients import PartnerEndpoints, art19_notices, push_rectification, request_deletions
-from gateway.rights.texts import AUTOMATED, LANGS, RIGHTS, SOURCE, VERIFY, Lang
+from gateway.rights.recipients import REACHED, PartnerEndpoints, art19_notices, push_rectification, request_deletions
+from gateway.rights.texts import AUTOMATED, HOLDINGS, LANGS, RIGHTS, SOURCE, VERIFY, Lang, country_name
 from gateway.services.changes import ChangeService
+from gateway.services.holdings import Holdings, RegistrationFacts, registration_facts, subject_holdings
+from gateway.services.holdings import holdings as compute_holdings
+from gateway.services.holdings import load as load_holdings
 from gateway.services.ledger import Ledger
 from gateway.services.registrations import plan_registration
 from gateway.store.base import DisclosureFilter, Store
@@ -555,6 +560,8 @@ class RightsService:
             proof = await self.ledger.inclusion(e, cp.checkpoint.size)
             items.append(present_entry(e, values, note, proof, lang, purpose_text, basis))
         purposes = sorted({e.purpose for e in entries})
+        held = await subject_holdings(self.store, subject_ids, self.policies.recipients,
+                                               self.retention_config)
         c = self.controller
         extract: dict[str, Any] = {
             "format": FORMAT,
@@ -576,6 +583,7 @@ class RightsService:
             "verification": {"text": VERIFY[lang], "key_id": cp.key_id,
                              "public_key": "GET /v1/ledger/public-key"},
             "disclosures": items,
+            "holdings": self._holdings_view(held, lang),
         }
         await self._event(request_id, actor, "extract", {
             "lang": lang, "entries": len(items), "checkpoint_size": cp.checkpoint.size,
@@ -585,6 +593,30 @@ class RightsService:
         for sid in readers:
             await self.ledger.record_access(actor, "rights.extract", request_id, sid)
         return extract
+
+    async def holdings(self, subject_id: str, lang: Lang = "en") -> dict[str, Any]:
+        """Who holds the subject's data now (metadata only: nothing is decrypted), the reasons in ``lang``;
+        ``NotFound`` for a subject the gateway does not know."""
+        if not re.fullmatch(r"[0-9a-f]{32}", subject_id) or await self.store.subject_key(subject_id) is None:
+            raise NotFound("no such data subject")
+        held = await subject_holdings(self.store, [subject_id], self.policies.recipients, self.retention_config)
+        view = held.as_dict(lang) | {"at": iso(self.clock())}
+        for r in view["recipients"]:
+            r["country_name"] = country_name(r["country"], lang)
+        return view
+
+    def _holdings_view(self, held: Holdings, lang: Lang) -> dict[str, Any]:
+        """The letter's "who holds your data now" section: the holdings in the letter's language."""
+        view = held.as_dict(lang)
+        words = HOLDINGS[lang]
+        for r in view["recipients"]:
+            r["country_name"] = country_name(r["country"], lang)
+            for o in r["objects"]:
+                o["kind_text"] = words[o["kind"]]
+        for c in view["retention"]["copies"]:
+            c["purpose_text"] = self._purpose_text(c["purpose"], lang)[0]
+        return {"heading": words["heading"], "intro": words["intro"], "recipients": view["recipients"],
+                "own": view["retention"]["copies"], "measured_from": view["retention"]["measured_from"]}
 
     def _purpose_view(self, purpose: str, lang: Lang) -> dict[str, Any]:
         cfg = self.retention_config.purposes.get(purpose)
@@ -607,7 +639,7 @@ class RightsService:
     async def _recipients_reached(self, subject_ids: builtins.list[str]) -> builtins.list[str]:
         """Art. 19: who received (or may have received) the subject's data."""
         return sorted({e.recipient for e in await self._entries(subject_ids)
-                       if e.fields and e.outcome in ("delivered", "failed")})
+                       if e.fields and e.outcome in REACHED})
 
     async def _restrict(self, request_id: str, actor: str, kind: str, scope: str) -> dict[str, Any]:
         """One restriction (or objection) per confirmed subject, so the person's every record refuses
@@ -665,13 +697,12 @@ class RightsService:
         row = await self._open_row(request_id)
         subject_ids = self._subjects(row)
         entries = await self._entries(subject_ids)
-        registrations: dict[str, dict[str, Any]] = {}
-        for sid in subject_ids:
-            for r in await self.store.subject_registrations(sid):
-                registrations[r["id"]] = r
+        all_entries, facts, erased = await load_holdings(self.store, subject_ids)
+        held = compute_holdings(subject_ids, all_entries, facts, self.policies.recipients, self.retention_config,
+                                 erased=erased)
         now = iso(self.clock())
         shredded = [await self.ledger.shred(sid, now) for sid in subject_ids]
-        recipients = self._deletion_plan(entries, registrations)
+        recipients = self._deletion_plan(entries, facts, held, all_entries)
         data = dict(row["data"], erasure={"at": now, "recipients": recipients})
         await self.store.update_request(request_id, {"data": data})
         await self._event(request_id, actor, "erased", {
@@ -701,25 +732,37 @@ class RightsService:
         return report
 
     def _deletion_plan(
-        self, entries: builtins.list[DisclosureEntry], registrations: dict[str, dict[str, Any]]
+        self, entries: builtins.list[DisclosureEntry], registrations: Mapping[str, RegistrationFacts],
+        held: Holdings, all_entries: builtins.list[DisclosureEntry],
     ) -> builtins.list[dict[str, Any]]:
+        """Per recipient that received the data: what it holds now (the holdings), and whether a deletion
+        request can follow.  A recipient whose objects the log shows deleted holds nothing to ask for; one that
+        was sent no personal data (a thin registry) is listed with nothing to ask for either."""
         by_recipient: dict[str, builtins.list[DisclosureEntry]] = {}
         for e in entries:
-            if e.outcome in ("delivered", "failed"):
+            if e.outcome in REACHED:
                 by_recipient.setdefault(e.recipient, []).append(e)
+        deleted_at = {e.recipient for e in all_entries
+                      if e.command in ("contact:delete", "domain:delete") and e.outcome == "deleted"}
         out = []
         for recipient, group in sorted(by_recipient.items()):
             policy = self.policies.recipients.get(recipient)
             fields = sorted({f for e in group for f in e.fields})
             reg_ids = sorted({e.registration_id for e in group})
-            active = sorted(r for r in reg_ids if registrations.get(r, {}).get("status") in _ACTIVE_REGISTRATION)
+            now_held = held.recipient(recipient)
+            objects = [o.as_dict() for o in now_held.objects] if now_held is not None else []
+            active = sorted(r for r in reg_ids if r in registrations and registrations[r].active)
             received = "delivered" if any(e.outcome == "delivered" for e in group) else "attempted"
-            deletion, reason = self._deletion_possible(policy, fields, active)
+            if not objects and recipient in deleted_at:
+                deletion, reason = "not_needed", "the recipient no longer holds the data: its objects were deleted"
+            else:
+                deletion, reason = self._deletion_possible(policy, fields, active)
             out.append({
                 "recipient": recipient, "recipient_name": group[-1].recipient_name,
                 "country": group[-1].recipient_country, "kind": policy.kind if policy else None,
                 "role": policy.role if policy else None, "received": received, "entries": len(group),
                 "fields": fields, "registrations": reg_ids, "active_registrations": active,
+                "holds": objects,
                 "deletion_request": deletion, "reason": reason, "status": "pending" if deletion == "possible" else
                 "none",
             })
@@ -817,9 +860,14 @@ class RightsService:
 
     # -- explainer --------------------------------------------------------------------------------------
 
-    def explain(self, registrant: Registrant, tld: str, at: dt.datetime | None = None) -> dict[str, Any]:
+    def explain(
+        self, registrant: Registrant, tld: str, at: dt.datetime | None = None, us_nexus: UsNexus | None = None
+    ) -> dict[str, Any]:
         """What a registration of this registrant under ``tld`` would send to whom, what would be withheld,
         and why — computed by the same pure planner the registrations use, without sending anything.
+        Each recipient lists the registry's eligibility rules that apply and whether the sample meets
+        them (``us_nexus`` is the order's .us declaration, if any); a refusal at acceptance (a rule not
+        met, a protocol without an adapter) means the registration would be refused with nothing stored.
         The subject's own restrictions are not looked up (this takes no identity)."""
         tld = tld.strip().lower().lstrip(".") if isinstance(tld, str) else ""
         if not re.fullmatch(r"[a-z0-9-]{2,63}", tld):
@@ -828,33 +876,48 @@ class RightsService:
         when = at or self.clock()
         req = RegistrationRequest.model_construct(
             order_ref="explain", domain=f"explain.{tld}", period_years=1, nameservers=[],
-            purpose="domain_registration", registrant=registrant,
+            purpose="domain_registration", registrant=registrant, us_nexus=us_nexus,
         )
+        jur = self.policies.jurisdictions
         plans = plan_registration(req, self.policies, when)
-        blocking = [p for p in plans if p.refusal is not None and p.policy.required]
+        at_acceptance = {p.policy.recipient: eligibility.refusal(p.policy, req, jur)
+                         for p in plans if p.policy.required}
+        refusals = {p.policy.recipient: at_acceptance.get(p.policy.recipient) or p.refusal for p in plans}
+        blocking = [p for p in plans if refusals[p.policy.recipient] is not None and p.policy.required]
         recipients = []
         for p in plans:
-            would_send = p.refusal is None and not blocking
+            refusal = refusals[p.policy.recipient]
+            would_send = refusal is None and not blocking
             sent = {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(p.minimised.values.items())}
             recipients.append({
                 "recipient": p.policy.recipient, "name": p.policy.name, "kind": p.policy.kind,
                 "country": p.policy.country, "required": p.policy.required,
                 "purpose": p.policy.purposes[0],
+                "protocol": p.policy.protocol,
+                "protocol_supported": p.policy.protocol in eligibility.SUPPORTED_PROTOCOLS,
+                "eligibility": [o.as_dict() for o in eligibility.evaluate(p.policy, req, jur)],
                 "transfer": p.decision.as_dict(),
                 "would_send": would_send,
                 "sent": sent if would_send else {},
                 "would_have_sent": sent,
                 "withheld": dict(sorted(p.minimised.withheld.items())),
                 "missing_required": list(p.minimised.missing_required),
-                "refused": None if p.refusal is None else {"code": p.refusal.code, "detail": p.refusal.detail},
-                "why": self._why(p.refusal is not None, bool(blocking), p.decision.reason),
+                "refused": None if refusal is None else {"code": refusal.code, "detail": refusal.detail},
+                "why": self._why(refusal is not None, bool(blocking),
+                                 refusal.detail if refusal is not None and refusal is not p.refusal
+                                 else p.decision.reason),
             })
+        first = next((r for r in at_acceptance.values() if r is not None), None)
         return {
             "tld": tld, "at": iso(when), "registration_possible": not blocking,
             "blocked_by": [p.policy.recipient for p in blocking],
+            "refused_at_acceptance": None if first is None else {
+                "code": first.code, "detail": first.detail, "errors": first.extra.get("errors", []),
+            },
             "recipients": recipients,
             "note": ("Nothing was sent. If any required recipient is refused, nothing is sent to anyone "
-                     "(fail closed). The subject's restrictions and objections, if any, also apply."),
+                     "(fail closed). A registration refused at acceptance is not stored at all. The "
+                     "subject's restrictions and objections, if any, also apply."),
         }
 
     @staticmethod
@@ -867,17 +930,42 @@ class RightsService:
 
     # -- retention --------------------------------------------------------------------------------------
 
+    async def _relationship_ends(self, reg_ids: builtins.list[str]) -> dict[str, dt.datetime | None]:
+        """When our relationship for each registration ended (None: still ours): ``registrations.ended_at``;
+        a registration that never became a domain of ours (refused, failed) ended when it last changed.
+        Only registrations without an ``ended_at`` are read one by one, for their status."""
+        out: dict[str, dt.datetime | None] = {}
+        ends = await self.store.registration_ends(reg_ids)
+        for reg_id in reg_ids:
+            ended_at, _ = ends.get(reg_id, (None, None))
+            if ended_at is not None:
+                out[reg_id] = _parse_time(ended_at)
+                continue
+            facts = await registration_facts(self.store, reg_id)
+            end = facts.end if facts is not None else None
+            out[reg_id] = _parse_time(end) if end is not None else None
+        return out
+
     async def retention(
         self, *, dry_run: bool, progress: Callable[[int, int | None], None] | None = None
     ) -> dict[str, Any]:
-        """Delete the sealed values of entries older than their purpose's period (from recorded_at).
+        """Delete the sealed values of entries whose purpose's period has run out
+        (``RetentionConfig.purge_date``): for purposes measured from the registration's end, the period runs
+        from when our role for the entry's registration ended, so the values of a registration that is still
+        ours are kept (``kept_active`` counts them); purposes measured from ``recorded_at`` (order
+        confirmation, marketing) keep the old rule.
 
         ``progress(scanned, total)`` is called every ``_PROGRESS_EVERY`` entries scanned and once at the end
         of the scan; ``total`` is the ledger's size when the scan began (entries appended meanwhile can make
         ``scanned`` pass it, so it is raised to ``scanned`` then).  The purge that follows is not counted."""
         now = self.clock()
-        expired: dict[str, builtins.list[str]] = {p: [] for p in self.retention_config.purposes}
+        cfg = self.retention_config
+        expired: dict[str, builtins.list[str]] = {p: [] for p in cfg.purposes}
+        kept_active: dict[str, int] = {p: 0 for p in cfg.purposes}
         unconfigured: dict[str, int] = {}
+        #: entries of end-measured purposes past their period counted from recorded_at (the earliest the end
+        #: rule can purge them): their registrations' ends decide, read in one batch after the scan
+        waiting: dict[str, builtins.list[tuple[str, str, dt.datetime]]] = {}
         scanned = 0
         total = (await self.store.head()).size if progress is not None else None
         async for e in self.store.iter_disclosures(DisclosureFilter(), page=_PAGE):
@@ -886,11 +974,25 @@ class RightsService:
                 progress(scanned, max(total or 0, scanned))
             if e.values_ct is None:
                 continue
-            cfg = self.retention_config.purposes.get(e.purpose)
-            if cfg is None:
+            purpose = cfg.purposes.get(e.purpose)
+            recorded = _parse_time(e.recorded_at)
+            if purpose is None:
                 unconfigured[e.purpose] = unconfigured.get(e.purpose, 0) + 1
-            elif cfg.expires(_parse_time(e.recorded_at)) <= now:
+            elif purpose.expires(recorded) > now:
+                continue  # not due under either rule
+            elif cfg.measured(e.purpose) == "recorded_at":
                 expired[e.purpose].append(e.id)
+            else:
+                waiting.setdefault(e.registration_id, []).append((e.id, e.purpose, recorded))
+        ends = await self._relationship_ends(builtins.list(waiting))
+        for reg_id, items in waiting.items():
+            end = ends.get(reg_id)
+            for entry_id, purpose_name, recorded in items:
+                due = cfg.purge_date(purpose_name, recorded, end)
+                if due is None:
+                    kept_active[purpose_name] += 1
+                elif due <= now:
+                    expired[purpose_name].append(entry_id)
         if progress is not None:
             progress(scanned, max(total or 0, scanned))
         purged = 0
@@ -900,10 +1002,11 @@ class RightsService:
                 purged += await self.store.purge_values(ids[start:start + 500])
         log.info("rights.retention", dry_run=dry_run, expired=sum(map(len, expired.values())), purged=purged)
         return {
-            "dry_run": dry_run, "at": iso(now), "measured_from": self.retention_config.measured_from,
+            "dry_run": dry_run, "at": iso(now), "measured_from": cfg.measured_from,
             "scanned": scanned,
-            "purposes": {p: {"period_months": self.retention_config.purposes[p].period_months,
-                             "expired": len(ids), "ids": ids} for p, ids in sorted(expired.items())},
+            "purposes": {p: {"period_months": cfg.purposes[p].period_months, "measured_from": cfg.measured(p),
+                             "expired": len(ids), "ids": ids, "kept_registration_active": kept_active[p]}
+                         for p, ids in sorted(expired.items())},
             "unconfigured_purposes": unconfigured,
             "expired": sum(len(v) for v in expired.values()),
             "purged": purged,

@@ -123,9 +123,13 @@ RIGHTS: dict[Lang, list[tuple[str, str, str]]] = {
 
 OUTCOMES: dict[Lang, dict[str, str]] = {
     "sv": {"delivered": "Utlämnat", "failed": "Misslyckades (mottagaren tog inte emot uppgifterna)",
-           "blocked": "Stoppat: inget skickades", "refused": "Avvisat: inget skickades"},
+           "blocked": "Stoppat: inget skickades", "refused": "Avvisat av mottagaren: uppgifterna sparades inte",
+           "possibly_delivered": "Kanske utlämnat: skickat, men inget svar kom (mottagaren kan ha uppgifterna)",
+           "deleted": "Raderat hos mottagaren"},
     "en": {"delivered": "Disclosed", "failed": "Failed (the recipient did not accept the data)",
-           "blocked": "Stopped: nothing was sent", "refused": "Refused: nothing was sent"},
+           "blocked": "Stopped: nothing was sent", "refused": "Refused by the recipient: the data was not kept",
+           "possibly_delivered": "Possibly disclosed: sent, but no answer came (the recipient may hold the data)",
+           "deleted": "Deleted at the recipient"},
 }
 
 VALUE_NOTES: dict[Lang, dict[str, str]] = {
@@ -195,3 +199,106 @@ def country_name(code: str, lang: Lang) -> str:
         return code
     name = str(getattr(c, "common_name", None) or c.name) if lang == "en" else _sv_countries().gettext(c.name)
     return name
+
+
+# -- holdings: who holds the data now (the letter's section, the API and the staff page) --------------
+
+HOLDINGS: dict[Lang, dict[str, str]] = {
+    "sv": {
+        "heading": "Vem har dina uppgifter nu",
+        "intro": "Här är de mottagare som har uppgifter om dig i dag, vilka objekt uppgifterna finns i, sedan när, "
+                 "vilka uppgifter och vad som gör att de upphör. Utlämnanden som inte längre finns hos mottagaren "
+                 "står kvar i loggen ovan.",
+        "none": "Ingen mottagare har uppgifter om dig i dag.",
+        "object": "Objekt",
+        "since": "Sedan",
+        "fields": "Uppgifter",
+        "ends": "Upphör",
+        "own": "Vår egen kopia (loggens krypterade värden)",
+        "contact": "Kontaktobjekt hos registret",
+        "domain": "Domännamn",
+        "copy": "Kopia hos mottagaren",
+    },
+    "en": {
+        "heading": "Who holds your data now",
+        "intro": "These are the recipients that hold data about you today, the objects it is in, since when, which "
+                 "data and what ends it. Disclosures no longer held by their recipient stay in the log above.",
+        "none": "No recipient holds data about you today.",
+        "object": "Object",
+        "since": "Since",
+        "fields": "Data",
+        "ends": "Ends",
+        "own": "Our own copy (the log's encrypted values)",
+        "contact": "Contact object at the registry",
+        "domain": "Domain name",
+        "copy": "Copy held by the recipient",
+    },
+}
+
+_END_REASONS: dict[Lang, dict[str, str]] = {
+    "sv": {"deleted": "raderat", "transferred_out": "flyttat till annan registrar", "expired": "utgånget",
+           "failed": "registreringen genomfördes inte"},
+    "en": {"deleted": "deleted", "transferred_out": "transferred away", "expired": "expired",
+           "failed": "the registration did not go through"},
+}
+
+_ENDS: dict[Lang, dict[str, str]] = {
+    "sv": {
+        "contact_in_use": "raderas när ingen av våra domäner använder det",
+        "contact_unused": "ingen av våra domäner använder det längre: radering hos registret väntar",
+        "kept_by_registry": "registret behåller det (radering nekad, {code}); fråga registret",
+        "delete_unanswered": "radering skickad utan svar: kan redan vara raderat; kontrolleras med registret",
+        "domain_active": "radering, flytt till annan registrar eller utgång den {at}",
+        "domain_active_unknown": "radering, flytt till annan registrar eller utgång (datum ännu okänt)",
+        "domain_ended": "upphörde {at} ({reason}); radering hos registret väntar",
+        "domain_delete_unconfirmed": "upphörde {at} ({reason}); registret har inte bekräftat raderingen",
+        "escrow_active": "finns i depositionerna så länge registreringen består; depositarien sparar dem {reason}",
+        "escrow_ended": "nästa fullständiga deposition efter att registreringen upphörde saknar dem; depositarien "
+                        "sparar äldre depositioner {reason}",
+        "partner_copy": "mottagarens lagringstid: {reason}",
+        "partner_copy_unknown": "tills mottagaren raderar den (vi kan begära radering, art. 17.2)",
+        "own_while_active": "sparas så länge registreringen består, därefter {reason} månader",
+        "own_purge": "gallras den {at}",
+        "own_unconfigured": "ingen lagringstid angiven: sparas tills en anges",
+        "own_erased": "raderade (nyckeln är förstörd); den oläsbara krypterade texten gallras den {at}",
+        "own_erased_unknown": "raderade (nyckeln är förstörd); den oläsbara krypterade texten gallras efter "
+                              "lagringstiden",
+    },
+    "en": {
+        "contact_in_use": "deleted when no domain of ours uses it",
+        "contact_unused": "no domain of ours uses it any more: deletion at the registry pending",
+        "kept_by_registry": "kept by the registry (refused delete, {code}) — ask the registry",
+        "delete_unanswered": "deletion sent, no answer: may already be deleted — confirm with the registry",
+        "domain_active": "deletion, transfer away or expiry on {at}",
+        "domain_active_unknown": "deletion, transfer away or expiry (date not known yet)",
+        "domain_ended": "ended {at} ({reason}); deletion at the registry pending",
+        "domain_delete_unconfirmed": "ended {at} ({reason}); the registry has not confirmed the deletion",
+        "escrow_active": "in the escrow deposits while the registration is active; the agent keeps them {reason}",
+        "escrow_ended": "the first full deposit after the registration ended drops it; the agent keeps older "
+                        "deposits {reason}",
+        "partner_copy": "the recipient's retention: {reason}",
+        "partner_copy_unknown": "until the recipient deletes it (we may ask it to, Art. 17(2))",
+        "own_while_active": "kept while the registration is ours, then {reason} months",
+        "own_purge": "purged on {at}",
+        "own_unconfigured": "no retention period configured: kept until one is set",
+        "own_erased": "erased (the key was destroyed); the unreadable ciphertext is purged on {at}",
+        "own_erased_unknown": "erased (the key was destroyed); the unreadable ciphertext is purged after the "
+                              "retention period",
+    },
+}
+
+
+def holding_end_text(kind: str, lang: Lang, *, at: str | None = None, reason: str | None = None,
+                     code: str | None = None) -> str:
+    """What ends one holding, in words (``gateway.services.holdings.End``'s ``kind`` and facts)."""
+    texts = _ENDS[lang]
+    if kind in ("partner_copy", "escrow_active", "escrow_ended") and not reason:
+        kind = "partner_copy_unknown" if kind == "partner_copy" else kind
+        reason = reason or ("enligt avtalet" if lang == "sv" else "as the agreement says")
+    if kind == "own_erased" and at is None:
+        kind = "own_erased_unknown"
+    if kind == "domain_active" and at is None:
+        kind = "domain_active_unknown"
+    template = texts.get(kind, kind)
+    return template.format(at=(at or "?")[:10], reason=_END_REASONS[lang].get(reason or "", reason or "?"),
+                           code=code or "?")

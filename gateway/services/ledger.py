@@ -17,12 +17,14 @@ unwrapping 32 bytes is negligible beside it.)
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from gateway.errors import (
@@ -36,7 +38,18 @@ from gateway.errors import (
 from gateway.identity import identity_keys, strong_identifier
 from gateway.ledger.checkpoint import Checkpoint, CheckpointSigner, SignedCheckpoint, verify_checkpoint
 from gateway.ledger.entry import DisclosureEntry, EntryUnreadable, leaf_bytes
-from gateway.ledger.keys import BlindIndexer, KeyRing, WrappedKey, new_data_key, open_sealed, rewrap, seal, unwrap, wrap
+from gateway.ledger.keys import (
+    BlindIndexer,
+    KeyRing,
+    KeyRingFile,
+    WrappedKey,
+    new_data_key,
+    open_sealed,
+    rewrap,
+    seal,
+    unwrap,
+    wrap,
+)
 from gateway.ledger.merkle import (
     Frontier,
     NodeSource,
@@ -84,11 +97,36 @@ async def _collect(get_coords: Callable[[NodeSource], object], store: LedgerStor
 
 
 class Ledger:
-    def __init__(self, store: LedgerBackend, ring: KeyRing, indexer: BlindIndexer, signer: CheckpointSigner) -> None:
+    def __init__(
+        self, store: LedgerBackend, ring: KeyRing, indexer: BlindIndexer, signer: CheckpointSigner, *,
+        ring_file: Path | None = None,
+    ) -> None:
+        """``ring_file``: where ``ring`` was read from, for a process that must follow rotations (the
+        server): new data keys are then wrapped under the file's active key as it is at that moment, and
+        keys re-wrapped by a rotation elsewhere still open.  Without it the ring is fixed (``GATEWAY_KEK``,
+        tests, one-shot commands)."""
         self.store = store
-        self.ring = ring
+        self._ring = ring
+        self.ring_file = KeyRingFile(ring_file, ring) if ring_file is not None else None
         self.indexer = indexer
         self.signer = signer
+
+    @property
+    def ring(self) -> KeyRing:
+        return self.ring_file.ring if self.ring_file is not None else self._ring
+
+    @ring.setter
+    def ring(self, ring: KeyRing) -> None:
+        self._ring = ring
+        if self.ring_file is not None:
+            self.ring_file.adopt(ring)
+
+    def reload_ring(self, *, force: bool = False) -> bool:
+        """Pick up a rotated ring file now (``force``: read it even if its stat looks unchanged); True when
+        the ring changed.  :class:`ConfigError` if the file cannot be used; False for a fixed ring."""
+        if self.ring_file is None:
+            return False
+        return self.ring_file.reload() if force else self.ring_file.refresh()
 
     # -- subjects and sealing ------------------------------------------------------------------------
 
@@ -142,17 +180,32 @@ class Ledger:
         raise SubjectErased()
 
     def _new_key(self) -> tuple[str, bytes, WrappedKey]:
+        """A fresh subject id and data key, wrapped under the active KEK of the ring file as it is now
+        (fails closed with ``KeyRingUnavailable``): never under a key a rotation may have retired."""
+        ring = self.ring_file.for_wrap() if self.ring_file is not None else self._ring
         sid = uuid.uuid4().hex
         dek = new_data_key()
-        return sid, dek, wrap(self.ring, dek, sid)
+        return sid, dek, wrap(ring, dek, sid)
+
+    def _ring_for(self, kid: str) -> KeyRing:
+        return self.ring_file.for_unwrap(kid) if self.ring_file is not None else self._ring
 
     async def dek(self, subject_id: str) -> bytes | None:
         """The subject's data key, read from the store on every call (no cache: see the module), or None
-        once it has been shredded by any process."""
+        once it has been shredded by any process.
+
+        A kid the ring (re-read) lacks may mean the row was read just before a rotation re-wrapped it and
+        retired that kid, so the row is read once more before giving up with ``DecryptionFailed``."""
+        wrapped = await self._wrapped_key(subject_id)
+        if wrapped is not None and wrapped.kid not in self._ring_for(wrapped.kid).keys:
+            wrapped = await self._wrapped_key(subject_id)
+        return None if wrapped is None else unwrap(self._ring_for(wrapped.kid), wrapped, subject_id)
+
+    async def _wrapped_key(self, subject_id: str) -> WrappedKey | None:
         key = await self.store.subject_key(subject_id)
         if key is None or key.wrapped is None or key.kid is None:
             return None
-        return unwrap(self.ring, WrappedKey(key.kid, key.wrapped), subject_id)
+        return WrappedKey(key.kid, key.wrapped)
 
     @staticmethod
     def seal_json(dek: bytes, data: Any, aad: str) -> bytes:
@@ -199,6 +252,89 @@ class Ledger:
                 progress(count, None)
         self.ring = new_ring
         return count
+
+    # -- retiring a key-encryption key --------------------------------------------------------------
+
+    async def wrapped_key_counts(self) -> dict[str, int]:
+        """Live data keys per KEK id, counted by the store (not inferred from a rotation having run)."""
+        return await self.store.wrapped_key_counts()
+
+    async def rewrap_kid(
+        self, ring: KeyRing, kid: str, *, progress: Callable[[int, int | None], None] | None = None
+    ) -> tuple[int, int]:
+        """Move every live data key still wrapped under ``kid`` to ``ring``'s active KEK: (moved, failed).
+
+        ``failed`` counts rows that do not open under ``kid`` (corrupt or tampered): they are left as they
+        are, so the store still counts them and retiring ``kid`` is refused."""
+        moved = failed = 0
+        async for key in self.store.subject_keys():
+            if key.wrapped is None or key.kid != kid:
+                continue
+            try:
+                fresh = rewrap(ring, WrappedKey(kid, key.wrapped), key.subject_id)
+            except DecryptionFailed:
+                failed += 1
+                continue
+            await self.store.replace_wrapped_key(key.subject_id, fresh.kid, fresh.blob)
+            moved += 1
+            if progress is not None:
+                progress(moved, None)
+        return moved, failed
+
+    async def drain_kid(
+        self, ring: KeyRing, kid: str, *, rounds: int = 3,
+        progress: Callable[[int, int | None], None] | None = None,
+    ) -> tuple[int, int]:
+        """Re-wrap ``kid``'s data keys until the store counts none, at most ``rounds`` sweeps: (moved,
+        remaining).  A sweep can miss a key made during it (a process still holding an older ring), which
+        the next sweep or the final count catches."""
+        if kid == ring.active or kid not in ring.keys:
+            raise ValueError("a key to drain must be in the ring and not its active key")
+        moved = 0
+        remaining = (await self.wrapped_key_counts()).get(kid, 0)
+        for _ in range(rounds):
+            if remaining == 0:
+                break
+            done, _failed = await self.rewrap_kid(ring, kid, progress=progress)
+            moved += done
+            remaining = (await self.wrapped_key_counts()).get(kid, 0)
+        return moved, remaining
+
+    async def retire(
+        self, path: Path, kid: str, *, grace_s: float,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        progress: Callable[[int, int | None], None] | None = None,
+    ) -> RetireOutcome:
+        """Remove ``kid`` from the ring file at ``path`` only once the store holds no data key wrapped under it.
+
+        A running gateway wraps under its ring file's active key as read just before the wrap, so after a
+        rotation only a wrap whose read came before the new key was saved can still use ``kid``; ``grace_s``
+        is how long such an in-flight registration may take.  Steps: drain (re-wrap what the store still
+        has under ``kid``), wait ``grace_s``, drain and count again (refuse, ring untouched, if any remain),
+        save the ring without ``kid``, then drain once more while ``kid`` is still held here, and put it back
+        in the file (refuse) if any key under it is left.  ``ValueError`` for the active or an unknown kid.
+        The caller holds :func:`ring_lock`."""
+        ring = KeyRing.from_file(path)
+        if kid == ring.active:
+            raise ValueError(f"{kid} is the active key; rotate first")
+        if kid not in ring.keys:
+            raise ValueError(f"no key {kid} in the ring")
+        moved, _ = await self.drain_kid(ring, kid, progress=progress)
+        await sleep(grace_s)
+        ring = KeyRing.from_file(path)  # the newest active key (the lock keeps other rotations out)
+        more, remaining = await self.drain_kid(ring, kid, progress=progress)
+        moved += more
+        if remaining:
+            return RetireOutcome(kid, False, moved, remaining)
+        ring.without_key(kid).save(path)
+        self.ring = ring.without_key(kid)
+        more, remaining = await self.drain_kid(ring, kid, progress=progress)
+        moved += more
+        if remaining:
+            ring.save(path)  # keep every key that a stored data key still needs
+            self.ring = ring
+            return RetireOutcome(kid, False, moved, remaining)
+        return RetireOutcome(kid, True, moved, 0)
 
     # -- checkpoints and proofs ---------------------------------------------------------------------
 
@@ -286,6 +422,16 @@ class Ledger:
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
+
+
+@dataclass(frozen=True)
+class RetireOutcome:
+    """What :meth:`Ledger.retire` did: ``retired`` only if the store counted no data key under ``kid``."""
+
+    kid: str
+    retired: bool
+    moved: int  # data keys re-wrapped under the active key on the way (stragglers included)
+    remaining: int  # data keys still wrapped under ``kid`` when it refused
 
 
 @dataclass(frozen=True)
@@ -459,6 +605,6 @@ async def _verify_store(
 
 
 __all__ = [
-    "DecryptionFailed", "HeadProof", "Ledger", "LedgerBackend", "LedgerCorrupt", "RetentionRule", "SubjectErased",
-    "VerifyReport", "verify_store",
+    "DecryptionFailed", "HeadProof", "Ledger", "LedgerBackend", "LedgerCorrupt", "RetentionRule", "RetireOutcome",
+    "SubjectErased", "VerifyReport", "verify_store",
 ]

@@ -2,7 +2,9 @@
 
 The plan says, per recipient, what goes, what is withheld, and on which Chapter V basis.  If any
 recipient of a registration is refused, nothing is sent to anyone (fail closed): a registration
-is one act towards its registry, and a half-delivered one would be worse than none.
+is one act towards its registry, and a half-delivered one would be worse than none.  Before that,
+what the registry would refuse whatever we send (a protocol without an adapter, a registrant its own
+eligibility rules turn away: ``gateway.policy.eligibility``) is refused with nothing stored at all.
 """
 
 from __future__ import annotations
@@ -30,11 +32,12 @@ from gateway.errors import (
     TransferBlocked,
 )
 from gateway.ledger.entry import DisclosureEntry
-from gateway.models import RegistrationRequest
+from gateway.models import RegistrationRequest, TransferRequest
 from gateway.outbox.epp import RegistrarContact, build_commands, carried_fields
 from gateway.outbox.payloads import (
     DomainRecord,
     EppRegistration,
+    EppTransferIn,
     HttpsPost,
     OutboxContent,
     OutboxPayload,
@@ -42,6 +45,7 @@ from gateway.outbox.payloads import (
     plain,
 )
 from gateway.policy.classify import TransferDecision, classify_transfer
+from gateway.policy.eligibility import acceptance_refusal
 from gateway.policy.loader import PolicySet
 from gateway.policy.minimise import Minimised, minimise
 from gateway.policy.restrictions import restriction_refusal
@@ -146,7 +150,8 @@ def registration_payload(
     values = plain(p.minimised.values)
     if p.policy.protocol == "https" and p.policy.https is not None:
         return HttpsPost(p.policy.https.path, {"registration_id": reg_id, "domain": req.domain, "data": values}), p
-    # escrow, and a registry protocol without an adapter yet (refused at delivery, see DomainRecord)
+    # escrow; a registry protocol without an adapter is refused at acceptance (``acceptance_refusal``) and
+    # only rows queued before that reach here (the worker refuses them, see DomainRecord)
     return DomainRecord(domain=req.domain, tld=req.tld, data=values, nameservers=tuple(req.nameservers),
                         expires=expected_expiry(today, req.period_years), protocol=p.policy.protocol), p
 
@@ -169,13 +174,23 @@ class RegistrationService:
     async def submit(
         self, client: str, key: str, raw: Any, req: RegistrationRequest
     ) -> tuple[int, dict[str, Any]]:
-        """Returns (HTTP status, body); replays the stored answer for a repeated key."""
+        """Returns (HTTP status, body); replays the stored answer for a repeated key.
+
+        A ``TransferRequest`` is a transfer in: the same plan, minimisation, Chapter V classification and
+        eligibility as a registration (the registry gets the same contacts, once the transfer is approved),
+        with the registry's row an ``EppTransferIn`` carrying the auth code instead of a domain:create, and
+        the registration filed as ``kind`` 'transfer'.  Partners (escrow, e-mail) are sent as for a
+        registration: the domain is ours to sponsor either way."""
         rhash = request_hash(raw)
         prior = await self.store.idempotent_response(client, key)
         if prior is not None:
             return self._replay(prior, rhash)
 
-        recipients_for(req.tld, self.policies)  # an unknown TLD is refused before anything is stored
+        # refused before anything is stored: an unknown TLD, a registry protocol without an adapter, a
+        # registrant the registry's own rules turn away (nothing queued, logged or kept under the key)
+        refused = acceptance_refusal(req, recipients_for(req.tld, self.policies), self.policies.jurisdictions)
+        if refused is not None:
+            raise refused
         for attempt in range(1, _SUBJECT_ATTEMPTS + 1):
             try:
                 return await self._submit(client, key, rhash, req)
@@ -195,6 +210,7 @@ class RegistrationService:
         subject = await self.ledger.subject_for(req.registrant)
         restrictions = await self.store.restrictions(subject.id)
         plans = plan_registration(req, self.policies, now, restrictions)
+        auth_code = req.auth_code if isinstance(req, TransferRequest) else None
         refused = [p for p in plans if p.refusal is not None]
         blocking = [p for p in refused if p.policy.required]
         outbox: list[NewOutbox] = []
@@ -211,8 +227,11 @@ class RegistrationService:
                     continue
                 payload, p = registration_payload(req, reg_id, p, self.registrar, self.secret, today)
                 plans[i] = p
+                if auth_code is not None and isinstance(payload, EppRegistration):
+                    # the same contacts and roles, reached by a transfer request instead of a domain:create
+                    payload = EppTransferIn(auth_pw=auth_code, years=req.period_years, commands=payload.commands)
                 # the registry contact ids made of this subject: a person may quote one to be found
-                contacts = payload.commands.contacts if isinstance(payload, EppRegistration) else ()
+                contacts = payload.commands.contacts if isinstance(payload, EppRegistration | EppTransferIn) else ()
                 contact_links += [("contact_id", self.ledger.indexer.index("contact_id", c.id))
                                   for c in contacts if c.id != self.registrar.id]
                 sealed = self.ledger.seal_json(subject.dek, OutboxContent(payload, plain(p.minimised.values)).to_json(),
@@ -238,6 +257,8 @@ class RegistrationService:
             "transfers": plan_view,
             "links": {"self": f"/v1/registrations/{reg_id}"},
         }
+        if auth_code is not None:
+            body["kind"] = "transfer"
         if blocking:
             first = blocking[0].refusal
             assert first is not None
@@ -250,6 +271,7 @@ class RegistrationService:
         registration = {
             "id": reg_id, "order_ref": req.order_ref, "domain": req.domain, "tld": req.tld,
             "status": status_text, "plan": plan_view, "subject_id": subject.id,
+            "kind": "registration" if auth_code is None else "transfer",
         }
         raced = await self.store.accept(
             Accepted(

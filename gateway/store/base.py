@@ -12,7 +12,8 @@ tree can never disagree with the rows it covers.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable
+import datetime as dt
+from collections.abc import AsyncIterator, Awaitable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
@@ -52,6 +53,12 @@ class OutboxItem:
     #: the ``X-Request-ID`` of the request that queued the row (schema 4), bound on its delivery's log
     #: lines; None for rows from before schema 4 or queued outside a request.  Not part of the payload.
     request_id: str | None = None
+    #: this claim's fencing token (schema 5): outcomes are recorded only while the row still carries it
+    token: str = ""
+    #: what earlier steps of this row left at the recipient (``progress_json``), e.g. contacts created
+    progress: dict[str, Any] = field(default_factory=dict)
+    #: until when transient failures are retried (set at the first one); None before any failure
+    deadline_at: str | None = None
 
 
 @dataclass(frozen=True)
@@ -203,11 +210,52 @@ class OutboxStore(Protocol):
         ...
 
     async def requeue_in_flight(self, now: str, stale_before: str | None = None) -> int: ...
-    async def claim_due(self, now: str, limit: int, *, batch_recipient: str | None = None) -> list[OutboxItem]: ...
+    async def claim_due(
+        self, now: str, limit: int, *, batch_recipient: str | None = None, recipient: str | None = None,
+        exclude: Collection[str] = (), lease_until: str | None = None,
+    ) -> list[OutboxItem]: ...
+    async def due_recipients(self, now: str) -> list[str]:
+        """Recipients with rows due for the delivery worker (one bulkhead each)."""
+        ...
+    async def renew_claims(self, tokens: Sequence[str], lease_until: str) -> int: ...
+    async def release_claims(self, tokens: Sequence[str], now: str) -> int: ...
+    async def record_step(
+        self, item: OutboxItem, entries: Sequence[DisclosureEntry], *, progress: dict[str, Any], now: str
+    ) -> bool: ...
     async def finish(
-        self, item: OutboxItem, entry: DisclosureEntry, *, state: str, next_attempt_at: str | None, now: str
-    ) -> None: ...
+        self, item: OutboxItem, entries: DisclosureEntry | Sequence[DisclosureEntry], *, state: str,
+        next_attempt_at: str | None, now: str, parked_reason: str | None = None, deadline_at: str | None = None,
+        progress: dict[str, Any] | None = None, last_code: str | None = None,
+    ) -> bool: ...
     async def pending_count(self) -> int: ...
+    async def outbox_stats(self, now: dt.datetime) -> list[OutboxStat]:
+        """Per recipient with any undelivered or parked row, in one query: queue depth (pending and in
+        flight), parked rows (``needs_attention``) and the age at ``now`` of the oldest undelivered row."""
+        ...
+    # -- parked rows: staff retry or cancel them (``gateway.store.parked_rows``) --
+    async def parked(self, recipient: str | None = None) -> list[dict[str, Any]]:
+        """Rows waiting for staff (``needs_attention``), per recipient, oldest first: id, registration_id,
+        recipient, purpose, change_id, attempts, last_code, parked_reason, updated_at; never the payload
+        or anything about the subject."""
+        ...
+
+    async def retry_parked(self, row_id: int, now: str, *, actor: str) -> bool:
+        """Staff retry: the parked row is pending and due at ``now`` again, its deadline and parked reason
+        cleared (the next transient failure starts a new deadline), and its registration's status
+        recomputed (a registration failed only by this row is ``delivering`` again); ``actor`` and the
+        action are written to the access log in the same transaction.  False (nothing written) if the row
+        is not parked; ``OutboxRowNotFound`` if there is no such row."""
+        ...
+
+    async def cancel_parked(self, row_id: int, now: str, *, actor: str) -> bool:
+        """Staff cancel: the parked row is ``cancelled`` for good and its registration's status recomputed
+        (``rows.registration_status``); logged and refused like ``retry_parked``."""
+        ...
+
+    async def parked_actions(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The latest staff retries and cancels, newest first: at, actor, action (retry, cancel), row_id
+        and the row's recipient and registration_id."""
+        ...
 
 
 class LedgerStore(Protocol):
@@ -254,6 +302,9 @@ class SubjectStore(Protocol):
     def subject_keys(self) -> AsyncIterator[SubjectKey]: ...
     async def replace_wrapped_key(self, subject_id: str, kid: str, wrapped: bytes) -> None: ...
     async def shred_subject(self, subject_id: str, now: str) -> bool: ...
+    async def wrapped_key_counts(self) -> dict[str, int]:
+        """Live (not shredded) data keys per KEK id; a KEK may be retired only while its count is zero."""
+        ...
 
 
 class AccessLogStore(Protocol):
@@ -356,7 +407,40 @@ class WebhookStore(Protocol):
         ...
 
 
-class Store(OutboxStore, LedgerStore, SubjectStore, AccessLogStore, RequestStore, WebhookStore, Protocol):
+class LifecycleStore(Protocol):
+    """A domain's life after its registration (schema 6): renewal, transfer, deletion, registry notices.
+
+    ``apply_notice`` records a registry poll message's effect once: the message id is written in the same
+    transaction, so a message read again after a crash (before its acknowledgement) changes nothing."""
+
+    async def add_registration_event(
+        self, reg_id: str, *, at: str, kind: str, source: str, detail: dict[str, Any],
+        end_reason: str | None = None, expires_at: str | None = None,
+    ) -> None: ...
+    async def registration_events(self, reg_id: str) -> list[dict[str, Any]]: ...
+    async def apply_notice(
+        self, registry: str, msg_id: str, *, at: str, kind: str, registration_id: str | None,
+        detail: dict[str, Any], end_reason: str | None = None, expires_at: str | None = None,
+        wake_recipient: str | None = None, outbox: list[NewOutbox] | None = None,
+    ) -> bool:
+        """Record a registry notice's effect once (False: this message was applied before): the event on the
+        registration, its end, a waiting row of ``wake_recipient`` made due, unsealed ``outbox`` rows."""
+        ...
+    async def enqueue_unsealed(
+        self, registration_id: str, items: list[NewOutbox], now: str, *, event: dict[str, Any] | None = None,
+        end_reason: str | None = None,
+    ) -> None: ...
+    async def registration_for_domain(self, domain: str) -> dict[str, Any] | None:
+        """The domain's registration with us: the active one if any, else the latest (never a blocked one)."""
+        ...
+    async def registration_ends(self, reg_ids: Collection[str]) -> dict[str, tuple[str | None, str | None]]:
+        """``ended_at`` and ``end_reason`` of each registration (None, None while it is ours)."""
+        ...
+
+
+class Store(
+    OutboxStore, LedgerStore, LifecycleStore, SubjectStore, AccessLogStore, RequestStore, WebhookStore, Protocol
+):
     """Every role of one database, for the wiring (``compose``, the CLI) that opens and closes it."""
 
     schema_version: int
@@ -367,3 +451,44 @@ class Store(OutboxStore, LedgerStore, SubjectStore, AccessLogStore, RequestStore
 def with_leaf(entry: DisclosureEntry, index: int, lh: bytes) -> DisclosureEntry:
     """``entry`` as stored at ``index`` with leaf hash ``lh``."""
     return replace(entry, leaf_index=index, leaf_hash=lh)
+
+
+# -- outbox figures for /metrics ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OutboxStat:
+    """One recipient's outbox at scrape time: counts and an age, never a value."""
+
+    recipient: str
+    depth: int  # pending + in_flight
+    parked: int  # needs_attention: waiting for staff
+    oldest_pending_s: float | None  # None: nothing undelivered (only parked rows)
+
+
+#: One pass over the undelivered and parked rows.  A registration row's wait starts when the registration
+#: was accepted; a change row's when it was queued (its ``updated_at``).  Timestamps are ISO text in both
+#: dialects, so MIN compares them as written.
+OUTBOX_STATS_SQL = (
+    "SELECT o.recipient, "
+    "SUM(CASE WHEN o.state IN ('pending', 'in_flight') THEN 1 ELSE 0 END) AS depth, "
+    "SUM(CASE WHEN o.state = 'needs_attention' THEN 1 ELSE 0 END) AS parked, "
+    "MIN(CASE WHEN o.state IN ('pending', 'in_flight') THEN "
+    "(CASE WHEN o.change_id = '' THEN r.created_at ELSE o.updated_at END) END) AS oldest "
+    "FROM outbox o JOIN registrations r ON r.id = o.registration_id "
+    "WHERE o.state IN ('pending', 'in_flight', 'needs_attention') "
+    "GROUP BY o.recipient ORDER BY o.recipient"
+)
+
+
+def outbox_stats_from(rows: Iterable[Sequence[Any]], now: dt.datetime) -> list[OutboxStat]:
+    """``OUTBOX_STATS_SQL``'s rows as ``OutboxStat`` (shared by both stores)."""
+    out = []
+    for recipient, depth, parked, oldest in rows:
+        age = None
+        if oldest:
+            at = dt.datetime.fromisoformat(str(oldest).replace("Z", "+00:00"))
+            at = at if at.tzinfo is not None else at.replace(tzinfo=dt.UTC)
+            age = max(0.0, (now - at).total_seconds())
+        out.append(OutboxStat(str(recipient), int(depth or 0), int(parked or 0), age))
+    return out

@@ -10,11 +10,12 @@ Nothing here touches a connection.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+import secrets
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from gateway.ledger.entry import LEAF_COLUMNS, DisclosureEntry
+from gateway.ledger.entry import STORED_COLUMNS, DisclosureEntry
 from gateway.ledger.merkle import Frontier
 from gateway.store.base import (
     BASIS_RECORD,
@@ -73,7 +74,7 @@ class Params:
 
 # -- disclosures (the ledger's leaves) and the tree ------------------------------------------------------
 
-DISCLOSURE_COLUMNS: tuple[str, ...] = (*LEAF_COLUMNS, "leaf_hash")
+DISCLOSURE_COLUMNS: tuple[str, ...] = (*STORED_COLUMNS, "leaf_hash")
 #: Every stored column of an entry plus its sealed values (NULL once purged), as ``from_row`` reads them.
 SELECT_DISCLOSURES = (
     f"SELECT {', '.join('d.' + c for c in DISCLOSURE_COLUMNS)}, v.values_ct FROM disclosures d "  # noqa: S608
@@ -98,7 +99,7 @@ def tree_rows(frontier: Frontier, entries: Iterable[DisclosureEntry]) -> TreeRow
     out = TreeRows([], [], [])
     for entry in entries:
         row, lh, nodes = extend_tree(frontier, entry)
-        out.leaves.append((*(row[col] for col in LEAF_COLUMNS), lh))
+        out.leaves.append((*(row[col] for col in STORED_COLUMNS), lh))
         if entry.values_ct is not None:
             out.values.append((entry.id, entry.values_ct))
         out.nodes.extend((n.level, n.index, node_born(n.level, n.index), n.hash) for n in nodes)
@@ -179,13 +180,34 @@ def outbox_item(r: Any, *, attempts: int | None = None) -> OutboxItem:
         attempts=int(r["attempts"]), subject_id=r["subject_id"], payload_ct=bytes(r["payload_ct"]),
         payload_digest=r["payload_digest"], transfer=json.loads(r["transfer_json"]),
         fields=json.loads(r["fields_json"]), purpose=r["purpose"], change_id=r["change_id"],
-        request_id=r["request_id"],
+        request_id=r["request_id"], token=r["claim_token"] or "",
+        progress=json.loads(r["progress_json"]) if r["progress_json"] else {}, deadline_at=r["deadline_at"],
     )
     return item if attempts is None else replace(item, attempts=attempts)
 
 
-#: The states ``finish`` may leave an outbox row in.
-FINISH_STATES = ("done", "failed", "pending")
+def new_token() -> str:
+    """A claim's fencing token: unguessable, so no other claim can ever hold the same one."""
+    return secrets.token_hex(16)
+
+
+def claim_filter(
+    batch_recipient: str | None, recipient: str | None, exclude: Collection[str], mark: str
+) -> tuple[str, list[Any]]:
+    """The WHERE clause (``mark`` is ``?``; PostgreSQL's numbered marks are rewritten by the caller) that
+    selects claimable rows: a batch job's, one recipient's (a bulkhead), or any but ``exclude``'s."""
+    if batch_recipient is not None:
+        return f"batch=1 AND recipient={mark}", [batch_recipient]
+    if recipient is not None:
+        return f"batch=0 AND recipient={mark}", [recipient]
+    if exclude:
+        return f"batch=0 AND recipient NOT IN ({', '.join(mark for _ in exclude)})", list(exclude)
+    return "batch=0", []
+
+
+#: The states ``finish`` may leave an outbox row in (``failed`` only for the escrow job's refusals and
+#: rows that can never go: erased subject, recipient gone; what staff can act on is parked instead).
+FINISH_STATES = ("done", "failed", "pending", "needs_attention")
 
 
 def check_finish_state(state: str) -> None:
@@ -199,18 +221,35 @@ def registration_status(required_states: set[str]) -> str:
     not escrow): delivered when all are done, failed when any failed, else still delivering."""
     if required_states == {"done"}:
         return "delivered"
-    return "failed" if "failed" in required_states else "delivering"
+    # a parked row (needs_attention) fails the registration for the ordering system until staff retry it
+    return "failed" if required_states & {"failed", "cancelled", "needs_attention"} else "delivering"
 
 
-def registration_view(row: Any, deliveries: Iterable[Any], entries: Iterable[Any]) -> dict[str, Any]:
-    """A registration with its deliveries and its disclosure entries (metadata only)."""
+def registration_view(
+    row: Any, deliveries: Iterable[Any], entries: Iterable[Any], events: Iterable[Any] = ()
+) -> dict[str, Any]:
+    """A registration with its deliveries, its disclosure entries (metadata only) and its lifecycle: kind,
+    expiry, when and why our role ended, and the events after acceptance (schema 6)."""
     return {
         "id": row["id"], "client": row["client"], "order_ref": row["order_ref"], "domain": row["domain"],
         "subject_id": row["subject_id"], "status": row["status"], "plan": json.loads(row["plan_json"]),
         "created_at": row["created_at"], "updated_at": row["updated_at"],
+        "kind": row["kind"], "expires_at": row["expires_at"], "ended_at": row["ended_at"],
+        "end_reason": row["end_reason"],
         "deliveries": [dict(d) for d in deliveries],
         "disclosures": [DisclosureEntry.from_row(e).as_dict() for e in entries],
+        "events": [event_view(e) for e in events],
     }
+
+
+def event_view(row: Any) -> dict[str, Any]:
+    """One registration event: what happened, when, from where (``api`` or ``registry``), ids and codes."""
+    return {"id": int(row["id"]), "registration_id": row["registration_id"], "at": row["at"], "kind": row["kind"],
+            "source": row["source"], "detail": json.loads(row["detail_json"])}
+
+
+#: Why our role as a domain's registrar ended (``registrations.end_reason``, schema 6).
+END_REASONS = ("deleted", "transferred_out", "expired")
 
 
 def idempotent_answer(r: Any) -> tuple[str, int, dict[str, Any]]:

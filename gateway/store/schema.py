@@ -303,3 +303,78 @@ def schema_v4(d: Dialect) -> str:
     return f"""
         ALTER TABLE outbox ADD COLUMN request_id {d.text};
         """
+
+
+#: Every state an outbox row can be in (schema 5).  ``needs_attention``: parked, waiting for staff to retry
+#: or cancel it (a permanent refusal, or transient failures past the recipient's deadline); ``cancelled``:
+#: staff gave up on it.  ``failed`` is what schema 1-4 wrote for both and is never written any more.
+OUTBOX_STATES = ("pending", "in_flight", "done", "failed", "needs_attention", "cancelled")
+
+
+def schema_v5(d: Dialect, widen_states: str) -> str:
+    """Migration 5 in dialect ``d``: fenced claims, per-command progress and parking.
+
+    - ``claim_token``: a fresh token per claim.  Only the claim holding the row's current token may record
+      an outcome (``finish``/``record_step`` write nothing otherwise), so a worker whose lease ran out while
+      its registry was slow can no longer log a delivery another worker also logs.
+    - ``lease_until``: when the claim lapses unless its worker renews it (a heartbeat while the work runs);
+      a dead worker's rows are taken over as soon as it passes, not after a fixed recovery interval.
+    - ``progress_json``: what the registry already holds from earlier steps of this row (contacts created
+      and their registry ids), written in the same transaction as those steps' disclosure entries, so a
+      retry after a crash neither repeats nor forgets a command that carried personal data.
+    - ``parked_reason`` and ``deadline_at``: why a row waits for staff, and until when transient failures
+      are retried (set at the first failure from the recipient's deadline; cleared by a staff retry).
+
+    - ``disclosures.command``: the command that carried an entry's data (``gateway.ledger.entry``: in the
+      leaf only when set, so older leaves keep their hashes).
+
+    ``widen_states`` is the dialect's way to let ``outbox.state`` take the new states (PostgreSQL alters
+    the CHECK constraint; SQLite cannot, and rebuilds the table)."""
+    return f"""
+        ALTER TABLE outbox ADD COLUMN claim_token {d.text};
+        ALTER TABLE outbox ADD COLUMN lease_until {d.text};
+        ALTER TABLE outbox ADD COLUMN progress_json {d.text};
+        ALTER TABLE outbox ADD COLUMN parked_reason {d.text};
+        ALTER TABLE outbox ADD COLUMN deadline_at {d.text};
+        ALTER TABLE disclosures ADD COLUMN command {d.text};
+        {widen_states}
+        CREATE INDEX outbox_lease ON outbox(state, lease_until);
+        """
+
+
+def schema_v6(d: Dialect) -> str:
+    """Migration 6 in dialect ``d``: the domain's lifecycle after its registration.
+
+    - ``registrations.kind``: ``registration`` or ``transfer`` (a domain transferred in); ``expires_at``: the
+      expiry the registry last confirmed (creation, renewal); ``ended_at`` and ``end_reason``
+      (``deleted``, ``transferred_out``, ``expired``): when our role as its registrar ended.  The retention
+      clock of our copy of the holder's data runs from ``ended_at``, not from each entry's time.
+    - ``registration_events``: what happened to a registration after acceptance, from the API (renewal,
+      transfer out, deletion) or a registry notice (transfer completed or away, deletion, expiry, a contact
+      changed by the registry); ids, codes and dates only, never personal data.
+    - ``poll_messages``: registry poll messages whose effect is durable, by registry and message id, so a
+      message read again after a crash (before its acknowledgement reached the registry) is applied once."""
+    return f"""
+        ALTER TABLE registrations ADD COLUMN kind {d.text} NOT NULL DEFAULT 'registration';
+        ALTER TABLE registrations ADD COLUMN expires_at {d.text};
+        ALTER TABLE registrations ADD COLUMN ended_at {d.text};
+        ALTER TABLE registrations ADD COLUMN end_reason {d.text};
+        CREATE INDEX registrations_domain ON registrations(domain, ended_at);
+        CREATE TABLE registration_events (
+            id              {d.serial},
+            registration_id {d.text} NOT NULL REFERENCES registrations(id),
+            at              {d.text} NOT NULL,
+            kind            {d.text} NOT NULL,
+            source          {d.text} NOT NULL,
+            detail_json     {d.text} NOT NULL
+        );
+        CREATE INDEX registration_events_reg ON registration_events(registration_id, id);
+        CREATE TABLE poll_messages (
+            registry        {d.text} NOT NULL,
+            msg_id          {d.text} NOT NULL,
+            applied_at      {d.text} NOT NULL,
+            kind            {d.text} NOT NULL,
+            registration_id {d.text},
+            PRIMARY KEY (registry, msg_id)
+        );
+        """

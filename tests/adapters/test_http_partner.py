@@ -179,7 +179,8 @@ async def test_attempts_are_bounded(client: HttpPartnerClient, router: respx.Rou
     with pytest.raises(TransientDeliveryError) as info:
         await client.send("/v1/messages", PAYLOAD, "k")
     assert route.call_count == 4 and len(sleeps) == 3
-    assert info.value.extra == {"partner": "mailer", "cause": "ReadTimeout", "attempts": 4}
+    # a read timeout comes after the body went out, so the partner may hold it (the log says "possibly delivered")
+    assert info.value.extra == {"partner": "mailer", "cause": "ReadTimeout", "attempts": 4, "frame_written": True}
 
 
 async def test_total_time_is_bounded(router: respx.Router) -> None:

@@ -30,7 +30,7 @@ ELEMENT_FIELD = {
     (EURID, "lang"): "language", (EURID, "vat"): "vat_number", (EURID, "countryOfCitizenship"): "citizenship",
     (EURID, "naturalPerson"): "kind",
     (DKHM, "userType"): "kind", (DKHM, "CVR"): "national_id", (DKHM, "pnumber"): "national_id",
-    (NORID, "identity"): "national_id",
+    (NORID, "identity"): "national_id", (NORID, "type"): "kind",  # person / organization / role
     # Traficom (.fi) members inside contact:create, in the contact namespace itself
     (C, "type"): "kind", (C, "firstname"): "name", (C, "lastname"): "name", (C, "legalemail"): "email",
     (C, "identity"): "national_id", (C, "registernumber"): "national_id", (C, "birthDate"): "birth_date",
@@ -38,7 +38,7 @@ ELEMENT_FIELD = {
 }
 #: elements that carry no registrant data (protocol structure, the registrar's choices; .fi role 5 = holder)
 STRUCTURE = {(C, n) for n in ("create", "id", "postalInfo", "addr", "authInfo", "pw", "role")} | {
-    (EURID, "create"), (EURID, "type"), (IIS, "create"), (NORID, "create"), (NORID, "type"),
+    (EURID, "create"), (EURID, "type"), (IIS, "create"), (NORID, "create"),
     (EPP, "extension"),
 }
 HETU = "131052-308T"  # a valid Finnish personal identity code (python-stdnum's example)
@@ -136,7 +136,8 @@ async def test_fi_identifies_foreign_holders_as_traficom_asks(gateway: Gateway, 
                 if b"<contact:create" in f and b"RGREGISTRAR" not in f]
     text = etree.tostring(create).decode()
     if holder == "foreign_person":
-        assert ">1981-12-18<" in text and "811218" not in text  # birthDate, never the Swedish number
+        # Traficom's birthDate is an xs:dateTime (as Net::DRI and php-epp-client send it)
+        assert ">1981-12-18T00:00:00.0Z<" in text and "811218" not in text  # birthDate, never the Swedish number
         assert "birth_date" in fi["fields_sent"] and "national_id" in fi["fields_withheld"]
     else:
         assert ">802405-0190<" in text  # the organisation's own register number

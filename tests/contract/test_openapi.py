@@ -141,7 +141,7 @@ def test_problem_codes_and_roles_are_named_per_operation() -> None:
 
 #: A stand-in per path parameter: well-formed, naming nothing that exists (or, for the docs, something that does).
 _PATH_VALUES = {"reg_id": "0" * 32, "entry_id": "0" * 32, "request_id": "0" * 32, "webhook_id": "0" * 32,
-                "fmt": "json", "code": "not_found"}
+                "fmt": "json", "code": "not_found", "row_id": "0", "subject_id": "0" * 32}
 _ROLES = ("ordering", "privacy", "auditor")
 
 

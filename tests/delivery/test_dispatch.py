@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from adapters.epp.steps import StepObserver, StepOutcome
 from adapters.epp.types import (
     ContactUpdate,
     DomainCreate,
@@ -63,16 +64,20 @@ class FakeStore:
     async def restrictions(self, subject_id: str) -> list[dict[str, Any]]:
         return []
 
-    async def finish(self, item: OutboxItem, entry: DisclosureEntry, *, state: str, next_attempt_at: str | None,
-                     now: str) -> None:
-        self.finished.append((entry, state))
+    async def finish(self, item: OutboxItem, entries: list[DisclosureEntry], *, state: str, **_: Any) -> bool:
+        self.finished.extend((entry, state) for entry in entries)
+        return True
+
+    async def record_step(self, item: OutboxItem, entries: list[DisclosureEntry], **_: Any) -> bool:
+        self.finished.extend((entry, "in_flight") for entry in entries)
+        return True
 
 
-def row(recipient: str, payload: OutboxPayload, change_id: str = "") -> OutboxItem:
+def row(recipient: str, payload: OutboxPayload, change_id: str = "", sent: tuple[str, ...] = ("email",)) -> OutboxItem:
     sealed = OutboxContent(payload, VALUES).to_json() | {"aad": outbox_aad("reg1", recipient, change_id)}
     return OutboxItem(id=1, registration_id="reg1", recipient=recipient, attempts=1, subject_id="s1",
                       payload_ct=json.dumps(sealed).encode(), payload_digest=payload.digest(), transfer=TRANSFER,
-                      fields={"sent": ["email"], "withheld": []}, purpose="domain_registration", change_id=change_id)
+                      fields={"sent": list(sent), "withheld": []}, purpose="domain_registration", change_id=change_id)
 
 
 @pytest.fixture
@@ -84,9 +89,12 @@ def sent() -> list[tuple[str, Any, str]]:
 def worker(sent: list[tuple[str, Any, str]]) -> DeliveryWorker:
     ok = EppResult(code=1000, message="ok", cl_trid="cl", sv_trid="sv")
 
-    async def send_epp(endpoint: Endpoint, commands: RegistrationCommands, prefix: str) -> RegistrationOutcome:
+    async def send_epp(endpoint: Endpoint, commands: RegistrationCommands, prefix: str, *,
+                       on_step: StepObserver | None = None, held: Any = None) -> RegistrationOutcome:
         assert endpoint is ENDPOINT
         sent.append(("register", commands, prefix))
+        if on_step is not None:
+            await on_step(StepOutcome("domain:create", commands.domain.name, "delivered", ok))
         return RegistrationOutcome(domain_result=ok, objects={"domain": commands.domain.name})
 
     async def update_epp(endpoint: Endpoint, cmd: ContactUpdate, prefix: str) -> UpdateOutcome:
@@ -110,34 +118,35 @@ def finished(worker: DeliveryWorker) -> list[tuple[DisclosureEntry, str]]:
 
 async def test_a_registration_goes_to_the_epp_sender(worker: DeliveryWorker, sent: list[Any]) -> None:
     commands = RegistrationCommands(contacts=(), domain=DomainCreate(name="exempel.com", period_years=1, auth_pw="pw"))
-    await worker._deliver(row("verisign-com", EppRegistration(commands)))
+    await worker.deliver(row("verisign-com", EppRegistration(commands), sent=()))  # thin: no personal data
     assert sent == [("register", commands, "reg1")]
-    [(entry, state)] = finished(worker)
-    assert (entry.outcome, state, entry.result_code, entry.sv_trid) == ("delivered", "done", "1000", "sv")
-    assert entry.objects == {"domain": "exempel.com"} and entry.fields == ("email",)
+    [(entry, state)] = finished(worker)  # the domain:create step, recorded before the row is finished
+    assert (entry.outcome, state, entry.result_code, entry.sv_trid) == ("delivered", "in_flight", "1000", "sv")
+    assert entry.objects == {"domain": "exempel.com"} and entry.fields == () and entry.command == "domain:create"
     assert entry.payload_digest == EppRegistration(commands).digest()
 
 
 async def test_a_contact_update_goes_to_the_epp_updater(worker: DeliveryWorker, sent: list[Any]) -> None:
     update = ContactUpdate(id="RGC1", email="new@example.se")
-    await worker._deliver(row("iis-se", EppContactUpdate(update), change_id="ch1"))
+    await worker.deliver(row("iis-se", EppContactUpdate(update), change_id="ch1"))
     assert sent == [("update", update, "reg1-ch1")]
     [(entry, _)] = finished(worker)
     assert entry.outcome == "delivered" and entry.objects == {"contact": "RGC1"}
 
 
 async def test_a_post_goes_to_the_partner(worker: DeliveryWorker, sent: list[Any]) -> None:
-    await worker._deliver(row("mail-provider", HttpsPost("/v1/messages", {"data": VALUES})))
+    await worker.deliver(row("mail-provider", HttpsPost("/v1/messages", {"data": VALUES})))
     assert sent == [("partner", "mail-provider", "")]  # the partner's endpoint was asked for; none is set up
     [(entry, state)] = finished(worker)
-    assert (entry.outcome, state, entry.fields) == ("failed", "failed", ())  # nothing left
+    assert (entry.outcome, state, entry.fields) == ("failed", "needs_attention", ())  # nothing left; staff
+    assert entry.values_ct is None
 
 
 @pytest.mark.parametrize(("recipient", "protocol"), [("denic-de", "rri"), ("escrow-agent", "escrow")])
 async def test_a_record_has_no_adapter_here(worker: DeliveryWorker, sent: list[Any], recipient: str,
                                             protocol: str) -> None:
-    await worker._deliver(row(recipient, DomainRecord(domain="a.de", tld="de", data=VALUES, protocol=protocol)))
+    await worker.deliver(row(recipient, DomainRecord(domain="a.de", tld="de", data=VALUES, protocol=protocol)))
     assert sent == []
     [(entry, state)] = finished(worker)
-    assert (entry.outcome, state, entry.fields) == ("failed", "failed", ())
-    assert entry.reason == f"protocol '{protocol}' has no adapter yet; nothing was sent"
+    assert (entry.outcome, state, entry.fields) == ("blocked", "needs_attention", ())
+    assert entry.reason == f"protocol '{protocol}' has no adapter; nothing was sent"

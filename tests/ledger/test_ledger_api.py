@@ -121,7 +121,9 @@ async def test_inclusion_and_consistency_proofs_verify_independently(gateway: Ga
     assert (await gateway.post(body(domain="blockerad.cn"))).status == 422
     cp2 = await (await gateway.client.post("/v1/ledger/checkpoints", headers=h)).json()
     _check_signature(key, cp2)
-    assert cp2["size"] == 6 > cp1["size"] == 2
+    # one entry per command: Anna's contact:create once, then a domain:create per .se name (the later ones
+    # reuse her contact), and the blocked .cn refusal: 3 at the first checkpoint, 3 + 3 + 1 at the second
+    assert cp2["size"] == 7 > cp1["size"] == 3
 
     for entry in await _entries(gateway):
         r = await gateway.client.get("/v1/ledger/proofs/inclusion",
@@ -175,7 +177,11 @@ async def test_same_person_is_one_subject_found_by_blind_index(gateway: Gateway)
 async def test_privacy_reads_values_and_erasure_shreds_them(gateway: Gateway) -> None:
     svc = gateway.client.app[SERVICES]
     await _register_and_wait(gateway, VALID_BODY)
-    [entry] = await _entries(gateway)
+    # a thick registry: the contact:create carries the released values, the domain:create none
+    by_command = {e["command"]: e for e in await _entries(gateway)}
+    assert set(by_command) == {"contact:create", "domain:create"}
+    entry = by_command["contact:create"]
+    assert by_command["domain:create"]["fields"] == []
     h = gateway.tokens.h("privacy")
     detail = await (await gateway.client.get(f"/v1/disclosures/{entry['id']}", headers=h)).json()
     assert detail["values"]["name"] == "Anna Andersson"
@@ -242,7 +248,7 @@ async def test_cli_verify_detects_a_flipped_byte(gateway: Gateway, tmp_path: Any
 
     ok = verify()
     assert ok.returncode == 0, ok.stderr
-    assert "4 entries, 1 checkpoints" in ok.stdout
+    assert "5 entries, 1 checkpoints" in ok.stdout  # one contact:create (reused after) and four domain:create
     db = sqlite3.connect(var / "gateway.sqlite3")
     db.execute("DROP TRIGGER disclosures_no_update")
     db.execute("UPDATE disclosures SET recipient_country='SF' WHERE leaf_index=2")

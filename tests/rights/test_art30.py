@@ -58,7 +58,7 @@ async def test_record_contents() -> None:
     assert purposes["domain_registration"]["period_months"] == 15
     assert purposes["marketing"]["period_months"] < 15
     assert "marketing-partner" in purposes["marketing"]["recipients"]
-    assert rec["retention"]["measured_from"] == "recorded_at"
+    assert rec["retention"]["measured_from"] == "registration_end"
     assert rec["retention"]["purposes"]["domain_registration"]["confirmed"] is False
     text = json.dumps(rec["security_measures"])
     for needle in ("AES-256-GCM", "per-subject", "Merkle", "TLS", "SHA-256 hashes"):

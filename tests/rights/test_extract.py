@@ -37,8 +37,13 @@ async def _two_subjects(gw: Gateway) -> tuple[set[str], set[str]]:
     by_subject: dict[str, set[str]] = {}
     for r in rows:
         by_subject.setdefault(r["subject_id"], set()).add(r["id"])
-    anna_ids = next(ids for ids in by_subject.values() if len(ids) == 4)
-    bertil_ids = next(ids for ids in by_subject.values() if len(ids) == 1)
+    # one entry per command: Anna's contact:create and domain:create for exempel.se, a domain:create for
+    # annan.se (her contact reused), the .cn refusal and the thin .com domain:create; Bertil's contact:create
+    # and domain:create (his own contact: reuse never crosses people)
+    anna_ids = next(ids for ids in by_subject.values() if len(ids) == 5)
+    bertil_ids = next(ids for ids in by_subject.values() if len(ids) == 2)
+    contacts = {r["subject_id"]: r["objects"]["contact:registrant"] for r in rows if r["command"] == "contact:create"}
+    assert len(contacts) == 2 and len(set(contacts.values())) == 2
     return anna_ids, bertil_ids
 
 
@@ -66,13 +71,16 @@ async def test_extract_lists_every_disclosure_of_the_subject_and_none_of_another
     assert x["retention"] and x["source"]
     by_recipient = {d["recipient"]["id"]: d for d in x["disclosures"]}
     iis = [d for d in x["disclosures"] if d["recipient"]["id"] == "iis-se"]
-    assert len(iis) == 2
+    assert sorted(d["leaf"]["command"] for d in iis) == ["contact:create", "domain:create", "domain:create"]
     for d in iis:
         assert d["recipient"]["name"] == "Internetstiftelsen (.se registry)"
         assert d["recipient"]["country"] == "SE" and d["outcome"] == "delivered"
-        assert d["values"]["national_id"] == "[SE]811218-9876" and d["values_note"] is None
         assert d["legal_basis"]["transfer_category"] == "eea"
-        assert set(d["values"]) == set(d["fields"])
+        if d["leaf"]["command"] == "contact:create":  # the command that carried her data
+            assert d["values"]["national_id"] == "[SE]811218-9876" and d["values_note"] is None
+            assert set(d["values"]) == set(d["fields"])
+        else:  # the domain:create points at the contact and carries no values
+            assert d["fields"] == [] and d["values"] is None and d["values_note"] == "none_sent"
     cn = by_recipient["cnnic-cn"]
     assert cn["outcome"] == "blocked" and cn["values"] is None and cn["values_note"] == "none_sent"
     com = by_recipient["verisign-com"]
@@ -89,7 +97,7 @@ async def test_extract_lists_every_disclosure_of_the_subject_and_none_of_another
     assert "rights.extract" in actions
     detail = await (await gateway.client.get(f"/v1/requests/{req['id']}", headers=h)).json()
     assert detail["events"][-1]["action"] == "extract"
-    assert detail["events"][-1]["detail"]["entries"] == 4
+    assert detail["events"][-1]["detail"]["entries"] == 5
     text = json.dumps(detail)
     for pii in ("Anna", "anna.andersson", "811218", "Storgatan"):
         assert pii not in text, pii
@@ -110,7 +118,8 @@ async def test_verify_extract_detects_tampering(gateway: Gateway) -> None:
         f"/v1/requests/{req['id']}/extract", json={"lang": "sv"}, headers=gateway.tokens.h("privacy"))).json()
     pem = await public_key_pem(gateway)
     assert verify_extract(x, pem) == []
-    assert len(x["disclosures"]) == 2 and all(d["proof"] for d in x["disclosures"])
+    # Anna's contact:create and two domain:create (the second reuses her contact); none of Bertil's
+    assert len(x["disclosures"]) == 3 and all(d["proof"] for d in x["disclosures"])
 
     def tampered(fn: Any) -> list[str]:
         y = copy.deepcopy(x)
@@ -165,7 +174,7 @@ async def test_cli_verifies_an_extract_offline(gateway: Gateway, tmp_path: Path)
         env={"PATH": "/usr/bin:/bin"},
     )
     assert done.returncode == 0, done.stderr
-    assert "ok: 1 disclosures verified" in done.stdout
+    assert "ok: 2 disclosures verified" in done.stdout  # contact:create and domain:create
     x["disclosures"][0]["leaf"]["recipient_name"] = "Another registry"
     extract_file.write_text(json.dumps(x), encoding="utf-8")
     assert cli_main(["extract", "verify", str(extract_file), "--public-key", str(key_file)]) == 1

@@ -56,8 +56,12 @@ async def test_request_lifecycle_and_deadlines(gateway: Gateway) -> None:
 async def test_a_shared_email_alone_does_not_hand_over_another_persons_data(gateway: Gateway) -> None:
     await register(gateway, anna())
     h = gateway.tokens.h("privacy")
-    [entry] = await entries(gateway)
+    rows = await entries(gateway)
+    # one entry per command: the contact:create (it names the registry's contact) and the domain:create
+    assert sorted(e["command"] for e in rows) == ["contact:create", "domain:create"]
+    [entry] = [e for e in rows if e["command"] == "contact:create"]
     anna_subject = entry["subject_id"]
+    assert {e["subject_id"] for e in rows} == {anna_subject}
     # right e-mail, someone else's personnummer: Anna's record is listed, matched by the e-mail only (not
     # by the number, not strong, not suggested), and nothing is acted on
     req = await open_request(gateway, email="anna.andersson@example.se", national_id="19880320-0016")

@@ -57,14 +57,14 @@ async def all_nodes(store: Store, batch: int = 1000) -> list[tuple[int, int, int
 # -- schema -------------------------------------------------------------------------------------------------
 
 async def test_schema_version(store: Store) -> None:
-    assert store.schema_version == 4
+    assert store.schema_version == 6
 
 
 async def test_reopen_keeps_data_and_refuses_a_newer_schema(store_spec: StoreSpec, store: Store, raw: RawDB) -> None:
     await store.append([make_entry(0)])
     again = await store_spec.open()
     try:
-        assert again.schema_version == 4
+        assert again.schema_version == 6
         assert (await again.head()).size == 1
     finally:
         await again.close()
@@ -76,7 +76,7 @@ async def test_reopen_keeps_data_and_refuses_a_newer_schema(store_spec: StoreSpe
 async def test_concurrent_open_migrates_once(pg_empty_dsn: str) -> None:
     stores = await asyncio.gather(*(PostgresStore.open(pg_empty_dsn, max_size=2) for _ in range(6)))
     try:
-        assert {s.schema_version for s in stores} == {4}
+        assert {s.schema_version for s in stores} == {6}
         await stores[0].append([make_entry(0)])
         assert (await stores[5].head()).size == 1
     finally:

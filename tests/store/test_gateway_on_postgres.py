@@ -15,6 +15,7 @@ from adapters.epp.tls import DevPki
 from gateway.compose import build
 from gateway.http.context import SERVICES
 from gateway.services.ledger import verify_store
+from gateway.store.base import DisclosureFilter
 from tests.conftest import VALID_BODY, Gateway, Tokens, body, gateway_settings
 
 pytestmark = pytest.mark.integration
@@ -45,8 +46,18 @@ async def test_two_gateway_instances_on_one_postgres(
         assert sorted(sandbox.sandbox.domains) == sorted(f"pg-{i}.se" for i in range(12))
         ledger = gateways[0].client.app[SERVICES].ledger
         await ledger.checkpoint()
+        # one entry per command: a domain:create for each registration, and a contact:create for each that
+        # found no contact of this person at the registry yet (rows delivered at the same moment by the two
+        # instances may each create one; later ones reuse an existing one)
+        entries = await gateways[1].store.disclosures(DisclosureFilter(limit=1000))
+        domains = [e for e in entries if e.command == "domain:create"]
+        contacts = {e.objects["contact"]: e for e in entries if e.command == "contact:create"}
+        assert sorted(e.objects["domain"] for e in domains) == sorted(f"pg-{i}.se" for i in range(12))
+        assert {e.outcome for e in entries} == {"delivered"} and len(entries) == len(domains) + len(contacts)
+        assert 1 <= len(contacts) <= 12
+        assert {sandbox.sandbox.domains[f"pg-{i}.se"]["registrant"] for i in range(12)} <= set(contacts)
         report = await verify_store(gateways[1].store, ledger.signer.public_key)
-        assert report.ok and report.entries == 12, report
+        assert report.ok and report.entries == len(entries), report
         # one subject across both instances (same blind-index key), found by either
         subjects = {(await gateways[i % 2].wait_status(r, {"delivered"}))["subject_id"] for i, r in enumerate(ids)}
         assert len(subjects) == 1

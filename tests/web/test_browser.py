@@ -88,8 +88,10 @@ def drive(base: str, token: str, download_dir: Path) -> Seen:
         seen.subject_url = page.url
         seen.subject_rows = rows()
 
-        # the .se disclosure, with its decrypted values
-        page.locator("tr.entry[data-recipient=iis-se] a", has_text="details").click()
+        # the .se disclosure that carried the values (its contact:create; the domain:create carried none)
+        se_contact = page.locator("tr.entry[data-recipient=iis-se]", has=page.locator(".command",
+                                                                                      has_text="contact:create"))
+        se_contact.locator("a", has_text="details").click()
         page.wait_for_url(re.compile(r"/ui/disclosures/[0-9a-f]{32}$"))
         seen.detail_values = page.locator("#values").inner_text()
         seen.detail_facts = page.locator("#facts").inner_text()
@@ -110,7 +112,8 @@ def drive(base: str, token: str, download_dir: Path) -> Seen:
         for tr in page.locator("tr.transfer").all():
             cells = [c.inner_text().strip() for c in tr.locator("td").all()]
             seen.overview[tr.get_attribute("data-recipient") or ""] = dict(zip(
-                ("recipient", "country", "basis", "instrument", "delivered", "blocked", "failed", "refused"),
+                ("recipient", "country", "basis", "instrument", "delivered", "possibly_delivered", "blocked",
+                 "failed", "refused", "deleted"),
                 cells, strict=True))
         seen.expiring = page.locator("#expiring").inner_text()
         seen.expired = page.locator("#expired").inner_text()
@@ -125,15 +128,19 @@ async def test_staff_pages_in_chromium(gateway: Gateway, tmp_path: Path) -> None
     seen = await asyncio.to_thread(drive, base, gateway.tokens.privacy, tmp_path)
 
     assert seen.login_title.startswith("Log in")
-    assert seen.all_rows == ["iis-se", "pir-org", "verisign-com", "jprs-jp", "cnnic-cn"]
-    assert seen.third_rows == ["pir-org", "jprs-jp", "cnnic-cn"]
-    assert seen.recipient_rows == ["jprs-jp"]
-    assert seen.subject_rows == ["iis-se", "pir-org", "verisign-com"]
+    # one row per command: a contact:create and a domain:create at the thick registries (.se, .org, .jp),
+    # a domain:create at thin .com, the one blocked entry for .cn
+    assert seen.all_rows == ["iis-se", "iis-se", "pir-org", "pir-org", "verisign-com", "jprs-jp", "jprs-jp",
+                             "cnnic-cn"]
+    assert seen.third_rows == ["pir-org", "pir-org", "jprs-jp", "jprs-jp", "cnnic-cn"]
+    assert seen.recipient_rows == ["jprs-jp", "jprs-jp"]
+    assert seen.subject_rows == ["iis-se", "iis-se", "pir-org", "pir-org", "verisign-com"]
     assert "anna" not in seen.subject_url.lower()  # the identifier never went into a URL
 
     assert "Anna Andersson" in seen.detail_values and "Storgatan 1" in seen.detail_values
     assert "access log" in seen.detail_values
     assert "Internetstiftelsen" in seen.detail_facts and "SBX-" in seen.detail_facts
+    assert "contact:create" in seen.detail_facts
     reads = [a for a in await gateway.store.access_log() if a["action"] == "disclosure.values_read"]
     assert len(reads) == 1 and reads[0]["actor"] == "staff"
 
@@ -141,7 +148,8 @@ async def test_staff_pages_in_chromium(gateway: Gateway, tmp_path: Path) -> None
     exported = list(csv.DictReader(io.StringIO(seen.csv_text)))
     assert [r["recipient"] for r in exported] == seen.all_rows
     assert {r["outcome"] for r in exported} == {"delivered", "blocked"}
-    assert [r["category"] for r in exported] == ["eea", "safeguard", "no_personal_data", "adequacy", "blocked"]
+    assert [r["category"] for r in exported] == ["eea", "eea", "safeguard", "safeguard", "no_personal_data",
+                                                 "adequacy", "adequacy", "blocked"]
     for value in PERSONAL:
         assert value not in seen.csv_text, value
     exports = [a for a in await gateway.store.access_log() if a["action"] == "disclosures.exported"]
@@ -149,10 +157,10 @@ async def test_staff_pages_in_chromium(gateway: Gateway, tmp_path: Path) -> None
 
     counts: dict[str, Any] = {r: (v["basis"], v["delivered"], v["blocked"], v["failed"])
                               for r, v in seen.overview.items()}
-    assert counts == {
+    assert counts == {  # entries, one per command: the contact:create and the domain:create of each registration
         "cnnic-cn": ("blocked", "0", "1", "0"),
-        "jprs-jp": ("adequacy", "1", "0", "0"),
-        "pir-org": ("safeguard", "1", "0", "0"),
+        "jprs-jp": ("adequacy", "2", "0", "0"),
+        "pir-org": ("safeguard", "2", "0", "0"),
     }
     assert "2019/419" in seen.overview["jprs-jp"]["instrument"]
     assert "2021/914, module 1" in seen.expiring and "pir-org" in seen.expiring

@@ -191,12 +191,17 @@ async def test_ordering_role_gets_403(gateway: Gateway) -> None:
 
 async def test_auditor_sees_metadata_but_never_values(gateway: Gateway) -> None:
     await register_scenario(gateway)
-    [se] = [e for e in await gateway.store.disclosures(LogQuery().store_filter(None)) if e.recipient == "iis-se"]
+    # the log's unit is the command: .se is a contact:create (the values) and then a domain:create (none)
+    se_entries = [e for e in await gateway.store.disclosures(LogQuery().store_filter(None)) if e.recipient == "iis-se"]
+    assert [e.command for e in se_entries] == ["contact:create", "domain:create"]
+    se = se_entries[0]
     await login(gateway.client, gateway.tokens.auditor)
     r = await gateway.client.get(f"/ui/disclosures/{se.id}")
     assert r.status == 200
     html = await r.text()
-    assert "iis-se" in html and se.sv_trid and se.sv_trid in html and "RGREGISTRAR" in html
+    assert "iis-se" in html and se.sv_trid and se.sv_trid in html and se.objects["contact"] in html
+    assert "contact:create" in html
+    assert "RGREGISTRAR" not in html  # the registrar's own role contact is company data, never logged
     assert "Only the privacy role sees the values sent" in html
     for value in PERSONAL:
         assert value not in html
@@ -261,17 +266,21 @@ async def test_filters_and_subject_search(gateway: Gateway) -> None:
         assert r.status == 200, await r.text()
         return re.findall(r'data-recipient="([a-z0-9-]+)"', await r.text())
 
-    assert await recipients("") == ["iis-se", "pir-org", "verisign-com", "jprs-jp", "cnnic-cn"]
-    assert await recipients("third_country=true") == ["pir-org", "jprs-jp", "cnnic-cn"]
-    assert await recipients("third_country=false") == ["iis-se", "verisign-com"]
-    assert await recipients("instrument=Commission+Implementing+Decision+%28EU%29+2019%2F419") == ["jprs-jp"]
-    assert await recipients("instrument=none") == ["iis-se", "verisign-com", "cnnic-cn"]
+    # one row per command: the thick registries (.se, .org, .jp) a contact:create and a domain:create each,
+    # thin .com a domain:create, blocked .cn the one blocked entry
+    assert await recipients("") == ["iis-se", "iis-se", "pir-org", "pir-org", "verisign-com", "jprs-jp", "jprs-jp",
+                                    "cnnic-cn"]
+    assert await recipients("third_country=true") == ["pir-org", "pir-org", "jprs-jp", "jprs-jp", "cnnic-cn"]
+    assert await recipients("third_country=false") == ["iis-se", "iis-se", "verisign-com"]
+    assert await recipients("instrument=Commission+Implementing+Decision+%28EU%29+2019%2F419") == [
+        "jprs-jp", "jprs-jp"]
+    assert await recipients("instrument=none") == ["iis-se", "iis-se", "verisign-com", "cnnic-cn"]
     assert await recipients("outcome=blocked") == ["cnnic-cn"]
-    assert await recipients("country=US") == ["pir-org", "verisign-com"]
+    assert await recipients("country=US") == ["pir-org", "pir-org", "verisign-com"]
     assert await recipients("purpose=escrow") == []
     [first] = await gateway.store.disclosures(replace(LogQuery().store_filter(None), limit=1))
     today = dt.date.fromisoformat(first.recorded_at[:10])
-    assert len(await recipients(f"since={today}&until={today}")) == 5
+    assert len(await recipients(f"since={today}&until={today}")) == 8
     assert await recipients(f"until={today - dt.timedelta(days=1)}") == []
 
     # subject by national id, typed in another form: found through the blind index, not in the URL
@@ -281,10 +290,10 @@ async def test_filters_and_subject_search(gateway: Gateway) -> None:
     assert r.status == 303
     location = r.headers["Location"]
     assert "811218" not in location and "subject_id=" in location and "third_country=true" in location
-    assert await recipients(location.split("?", 1)[1]) == ["pir-org"]
+    assert await recipients(location.split("?", 1)[1]) == ["pir-org", "pir-org"]
     r = await gateway.client.post("/ui/disclosures", data={"csrf": csrf, "subject": "Kenji.Sato@EXAMPLE.jp"},
                                   allow_redirects=True)
-    assert re.findall(r'data-recipient="([a-z0-9-]+)"', await r.text()) == ["jprs-jp"]
+    assert re.findall(r'data-recipient="([a-z0-9-]+)"', await r.text()) == ["jprs-jp", "jprs-jp"]
     r = await gateway.client.post("/ui/disclosures", data={"csrf": csrf, "subject": "nobody@example.org"})
     html = await r.text()
     assert 'id="no-subject"' in html and "data-recipient" not in html and "nobody@" not in str(r.url)
@@ -305,7 +314,7 @@ async def test_keyset_pages(gateway: Gateway) -> None:
             seen += re.findall(r'data-recipient="([a-z0-9-]+)"', html)
             m = re.search(r'id="next-page" href="([^"]+)"', html)
             url = m.group(1).replace("&amp;", "&") if m else None
-        assert seen == ["iis-se", "verisign-com"]
+        assert seen == ["iis-se", "iis-se", "verisign-com"]
         url = "/ui/disclosures"
         pages = []
         while url:
@@ -313,7 +322,8 @@ async def test_keyset_pages(gateway: Gateway) -> None:
             pages.append(re.findall(r'data-recipient="([a-z0-9-]+)"', html))
             m = re.search(r'id="next-page" href="([^"]+)"', html)
             url = m.group(1).replace("&amp;", "&") if m else None
-        assert pages == [["iis-se", "pir-org"], ["verisign-com", "jprs-jp"], ["cnnic-cn"]]
+        assert pages == [["iis-se", "iis-se"], ["pir-org", "pir-org"], ["verisign-com", "jprs-jp"],
+                         ["jprs-jp", "cnnic-cn"]]
     finally:
         disclosures.PAGE_SIZE = old
 
@@ -351,9 +361,9 @@ async def test_csv_export_is_metadata_only_and_logged(gateway: Gateway) -> None:
     assert r.headers["X-Frame-Options"] == "DENY"
     text = (await r.read()).decode("utf-8-sig")
     rows = list(csv.DictReader(io.StringIO(text)))
-    assert [row["recipient"] for row in rows] == ["pir-org", "jprs-jp", "cnnic-cn"]
+    assert [row["recipient"] for row in rows] == ["pir-org", "pir-org", "jprs-jp", "jprs-jp", "cnnic-cn"]
     assert rows[0]["instrument"] == "Commission Implementing Decision (EU) 2021/914, module 1"
-    assert rows[2]["outcome"] == "blocked"
+    assert [row["outcome"] for row in rows] == ["delivered"] * 4 + ["blocked"]
     for value in PERSONAL:
         assert value not in text
     [log] = [a for a in await access_log(gateway) if a["action"] == "disclosures.exported"]

@@ -8,10 +8,11 @@ connection closes).  The point is that the client is tested against the same tra
 schema and session rules a registry enforces, not against a mock that agrees with whatever the
 client sends.
 
-Objects and their command semantics live in ``objects``; the iis, EURid, Norid and neulevel
-extensions and Traficom's (.fi) members of <contact:create> have no redistributable schema and are
-checked by hand in ``checks``; dkhm-4.5 is
-validated by its real schema.  Every command is recorded in ``commands`` (with a monotonic
+Objects, their command semantics and the registry modes (registry-assigned contact ids as at .dk,
+contact deletes refused by policy) live in ``objects``.  dkhm-4.5 and EURid's contact-ext-1.3 are
+validated by their real schemas, Traficom's (.fi) <contact:create> by Traficom's contact schema
+(relaxed) plus its holder rules; the iis, Norid and neulevel extensions have no usable schema and
+are checked by hand in ``checks``.  Every command is recorded in ``commands`` (with a monotonic
 timestamp, the result code and the connection it came on) so tests can assert on what the
 registry saw: retries, login attempts, rate-limit spacing.
 """
@@ -42,7 +43,7 @@ from lxml import etree
 from adapters.epp._xmlutil import q as _q
 from adapters.epp.extensions import dkhm, eurid, iis, neulevel, norid
 from adapters.epp.framing import read_frame, write_frame
-from adapters.epp.sandbox.checks import HAND_CHECKED, check_traficom, token
+from adapters.epp.sandbox.checks import FALLBACK_CHECKED, HAND_CHECKED, check_traficom, token
 from adapters.epp.sandbox.objects import ObjectStore, Outcome, now, text, texts, xs_datetime
 from adapters.epp.tls import DevPki, ensure_dev_pki
 from adapters.epp.types import Endpoint
@@ -57,11 +58,17 @@ from adapters.epp.xml import (
     parse_document,
 )
 from gateway.errors import EppXmlError, FrameError
+from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
 
 SCHEMA_ENV: Final = "GATEWAY_EPP_SCHEMAS"
-DEFAULT_PASSWORD: Final = "sandbox-secret"  # noqa: S105 - a throw-away test registry's login
+EXT_SCHEMA_ENV: Final = "GATEWAY_EPP_EXT_SCHEMAS"
+EURID_XSDS: Final = ("euridcom-1.0.xsd", "contact-ext-1.3.xsd")
+TRAFICOM_CONTACT_XSD: Final = "traficom-contact1.xsd"
+#: The sandbox's login: the gateway's default ``registrar_password``, read from the one place it is set,
+#: so a sandbox and a gateway both started with defaults log in (they once differed: every delivery got 2200).
+DEFAULT_PASSWORD: Final[str] = Settings.model_fields["registrar_password"].default
 SV_ID: Final = "Registrant Gateway EPP sandbox"
 OBJ_URIS: Final = (NS_CONTACT, NS_DOMAIN, NS_HOST)
 EXT_URIS: Final = (iis.NS, eurid.NS, dkhm.NS, norid.NS, neulevel.NS)
@@ -113,20 +120,60 @@ def schema_dir() -> Path:
     return Path(__file__).resolve().parents[3].parent / "shared" / "epp-schemas"
 
 
+def ext_schema_dir(base: Path | None = None) -> Path:
+    """Registry extension XSDs: ``$GATEWAY_EPP_EXT_SCHEMAS`` or ``epp-ext-schemas`` beside the base ones."""
+    override = os.environ.get(EXT_SCHEMA_ENV)
+    if override:
+        return Path(override)
+    return (base or schema_dir()).parent / "epp-ext-schemas"
+
+
+def _has_eurid(ext_directory: Path | None) -> bool:
+    return ext_directory is not None and all((ext_directory / name).is_file() for name in EURID_XSDS)
+
+
 @lru_cache(maxsize=4)
-def _load_schema(directory: Path) -> etree.XMLSchema:
+def _load_schema(directory: Path, ext_directory: Path | None = None) -> etree.XMLSchema:
     for name in ("all.xsd", "dkhm-4.5.xsd"):
         if not (directory / name).is_file():
             raise FileNotFoundError(f"EPP schema {name} not found in {directory} (set {SCHEMA_ENV})")
     # all.xsd and dkhm-4.5.xsd have different target namespaces, so one in-memory wrapper imports
-    # both by absolute URI; libxml2 loads the shared epp/eppcom/contact imports once.
+    # both by absolute URI; libxml2 loads the shared epp/eppcom/contact imports once.  EURid's
+    # contact-ext imports euridcom and contact-1.0 by namespace only, so those come first.
+    imports = [("urn:local:epp-all", directory / "all.xsd"), (dkhm.NS, directory / "dkhm-4.5.xsd")]
+    if ext_directory is not None and _has_eurid(ext_directory):
+        imports += [
+            ("http://www.eurid.eu/xml/epp/euridcom-1.0", ext_directory / "euridcom-1.0.xsd"),
+            (eurid.NS, ext_directory / "contact-ext-1.3.xsd"),
+        ]
     wrapper = (
         '<schema xmlns="http://www.w3.org/2001/XMLSchema" targetNamespace="urn:local:registrant-gateway">'
-        f'<import namespace="urn:local:epp-all" schemaLocation="{(directory / "all.xsd").as_uri()}"/>'
-        f'<import namespace="{dkhm.NS}" schemaLocation="{(directory / "dkhm-4.5.xsd").as_uri()}"/>'
-        "</schema>"
+        + "".join(f'<import namespace="{ns}" schemaLocation="{path.as_uri()}"/>' for ns, path in imports)
+        + "</schema>"
     )
     return etree.XMLSchema(etree.fromstring(wrapper.encode()))
+
+
+_XS: Final = "http://www.w3.org/2001/XMLSchema"
+
+
+@lru_cache(maxsize=4)
+def load_traficom_schema(ext_directory: Path) -> etree.XMLSchema | None:
+    """Traficom's contact schema with every ``minOccurs`` relaxed to 0 (``None`` when not installed).
+
+    The published file looks inferred from sample frames -- every element mandatory -- so it is
+    the truth about names, order and types, not about which members are required (SOURCES.md).
+    It redefines the contact-1.0 namespace, so it is a schema of its own, not part of the frame one.
+    """
+    path = ext_directory / TRAFICOM_CONTACT_XSD
+    if not path.is_file():
+        return None
+    doc = etree.parse(str(path), etree.XMLParser(resolve_entities=False, no_network=True))
+    for el in doc.iter(_q(_XS, "element")):
+        parent = el.getparent()
+        if parent is not None and etree.QName(parent).localname in ("sequence", "choice", "all"):
+            el.set("minOccurs", "0")
+    return etree.XMLSchema(doc)
 
 
 _OBJECTS: Final = {NS_CONTACT: "contact", NS_DOMAIN: "domain", NS_HOST: "host"}
@@ -151,11 +198,19 @@ def frame_kind(root: etree._Element) -> str:
 
 
 class FrameValidator:
-    """Validate whole EPP frames: official XSDs plus hand checks for iis, EURid, Norid, neulevel, Traficom."""
+    """Validate whole EPP frames: the official XSDs, dkhm-4.5 and EURid's contact-ext-1.3, Traficom's
+    contact schema (relaxed) for .fi contacts, and hand checks for iis, Norid and neulevel."""
 
-    def __init__(self, directory: Path | None = None) -> None:
+    def __init__(self, directory: Path | None = None, ext_directory: Path | None = None) -> None:
         self.directory = (directory or schema_dir()).resolve()
-        self._schema = _load_schema(self.directory)
+        ext = (ext_directory or ext_schema_dir(self.directory)).resolve()
+        self.ext_directory: Path | None = ext if ext.is_dir() else None
+        self._schema = _load_schema(self.directory, self.ext_directory)
+        self.eurid_schema = _has_eurid(self.ext_directory)
+        self.traficom_schema = load_traficom_schema(self.ext_directory) if self.ext_directory is not None else None
+        if not self.eurid_schema or self.traficom_schema is None:
+            log.warning("EPP sandbox: registry extension schemas missing in %s; hand checks only", ext)
+        self._hand_checked = {**HAND_CHECKED, **({} if self.eurid_schema else FALLBACK_CHECKED)}
         # An XMLSchema object keeps its error log as state; one validation at a time per validator.
         self._lock = threading.Lock()
 
@@ -169,12 +224,13 @@ class FrameValidator:
         else:
             root = copy.deepcopy(frame)
         kind = frame_kind(root)
-        errors: list[str] = check_traficom(root, kind)  # .fi members inside contact:create, removed
+        with self._lock:  # check_traficom validates against the shared Traficom schema object
+            errors: list[str] = check_traficom(root, kind, self.traficom_schema)  # .fi members, removed
         for extension in root.iter(_q(NS_EPP, "extension")):
             for child in list(extension):
                 if not isinstance(child.tag, str):
                     continue
-                check = HAND_CHECKED.get(etree.QName(child).namespace or "")
+                check = self._hand_checked.get(etree.QName(child).namespace or "")
                 if check is not None:
                     errors.extend(check(child, kind))
                     extension.remove(child)
@@ -647,6 +703,7 @@ class RegistrySandbox(ObjectStore):
             "contact:info": self.contact_info,
             "contact:update": self.contact_update,
             "contact:delete": self.contact_delete,
+            "domain:check": self.domain_check,
             "domain:create": self.domain_create,
             "domain:info": self.domain_info,
             "domain:update": self.domain_update,
@@ -791,19 +848,31 @@ class SandboxThread:
 # CLI
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m adapters.epp.sandbox``: serve until SIGTERM/SIGINT; prints the bound port on stdout."""
+def main(argv: Sequence[str] | None = None, *, persistent: Callable[..., RegistrySandbox] | None = None) -> int:
+    """``python -m adapters.epp.sandbox``: serve until SIGTERM/SIGINT; prints the bound port on stdout.
+
+    ``persistent`` builds the sandbox when ``--state-dir`` is given (``persist.PersistentSandbox``, passed
+    in by ``__main__`` because ``persist`` builds on this module).
+
+    The defaults are the gateway's own (``GATEWAY_SANDBOX_HOST``/``_PORT``, ``GATEWAY_REGISTRAR_CLIENT_ID``/
+    ``_PASSWORD``, the PKI under ``GATEWAY_VAR_DIR``), so this process and a ``gateway run`` or ``gateway
+    serve`` started with the same environment agree on where and how to log in."""
+    settings = Settings()
     parser = argparse.ArgumentParser(
         prog="python -m adapters.epp.sandbox", description="Run the EPP sandbox registry."
     )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=7700)
-    parser.add_argument("--pki-dir", type=Path, default=Path("var/pki"))
-    parser.add_argument("--client-id", default="registrar1")
+    parser.add_argument("--host", default=settings.sandbox_host)
+    parser.add_argument("--port", type=int, default=settings.sandbox_port)
+    parser.add_argument("--pki-dir", type=Path, default=settings.resolved_pki())
+    parser.add_argument("--client-id", default=settings.registrar_client_id)
     parser.add_argument(
         "--password",
-        default=os.environ.get("GATEWAY_SANDBOX_PASSWORD", DEFAULT_PASSWORD),
-        help="login password (default: $GATEWAY_SANDBOX_PASSWORD or a fixed dev value)",
+        default=os.environ.get("GATEWAY_SANDBOX_PASSWORD", settings.registrar_password),
+        help="login password (default: $GATEWAY_SANDBOX_PASSWORD, else the gateway's GATEWAY_REGISTRAR_PASSWORD)",
+    )
+    parser.add_argument(
+        "--state-dir", type=Path, default=None,
+        help="keep the registry's objects in DIR/objects.json across restarts (default: in memory only)",
     )
     parser.add_argument("--no-validate", action="store_true", help="skip XSD validation of inbound frames")
     parser.add_argument("--no-client-cert", action="store_true", help="do not require a client certificate")
@@ -814,9 +883,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
     async def serve() -> None:
-        sandbox = RegistrySandbox(
-            args.host,
-            args.port,
+        options: dict[str, Any] = dict(
             pki=ensure_dev_pki(args.pki_dir),
             client_id=args.client_id,
             password=args.password,
@@ -824,6 +891,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             require_client_cert=not args.no_client_cert,
             max_sessions=args.max_sessions,
         )
+        if args.state_dir is not None:
+            if persistent is None:
+                raise SystemExit("--state-dir: run as python -m adapters.epp.sandbox")
+            sandbox: RegistrySandbox = persistent(args.host, args.port, state_dir=args.state_dir, **options)
+        else:
+            sandbox = RegistrySandbox(args.host, args.port, **options)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

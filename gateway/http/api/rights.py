@@ -20,7 +20,7 @@ from gateway.auth import Principal, Role, require
 from gateway.errors import ValidationFailed
 from gateway.http.context import principal, read_json, services, validation_problem
 from gateway.http.problems import json_response
-from gateway.models import Registrant
+from gateway.models import Registrant, UsNexus
 from gateway.rights.service import MAX_CANDIDATES, RightsService
 
 routes = web.RouteTableDef()
@@ -109,6 +109,8 @@ class RectifyBody(_Body):
 class ExplainBody(_Body):
     tld: Annotated[str, Field(min_length=2, max_length=63)]
     registrant: Registrant
+    #: the order's .us declaration, so the explainer can tell whether .us eligibility is met
+    us_nexus: UsNexus | None = None
 
 
 def _rights(request: web.Request) -> RightsService:
@@ -273,12 +275,24 @@ async def art30(request: web.Request) -> web.Response:
 
 @routes.post("/v1/explain")
 async def explain(request: web.Request) -> web.Response:
+    """What each recipient of a TLD would get for a sample registrant, with the registry's eligibility rules
+    that apply and whether the sample meets them; nothing is sent or stored."""
     _privacy(request)
     if not request.body_exists:
         raise ValidationFailed("a JSON body with 'tld' and 'registrant' is required",
                                errors=[{"loc": [], "type": "missing"}])
     b = await _body(request, ExplainBody)
-    return json_response(_rights(request).explain(b.registrant, b.tld))
+    return json_response(_rights(request).explain(b.registrant, b.tld, us_nexus=b.us_nexus))
+
+
+@routes.get("/v1/subjects/{subject_id}/holdings")
+async def holdings(request: web.Request) -> web.Response:
+    """Who holds the subject's data now, per recipient (contacts, domains, partner copies, each with since,
+    fields and what ends it) and our own copy's retention.  Privacy and auditor roles: metadata only,
+    nothing is decrypted, so no access-log entry is written."""
+    _staff(request)
+    return json_response(await _rights(request).holdings(request.match_info["subject_id"]),
+                         headers={"Cache-Control": "no-store"})
 
 
 @routes.post("/v1/retention/purge")

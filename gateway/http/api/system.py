@@ -5,10 +5,14 @@ without a token; Prometheus metrics with one (a staff token, or the dedicated sc
 from __future__ import annotations
 
 import hmac
+import secrets
+from collections.abc import Iterator
 
 import structlog
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from gateway.auth import Role, hash_token, require
 from gateway.clock import utcnow
@@ -16,7 +20,9 @@ from gateway.http import scrape
 from gateway.http.context import Metrics, principal, services
 from gateway.http.openapi import openapi_document
 from gateway.http.problems import json_response, problem_response
-from gateway.store.base import Store
+from gateway.ledger.keys import unwrap, wrap
+from gateway.services.ledger import Ledger
+from gateway.store.base import OutboxStat, Store
 
 log = structlog.get_logger("gateway.api")
 
@@ -25,27 +31,68 @@ routes = web.RouteTableDef()
 
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
+    """Liveness, with the outbox at a glance.  ``outbox_pending`` counts only rows the delivery worker sends
+    (what a benchmark or an operator waits on to reach zero); the escrow agent's rows wait for the next
+    periodic deposit by design and are counted apart, parked rows too."""
     svc = services(request)
-    pending = await svc.store.pending_count()
-    return json_response({"status": "ok", "schema_version": svc.store.schema_version, "outbox_pending": pending})
+    stats = await svc.store.outbox_stats(utcnow())
+    policies = svc.registrations.policies.recipients
+    batched = {rid for rid, p in policies.items() if p.protocol == "escrow"}
+    return json_response({
+        "status": "ok", "schema_version": svc.store.schema_version,
+        "outbox_pending": sum(s.depth for s in stats if s.recipient not in batched),
+        "outbox_awaiting_deposit": sum(s.depth for s in stats if s.recipient in batched),
+        "outbox_parked": sum(s.parked for s in stats),
+    })
+
+
+def _keys_usable(ledger: Ledger) -> bool:
+    """The key ring still reads (a server follows ``kek.json``), its active key wraps and unwraps a data
+    key, and a checkpoint signer is loaded."""
+    if ledger.ring_file is not None:
+        ledger.ring_file.refresh()  # ConfigError if the file went away or turned unreadable
+    ring, probe = ledger.ring, secrets.token_bytes(32)
+    return unwrap(ring, wrap(ring, probe, "readyz"), "readyz") == probe and ledger.signer is not None
 
 
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
-    """Ready when the store answers with the schema this code knows and the delivery loop (if this
-    process runs one) is alive; ``/healthz`` stays a liveness check of the process itself."""
+    """Ready when the store answers with the schema this code knows, the keys are loaded and usable, the
+    configuration this process runs on is whole, and the delivery loop (if this process runs one) is
+    alive; ``/healthz`` stays a liveness check of the process itself.  A refusal names the failed check
+    in ``check`` and the state of each in ``checks``; never a path, DSN or key."""
     svc = services(request)
+    checks: dict[str, str] = {}
+
+    def not_ready(check: str, detail: str) -> web.Response:
+        checks[check] = "failed"
+        return problem_response(scrape.NotReady(detail, check=check, checks=checks), request)
+
     try:
         version = await scrape.schema_in_database(svc.store)
     except Exception as exc:  # the store's error may quote a DSN; say only what failed
         log.warning("readyz.store_unavailable", error_type=type(exc).__name__)
-        return problem_response(scrape.NotReady("the store does not answer"), request)
+        return not_ready("store", "the store does not answer")
     latest = scrape.latest_schema(svc.store)
     if version != latest:
-        return problem_response(scrape.NotReady(f"schema version {version}, this gateway needs {latest}"), request)
+        return not_ready("store", f"schema version {version}, this gateway needs {latest}")
+    checks["store"] = "ok"
+    try:
+        keys_ok = _keys_usable(svc.ledger)
+    except Exception as exc:  # the key file's error may name its path
+        log.warning("readyz.keys_unusable", error_type=type(exc).__name__)
+        keys_ok = False
+    if not keys_ok:
+        return not_ready("keys", "the key ring or checkpoint signing key is not usable")
+    checks["keys"] = "ok"
+    policies = svc.registrations.policies
+    if not policies.recipients or not policies.by_tld:
+        return not_ready("config", "no recipient policies are loaded")
+    checks["config"] = "ok"
     if not svc.metrics.delivery.workers_alive():
-        return problem_response(scrape.NotReady("the delivery worker loop is not running"), request)
-    return json_response({"status": "ready", "schema_version": version})
+        return not_ready("worker", "the delivery worker loop is not running")
+    checks["worker"] = "ok"
+    return json_response({"status": "ready", "schema_version": version, "checks": checks})
 
 
 @routes.get("/openapi.json")
@@ -69,7 +116,33 @@ async def metrics(request: web.Request) -> web.Response:
         require(principal(request), Role.PRIVACY, Role.AUDITOR)
     await _set_gauges(svc.store, svc.metrics)
     data = generate_latest(svc.metrics.registry)
-    return web.Response(body=data, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    # the per-recipient outbox families, from one query now: a registry of this scrape's own, so a
+    # recipient whose rows all went leaves no stale series behind
+    outbox = CollectorRegistry(auto_describe=False)
+    outbox.register(OutboxCollector(await svc.store.outbox_stats(utcnow())))
+    return web.Response(body=data + generate_latest(outbox), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+class OutboxCollector(Collector):
+    """``gateway_outbox_depth`` (pending + in flight), ``gateway_outbox_oldest_pending_seconds`` and
+    ``gateway_outbox_parked`` (needs attention) per recipient; the families are described even when empty."""
+
+    def __init__(self, stats: list[OutboxStat]) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        depth = GaugeMetricFamily("gateway_outbox_depth", "Outbox rows waiting to be sent (pending or in "
+                                  "flight) per recipient", labels=["recipient"])
+        oldest = GaugeMetricFamily("gateway_outbox_oldest_pending_seconds", "Age of the oldest row waiting to "
+                                   "be sent per recipient", labels=["recipient"])
+        parked = GaugeMetricFamily("gateway_outbox_parked", "Outbox rows parked for staff (needs_attention) "
+                                   "per recipient", labels=["recipient"])
+        for s in self.stats:
+            depth.add_metric([s.recipient], s.depth)
+            parked.add_metric([s.recipient], s.parked)
+            if s.oldest_pending_s is not None:
+                oldest.add_metric([s.recipient], s.oldest_pending_s)
+        yield from (depth, oldest, parked)
 
 
 async def _set_gauges(store: Store, m: Metrics) -> None:
@@ -81,7 +154,8 @@ async def _set_gauges(store: Store, m: Metrics) -> None:
     oldest: dict[str, str] = {}
     for f in figures.outbox:
         m.outbox_rows.labels(f.recipient, f.state).set(f.rows)
-        if f.state != "failed" and f.oldest and (f.recipient not in oldest or f.oldest < oldest[f.recipient]):
+        waiting = f.state in ("pending", "in_flight")
+        if waiting and f.oldest and (f.recipient not in oldest or f.oldest < oldest[f.recipient]):
             oldest[f.recipient] = f.oldest
     for recipient, at in oldest.items():
         m.outbox_oldest_pending_s.labels(recipient).set(scrape.age_s(at, now))

@@ -1,7 +1,8 @@
 """Server-rendered pages for privacy staff (no JavaScript): login, the disclosure log with filters and
 CSV export, disclosure details with the values sent (privacy role only, each read logged), and the
 third-country overview; data-subject requests (list, opening, each request with its event log and the
-actions on it, Art. 15 extracts), the Art. 30 record and the policy explainer.
+actions on it, Art. 15 extracts), the Art. 30 record and the policy explainer; parked deliveries per
+registry with Retry and Cancel (``outbox``).
 
 ``pages_app()`` is a sub-application for ``app.add_subapp(MOUNT, ...)``: its own routes and UI state,
 with the parent's middlewares (problems, request counting) around it and the parent's services read
@@ -17,7 +18,7 @@ from aiohttp import web
 
 from gateway.auth import Role
 from gateway.errors import NotFound
-from gateway.http.pages import disclosures, login, overview, requests, rights
+from gateway.http.pages import disclosures, holdings, login, outbox, overview, requests, rights
 from gateway.http.pages.core import STAFF_ROLES, UI_STATE, NavItem, UiState, add_nav, public
 from gateway.http.pages.session import COOKIE_PATH, Revocations, session_key
 
@@ -52,6 +53,7 @@ def pages_app() -> web.Application:
     add_nav(app, NavItem("/ui/requests", "Requests", staff))
     add_nav(app, NavItem("/ui/art30", "Art. 30 record", staff))
     add_nav(app, NavItem("/ui/explain", "Explainer", frozenset({Role.PRIVACY})))
+    add_nav(app, NavItem("/ui/outbox", "Parked deliveries", staff))
 
     r = app.router
     r.add_get("", login.ui_root)
@@ -78,4 +80,6 @@ def pages_app() -> web.Application:
     r.add_get("/art30.json", rights.art30_json)
     r.add_get("/explain", rights.explain_get)
     r.add_post("/explain", rights.explain_post)
+    outbox.add_routes(r)
+    holdings.add_routes(r)
     return app

@@ -35,7 +35,7 @@ from gateway.store.base import DisclosureFilter, Store
 
 PAGE_SIZE = 50
 SCAN_BATCH = 500
-OUTCOMES = ("delivered", "failed", "blocked", "refused")
+OUTCOMES = ("delivered", "possibly_delivered", "refused", "deleted", "failed", "blocked")
 NO_INSTRUMENT = "none"
 
 
@@ -277,8 +277,8 @@ async def detail_page(request: web.Request, session: Session) -> web.StreamRespo
 
 CSV_COLUMNS = (
     "seq", "id", "recorded_at", "attempted_at", "registration_id", "subject_id", "recipient", "recipient_name",
-    "recipient_country", "category", "article", "instrument", "purpose", "outcome", "retryable", "fields_sent",
-    "fields_withheld", "result_code", "reason", "sv_trid", "cl_trid", "epp_objects", "payload_digest",
+    "recipient_country", "category", "article", "instrument", "purpose", "outcome", "command", "retryable",
+    "fields_sent", "fields_withheld", "result_code", "reason", "sv_trid", "cl_trid", "epp_objects", "payload_digest",
     "values_purged",
 )
 
@@ -294,7 +294,8 @@ def csv_row(e: DisclosureEntry) -> list[str]:
     return [_cell(v) for v in (
         e.leaf_index, e.id, e.recorded_at, e.attempted_at, e.registration_id, e.subject_id, e.recipient,
         e.recipient_name, e.recipient_country, e.category, e.article, instrument_label(e), e.purpose, e.outcome,
-        "true" if e.retryable else "false", " ".join(e.fields), " ".join(e.withheld), e.result_code, e.reason,
+        e.command, "true" if e.retryable else "false", " ".join(e.fields), " ".join(e.withheld), e.result_code,
+        e.reason,
         e.sv_trid, e.cl_trid, " ".join(f"{k}={v}" for k, v in sorted(e.objects.items())), e.payload_digest,
         "true" if e.values_purged else "false",
     )]

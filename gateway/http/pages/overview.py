@@ -19,6 +19,10 @@ from gateway.store.base import DisclosureFilter, Store
 WARN_DAYS = 90
 
 
+#: The outcome columns of the third-country table (one entry per command that reached the recipient).
+OUTCOME_COLUMNS = ("delivered", "possibly_delivered", "blocked", "failed", "refused", "deleted")
+
+
 @dataclass
 class TransferRow:
     recipient: str
@@ -26,8 +30,7 @@ class TransferRow:
     country: str
     category: str
     instrument: str
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(("delivered", "blocked", "failed",
-                                                                          "refused"), 0))
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOME_COLUMNS, 0))
 
     def link(self, outcome: str | None = None) -> str:
         q = [("recipient", self.recipient), ("third_country", "true"),
@@ -102,7 +105,8 @@ async def third_countries(request: web.Request, session: Session) -> web.StreamR
     today = svc.registrations.clock().astimezone(dt.UTC).date()
     due = instruments_due(svc.registrations.policies, today)
     rows = await transfer_counts(svc.store)
-    totals = {k: sum(r.counts.get(k, 0) for r in rows) for k in ("delivered", "blocked", "failed", "refused")}
+    totals = {k: sum(r.counts.get(k, 0) for r in rows) for k in OUTCOME_COLUMNS}
     return render(request, "third_countries.html", session, rows=rows, totals=totals, today=today,
+                  outcomes=OUTCOME_COLUMNS,
                   warn_days=WARN_DAYS, expiring=[i for i in due if not i.expired],
                   expired=[i for i in due if i.expired])

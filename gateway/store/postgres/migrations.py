@@ -17,7 +17,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.store.schema import Dialect, refuse_newer, schema_v1, schema_v2, schema_v3, schema_v4
+from gateway.store.schema import (
+    OUTBOX_STATES,
+    Dialect,
+    refuse_newer,
+    schema_v1,
+    schema_v2,
+    schema_v3,
+    schema_v4,
+    schema_v5,
+    schema_v6,
+)
 
 #: Key of the session-level advisory lock held while migrating (one-key space, "RGWMIGR1").
 MIGRATION_LOCK_KEY = 0x5247574D49475231
@@ -53,6 +63,9 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
     (2, schema_v2(POSTGRES)),
     (3, schema_v3(POSTGRES)),
     (4, schema_v4(POSTGRES)),
+    (5, schema_v5(POSTGRES, "ALTER TABLE outbox DROP CONSTRAINT outbox_state_check; ALTER TABLE outbox ADD CONSTRAINT "
+                            f"outbox_state_check CHECK (state IN ({', '.join(repr(s) for s in OUTBOX_STATES)}));")),
+    (6, schema_v6(POSTGRES)),
 )
 LATEST = MIGRATIONS[-1][0]
 

@@ -18,18 +18,21 @@ deadlock is retried from the start (nothing of it was committed).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from typing import Any, TypeVar
 
 import asyncpg  # type: ignore[import-untyped]
 
-from gateway.errors import SubjectErased
+from gateway.errors import OutboxRowNotFound, SubjectErased
 from gateway.ledger.entry import DisclosureEntry
 from gateway.ledger.merkle import Frontier
+from gateway.store import parked_rows as P
 from gateway.store import rows as R
 from gateway.store import webhook_rows as W
 from gateway.store.base import (
+    OUTBOX_STATS_SQL,
     Accepted,
     DisclosureFilter,
     DisclosureReads,
@@ -37,9 +40,11 @@ from gateway.store.base import (
     NewSubject,
     NewWebhook,
     OutboxItem,
+    OutboxStat,
     StoredCheckpoint,
     SubjectKey,
     WebhookDelivery,
+    outbox_stats_from,
 )
 from gateway.store.paging import keyset_pages
 from gateway.store.postgres.migrations import migrate
@@ -251,9 +256,9 @@ class PostgresStore(DisclosureReads):
                     )
             await c.execute(
                 "INSERT INTO registrations(id, client, order_ref, domain, tld, subject_id, status, plan_json, "
-                "created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                "created_at, updated_at, kind, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
                 reg["id"], client, reg["order_ref"], reg["domain"], reg["tld"], subject_id, reg["status"],
-                json.dumps(reg["plan"]), now, now,
+                json.dumps(reg["plan"]), now, now, reg.get("kind", "registration"), reg.get("expires_at"),
             )
             await c.execute(
                 "INSERT INTO idempotency(client, key, request_hash, registration_id, status, response_json, "
@@ -282,7 +287,8 @@ class PostgresStore(DisclosureReads):
             )
             entries = await c.fetch(f"{R.SELECT_DISCLOSURES} WHERE d.registration_id=$1 ORDER BY d.leaf_index",
                                     reg_id)
-        return R.registration_view(row, deliveries, entries)
+            events = await c.fetch("SELECT * FROM registration_events WHERE registration_id=$1 ORDER BY id", reg_id)
+        return R.registration_view(row, deliveries, entries, events)
 
     # -- outbox ------------------------------------------------------------------------------------
 
@@ -298,37 +304,40 @@ class PostgresStore(DisclosureReads):
         await self._write(run)
 
     async def requeue_in_flight(self, now: str, stale_before: str | None = None) -> int:
-        """After a crash, anything in flight may or may not have reached the recipient: retry it.
-
-        Only rows claimed before ``stale_before``, a lease longer than any delivery can take, so the
-        rows of live workers in other processes are left alone.
-        """
+        """Put back rows whose claim lapsed (``lease_until`` passed; for a claim without one, claimed before
+        ``stale_before``); their token is cleared, so a worker that outlived its lease records nothing."""
         cutoff = stale_before or now
 
         async def run(c: Any) -> int:
             return _count(await c.execute(
-                "UPDATE outbox SET state='pending', next_attempt_at=$1, updated_at=$1 "
-                "WHERE state='in_flight' AND updated_at <= $2", now, cutoff
+                "UPDATE outbox SET state='pending', next_attempt_at=$1, updated_at=$1, claim_token=NULL, "
+                "lease_until=NULL WHERE state='in_flight' AND "
+                "((lease_until IS NOT NULL AND lease_until <= $1) OR (lease_until IS NULL AND updated_at <= $2))",
+                now, cutoff,
             ))
 
         return await self._write(run)
 
-    async def claim_due(self, now: str, limit: int, *, batch_recipient: str | None = None) -> list[OutboxItem]:
-        """Due rows for the delivery worker, or (``batch_recipient``) a batch job's rows.
+    async def claim_due(
+        self, now: str, limit: int, *, batch_recipient: str | None = None, recipient: str | None = None,
+        exclude: Collection[str] = (), lease_until: str | None = None,
+    ) -> list[OutboxItem]:
+        """Due rows for the delivery worker (of one ``recipient``, or any not in ``exclude``), or
+        (``batch_recipient``) a batch job's rows; each claimed under a fresh fencing token.
 
         Rows another transaction is claiming are skipped, not waited for: two workers never get one row."""
-        # batch=0 rows for the worker, batch=1 rows of one recipient for its batch job ($3 IS NULL: no filter)
+        only = batch_recipient if batch_recipient is not None else recipient
+
         async def run(c: Any) -> list[OutboxItem]:
             rows = await c.fetch(
                 "WITH due AS ("
                 " SELECT id FROM outbox WHERE batch = $4 AND ($3::text IS NULL OR recipient = $3::text)"
-                " AND state='pending' AND next_attempt_at <= $1"
-                " ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED"
-                ") UPDATE outbox o SET state='in_flight', attempts=o.attempts+1, updated_at=$1 FROM due "
-                "WHERE o.id = due.id RETURNING o.id, o.registration_id, o.recipient, o.attempts, o.subject_id, "
-                "o.payload_ct, o.payload_digest, o.transfer_json, o.fields_json, o.purpose, o.change_id, "
-                "o.request_id",
-                now, limit, batch_recipient, 0 if batch_recipient is None else 1,
+                " AND NOT (recipient = ANY($5::text[])) AND state='pending' AND next_attempt_at <= $1"
+                " ORDER BY next_attempt_at, id LIMIT $2 FOR UPDATE SKIP LOCKED"
+                ") UPDATE outbox o SET state='in_flight', attempts=o.attempts+1, updated_at=$1, "
+                "claim_token=gen_random_uuid()::text, lease_until=$6 FROM due "
+                "WHERE o.id = due.id RETURNING o.*",
+                now, limit, only, 0 if batch_recipient is None else 1, list(exclude), lease_until,
             )
             if not rows:
                 return []
@@ -341,23 +350,80 @@ class PostgresStore(DisclosureReads):
 
         return await self._write(run)
 
-    async def finish(
-        self, item: OutboxItem, entry: DisclosureEntry, *, state: str, next_attempt_at: str | None, now: str
-    ) -> None:
-        """Record one attempt's outcome and its disclosure entry in one transaction."""
-        R.check_finish_state(state)
+    async def due_recipients(self, now: str) -> list[str]:
+        rows = await self._fetch(
+            "SELECT DISTINCT recipient FROM outbox WHERE batch=0 AND state='pending' AND next_attempt_at<=$1", now)
+        return [r["recipient"] for r in rows]
 
-        async def run(c: Any) -> None:
+    async def renew_claims(self, tokens: Sequence[str], lease_until: str) -> int:
+        """The heartbeat of work in progress: push the lease of rows still held under these tokens."""
+        if not tokens:
+            return 0
+
+        async def run(c: Any) -> int:
+            return _count(await c.execute(
+                "UPDATE outbox SET lease_until=$1 WHERE claim_token = ANY($2::text[]) AND state='in_flight'",
+                lease_until, list(tokens)))
+
+        return await self._write(run)
+
+    async def release_claims(self, tokens: Sequence[str], now: str) -> int:
+        """Give rows back at shutdown: due again at once, for this or another instance."""
+        if not tokens:
+            return 0
+
+        async def run(c: Any) -> int:
+            return _count(await c.execute(
+                "UPDATE outbox SET state='pending', next_attempt_at=$1, updated_at=$1, claim_token=NULL, "
+                "lease_until=NULL WHERE claim_token = ANY($2::text[]) AND state='in_flight'", now, list(tokens)))
+
+        return await self._write(run)
+
+    async def record_step(
+        self, item: OutboxItem, entries: Sequence[DisclosureEntry], *, progress: dict[str, Any], now: str
+    ) -> bool:
+        """One step of a row, its entries and the row's progress, in one transaction; nothing at all when
+        the claim no longer owns the row (False)."""
+
+        async def run(c: Any) -> bool:
+            owned = _count(await c.execute(
+                "UPDATE outbox SET progress_json=$1, updated_at=$2 WHERE id=$3 AND claim_token=$4 "
+                "AND state='in_flight'", json.dumps(progress, sort_keys=True), now, item.id, item.token))
+            if not owned:
+                return False
+            await self._append_in(c, list(entries))
+            return True
+
+        return await self._write(run)
+
+    async def finish(
+        self, item: OutboxItem, entries: DisclosureEntry | Sequence[DisclosureEntry], *, state: str,
+        next_attempt_at: str | None, now: str, parked_reason: str | None = None, deadline_at: str | None = None,
+        progress: dict[str, Any] | None = None, last_code: str | None = None,
+    ) -> bool:
+        """Record one attempt's outcome and its disclosure entries in one transaction; fenced: nothing is
+        written (False) when the row no longer carries this claim's token."""
+        R.check_finish_state(state)
+        batch = [entries] if isinstance(entries, DisclosureEntry) else list(entries)
+        if last_code is None:
+            last_code = next((e.result_code for e in reversed(batch) if e.result_code is not None), None)
+
+        async def run(c: Any) -> bool:
             # the registration row is locked first: concurrent finishes of one registration see each
             # other's status, so each status change is reported once
             before = await c.fetchval("SELECT status FROM registrations WHERE id=$1 FOR UPDATE",
                                       item.registration_id)
-            await c.execute(
-                "UPDATE outbox SET state=$1, last_code=$2, next_attempt_at=COALESCE($3, next_attempt_at), "
-                "updated_at=$4 WHERE id=$5 AND state='in_flight'",
-                state, entry.result_code, next_attempt_at, now, item.id,
-            )
-            await self._append_in(c, [entry])
+            owned = _count(await c.execute(
+                "UPDATE outbox SET state=$1, last_code=COALESCE($2, last_code), "
+                "next_attempt_at=COALESCE($3, next_attempt_at), updated_at=$4, claim_token=NULL, lease_until=NULL, "
+                "parked_reason=$6, deadline_at=COALESCE($7, deadline_at), progress_json=COALESCE($8, progress_json) "
+                "WHERE id=$5 AND state='in_flight' AND (claim_token=$9 OR (claim_token IS NULL AND $9=''))",
+                state, last_code, next_attempt_at, now, item.id, parked_reason, deadline_at,
+                None if progress is None else json.dumps(progress, sort_keys=True), item.token,
+            ))
+            if not owned:
+                return False
+            await self._append_in(c, batch)
             # the registration's status follows the rows that count for it (not marketing, not escrow)
             states = {r["state"] for r in await c.fetch(
                 "SELECT state FROM outbox WHERE registration_id=$1 AND required=1", item.registration_id
@@ -365,11 +431,12 @@ class PostgresStore(DisclosureReads):
             status = R.registration_status(states)
             await c.execute("UPDATE registrations SET status=$1, updated_at=$2 WHERE id=$3",
                             status, now, item.registration_id)
-            event = status_event(before, status, refused=entry.outcome == "blocked")
+            event = status_event(before, status, refused=any(e.outcome == "blocked" for e in batch))
             if event is not None:
-                await _emit(c, item.registration_id, event, code=entry.result_code, now=now)
+                await _emit(c, item.registration_id, event, code=last_code, now=now)
+            return True
 
-        await self._write(run)
+        return await self._write(run)
 
     # -- webhooks ------------------------------------------------------------------------------------
 
@@ -644,3 +711,149 @@ class PostgresStore(DisclosureReads):
             )) == 1
 
         return await self._write(run)
+
+    async def wrapped_key_counts(self) -> dict[str, int]:
+        """How many live data keys are wrapped under each KEK id: what retiring a KEK must find at zero."""
+        rows = await self._fetch("SELECT kid, COUNT(*) AS n FROM subjects WHERE wrapped IS NOT NULL GROUP BY kid")
+        return {str(r["kid"]): int(r["n"]) for r in rows}
+
+    async def outbox_stats(self, now: dt.datetime) -> list[OutboxStat]:
+        """Depth, parked rows and the oldest wait per recipient, in one read (``OutboxStore``)."""
+        return outbox_stats_from(await self._fetch(OUTBOX_STATS_SQL), now)
+
+    # -- parked rows: staff retry or cancel them ---------------------------------------------------------
+
+    async def parked(self, recipient: str | None = None) -> list[dict[str, Any]]:
+        if recipient is None:
+            rows = await self._fetch(P.SELECT_PARKED.format(""))
+        else:
+            rows = await self._fetch(P.SELECT_PARKED.format(" AND recipient=$1"), recipient)
+        return [P.parked_view(r) for r in rows]
+
+    async def _staff_action(self, row_id: int, now: str, actor: str, action: P.StaffAction) -> bool:
+        """Retry or cancel one parked row, its registration's status and the access-log record, in one
+        transaction.  Locks as ``finish`` does, registration first and then the row, so the two never
+        deadlock and a claim of the row waits for the decision (or skips it)."""
+
+        async def run(c: Any) -> bool:
+            reg_id = await c.fetchval("SELECT registration_id FROM outbox WHERE id=$1", row_id)
+            if reg_id is None:
+                raise OutboxRowNotFound()
+            before = await c.fetchval("SELECT status FROM registrations WHERE id=$1 FOR UPDATE", reg_id)
+            row = await c.fetchrow("SELECT state, subject_id FROM outbox WHERE id=$1 FOR UPDATE", row_id)
+            if row["state"] != "needs_attention":
+                return False
+            if action == "retry":
+                await c.execute("UPDATE outbox SET state='pending', next_attempt_at=$1, deadline_at=NULL, "
+                                "parked_reason=NULL, claim_token=NULL, lease_until=NULL, updated_at=$1 WHERE id=$2",
+                                now, row_id)
+            else:
+                await c.execute("UPDATE outbox SET state='cancelled', updated_at=$1 WHERE id=$2", now, row_id)
+            states = {r["state"] for r in await c.fetch(
+                "SELECT state FROM outbox WHERE registration_id=$1 AND required=1", reg_id)}
+            status = R.registration_status(states) if states else before
+            if before is not None and status is not None and status != before:
+                await c.execute("UPDATE registrations SET status=$1, updated_at=$2 WHERE id=$3", status, now, reg_id)
+                event = status_event(before, status, refused=False)
+                if event is not None:
+                    await _emit(c, reg_id, event, code=None, now=now)
+            await c.execute(
+                "INSERT INTO access_log(at, actor, action, object_id, subject_id) VALUES ($1, $2, $3, $4, $5)",
+                now, actor, P.ACTION_NAMES[action], str(row_id), row["subject_id"])
+            return True
+
+        return await self._write(run)
+
+    async def retry_parked(self, row_id: int, now: str, *, actor: str) -> bool:
+        return await self._staff_action(row_id, now, actor, "retry")
+
+    async def cancel_parked(self, row_id: int, now: str, *, actor: str) -> bool:
+        return await self._staff_action(row_id, now, actor, "cancel")
+
+    async def parked_actions(self, limit: int = 100) -> list[dict[str, Any]]:
+        actions = await self._fetch(P.SELECT_ACTIONS.format("$1"), limit)
+        ids = sorted({int(a["object_id"]) for a in actions})
+        targets = {int(r["id"]): dict(r) for r in await self._fetch(
+            "SELECT id, recipient, registration_id FROM outbox WHERE id = ANY($1::bigint[])", ids)} if ids else {}
+        return P.action_views(actions, targets)
+
+    # -- the domain's lifecycle (schema 6) -------------------------------------------------------------
+
+    @staticmethod
+    async def _event_in(
+        c: Any, reg_id: str, *, at: str, kind: str, source: str, detail: dict[str, Any],
+        end_reason: str | None, expires_at: str | None,
+    ) -> None:
+        await c.execute("INSERT INTO registration_events(registration_id, at, kind, source, detail_json) "
+                        "VALUES ($1, $2, $3, $4, $5)", reg_id, at, kind, source, json.dumps(detail, sort_keys=True))
+        if end_reason is not None:
+            await c.execute("UPDATE registrations SET ended_at=$1, end_reason=$2, updated_at=$1 WHERE id=$3 "
+                            "AND ended_at IS NULL", at, end_reason, reg_id)
+        if expires_at is not None:
+            await c.execute("UPDATE registrations SET expires_at=$1, updated_at=$2 WHERE id=$3", expires_at, at, reg_id)
+
+    async def add_registration_event(
+        self, reg_id: str, *, at: str, kind: str, source: str, detail: dict[str, Any],
+        end_reason: str | None = None, expires_at: str | None = None,
+    ) -> None:
+        async def run(c: Any) -> None:
+            await self._event_in(c, reg_id, at=at, kind=kind, source=source, detail=detail, end_reason=end_reason,
+                                 expires_at=expires_at)
+
+        await self._write(run)
+
+    async def registration_events(self, reg_id: str) -> list[dict[str, Any]]:
+        rows = await self._fetch("SELECT * FROM registration_events WHERE registration_id=$1 ORDER BY id", reg_id)
+        return [R.event_view(r) for r in rows]
+
+    async def apply_notice(
+        self, registry: str, msg_id: str, *, at: str, kind: str, registration_id: str | None,
+        detail: dict[str, Any], end_reason: str | None = None, expires_at: str | None = None,
+        wake_recipient: str | None = None, outbox: list[NewOutbox] | None = None,
+    ) -> bool:
+        async def run(c: Any) -> bool:
+            inserted = await c.fetchval(
+                "INSERT INTO poll_messages(registry, msg_id, applied_at, kind, registration_id) "
+                "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING 1",
+                registry, msg_id, at, kind, registration_id)
+            if inserted is None:
+                return False
+            if registration_id is not None:
+                await self._event_in(c, registration_id, at=at, kind=kind, source="registry",
+                                     detail={**detail, "msg_id": msg_id}, end_reason=end_reason,
+                                     expires_at=expires_at)
+                if wake_recipient is not None:
+                    await c.execute("UPDATE outbox SET next_attempt_at=$1 WHERE registration_id=$2 AND recipient=$3 "
+                                    "AND state='pending'", at, registration_id, wake_recipient)
+                if outbox:
+                    await _insert_outbox(c, registration_id, None, outbox, at)
+            return True
+
+        return bool(await self._write(run))
+
+    async def registration_for_domain(self, domain: str) -> dict[str, Any] | None:
+        rows = await self._fetch(
+            "SELECT * FROM registrations WHERE domain=$1 AND status NOT IN ('blocked') "
+            "ORDER BY (ended_at IS NULL) DESC, created_at DESC LIMIT 1", domain)
+        return dict(rows[0]) if rows else None
+
+    async def registration_ends(self, reg_ids: Collection[str]) -> dict[str, tuple[str | None, str | None]]:
+        rows = await self._fetch("SELECT id, ended_at, end_reason FROM registrations WHERE id = ANY($1::text[])",
+                                 list(reg_ids))
+        return {r["id"]: (r["ended_at"], r["end_reason"]) for r in rows}
+
+    async def enqueue_unsealed(
+        self, registration_id: str, items: list[NewOutbox], now: str, *, event: dict[str, Any] | None = None,
+        end_reason: str | None = None,
+    ) -> None:
+        """Rows that carry no personal data, queued with no subject (see the SQLite store), with the
+        registration's ``event`` and ``end_reason`` in one transaction."""
+
+        async def run(c: Any) -> None:
+            await _insert_outbox(c, registration_id, None, items, now)
+            if event is not None:
+                await self._event_in(c, registration_id, at=now, kind=event["kind"], source=event["source"],
+                                     detail=event["detail"], end_reason=end_reason, expires_at=None)
+
+        await self._write(run)
+

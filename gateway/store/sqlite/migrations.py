@@ -9,7 +9,17 @@ from __future__ import annotations
 
 import sqlite3
 
-from gateway.store.schema import Dialect, refuse_newer, schema_v1, schema_v2, schema_v3, schema_v4
+from gateway.store.schema import (
+    OUTBOX_STATES,
+    Dialect,
+    refuse_newer,
+    schema_v1,
+    schema_v2,
+    schema_v3,
+    schema_v4,
+    schema_v5,
+    schema_v6,
+)
 
 
 def _append_only(table: str, message: str) -> str:
@@ -31,11 +41,53 @@ SQLITE = Dialect(
     append_only=_append_only,
 )
 
+#: SQLite cannot alter a CHECK constraint: migration 5 copies the outbox into a table whose ``state`` takes
+#: the new states, with the columns in the order PostgreSQL has them after its ALTERs.
+_OUTBOX_COLUMNS_V5 = (
+    "id, registration_id, recipient, subject_id, purpose, required, batch, state, attempts, payload_ct, "
+    "payload_digest, transfer_json, fields_json, next_attempt_at, last_code, updated_at, change_id, request_id, "
+    "claim_token, lease_until, progress_json, parked_reason, deadline_at"
+)
+_OUTBOX_REBUILD = f"""
+        CREATE TABLE outbox_v5 (
+            id              INTEGER PRIMARY KEY AUTOINCREMENT,
+            registration_id TEXT NOT NULL REFERENCES registrations(id),
+            recipient       TEXT NOT NULL,
+            subject_id      TEXT,
+            purpose         TEXT NOT NULL,
+            required        INTEGER NOT NULL DEFAULT 1,
+            batch           INTEGER NOT NULL DEFAULT 0,
+            state           TEXT NOT NULL CHECK (state IN ({", ".join(f"'{s}'" for s in OUTBOX_STATES)})),
+            attempts        INTEGER NOT NULL DEFAULT 0,
+            payload_ct      BLOB NOT NULL,
+            payload_digest  TEXT NOT NULL,
+            transfer_json   TEXT NOT NULL,
+            fields_json     TEXT NOT NULL,
+            next_attempt_at TEXT NOT NULL,
+            last_code       TEXT,
+            updated_at      TEXT NOT NULL,
+            change_id       TEXT NOT NULL DEFAULT '',
+            request_id      TEXT,
+            claim_token     TEXT,
+            lease_until     TEXT,
+            progress_json   TEXT,
+            parked_reason   TEXT,
+            deadline_at     TEXT,
+            UNIQUE (registration_id, recipient, change_id)
+        );
+        INSERT INTO outbox_v5 ({_OUTBOX_COLUMNS_V5}) SELECT {_OUTBOX_COLUMNS_V5} FROM outbox;
+        DROP TABLE outbox;
+        ALTER TABLE outbox_v5 RENAME TO outbox;
+        CREATE INDEX outbox_due ON outbox(batch, state, next_attempt_at);
+"""  # noqa: S608 (constants only)
+
 MIGRATIONS: tuple[tuple[int, str], ...] = (
     (1, schema_v1(SQLITE)),
     (2, schema_v2(SQLITE)),
     (3, schema_v3(SQLITE)),
     (4, schema_v4(SQLITE)),
+    (5, schema_v5(SQLITE, _OUTBOX_REBUILD)),
+    (6, schema_v6(SQLITE)),
 )
 
 

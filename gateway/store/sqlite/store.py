@@ -11,21 +11,25 @@ their appends instead of forking the tree.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import os
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from gateway.errors import SubjectErased
+from gateway.errors import OutboxRowNotFound, SubjectErased
 from gateway.ledger.entry import DisclosureEntry
 from gateway.ledger.merkle import Frontier
+from gateway.store import parked_rows as P
 from gateway.store import rows as R
 from gateway.store import webhook_rows as W
 from gateway.store.base import (
+    OUTBOX_STATS_SQL,
     Accepted,
     DisclosureFilter,
     DisclosureReads,
@@ -33,9 +37,11 @@ from gateway.store.base import (
     NewSubject,
     NewWebhook,
     OutboxItem,
+    OutboxStat,
     StoredCheckpoint,
     SubjectKey,
     WebhookDelivery,
+    outbox_stats_from,
 )
 from gateway.store.paging import keyset_pages
 from gateway.store.sqlite.migrations import migrate
@@ -228,9 +234,9 @@ class SqliteStore(DisclosureReads):
                     )
                 c.execute(
                     "INSERT INTO registrations(id, client, order_ref, domain, tld, subject_id, status, plan_json, "
-                    "created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    "created_at, updated_at, kind, expires_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                     (reg["id"], client, reg["order_ref"], reg["domain"], reg["tld"], subject_id, reg["status"],
-                     json.dumps(reg["plan"]), now, now),
+                     json.dumps(reg["plan"]), now, now, reg.get("kind", "registration"), reg.get("expires_at")),
                 )
                 c.execute(
                     "INSERT INTO idempotency(client, key, request_hash, registration_id, status, response_json, "
@@ -284,76 +290,149 @@ class SqliteStore(DisclosureReads):
             )
             entries = self._read(f"{R.SELECT_DISCLOSURES} WHERE d.registration_id=? ORDER BY d.leaf_index",
                                  (reg_id,))
-            return R.registration_view(rows[0], deliveries, entries)
+            events = self._read("SELECT * FROM registration_events WHERE registration_id=? ORDER BY id", (reg_id,))
+            return R.registration_view(rows[0], deliveries, entries, events)
 
         return await self._run(run)
 
     # -- outbox ------------------------------------------------------------------------------------
 
     async def requeue_in_flight(self, now: str, stale_before: str | None = None) -> int:
-        """After a crash, anything in flight may or may not have reached the recipient: retry it.
+        """Put back rows whose claim lapsed: their worker died (kill -9) or stopped renewing its lease.
 
-        Only rows claimed before ``stale_before`` (a lease longer than any delivery can take), so a
-        live worker's rows are left alone; the EPP adapter makes the retry idempotent (deterministic
-        object ids, <info> on 2302).
-        """
+        A row counts as lapsed when its ``lease_until`` has passed (schema 5) or, for a claim without one,
+        when it was claimed before ``stale_before``.  Its token is cleared, so the old worker, should it
+        still be alive, can record nothing for it.  The EPP adapter makes the retry idempotent
+        (deterministic object ids, <info> on 2302, the row's recorded progress)."""
         cutoff = stale_before or now
 
         def run() -> int:
             with self._tx() as c:
                 return c.execute(
-                    "UPDATE outbox SET state='pending', next_attempt_at=?, updated_at=? "
-                    "WHERE state='in_flight' AND updated_at <= ?",
-                    (now, now, cutoff),
+                    "UPDATE outbox SET state='pending', next_attempt_at=?, updated_at=?, claim_token=NULL, "
+                    "lease_until=NULL WHERE state='in_flight' AND "
+                    "((lease_until IS NOT NULL AND lease_until <= ?) OR (lease_until IS NULL AND updated_at <= ?))",
+                    (now, now, now, cutoff),
                 ).rowcount
 
         return await self._run(run)
 
-    async def claim_due(self, now: str, limit: int, *, batch_recipient: str | None = None) -> list[OutboxItem]:
-        """Due rows for the delivery worker, or (``batch_recipient``) a batch job's rows."""
+    async def claim_due(
+        self, now: str, limit: int, *, batch_recipient: str | None = None, recipient: str | None = None,
+        exclude: Collection[str] = (), lease_until: str | None = None,
+    ) -> list[OutboxItem]:
+        """Due rows for the delivery worker (of one ``recipient``, or any not in ``exclude``), or
+        (``batch_recipient``) a batch job's rows; each claimed under a fresh fencing token."""
 
         def run() -> list[OutboxItem]:
+            where, args = R.claim_filter(batch_recipient, recipient, exclude, "?")
             with self._tx() as c:
-                if batch_recipient is None:
-                    rows = c.execute(
-                        "SELECT * FROM outbox WHERE batch=0 AND state='pending' AND next_attempt_at<=? "
-                        "ORDER BY id LIMIT ?", (now, limit),
-                    ).fetchall()
-                else:
-                    rows = c.execute(
-                        "SELECT * FROM outbox WHERE batch=1 AND recipient=? AND state='pending' AND next_attempt_at<=? "
-                        "ORDER BY id LIMIT ?", (batch_recipient, now, limit),
-                    ).fetchall()
+                rows = c.execute(
+                    f"SELECT * FROM outbox WHERE {where} AND state='pending' AND next_attempt_at<=? "  # noqa: S608
+                    "ORDER BY next_attempt_at, id LIMIT ?", (*args, now, limit),
+                ).fetchall()
                 items = []
                 for row in rows:
+                    token = R.new_token()
                     c.execute(
-                        "UPDATE outbox SET state='in_flight', attempts=attempts+1, updated_at=? WHERE id=?",
-                        (now, row["id"]),
+                        "UPDATE outbox SET state='in_flight', attempts=attempts+1, updated_at=?, claim_token=?, "
+                        "lease_until=? WHERE id=?",
+                        (now, token, lease_until, row["id"]),
                     )
                     c.execute(
                         "UPDATE registrations SET status='delivering', updated_at=? WHERE id=? AND status='accepted'",
                         (now, row["registration_id"]),
                     )
-                    items.append(R.outbox_item(row, attempts=row["attempts"] + 1))
+                    items.append(replace(R.outbox_item(row, attempts=row["attempts"] + 1), token=token))
                 return items
 
         return await self._run(run)
 
-    async def finish(
-        self, item: OutboxItem, entry: DisclosureEntry, *, state: str, next_attempt_at: str | None, now: str
-    ) -> None:
-        """Record one attempt's outcome and its disclosure entry in one transaction."""
-        R.check_finish_state(state)
+    async def due_recipients(self, now: str) -> list[str]:
+        def run() -> list[str]:
+            return [r[0] for r in self._read(
+                "SELECT DISTINCT recipient FROM outbox WHERE batch=0 AND state='pending' AND next_attempt_at<=?",
+                (now,))]
 
-        def run() -> None:
+        return await self._run(run)
+
+    async def renew_claims(self, tokens: Sequence[str], lease_until: str) -> int:
+        """The heartbeat of work in progress: push the lease of rows still held under these tokens."""
+        if not tokens:
+            return 0
+
+        def run() -> int:
+            with self._tx() as c:
+                return sum(c.execute(
+                    "UPDATE outbox SET lease_until=? WHERE claim_token=? AND state='in_flight'", (lease_until, t)
+                ).rowcount for t in tokens)
+
+        return await self._run(run)
+
+    async def release_claims(self, tokens: Sequence[str], now: str) -> int:
+        """Give rows back at shutdown: due again at once, for this or another instance."""
+        if not tokens:
+            return 0
+
+        def run() -> int:
+            with self._tx() as c:
+                return sum(c.execute(
+                    "UPDATE outbox SET state='pending', next_attempt_at=?, updated_at=?, claim_token=NULL, "
+                    "lease_until=NULL WHERE claim_token=? AND state='in_flight'", (now, now, t)
+                ).rowcount for t in tokens)
+
+        return await self._run(run)
+
+    async def record_step(
+        self, item: OutboxItem, entries: Sequence[DisclosureEntry], *, progress: dict[str, Any], now: str
+    ) -> bool:
+        """One step of a row (a command that reached the recipient), its entries and the row's progress, in
+        one transaction; nothing at all when the claim no longer owns the row (False)."""
+
+        def run() -> bool:
+            with self._tx() as c:
+                owned = c.execute(
+                    "UPDATE outbox SET progress_json=?, updated_at=? WHERE id=? AND claim_token=? "
+                    "AND state='in_flight'",
+                    (json.dumps(progress, sort_keys=True), now, item.id, item.token),
+                ).rowcount
+                if not owned:
+                    return False
+                self._append_in(c, list(entries))
+                return True
+
+        return await self._run(run)
+
+    async def finish(
+        self, item: OutboxItem, entries: DisclosureEntry | Sequence[DisclosureEntry], *, state: str,
+        next_attempt_at: str | None, now: str, parked_reason: str | None = None, deadline_at: str | None = None,
+        progress: dict[str, Any] | None = None, last_code: str | None = None,
+    ) -> bool:
+        """Record one attempt's outcome and its disclosure entries in one transaction.
+
+        Fenced: when the row no longer carries this claim's token (the lease lapsed and another worker took
+        it, or staff acted on it), nothing is written and the answer is False."""
+        R.check_finish_state(state)
+        batch = [entries] if isinstance(entries, DisclosureEntry) else list(entries)
+        if last_code is None:
+            last_code = next((e.result_code for e in reversed(batch) if e.result_code is not None), None)
+
+        def run() -> bool:
             with self._tx() as c:
                 before = c.execute("SELECT status FROM registrations WHERE id=?", (item.registration_id,)).fetchone()
-                c.execute(
-                    "UPDATE outbox SET state=?, last_code=?, next_attempt_at=COALESCE(?, next_attempt_at), "
-                    "updated_at=? WHERE id=? AND state='in_flight'",
-                    (state, entry.result_code, next_attempt_at, now, item.id),
-                )
-                self._append_in(c, [entry])
+                owned = c.execute(
+                    "UPDATE outbox SET state=?, last_code=COALESCE(?, last_code), "
+                    "next_attempt_at=COALESCE(?, next_attempt_at), updated_at=?, claim_token=NULL, lease_until=NULL, "
+                    "parked_reason=?, deadline_at=COALESCE(?, deadline_at), "
+                    "progress_json=COALESCE(?, progress_json) WHERE id=? AND state='in_flight' AND "
+                    "(claim_token=? OR (claim_token IS NULL AND ?=''))",
+                    (state, last_code, next_attempt_at, now, parked_reason, deadline_at,
+                     None if progress is None else json.dumps(progress, sort_keys=True), item.id, item.token,
+                     item.token),
+                ).rowcount
+                if not owned:
+                    return False
+                self._append_in(c, batch)
                 # the registration's status follows the rows that count for it (not marketing, not escrow)
                 states = {r[0] for r in c.execute(
                     "SELECT state FROM outbox WHERE registration_id=? AND required=1", (item.registration_id,)
@@ -361,11 +440,13 @@ class SqliteStore(DisclosureReads):
                 status = R.registration_status(states)
                 c.execute("UPDATE registrations SET status=?, updated_at=? WHERE id=?",
                           (status, now, item.registration_id))
-                event = status_event(before[0] if before else None, status, refused=entry.outcome == "blocked")
+                refused = any(e.outcome == "blocked" for e in batch)
+                event = status_event(before[0] if before else None, status, refused=refused)
                 if event is not None:
-                    self._emit(c, item.registration_id, event, code=entry.result_code, now=now)
+                    self._emit(c, item.registration_id, event, code=last_code, now=now)
+                return True
 
-        await self._run(run)
+        return await self._run(run)
 
     # -- webhooks ------------------------------------------------------------------------------------
 
@@ -658,3 +739,167 @@ class SqliteStore(DisclosureReads):
                 ).rowcount == 1
 
         return await self._run(run)
+
+    async def wrapped_key_counts(self) -> dict[str, int]:
+        """How many live data keys are wrapped under each KEK id: what retiring a KEK must find at zero."""
+        rows = await self._run(lambda: self._read(
+            "SELECT kid, COUNT(*) AS n FROM subjects WHERE wrapped IS NOT NULL GROUP BY kid"))
+        return {str(r["kid"]): int(r["n"]) for r in rows}
+
+    async def outbox_stats(self, now: dt.datetime) -> list[OutboxStat]:
+        """Depth, parked rows and the oldest wait per recipient, in one read (``OutboxStore``)."""
+        rows = await self._run(lambda: self._read(OUTBOX_STATS_SQL))
+        return outbox_stats_from(rows, now)
+
+    # -- parked rows: staff retry or cancel them ---------------------------------------------------------
+
+    async def parked(self, recipient: str | None = None) -> list[dict[str, Any]]:
+        if recipient is None:
+            rows = await self._run(lambda: self._read(P.SELECT_PARKED.format("")))
+        else:
+            rows = await self._run(lambda: self._read(P.SELECT_PARKED.format(" AND recipient=?"), (recipient,)))
+        return [P.parked_view(r) for r in rows]
+
+    def _staff_action(self, row_id: int, now: str, actor: str, action: P.StaffAction) -> bool:
+        """Retry or cancel one parked row, its registration's status and the access-log record, in one
+        ``BEGIN IMMEDIATE`` transaction (the worker cannot claim or finish the row in between)."""
+        with self._tx() as c:
+            row = c.execute("SELECT state, registration_id, subject_id FROM outbox WHERE id=?", (row_id,)).fetchone()
+            if row is None:
+                raise OutboxRowNotFound()
+            if row["state"] != "needs_attention":
+                return False
+            if action == "retry":
+                c.execute("UPDATE outbox SET state='pending', next_attempt_at=?, deadline_at=NULL, parked_reason=NULL, "
+                          "claim_token=NULL, lease_until=NULL, updated_at=? WHERE id=?", (now, now, row_id))
+            else:
+                c.execute("UPDATE outbox SET state='cancelled', updated_at=? WHERE id=?", (now, row_id))
+            reg_id = row["registration_id"]
+            before = c.execute("SELECT status FROM registrations WHERE id=?", (reg_id,)).fetchone()
+            states = {r[0] for r in c.execute("SELECT state FROM outbox WHERE registration_id=? AND required=1",
+                                              (reg_id,))}
+            status = R.registration_status(states) if states else (before[0] if before else None)
+            if before is not None and status is not None and status != before[0]:
+                c.execute("UPDATE registrations SET status=?, updated_at=? WHERE id=?", (status, now, reg_id))
+                event = status_event(before[0], status, refused=False)
+                if event is not None:
+                    self._emit(c, reg_id, event, code=None, now=now)
+            c.execute("INSERT INTO access_log(at, actor, action, object_id, subject_id) VALUES (?,?,?,?,?)",
+                      (now, actor, P.ACTION_NAMES[action], str(row_id), row["subject_id"]))
+            return True
+
+    async def retry_parked(self, row_id: int, now: str, *, actor: str) -> bool:
+        return await self._run(lambda: self._staff_action(row_id, now, actor, "retry"))
+
+    async def cancel_parked(self, row_id: int, now: str, *, actor: str) -> bool:
+        return await self._run(lambda: self._staff_action(row_id, now, actor, "cancel"))
+
+    async def parked_actions(self, limit: int = 100) -> list[dict[str, Any]]:
+        def run() -> list[dict[str, Any]]:
+            actions = self._read(P.SELECT_ACTIONS.format("?"), (limit,))
+            ids = sorted({int(a["object_id"]) for a in actions})
+            targets = {int(r["id"]): dict(r) for r in self._read(
+                f"SELECT id, recipient, registration_id FROM outbox WHERE id IN ({', '.join('?' for _ in ids)})",  # noqa: S608
+                tuple(ids))} if ids else {}
+            return P.action_views(actions, targets)
+
+        return await self._run(run)
+
+    # -- the domain's lifecycle (schema 6) -------------------------------------------------------------
+
+    @staticmethod
+    def _event_in(
+        c: sqlite3.Connection, reg_id: str, *, at: str, kind: str, source: str, detail: dict[str, Any],
+        end_reason: str | None, expires_at: str | None,
+    ) -> None:
+        c.execute("INSERT INTO registration_events(registration_id, at, kind, source, detail_json) "
+                  "VALUES (?,?,?,?,?)", (reg_id, at, kind, source, json.dumps(detail, sort_keys=True)))
+        if end_reason is not None:
+            c.execute("UPDATE registrations SET ended_at=?, end_reason=?, updated_at=? WHERE id=? AND ended_at IS NULL",
+                      (at, end_reason, at, reg_id))
+        if expires_at is not None:
+            c.execute("UPDATE registrations SET expires_at=?, updated_at=? WHERE id=?", (expires_at, at, reg_id))
+
+    async def add_registration_event(
+        self, reg_id: str, *, at: str, kind: str, source: str, detail: dict[str, Any],
+        end_reason: str | None = None, expires_at: str | None = None,
+    ) -> None:
+        def run() -> None:
+            with self._tx() as c:
+                self._event_in(c, reg_id, at=at, kind=kind, source=source, detail=detail, end_reason=end_reason,
+                               expires_at=expires_at)
+
+        await self._run(run)
+
+    async def registration_events(self, reg_id: str) -> list[dict[str, Any]]:
+        def run() -> list[dict[str, Any]]:
+            return [R.event_view(r) for r in self._read(
+                "SELECT * FROM registration_events WHERE registration_id=? ORDER BY id", (reg_id,))]
+
+        return await self._run(run)
+
+    async def apply_notice(
+        self, registry: str, msg_id: str, *, at: str, kind: str, registration_id: str | None,
+        detail: dict[str, Any], end_reason: str | None = None, expires_at: str | None = None,
+        wake_recipient: str | None = None, outbox: list[NewOutbox] | None = None,
+    ) -> bool:
+        def run() -> bool:
+            with self._tx() as c:
+                seen = c.execute("INSERT OR IGNORE INTO poll_messages(registry, msg_id, applied_at, kind, "
+                                 "registration_id) VALUES (?,?,?,?,?)",
+                                 (registry, msg_id, at, kind, registration_id)).rowcount == 0
+                if seen:
+                    return False
+                if registration_id is not None:
+                    self._event_in(c, registration_id, at=at, kind=kind, source="registry",
+                                   detail={**detail, "msg_id": msg_id}, end_reason=end_reason,
+                                   expires_at=expires_at)
+                    if wake_recipient is not None:
+                        c.execute("UPDATE outbox SET next_attempt_at=? WHERE registration_id=? AND recipient=? "
+                                  "AND state='pending'", (at, registration_id, wake_recipient))
+                    if outbox:
+                        self._insert_outbox(c, registration_id, None, outbox, at)
+                return True
+
+        return await self._run(run)
+
+    async def registration_for_domain(self, domain: str) -> dict[str, Any] | None:
+        def run() -> dict[str, Any] | None:
+            rows = self._read("SELECT * FROM registrations WHERE domain=? AND status NOT IN ('blocked') "
+                              "ORDER BY (ended_at IS NULL) DESC, created_at DESC LIMIT 1", (domain,))
+            return dict(rows[0]) if rows else None
+
+        return await self._run(run)
+
+    async def registration_ends(self, reg_ids: Collection[str]) -> dict[str, tuple[str | None, str | None]]:
+        ids = list(reg_ids)
+
+        def run() -> dict[str, tuple[str | None, str | None]]:
+            out: dict[str, tuple[str | None, str | None]] = {}
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                marks = ",".join("?" for _ in chunk)
+                for r in self._read(f"SELECT id, ended_at, end_reason FROM registrations WHERE id IN ({marks})",  # noqa: S608
+                                    tuple(chunk)):
+                    out[r["id"]] = (r["ended_at"], r["end_reason"])
+            return out
+
+        return await self._run(run)
+
+    async def enqueue_unsealed(
+        self, registration_id: str, items: list[NewOutbox], now: str, *, event: dict[str, Any] | None = None,
+        end_reason: str | None = None,
+    ) -> None:
+        """Rows that carry no personal data (renewal, release: ``payloads.UNSEALED_PROTOCOLS``), queued with no
+        subject, so they go even after the holder's erasure; with the registration's ``event`` (``kind``,
+        ``source``, ``detail``) and, for an end of our role, ``end_reason``, in one transaction."""
+
+        def run() -> None:
+            with self._tx() as c:
+                self._insert_outbox(c, registration_id, None, items, now)
+                if event is not None:
+                    self._event_in(c, registration_id, at=now, kind=event["kind"], source=event["source"],
+                                   detail=event["detail"], end_reason=end_reason, expires_at=None)
+
+        await self._run(run)
+
