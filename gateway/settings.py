@@ -99,7 +99,7 @@ class Settings(BaseSettings):
     worker_lease_s: float = Field(default=120.0, gt=0)
     #: Delivery scheduling (``gateway.delivery.scheduler``): each recipient is a bulkhead with at most this
     #: many rows in flight, so a registry that hangs holds only its own slots ...
-    worker_per_recipient: int = Field(default=2, ge=1, le=64)
+    worker_per_recipient: int = Field(default=4, ge=1, le=64)  # as many as the registry's EPP sessions
     #: ... and all recipients together at most this many.
     worker_max_in_flight: int = Field(default=16, ge=1, le=256)
     #: A claim lasts this long and is renewed every third of it while its row is in flight; a dead

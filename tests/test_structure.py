@@ -28,7 +28,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("services", ("gateway.services", "gateway.rights")),
     ("delivery", ("gateway.delivery",)),
     ("http", ("gateway.http",)),
-    ("composition", ("gateway.compose", "gateway.cli", "gateway.__main__", "gateway")),
+    ("composition", ("gateway.compose", "gateway.cli", "gateway.__main__", "gateway.sandbox", "gateway")),
 ]
 #: Layers at the same height that must not see each other.
 PEERS = [("outbox", "store"), ("delivery", "http")]

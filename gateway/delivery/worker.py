@@ -141,6 +141,14 @@ class LostClaim(Exception):
     nothing more."""
 
 
+#: The commands that create, change or remove a person's contact at a registry (reuse and release read them).
+_CONTACT_COMMANDS = ("contact:create", "contact:update", "contact:delete")
+#: ... and those that point a domain at contacts.
+_LINK_COMMANDS = ("domain:create", "domain:update")
+
+#: A row's last command when it succeeds: its entry is written with the row's finish, one transaction less.
+_FINAL_COMMANDS = frozenset({"domain:create", "domain:update", "domain:renew"})
+
 #: Refusals of our own (nothing was sent) after which the row can never go: it ends as ``failed``, not
 #: parked for staff.
 _TERMINAL_REFUSALS = frozenset({"subject_erased", "recipient_unconfigured"})
@@ -197,7 +205,7 @@ class DeliveryWorker:
         now = self.clock()
         items = await self.store.claim_due(iso(now), self.batch,
                                            lease_until=iso(now + dt.timedelta(seconds=self.lease_s)))
-        await asyncio.gather(*(self.deliver(item) for item in items))
+        await asyncio.gather(*(self.deliver(item, renew_claim=True) for item in items))
         return len(items)
 
     def _backoff(self, attempts: int) -> float:
@@ -217,24 +225,27 @@ class DeliveryWorker:
         )
         return OutboxContent.from_json(sealed)
 
-    async def deliver(self, item: OutboxItem) -> DeliveryReport:
-        """Deliver one claimed row and record the outcome; never raises for a delivery error."""
+    async def deliver(self, item: OutboxItem, *, renew_claim: bool = False) -> DeliveryReport:
+        """Deliver one claimed row and record the outcome; never raises for a delivery error.
+
+        ``renew_claim``: the row may have waited since its claim (a batch): start only if the claim still
+        owns it, with its lease started afresh.  The scheduler claims each row right before delivering it
+        and renews the lease with its heartbeat."""
         # the id of the request that queued this row (stored with it, schema 4), on every line of its
         # delivery, whichever process makes it; a row queued outside a request (or before schema 4) has none
         bound = {"request_id": item.request_id} if item.request_id is not None else {}
         with structlog.contextvars.bound_contextvars(**bound):
             async with self._sem:
                 try:
-                    return await self._deliver(item)
+                    return await self._deliver(item, renew_claim)
                 except LostClaim:
                     log.warning("delivery.claim_lost", recipient=item.recipient, registration=item.registration_id)
                     self.metrics.deliveries.labels(item.recipient, "lost_claim").inc()
                     return DeliveryReport("lost_claim")
 
-    async def _deliver(self, item: OutboxItem) -> DeliveryReport:
+    async def _deliver(self, item: OutboxItem, renew_claim: bool) -> DeliveryReport:
         started = self.clock()
-
-        if item.token:
+        if item.token and renew_claim:
             # rows may wait (in a batch, for a slot) after their claim: start only while the claim still owns
             # the row, and start its lease afresh (the scheduler's heartbeat renews it from here on)
             lease_until = iso(started + dt.timedelta(seconds=self.lease_s))
@@ -368,12 +379,19 @@ class DeliveryWorker:
         return Delivered(code, last.sv_trid if last else None, last.cl_trid if last else None,
                          {"domain": release.domain}, command="domain:delete" if release.delete_domain else None)
 
-    async def _entries_of(self, registration_ids: Iterable[str], recipient: str) -> AsyncIterator[DisclosureEntry]:
-        """The log entries of these registrations at ``recipient``, whatever subject they were filed under
-        (a release row's deletions carry no values and may predate the subject link)."""
-        for reg_id in sorted(registration_ids):
-            async for e in self.store.iter_disclosures(DisclosureFilter(registration_id=reg_id, recipient=recipient)):
-                yield e
+    async def _entries_of(
+        self, subject_id: str, recipient: str, keep: Callable[[str], bool],
+        commands: Iterable[str] = _CONTACT_COMMANDS,
+    ) -> AsyncIterator[DisclosureEntry]:
+        """The person's log entries at ``recipient`` of these commands whose registration ``keep`` accepts
+        (indexed reads by subject; entries of rows without personal data are filed under the registration's
+        holder too)."""
+        for command in commands:
+            async for e in self.store.iter_disclosures(
+                DisclosureFilter(subject_id=subject_id, recipient=recipient, command=command)
+            ):
+                if keep(e.registration_id):
+                    yield e
 
     async def _unused_contacts(self, item: OutboxItem) -> list[str]:
         """Contacts this registration put or found at the registry that no other active registration of ours
@@ -386,7 +404,8 @@ class DeliveryWorker:
         if subject_id is None:
             return []
         regs = {r["id"] for r in await self.store.subject_registrations(subject_id)} | {item.registration_id}
-        async for e in self._entries_of(regs, item.recipient):
+        async for e in self._entries_of(subject_id, item.recipient, regs.__contains__,
+                                        (*_CONTACT_COMMANDS, *_LINK_COMMANDS)):
             ids = {v for k, v in e.objects.items() if k == "contact" or k.startswith("contact:")}
             if e.command == "contact:delete":
                 if e.outcome == "deleted":
@@ -462,15 +481,10 @@ class DeliveryWorker:
         if item.subject_id is None or len(subject_contacts) != 1 or attempt.held or attempt.uncertain:
             return {}
         ours = subject_contacts[0].id
-        # only the same ordering client's registrations of the person: a registrant change one client reports
-        # reaches that client's registrations alone, so another client's domain must never share its contact
-        reg = await self.store.registration(item.registration_id)
-        if reg is None:
-            return {}
-        mine = {r["id"] for r in await self.store.subject_registrations(item.subject_id, client=reg["client"])}
         current: dict[str, dict[str, Any]] = {}  # registry contact id -> the values it holds now
+        created_by: dict[str, str] = {}  # registry contact id -> the registration that created it
         gone: set[str] = set()
-        async for e in self._entries_of(mine - {item.registration_id}, item.recipient):
+        async for e in self._entries_of(item.subject_id, item.recipient, lambda r: r != item.registration_id):
             cid = e.objects.get("contact")
             if cid is None:
                 continue
@@ -480,9 +494,19 @@ class DeliveryWorker:
                 values = await self.ledger.entry_values(e)
                 if values is not None:
                     current[cid] = {**current.get(cid, {}), **values} if e.command == "contact:update" else values
+                if e.command == "contact:create":
+                    created_by.setdefault(cid, e.registration_id)
         wanted = {k: v for k, v in (attempt.values or {}).items() if v is not None}
-        for cid, held in current.items():
-            if cid not in gone and {k: v for k, v in held.items() if v is not None} == wanted:
+        matching = [cid for cid, held in current.items()
+                    if cid not in gone and {k: v for k, v in held.items() if v is not None} == wanted]
+        if not matching:
+            return {}
+        # only a contact of the same ordering client's registrations: a registrant change one client reports
+        # reaches that client's registrations alone, so another client's domain must never share its contact
+        reg = await self.store.registration(item.registration_id)
+        for cid in matching:
+            creator = await self.store.registration(created_by.get(cid, ""))
+            if reg is not None and creator is not None and creator["client"] == reg["client"]:
                 log.debug("delivery.contact_reused", recipient=item.recipient, contact=cid)
                 return {ours: cid}
         return {}
@@ -516,8 +540,9 @@ class DeliveryWorker:
     async def _finish(self, item: OutboxItem, attempt: _Attempt, result: Delivered | DeliveryError) -> DeliveryReport:
         now = self.clock()
         entries: list[DisclosureEntry] = []
+        entries.extend(attempt.pending)
         if isinstance(result, Delivered):
-            if not attempt.recorded_any:  # a single-command delivery (partner call, contact update)
+            if not attempt.recorded_any and not attempt.pending:  # a single command (partner call, update)
                 entries.append(await attempt.entry(
                     "delivered", fields=attempt.sent_fields, objects=result.objects, result_code=result.result_code,
                     sv_trid=result.sv_trid, cl_trid=result.cl_trid, command=result.command,
@@ -580,7 +605,8 @@ class DeliveryWorker:
     ) -> None:
         owned = await self.store.finish(
             item, entries, state=state, next_attempt_at=next_at, now=iso(now), parked_reason=parked_reason,
-            deadline_at=deadline_at, progress=attempt.progress() if attempt.recorded_any else None,
+            deadline_at=deadline_at,
+            progress=attempt.progress() if attempt.recorded_any or attempt.pending else None,
             last_code=last_code,
         )
         if not owned:
@@ -640,6 +666,8 @@ class _Attempt:
         self.recorded_any = False
         self.failure_recorded = False
         self.domain_carries = False
+        #: entries of the row's last command, written with the row's finish
+        self.pending: list[DisclosureEntry] = []
 
     @property
     def sent_fields(self) -> tuple[str, ...]:
@@ -707,6 +735,11 @@ class _Attempt:
             cl_trid=result.cl_trid if result is not None else None, command=step.command,
             reason="reconciled via <info>" if step.reconciled else None, values=values,
         )
+        if step.state == "delivered" and step.command in _FINAL_COMMANDS:
+            # the row's last command: its entry goes with the row's finish, in the same transaction (a crash in
+            # between is settled by the retry's <info>, as any lost answer)
+            self.pending.append(entry)
+            return
         owned = await self.worker.store.record_step(self.item, [entry], progress=self.progress(),
                                                     now=entry.recorded_at)
         if not owned:
@@ -772,3 +805,4 @@ def _date(value: str | None) -> dt.date | None:
 
 def _same_registrar(a: str | None, b: str) -> bool:
     return a is not None and a.casefold() == b.casefold()
+

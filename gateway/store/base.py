@@ -120,6 +120,8 @@ class DisclosureFilter:
     outcome: str | None = None
     registration_id: str | None = None
     subject_id: str | None = None
+    #: the command that carried it (``contact:create`` ...): internal reads, e.g. the contacts a person has
+    command: str | None = None
     third_country: bool | None = None
     since: str | None = None
     until: str | None = None

@@ -110,6 +110,7 @@ def tree_rows(frontier: Frontier, entries: Iterable[DisclosureEntry]) -> TreeRow
 _EQUAL_FILTERS: tuple[tuple[str, str], ...] = (
     ("recipient", "recipient"), ("recipient_country", "country"), ("category", "category"),
     ("outcome", "outcome"), ("registration_id", "registration_id"), ("subject_id", "subject_id"),
+    ("command", "command"),
 )
 
 

@@ -120,8 +120,8 @@ async def test_a_registration_goes_to_the_epp_sender(worker: DeliveryWorker, sen
     commands = RegistrationCommands(contacts=(), domain=DomainCreate(name="exempel.com", period_years=1, auth_pw="pw"))
     await worker.deliver(row("verisign-com", EppRegistration(commands), sent=()))  # thin: no personal data
     assert sent == [("register", commands, "reg1")]
-    [(entry, state)] = finished(worker)  # the domain:create step, recorded before the row is finished
-    assert (entry.outcome, state, entry.result_code, entry.sv_trid) == ("delivered", "in_flight", "1000", "sv")
+    [(entry, state)] = finished(worker)  # the last step's entry is written with the row's finish
+    assert (entry.outcome, state, entry.result_code, entry.sv_trid) == ("delivered", "done", "1000", "sv")
     assert entry.objects == {"domain": "exempel.com"} and entry.fields == () and entry.command == "domain:create"
     assert entry.payload_digest == EppRegistration(commands).digest()
 

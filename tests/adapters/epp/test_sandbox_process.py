@@ -29,11 +29,13 @@ from tests.adapters.epp.test_xml import sample_contact
 pytestmark = pytest.mark.integration
 
 
-def start(tmp_path: Path, state_dir: Path, *extra: str) -> tuple[subprocess.Popen[str], int]:
+def start(
+    tmp_path: Path, state_dir: Path, *extra: str, module: str = "adapters.epp.sandbox"
+) -> tuple[subprocess.Popen[str], int]:
     """``python -m adapters.epp.sandbox`` with a state directory; returns once it listens (at most 30 s)."""
     env = {k: v for k, v in os.environ.items() if k not in ("GATEWAY_SANDBOX_PASSWORD", "GATEWAY_REGISTRAR_PASSWORD")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "adapters.epp.sandbox", "--port", "0", "--pki-dir", str(tmp_path / "pki"),
+        [sys.executable, "-m", module, "--port", "0", "--pki-dir", str(tmp_path / "pki"),
          "--state-dir", str(state_dir), *extra],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True,
     )
@@ -65,6 +67,20 @@ def kill_9(proc: subprocess.Popen[str]) -> None:
 
 def test_the_sandbox_password_is_the_gateways() -> None:
     assert DEFAULT_PASSWORD == Settings.model_fields["registrar_password"].default
+
+
+def test_python_m_gateway_sandbox_logs_in_with_the_gateways_defaults(tmp_path: Path) -> None:
+    """The name the issue used: started with defaults, the gateway's default endpoint logs in (no 2200)."""
+    proc, port = start(tmp_path, tmp_path / "state", module="gateway.sandbox")
+    pki = ensure_dev_pki(tmp_path / "pki")
+    try:
+        async def hello() -> int:
+            async with EppClient(endpoint(pki, port)) as client:
+                return (await client.send(sample_contact("RGDEFAULT"), "t-default")).code
+
+        assert asyncio.run(hello()) == 1000
+    finally:
+        kill_9(proc)
 
 
 def test_a_contact_outlives_kill_9_of_the_registry(tmp_path: Path) -> None:
