@@ -7,21 +7,20 @@ Transfer in is a registration with an auth code (same validation, plan and idemp
 
 from __future__ import annotations
 
-import json
 import re
 
 from aiohttp import web
 from pydantic import ValidationError
 
 from gateway.auth import Role, require
-from gateway.errors import MissingIdempotencyKey, NotFound, ValidationFailed
+from gateway.errors import NotFound
+from gateway.http.api.registrations import accept_order
 from gateway.http.context import principal, read_json, services, validation_problem
 from gateway.http.problems import json_response
 from gateway.models import RenewRequest, TransferRequest
 
 routes = web.RouteTableDef()
 
-_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{8,128}$")
 _REG_ID = re.compile(r"[0-9a-f]{32}")
 
 
@@ -37,33 +36,7 @@ def _reg_id(request: web.Request) -> str:
 async def post_transfer(request: web.Request) -> web.Response:
     """A domain transferred in: validated, minimised and classified like a registration; the registry's row
     requests the transfer with the auth code, then points the domain at the contacts it needs."""
-    svc = services(request)
-    who = principal(request)
-    require(who, Role.ORDERING)
-    key = request.headers.get("Idempotency-Key")
-    if key is None:
-        raise MissingIdempotencyKey()
-    if not _IDEMPOTENCY_KEY.match(key):
-        raise ValidationFailed(
-            "Idempotency-Key must be 8-128 printable ASCII characters",
-            errors=[{"loc": ["header", "Idempotency-Key"], "type": "string_pattern_mismatch"}],
-        )
-    body, raw = await read_json(request)
-    try:
-        req = TransferRequest.model_validate_json(body)
-    except ValidationError as exc:
-        raise validation_problem(exc) from None
-    status, answer = await svc.registrations.submit(who.name, key, raw, req)
-    svc.metrics.registrations.labels("accepted" if status == 202 else "refused").inc()
-    if status == 202:
-        svc.wake()
-    headers = {"Location": f"/v1/registrations/{answer.get('id') or answer.get('registration_id')}"}
-    if status >= 400:
-        return web.Response(
-            status=status, body=json.dumps(answer).encode(), content_type="application/problem+json",
-            headers=headers,
-        )
-    return json_response(answer, status=status, headers=headers)
+    return await accept_order(request, TransferRequest)
 
 
 @routes.post("/v1/registrations/{reg_id}/renew")

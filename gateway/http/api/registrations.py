@@ -23,6 +23,12 @@ _REG_ID = re.compile(r"[0-9a-f]{32}")
 
 @routes.post("/v1/registrations")
 async def post_registration(request: web.Request) -> web.Response:
+    return await accept_order(request, RegistrationRequest)
+
+
+async def accept_order(request: web.Request, model: type[RegistrationRequest]) -> web.Response:
+    """An order from the ordering system (a registration, or a transfer in with ``TransferRequest``): the
+    idempotency key, the body validated as ``model``, accepted or refused by the registration service."""
     svc = services(request)
     who = principal(request)
     require(who, Role.ORDERING)
@@ -36,7 +42,7 @@ async def post_registration(request: web.Request) -> web.Response:
         )
     body, raw = await read_json(request)
     try:
-        req = RegistrationRequest.model_validate_json(body)
+        req = model.model_validate_json(body)
     except ValidationError as exc:
         raise validation_problem(exc) from None
     status, answer = await svc.registrations.submit(who.name, key, raw, req)
