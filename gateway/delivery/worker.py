@@ -334,8 +334,8 @@ class DeliveryWorker:
             started_from = attempt.extra.get("renew_from")
             if started_from is not None and current is not None and current.isoformat() > started_from:
                 await attempt.step(StepOutcome("domain:renew", renew.domain, "delivered", info.result, reconciled=True))
-                await self._event(item, "renewed", {"expires": current.isoformat(), "reconciled": True},
-                                  expires_at=current.isoformat())
+                attempt.event("renewed", {"expires": current.isoformat(), "reconciled": True},
+                              expires_at=current.isoformat())
                 return Delivered(str(info.result.code), info.result.sv_trid, info.result.cl_trid,
                                  {"domain": renew.domain}, True, command="domain:renew")
             if current is None:
@@ -349,8 +349,8 @@ class DeliveryWorker:
                 raise
         await attempt.step(StepOutcome("domain:renew", renew.domain, "delivered", answer.result))
         expires = _date(answer.ex_date)
-        await self._event(item, "renewed", {"years": renew.years, "expires": expires.isoformat() if expires else None},
-                          expires_at=expires.isoformat() if expires else None)
+        attempt.event("renewed", {"years": renew.years, "expires": expires.isoformat() if expires else None},
+                      expires_at=expires.isoformat() if expires else None)
         return Delivered(str(answer.result.code), answer.result.sv_trid, answer.result.cl_trid,
                          {"domain": renew.domain}, command="domain:renew")
 
@@ -439,9 +439,9 @@ class DeliveryWorker:
                 except DeliveryError as exc:
                     await attempt.report_failure("domain:transfer", name, exc)
                     raise
+                attempt.event("transfer_requested", {"status": "pending" if answer.pending else "approved"})
                 await attempt.step(StepOutcome("domain:transfer", name, "delivered", answer.result))
                 await attempt.note(transfer_requested=True)
-                await self._event(item, "transfer_requested", {"status": "pending" if answer.pending else "approved"})
             info = await client.send(DomainInfoQuery(name), make_cl_trid(prefix, "transfer-info"))
             if not _same_registrar(info.cl_id, endpoint.client_id):
                 if "pendingTransfer" in info.statuses:
@@ -451,7 +451,7 @@ class DeliveryWorker:
             result = await adopt_with(client, transfer.commands, prefix, on_step=attempt.step,
                                       held=attempt.held, provisioned=self._provisioned(endpoint))
         if not attempt.extra.get("transfer_completed"):
-            await self._event(item, "transfer_completed", {})
+            attempt.event("transfer_completed", {})
             await attempt.note(transfer_completed=True)
         return Delivered(str(result.code), result.sv_trid, result.cl_trid, {"domain": name}, command="domain:update")
 
@@ -462,12 +462,6 @@ class DeliveryWorker:
                            next_at=iso(now + dt.timedelta(seconds=self.transfer_wait_s)), last_code="1001")
         log.info("delivery.waiting", recipient=item.recipient, registration=item.registration_id, why=why)
         return DeliveryReport("waiting")
-
-    async def _event(self, item: OutboxItem, kind: str, detail: dict[str, Any], *,
-                     expires_at: str | None = None, end_reason: str | None = None) -> None:
-        await self.store.add_registration_event(item.registration_id, at=iso(self.clock()), kind=kind,
-                                                source="gateway", detail=detail, expires_at=expires_at,
-                                                end_reason=end_reason)
 
     async def _reusable_contact(
         self, item: OutboxItem, commands: RegistrationCommands, attempt: _Attempt
@@ -607,7 +601,7 @@ class DeliveryWorker:
             item, entries, state=state, next_attempt_at=next_at, now=iso(now), parked_reason=parked_reason,
             deadline_at=deadline_at,
             progress=attempt.progress() if attempt.recorded_any or attempt.pending else None,
-            last_code=last_code,
+            last_code=last_code, events=attempt.events,
         )
         if not owned:
             raise LostClaim()
@@ -668,6 +662,14 @@ class _Attempt:
         self.domain_carries = False
         #: entries of the row's last command, written with the row's finish
         self.pending: list[DisclosureEntry] = []
+        #: events on the registration (renewed, transfer requested ...), written with the next step or finish
+        self.events: list[dict[str, Any]] = []
+
+    def event(self, kind: str, detail: dict[str, Any], *, expires_at: str | None = None) -> None:
+        """An event on the registration, made durable in the same transaction as the next step's entry (or the
+        row's finish), so the entry and the event are written together or not at all."""
+        self.events.append({"at": iso(self.worker.clock()), "kind": kind, "source": "gateway", "detail": detail,
+                            "expires_at": expires_at})
 
     @property
     def sent_fields(self) -> tuple[str, ...]:
@@ -682,8 +684,9 @@ class _Attempt:
         before the command they guard goes out."""
         self.extra.update(facts)
         if not await self.worker.store.record_step(self.item, [], progress=self.progress(),
-                                                   now=iso(self.worker.clock())):
+                                                   now=iso(self.worker.clock()), events=self.events):
             raise LostClaim()
+        self.events = []
         self.recorded_any = True
 
     async def report_failure(self, command: str, object_id: str, exc: DeliveryError) -> None:
@@ -741,9 +744,10 @@ class _Attempt:
             self.pending.append(entry)
             return
         owned = await self.worker.store.record_step(self.item, [entry], progress=self.progress(),
-                                                    now=entry.recorded_at)
+                                                    now=entry.recorded_at, events=self.events)
         if not owned:
             raise LostClaim()
+        self.events = []
         self.recorded_any = True
 
     async def entry(

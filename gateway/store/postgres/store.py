@@ -380,7 +380,8 @@ class PostgresStore(DisclosureReads):
         return await self._write(run)
 
     async def record_step(
-        self, item: OutboxItem, entries: Sequence[DisclosureEntry], *, progress: dict[str, Any], now: str
+        self, item: OutboxItem, entries: Sequence[DisclosureEntry], *, progress: dict[str, Any], now: str,
+        events: Sequence[dict[str, Any]] = (),
     ) -> bool:
         """One step of a row, its entries and the row's progress, in one transaction; nothing at all when
         the claim no longer owns the row (False)."""
@@ -392,6 +393,7 @@ class PostgresStore(DisclosureReads):
             if not owned:
                 return False
             await self._append_in(c, list(entries))
+            await self._events_in(c, item.registration_id, events)
             return True
 
         return await self._write(run)
@@ -400,6 +402,7 @@ class PostgresStore(DisclosureReads):
         self, item: OutboxItem, entries: DisclosureEntry | Sequence[DisclosureEntry], *, state: str,
         next_attempt_at: str | None, now: str, parked_reason: str | None = None, deadline_at: str | None = None,
         progress: dict[str, Any] | None = None, last_code: str | None = None,
+        events: Sequence[dict[str, Any]] = (),
     ) -> bool:
         """Record one attempt's outcome and its disclosure entries in one transaction; fenced: nothing is
         written (False) when the row no longer carries this claim's token."""
@@ -424,6 +427,7 @@ class PostgresStore(DisclosureReads):
             if not owned:
                 return False
             await self._append_in(c, batch)
+            await self._events_in(c, item.registration_id, events)
             # the registration's status follows the rows that count for it (not marketing, not escrow)
             states = {r["state"] for r in await c.fetch(
                 "SELECT state FROM outbox WHERE registration_id=$1 AND required=1", item.registration_id
@@ -791,6 +795,11 @@ class PostgresStore(DisclosureReads):
                             "AND ended_at IS NULL", at, end_reason, reg_id)
         if expires_at is not None:
             await c.execute("UPDATE registrations SET expires_at=$1, updated_at=$2 WHERE id=$3", expires_at, at, reg_id)
+
+    async def _events_in(self, c: Any, reg_id: str, events: Sequence[dict[str, Any]]) -> None:
+        for ev in events:
+            await self._event_in(c, reg_id, at=ev["at"], kind=ev["kind"], source=ev["source"], detail=ev["detail"],
+                                 end_reason=ev.get("end_reason"), expires_at=ev.get("expires_at"))
 
     async def add_registration_event(
         self, reg_id: str, *, at: str, kind: str, source: str, detail: dict[str, Any],

@@ -384,7 +384,8 @@ class SqliteStore(DisclosureReads):
         return await self._run(run)
 
     async def record_step(
-        self, item: OutboxItem, entries: Sequence[DisclosureEntry], *, progress: dict[str, Any], now: str
+        self, item: OutboxItem, entries: Sequence[DisclosureEntry], *, progress: dict[str, Any], now: str,
+        events: Sequence[dict[str, Any]] = (),
     ) -> bool:
         """One step of a row (a command that reached the recipient), its entries and the row's progress, in
         one transaction; nothing at all when the claim no longer owns the row (False)."""
@@ -399,6 +400,7 @@ class SqliteStore(DisclosureReads):
                 if not owned:
                     return False
                 self._append_in(c, list(entries))
+                self._events_in(c, item.registration_id, events)
                 return True
 
         return await self._run(run)
@@ -407,6 +409,7 @@ class SqliteStore(DisclosureReads):
         self, item: OutboxItem, entries: DisclosureEntry | Sequence[DisclosureEntry], *, state: str,
         next_attempt_at: str | None, now: str, parked_reason: str | None = None, deadline_at: str | None = None,
         progress: dict[str, Any] | None = None, last_code: str | None = None,
+        events: Sequence[dict[str, Any]] = (),
     ) -> bool:
         """Record one attempt's outcome and its disclosure entries in one transaction.
 
@@ -433,6 +436,7 @@ class SqliteStore(DisclosureReads):
                 if not owned:
                     return False
                 self._append_in(c, batch)
+                self._events_in(c, item.registration_id, events)
                 # the registration's status follows the rows that count for it (not marketing, not escrow)
                 states = {r[0] for r in c.execute(
                     "SELECT state FROM outbox WHERE registration_id=? AND required=1", (item.registration_id,)
@@ -819,6 +823,11 @@ class SqliteStore(DisclosureReads):
                       (at, end_reason, at, reg_id))
         if expires_at is not None:
             c.execute("UPDATE registrations SET expires_at=?, updated_at=? WHERE id=?", (expires_at, at, reg_id))
+
+    def _events_in(self, c: sqlite3.Connection, reg_id: str, events: Sequence[dict[str, Any]]) -> None:
+        for ev in events:
+            self._event_in(c, reg_id, at=ev["at"], kind=ev["kind"], source=ev["source"], detail=ev["detail"],
+                           end_reason=ev.get("end_reason"), expires_at=ev.get("expires_at"))
 
     async def add_registration_event(
         self, reg_id: str, *, at: str, kind: str, source: str, detail: dict[str, Any],
