@@ -27,6 +27,7 @@ import datetime as dt
 import json
 import random
 import uuid
+import weakref
 from collections import ChainMap
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
@@ -190,6 +191,10 @@ class DeliveryWorker:
     def __post_init__(self) -> None:
         self._sem = asyncio.Semaphore(self.concurrency)
         self._registrar_contacts: dict[tuple[str, int, str], dict[str, str]] = {}
+        #: per (person, registry), while one of their registrations is being sent; weak: gone when unused
+        self._person_locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
 
     async def recover(self) -> int:
         """Requeue rows whose claim is older than the lease: their worker died (kill -9, crash)."""
@@ -306,16 +311,23 @@ class DeliveryWorker:
         prefix = item.registration_id
         commands = nexus_on_registrant(commands)  # a .us row queued before the nexus moved to the contact
         attempt.domain_carries = not commands.subject_contacts()
-        reused = await self._reusable_contact(item, commands, attempt)
-        known = ChainMap(attempt.held, reused)  # read afresh by every in-pool retry, as steps are recorded
-        try:
-            outcome = await self.send_epp(endpoint, commands, prefix, on_step=attempt.step, held=known)
-        except PermanentDeliveryError:
-            if attempt.at_registry():
-                # the registry keeps what a refused registration's contacts carried unless we delete them;
-                # a contact it will not delete (2305 in use, policy) stays listed as held by it
-                await self.delete_epp(endpoint, attempt.at_registry(), prefix, on_step=attempt.step)
-            raise
+        # one person's registrations at one registry go one at a time in this process, so the second finds the
+        # contact the first created instead of racing it into a second copy
+        key = (item.subject_id or item.registration_id, item.recipient)
+        lock = self._person_locks.get(key)
+        if lock is None:
+            lock = self._person_locks[key] = asyncio.Lock()
+        async with lock:
+            reused = await self._reusable_contact(item, commands, attempt)
+            known = ChainMap(attempt.held, reused)  # read afresh by every in-pool retry, as steps are recorded
+            try:
+                outcome = await self.send_epp(endpoint, commands, prefix, on_step=attempt.step, held=known)
+            except PermanentDeliveryError:
+                if attempt.at_registry():
+                    # the registry keeps what a refused registration's contacts carried unless we delete them;
+                    # a contact it will not delete (2305 in use, policy) stays listed as held by it
+                    await self.delete_epp(endpoint, attempt.at_registry(), prefix, on_step=attempt.step)
+                raise
         return Delivered.from_epp(outcome)
 
     # -- the domain's lifecycle after registration --------------------------------------------------------
