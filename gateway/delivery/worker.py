@@ -389,7 +389,8 @@ class DeliveryWorker:
                 await delete_contacts_with(client, unused, prefix, on_step=attempt.step)
         code = str(last.code) if last is not None else "1000"
         return Delivered(code, last.sv_trid if last else None, last.cl_trid if last else None,
-                         {"domain": release.domain}, command="domain:delete" if release.delete_domain else None)
+                         {"domain": release.domain}, command="domain:delete" if release.delete_domain else None,
+                         sent=attempt.recorded_any or bool(attempt.pending))
 
     async def _entries_of(
         self, subject_id: str, recipient: str, keep: Callable[[str], bool],
@@ -548,7 +549,7 @@ class DeliveryWorker:
         entries: list[DisclosureEntry] = []
         entries.extend(attempt.pending)
         if isinstance(result, Delivered):
-            if not attempt.recorded_any and not attempt.pending:  # a single command (partner call, update)
+            if not attempt.recorded_any and not attempt.pending and result.sent:  # one command (partner, update)
                 entries.append(await attempt.entry(
                     "delivered", fields=attempt.sent_fields, objects=result.objects, result_code=result.result_code,
                     sv_trid=result.sv_trid, cl_trid=result.cl_trid, command=result.command,
@@ -795,6 +796,8 @@ class Delivered:
     objects: dict[str, str]
     reconciled: bool = False
     command: str | None = None
+    #: False when the operation had nothing to send (a release with no contact left to delete): no entry
+    sent: bool = True
 
     @classmethod
     def from_epp(cls, outcome: RegistrationOutcome) -> Delivered:
