@@ -8,7 +8,10 @@
    memory stays flat;
 3. the time to find all of one subject's entries among them through the blind index.
 
-    .venv/bin/python bench/ledger.py [--n 1000000] [--single 2000]
+    .venv/bin/python bench/ledger.py [--n 1000000] [--single 2000] [--repeat 3]
+
+``gateway ledger verify`` is set against a floor measured in the same run, interleaved (median of
+``--repeat``): one process reading the same rows and hashing each leaf's bytes once, nothing else.
 """
 
 from __future__ import annotations
@@ -115,6 +118,47 @@ def verify_subprocess(var: Path) -> dict[str, float]:
     return {"entries": entries, "verify_s": wall, "verify_per_s": entries / wall, "peak_rss_mib": rss_kb / 1024}
 
 
+#: The floor: one pass over the same stored rows, each leaf's bytes hashed once (SHA-256), no tree, no
+#: checks; the fastest any verifier that reads every leaf could be.  Run as a process like the verifier,
+#: so both pay the same start-up.
+FLOOR = """
+import hashlib, resource, sqlite3, sys, time
+from gateway.ledger.entry import STORED_COLUMNS, stored_leaf_bytes
+from gateway.store.rows import SELECT_DISCLOSURES
+conn = sqlite3.connect(sys.argv[1])
+n = len(STORED_COLUMNS)
+count = 0
+for r in conn.execute(SELECT_DISCLOSURES + " ORDER BY d.leaf_index"):
+    hashlib.sha256(b"\\x00" + stored_leaf_bytes(r[:n])).digest()
+    count += 1
+print("COUNT", count, "MAXRSS", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def floor_subprocess(db: Path) -> dict[str, float]:
+    t = time.perf_counter()
+    r = subprocess.run([sys.executable, "-c", FLOOR, str(db)], cwd=ROOT, capture_output=True, text=True,
+                       timeout=3600, check=True)
+    wall = time.perf_counter() - t
+    count = int(r.stdout.split("COUNT")[1].split()[0])
+    rss_kb = int(r.stdout.split("MAXRSS")[1].split()[0])
+    return {"floor_per_s": count / wall, "floor_peak_rss_mib": rss_kb / 1024}
+
+
+def verify_vs_floor(var: Path, repeat: int) -> dict[str, float]:
+    """``repeat`` runs each of the verifier and the floor, interleaved; the median of each."""
+    verify: list[dict[str, float]] = []
+    floor: list[dict[str, float]] = []
+    for _ in range(repeat):
+        floor.append(floor_subprocess(var / "gateway.sqlite3"))
+        verify.append(verify_subprocess(var))
+    v = sorted(verify, key=lambda r: r["verify_per_s"])[len(verify) // 2]
+    f = sorted(floor, key=lambda r: r["floor_per_s"])[len(floor) // 2]
+    return {**v, **f, "verify_vs_floor": v["verify_per_s"] / f["floor_per_s"],
+            "verify_runs_per_s": [round(r["verify_per_s"]) for r in verify],  # type: ignore[dict-item]
+            "floor_runs_per_s": [round(r["floor_per_s"]) for r in floor]}  # type: ignore[dict-item]
+
+
 async def find_subject(path: Path, indexer: BlindIndexer) -> dict[str, float]:
     store = SqliteStore(path)
     t = time.perf_counter()
@@ -129,6 +173,7 @@ async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--single", type=int, default=2000)
+    ap.add_argument("--repeat", type=int, default=3, help="verify and floor runs, interleaved (median)")
     args = ap.parse_args()
     n = max(10, min(args.n, 2_000_000))
     out: dict[str, object] = {"date": dt.date.today().isoformat()}
@@ -141,7 +186,7 @@ async def main() -> None:
             load_or_create_signing_key(var / "keys" / "checkpoint-signing.pem")
             indexer = BlindIndexer.generate(var / "keys" / "blind-index.key")
             _, build_s = await build(var / "gateway.sqlite3", size, indexer)
-            res = {"build_per_s_batched": size / build_s, **verify_subprocess(var),
+            res = {"build_per_s_batched": size / build_s, **verify_vs_floor(var, args.repeat),
                    **await find_subject(var / "gateway.sqlite3", indexer)}
             out[f"tree_{size}"] = res
     out["bench_process_peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -866,3 +866,10 @@ class PostgresStore(DisclosureReads):
 
         await self._write(run)
 
+
+    async def stream_leaf_rows(self, batch: int = 5000) -> AsyncIterator[list[tuple[Any, ...]]]:
+        """Every leaf row in order as stored (``R.DISCLOSURE_COLUMNS`` then ``values_ct``), undecoded:
+        what the fast verifier hashes."""
+        sql = f"{R.SELECT_DISCLOSURES} WHERE d.leaf_index > $1 ORDER BY d.leaf_index LIMIT $2"
+        async for rows in self._pages(sql, (-1,), lambda r: (int(r[0]),), batch):
+            yield [tuple(r) for r in rows]

@@ -912,3 +912,20 @@ class SqliteStore(DisclosureReads):
 
         await self._run(run)
 
+
+    async def stream_leaf_rows(self, batch: int = 5000) -> AsyncIterator[list[tuple[Any, ...]]]:
+        """Every leaf row in order as stored (``R.DISCLOSURE_COLUMNS`` then ``values_ct``), undecoded.
+
+        Plain tuples on a reader of its own: the fast verifier hashes these columns as they are, so
+        building a ``Row`` or an entry per leaf would only cost time."""
+        conn = await self._run(self._reader)
+        conn.row_factory = None
+        sql = f"{R.SELECT_DISCLOSURES} WHERE d.leaf_index > ? ORDER BY d.leaf_index LIMIT ?"
+        try:
+            def fetch(after: tuple[Any, ...]) -> Awaitable[list[tuple[Any, ...]]]:
+                return self._run(lambda: conn.execute(sql, (*after, batch)).fetchall())
+
+            async for rows in keyset_pages(fetch, lambda r: (r[0],), (-1,)):
+                yield list(rows)
+        finally:
+            conn.close()
