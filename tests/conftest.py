@@ -104,16 +104,25 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> DevPki:
     return ensure_dev_pki(tmp_path_factory.mktemp("pki"))
 
 
-@pytest.fixture
-def sandbox(pki: DevPki) -> Iterator[SandboxThread]:
-    sb = SandboxThread(pki=pki, client_id="registrar1", password="sandbox-pass-1", validate_schemas=True)
+@contextlib.contextmanager
+def running_sandbox(pki: DevPki, **accounts: str) -> Iterator[SandboxThread]:
+    """The TLS sandbox registry as the gateway's default endpoint (``registrar1``), with further registrar
+    accounts (client id -> password, e.g. the other side of a transfer); stopped afterwards, and every frame
+    the gateway sent must have been valid against the official schemas."""
+    sb = SandboxThread(pki=pki, client_id="registrar1", password="sandbox-pass-1", validate_schemas=True,
+                       **({"accounts": accounts} if accounts else {}))
     sb.start()
     try:
         yield sb
     finally:
         sb.stop()
-    # Every frame the gateway sent in this test must have been valid against the official schemas.
     assert sb.sandbox.schema_errors == []
+
+
+@pytest.fixture
+def sandbox(pki: DevPki) -> Iterator[SandboxThread]:
+    with running_sandbox(pki) as sb:
+        yield sb
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ import pytest
 
 from adapters.epp.sandbox.server import SandboxThread
 from adapters.epp.tls import DevPki
-from tests.conftest import ROOT, VALID_BODY, Tokens, write_tokens
+from tests.conftest import ROOT, VALID_BODY, Tokens, running_sandbox, write_tokens
 
 pytestmark = pytest.mark.integration
 
@@ -91,11 +91,8 @@ class GatewayProcess:
 
 @pytest.fixture
 def sandbox_thread(pki: DevPki) -> Iterator[SandboxThread]:
-    sb = SandboxThread(pki=pki, client_id="registrar1", password="sandbox-pass-1", validate_schemas=True)
-    sb.start()
-    yield sb
-    sb.stop()
-    assert sb.sandbox.schema_errors == []
+    with running_sandbox(pki) as sb:
+        yield sb
 
 
 def _wait(pred: Any, timeout: float = 20.0) -> None:

@@ -44,14 +44,12 @@ from adapters.epp.client import (
     register,
     update_contact_with,
 )
-from adapters.epp.outcomes import OBJECT_MISSING, frame_may_have_arrived
+from adapters.epp.lifecycle import delete_domain_with, renew_with, transfer_request_with
+from adapters.epp.outcomes import frame_may_have_arrived
 from adapters.epp.steps import StepObserver, StepOutcome
 from adapters.epp.types import (
     ContactUpdate,
-    DomainDelete,
     DomainInfoQuery,
-    DomainRenew,
-    DomainTransfer,
     Endpoint,
     EppResult,
     RegistrationCommands,
@@ -336,35 +334,34 @@ class DeliveryWorker:
         return self._registrar_contacts.setdefault((endpoint.host, endpoint.port, endpoint.client_id), {})
 
     async def _renew(self, item: OutboxItem, attempt: _Attempt, renew: EppRenew) -> Delivered:
-        """``domain:renew`` from the expiry the registry shows.  The expiry it started from is recorded before
-        the command goes out, so a retry after a lost answer sees the renewal done and does not renew twice."""
+        """``domain:renew`` (``adapters.epp.lifecycle.renew_with``).  The expiry it starts from is recorded
+        before the command goes out and passed on every retry, so a renewal whose answer was lost is found
+        done and never applied twice."""
         endpoint = self.endpoints(item.recipient)
         prefix = f"{item.registration_id}-{item.change_id}"
         async with self.epp_session(endpoint) as client:
-            info = await client.send(DomainInfoQuery(renew.domain), make_cl_trid(prefix, "info"))
-            current = _date(info.ex_date)
             started_from = attempt.extra.get("renew_from")
-            if started_from is not None and current is not None and current.isoformat() > started_from:
-                await attempt.step(StepOutcome("domain:renew", renew.domain, "delivered", info.result, reconciled=True))
-                attempt.event("renewed", {"expires": current.isoformat(), "reconciled": True},
-                              expires_at=current.isoformat())
-                return Delivered(str(info.result.code), info.result.sv_trid, info.result.cl_trid,
-                                 {"domain": renew.domain}, True, command="domain:renew")
-            if current is None:
-                raise PermanentDeliveryError("the registry shows no expiry date for the domain; nothing was sent")
-            await attempt.note(renew_from=current.isoformat())
+            if started_from is None:
+                info = await client.send(DomainInfoQuery(renew.domain), make_cl_trid(prefix, "info"))
+                current = _date(info.ex_date)
+                if current is None:
+                    raise PermanentDeliveryError("the registry shows no expiry date for the domain; nothing was sent")
+                started_from = current.isoformat()
+                await attempt.note(renew_from=started_from)
             try:
-                answer = await client.send(DomainRenew(renew.domain, cur_exp_date=current, period_years=renew.years),
-                                           make_cl_trid(prefix, "renew"))
+                done = await renew_with(client, renew.domain, renew.years, prefix,
+                                        cur_exp_date=dt.date.fromisoformat(started_from))
             except DeliveryError as exc:
                 await attempt.report_failure("domain:renew", renew.domain, exc)
                 raise
-        await attempt.step(StepOutcome("domain:renew", renew.domain, "delivered", answer.result))
-        expires = _date(answer.ex_date)
-        attempt.event("renewed", {"years": renew.years, "expires": expires.isoformat() if expires else None},
-                      expires_at=expires.isoformat() if expires else None)
-        return Delivered(str(answer.result.code), answer.result.sv_trid, answer.result.cl_trid,
-                         {"domain": renew.domain}, command="domain:renew")
+        await attempt.step(StepOutcome("domain:renew", renew.domain, "delivered", done.result,
+                                       reconciled=done.reconciled))
+        expires = done.ex_date.isoformat()
+        attempt.event("renewed", {"years": renew.years, "expires": expires, **({"reconciled": True}
+                                                                             if done.reconciled else {})},
+                      expires_at=expires)
+        return Delivered(str(done.result.code), done.result.sv_trid, done.result.cl_trid, {"domain": renew.domain},
+                         done.reconciled, command="domain:renew")
 
     async def _release(self, item: OutboxItem, attempt: _Attempt, release: EppRelease) -> Delivered:
         """Our role for a domain ended: delete it (a deletion), then every contact of the registration that no
@@ -375,14 +372,14 @@ class DeliveryWorker:
         last: EppResult | None = None
         async with self.epp_session(endpoint) as client:
             if release.delete_domain and not attempt.extra.get("domain_deleted"):
-                try:
-                    last = await client.send(DomainDelete(release.domain), make_cl_trid(prefix, "domain-delete"))
+                try:  # an earlier attempt's delete (2303 gone, 2304 pending) is reconciled there
+                    deletion = await delete_domain_with(client, release.domain, prefix)
                 except DeliveryError as exc:
-                    if exc.result_code != OBJECT_MISSING:
-                        await attempt.report_failure("domain:delete", release.domain, exc)
-                        raise
+                    await attempt.report_failure("domain:delete", release.domain, exc)
+                    raise
+                last = deletion.result
                 await attempt.step(StepOutcome("domain:delete", release.domain, "delivered", last,
-                                               code=None if last is not None else str(OBJECT_MISSING)))
+                                               reconciled=deletion.reconciled))
                 await attempt.note(domain_deleted=True)
             unused = await self._unused_contacts(item)
             if unused:
@@ -445,15 +442,14 @@ class DeliveryWorker:
         prefix = item.registration_id
         async with self.epp_session(endpoint) as client:
             if not attempt.extra.get("transfer_requested"):
-                try:
-                    answer = await client.send(DomainTransfer(name, "request", auth_pw=transfer.auth_pw,
-                                                              period_years=transfer.years),
-                                                 make_cl_trid(prefix, "transfer"))
+                try:  # asking again finds it pending (2300) or ours (2106): reconciled there
+                    answer = await transfer_request_with(client, name, transfer.auth_pw, transfer.years, prefix)
                 except DeliveryError as exc:
                     await attempt.report_failure("domain:transfer", name, exc)
                     raise
-                attempt.event("transfer_requested", {"status": "pending" if answer.pending else "approved"})
-                await attempt.step(StepOutcome("domain:transfer", name, "delivered", answer.result))
+                attempt.event("transfer_requested", {"status": answer.status})
+                await attempt.step(StepOutcome("domain:transfer", name, "delivered", answer.result,
+                                               reconciled=answer.reconciled))
                 await attempt.note(transfer_requested=True)
             info = await client.send(DomainInfoQuery(name), make_cl_trid(prefix, "transfer-info"))
             if not _same_registrar(info.cl_id, endpoint.client_id):

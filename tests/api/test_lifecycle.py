@@ -19,7 +19,7 @@ from gateway.http.context import SERVICES
 from gateway.outbox.payloads import EppRelease
 from gateway.services.lifecycle import RELEASE_CHANGE_ID
 from tests.adapters.epp.test_xml import sample_contact, sample_domain
-from tests.conftest import VALID_BODY, Gateway, Tokens, body, running_gateway
+from tests.conftest import VALID_BODY, Gateway, Tokens, body, running_gateway, running_sandbox
 from tests.store.conftest import pg_cluster, pg_dsn  # noqa: F401  (fixtures: the PostgreSQL store)
 
 pytestmark = pytest.mark.integration
@@ -33,14 +33,8 @@ AUTH_CODE = "d0main-Pw"  # the authInfo ``sample_domain`` gives the domain
 @pytest.fixture
 def sandbox(pki: DevPki) -> Iterator[SandboxThread]:
     """The shared sandbox with a second registrar account (the losing side of a transfer in)."""
-    sb = SandboxThread(pki=pki, client_id="registrar1", password="sandbox-pass-1", validate_schemas=True,
-                       accounts={LOSING: LOSING_PASSWORD})
-    sb.start()
-    try:
+    with running_sandbox(pki, **{LOSING: LOSING_PASSWORD}) as sb:
         yield sb
-    finally:
-        sb.stop()
-    assert sb.sandbox.schema_errors == []
 
 
 async def registered(gw: Gateway, data: dict[str, Any]) -> str:

@@ -33,7 +33,7 @@ from adapters.epp.types import Endpoint, PollMessage, TransferData
 from gateway.delivery.poll import PollWorker, effect_of, poll_workers, registry_recipient
 from gateway.policy.loader import load_policies
 from tests.adapters.epp.test_xml import sample_contact, sample_domain
-from tests.conftest import ROOT, VALID_BODY, Gateway, Tokens, running_gateway
+from tests.conftest import ROOT, VALID_BODY, Gateway, Tokens, running_gateway, running_sandbox
 
 pytestmark = pytest.mark.integration
 
@@ -45,14 +45,8 @@ AUTH_CODE = "d0main-Pw"  # the authInfo ``sample_domain`` gives a domain
 @pytest.fixture
 def sandbox(pki: DevPki) -> Iterator[SandboxThread]:
     """The sandbox with a second registrar account (the other side of a transfer)."""
-    sb = SandboxThread(pki=pki, client_id="registrar1", password="sandbox-pass-1", validate_schemas=True,
-                       accounts={OTHER: OTHER_PASSWORD})
-    sb.start()
-    try:
+    with running_sandbox(pki, **{OTHER: OTHER_PASSWORD}) as sb:
         yield sb
-    finally:
-        sb.stop()
-    assert sb.sandbox.schema_errors == []
 
 
 def poller(gw: Gateway) -> PollWorker:

@@ -10,8 +10,7 @@ it must be read again, applied zero more times, and acknowledged.
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,30 +20,16 @@ import pytest
 from adapters.epp.sandbox.objects import Outcome
 from adapters.epp.sandbox.server import SandboxThread
 from adapters.epp.tls import DevPki
-from tests.conftest import VALID_BODY, Tokens
-from tests.test_crash_recovery import GatewayProcess, _assert_no_personal_data
+from tests.conftest import VALID_BODY, Tokens, running_sandbox
+from tests.test_crash_recovery import GatewayProcess, _assert_no_personal_data, _wait
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def sandbox_thread(pki: DevPki) -> Iterator[SandboxThread]:
-    sb = SandboxThread(pki=pki, client_id="registrar1", password="sandbox-pass-1", validate_schemas=True)
-    sb.start()
-    try:
+    with running_sandbox(pki) as sb:
         yield sb
-    finally:
-        sb.stop()
-    assert sb.sandbox.schema_errors == []
-
-
-def _wait(pred: Callable[[], Any], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not reached in time")
 
 
 class AckHeld:

@@ -221,3 +221,29 @@ async def test_a_second_domain_of_the_same_person_reuses_the_registry_contact(
         third = await _entries(gw, reg_id)
         assert [e["command"] for e in third] == ["contact:create", "domain:create"]
         assert third[0]["objects"]["contact"] != held
+
+
+async def test_no_contact_is_shared_across_people_sharing_an_email_or_across_clients(
+    tmp_path: Path, pki: DevPki, sandbox: SandboxThread, tokens: Tokens
+) -> None:
+    """Reuse is per person and ordering client: a household sharing one e-mail gets one contact each, and the
+    same person ordering through another client gets another (that client's changes must not reach it)."""
+    family = "familjen@example.se"
+    per = dict(VALID_BODY["registrant"], name="Per Persson", email=family)
+    qarin = dict(VALID_BODY["registrant"], name="Qarin Qvist", email=family,
+                 national_id={"scheme": "se_personnummer", "value": "19880320-0016"})
+    async with running_gateway(tmp_path, pki, sandbox, tokens) as gw:
+        orders = [("per.se", per, "ordering"), ("qarin.se", qarin, "ordering"), ("per-hos-b.se", per, "other_ordering")]
+        for domain, registrant, role in orders:
+            r = await gw.post(dict(VALID_BODY, domain=domain, order_ref=domain, registrant=registrant), role=role)
+            assert r.status == 202, await r.text()
+            assert (await gw.wait_status((await r.json())["id"], {"delivered"}))["status"] == "delivered"
+    domains = sandbox.sandbox.domains
+    registrants = {d: domains[d]["registrant"] for d, _, _ in orders}
+    assert len(set(registrants.values())) == 3  # three contacts at the registry, one per person and client
+    # the wire: each contact:create carried exactly one person's name, and Per's data went once per client
+    creates = [f for f in _frames(gw, b"<contact:create") if family.encode() in f]
+    assert sum(b"Qarin Qvist" in f for f in creates) == 1
+    assert sum(b"Per Persson" in f for f in creates) == 2
+    assert not any(b"Qarin Qvist" in f and b"Per Persson" in f for f in creates)
+    assert all(c in sandbox.sandbox.contacts for c in registrants.values())  # each one the registry holds

@@ -8,6 +8,7 @@ Transfer in is a registration with an auth code (same validation, plan and idemp
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 from aiohttp import web
 from pydantic import ValidationError
@@ -58,20 +59,21 @@ async def renew(request: web.Request) -> web.Response:
 @routes.post("/v1/registrations/{reg_id}/transfer-out")
 async def transfer_out(request: web.Request) -> web.Response:
     """The ordering system reports the domain leaving us (no body)."""
-    svc = services(request)
-    who = principal(request)
-    require(who, Role.ORDERING)
-    answer = await svc.lifecycle.transfer_out(who.name, _reg_id(request))
-    svc.wake()
-    return json_response(answer, status=202)
+    return await _end(request, "transfer_out")
 
 
 @routes.post("/v1/registrations/{reg_id}/delete")
 async def delete(request: web.Request) -> web.Response:
     """Delete the domain at its registry (no body)."""
+    return await _end(request, "delete")
+
+
+async def _end(request: web.Request, how: Literal["transfer_out", "delete"]) -> web.Response:
+    """The end of our role for one of the caller's registrations; the release row goes out at once."""
     svc = services(request)
     who = principal(request)
     require(who, Role.ORDERING)
-    answer = await svc.lifecycle.delete(who.name, _reg_id(request))
+    end = svc.lifecycle.transfer_out if how == "transfer_out" else svc.lifecycle.delete
+    answer = await end(who.name, _reg_id(request))
     svc.wake()
     return json_response(answer, status=202)
