@@ -21,7 +21,8 @@ PACKAGES = ("gateway", "adapters")
 #: import each other freely as long as no circle forms.  The first matching prefix decides.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("core", ("gateway.errors", "gateway.clock", "gateway.models", "gateway.identity", "gateway.logs",
-              "gateway.settings", "gateway.auth", "gateway.policy", "gateway.ledger", "gateway.webhooks")),
+              "gateway.settings", "gateway.auth", "gateway.policy", "gateway.ledger", "gateway.webhooks",
+              "gateway.i18n")),
     ("adapters", ("adapters",)),
     ("outbox", ("gateway.outbox",)),
     ("store", ("gateway.store",)),

@@ -30,6 +30,7 @@ from gateway.http.pages.session import (
     session_key,
 )
 from gateway.http.problems import abandon, response_started
+from gateway.i18n import SUPPORTED, Lang, from_accept_language, gettext_for, normalise
 
 log = structlog.get_logger("gateway.http.pages")
 
@@ -63,13 +64,44 @@ class UiState:
 
 UI_STATE = web.AppKey("ui_state", UiState)
 
-_ENV = jinja2.Environment(
-    loader=jinja2.PackageLoader("gateway.http.pages", "templates"),
-    autoescape=True,
-    undefined=jinja2.StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
+#: The cookie that remembers a visitor's language before (and without) an account preference.
+LANG_COOKIE = "rg_lang"
+
+
+def _environment(lang: Lang) -> jinja2.Environment:
+    """One environment per language, each with its catalogue installed (``_``, ``gettext``, ``ngettext``
+    in templates): a render never switches a shared environment's language under another request."""
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("gateway.http.pages", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        extensions=["jinja2.ext.i18n"],
+    )
+    env.install_gettext_translations(gettext_for(lang, "ui"), newstyle=True)  # type: ignore[attr-defined]
+    env.globals["lang"] = lang
+    return env
+
+
+_ENVS: dict[Lang, jinja2.Environment] = {lang: _environment(lang) for lang in SUPPORTED}
+
+
+def ui_lang(request: web.Request, session: Session | None) -> Lang:
+    """The page language: the account's choice, else the language cookie, else the browser's
+    ``Accept-Language``, else Swedish."""
+    chosen = getattr(session, "lang", None)
+    if isinstance(chosen, str) and chosen:
+        return normalise(chosen)
+    cookie = request.cookies.get(LANG_COOKIE)
+    if cookie:
+        return normalise(cookie)
+    return from_accept_language(request.headers.get("Accept-Language"))
+
+
+def ui_gettext(request: web.Request, session: Session | None) -> Callable[[str], str]:
+    """``_`` for Python code that builds page text (flash messages, field errors) in the page's language."""
+    return gettext_for(ui_lang(request, session), "ui").gettext
 
 
 def add_nav(app: web.Application, item: NavItem) -> None:
@@ -92,7 +124,7 @@ def render(
     request: web.Request, template: str, session: Session | None, *, status: int = 200, **ctx: Any
 ) -> web.Response:
     nav = [] if session is None else [n for n in request.config_dict[UI_STATE].nav if session.role in n.roles]
-    html = _ENV.get_template(template).render(
+    html = _ENVS[ui_lang(request, session)].get_template(template).render(
         session=session, nav=nav, path=request.path,
         csrf=session.csrf_token(ui_key(request)) if session is not None else "", **ctx,
     )
