@@ -119,8 +119,9 @@ class Gateway:
             if len(page) < 1000:
                 return items
 
-    async def round(self, tag: str, n: int, first_person: int, per_person: int) -> dict[str, Any]:
-        sem = asyncio.Semaphore(self.concurrency)
+    async def round(self, tag: str, n: int, first_person: int, per_person: int,
+                    concurrency: int | None = None) -> dict[str, Any]:
+        sem = asyncio.Semaphore(concurrency or self.concurrency)
         accept_lat: list[float] = []
         accepted_at: dict[str, float] = {}
         async with httpx.AsyncClient(base_url=self.url, timeout=30) as client:
@@ -174,15 +175,21 @@ class Gateway:
         }
 
 
-def raw_round(proc: subprocess.Popen[str], tag: str, n: int, first_person: int, per_person: int) -> dict[str, Any]:
+def raw_ask(proc: subprocess.Popen[str], ask: dict[str, Any]) -> dict[str, Any]:
     assert proc.stdin is not None and proc.stdout is not None
-    proc.stdin.write(json.dumps({"tag": tag, "n": n, "first_person": first_person, "per_person": per_person}) + "\n")
+    proc.stdin.write(json.dumps(ask) + "\n")
     proc.stdin.flush()
     line = proc.stdout.readline()  # the baseline bounds its own round (300 s); EOF if it died
     if not line:
         raise SystemExit("the raw EPP baseline stopped (see its log)")
     result: dict[str, Any] = json.loads(line)
     return result
+
+
+def raw_round(proc: subprocess.Popen[str], tag: str, n: int, first_person: int, per_person: int,
+              concurrency: int | None = None) -> dict[str, Any]:
+    return raw_ask(proc, {"tag": tag, "n": n, "first_person": first_person, "per_person": per_person,
+                          "concurrency": concurrency})
 
 
 def wait_healthy(url: str, proc: subprocess.Popen[str]) -> None:
@@ -247,6 +254,31 @@ def print_report(args: argparse.Namespace, figures: dict[str, Any], gw: list[dic
           f"baseline (answered) {raw[-1]['commands']}")
 
 
+def latency_report(gw: list[dict[str, Any]], raw: list[dict[str, Any]]) -> dict[str, Any]:
+    g = summary([float(r["p50_ms"]) for r in gw])
+    order_ = summary([float(r["p50_ms"]) for r in raw])
+    rtt = summary([float(r["rtt_p50_ms"]) for r in raw])
+    accept = summary([float(r["accept_p50_ms"]) for r in gw])
+    return {"gateway_accepted_to_delivered_p50_ms": g, "raw_order_p50_ms": order_, "raw_round_trip_p50_ms": rtt,
+            "gateway_accept_p50_ms": accept,
+            "over_round_trip_ms": g["median"] - rtt["median"], "over_raw_order_ms": g["median"] - order_["median"]}
+
+
+def print_latency(args: argparse.Namespace, lat: dict[str, Any]) -> None:
+    def fmt(s: dict[str, float]) -> str:
+        return f"{s['median']:7.2f} ({s['min']:.2f}..{s['max']:.2f})"
+
+    print(f"latency at concurrency 1: {args.latency_n} orders a round, one order a person, {args.rounds} rounds "
+          "interleaved; median (min..max)")
+    gw = lat["gateway_accepted_to_delivered_p50_ms"]
+    print(f"  accepted -> delivered p50 ms (202 -> domain:create logged)  gateway {fmt(gw)}"
+          f"   baseline: one pooled EPP round trip {fmt(lat['raw_round_trip_p50_ms'])}"
+          f"   over it {lat['over_round_trip_ms']:.2f} ms (goal <= 2)")
+    print(f"  the same order by the raw client p50 ms (contact + domain)  {fmt(lat['raw_order_p50_ms'])}"
+          f"   gateway over it {lat['over_raw_order_ms']:.2f} ms")
+    print(f"  gateway accept p50 ms at c=1                                 {fmt(lat['gateway_accept_p50_ms'])}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=150, help="registrations a round and side (≤ 5000)")
@@ -257,8 +289,11 @@ def main() -> None:
                     help="EPP sessions, both sides (default: the gateway's epp_max_sessions)")
     ap.add_argument("--persistent-sandbox", action="store_true",
                     help="the sandbox writes its objects to disk after each change (slower registry)")
+    ap.add_argument("--latency-n", type=int, default=30,
+                    help="orders a round at concurrency 1 (latency rounds, interleaved like the others)")
     ap.add_argument("--json", action="store_true", help="also print every round's figures as JSON")
     args = ap.parse_args()
+    args.latency_n = max(3, min(args.latency_n, 500))
     args.n, args.rounds = max(1, min(args.n, 5000)), max(1, min(args.rounds, 15))
     args.per_person = max(1, args.per_person)
     warm = min(args.n, 2 * args.max_sessions)
@@ -303,8 +338,20 @@ def main() -> None:
                     person += people_a_round + 1
                     raw.append(raw_round(rawp, f"r{k}", args.n, person, args.per_person))
                     gw.append(asyncio.run(gateway.round(f"r{k}", args.n, person + 1_000_000, args.per_person)))
+                # latency at concurrency 1: one order at a time on both sides, and one pooled EPP round trip
+                lat_raw: list[dict[str, Any]] = []
+                lat_gw: list[dict[str, Any]] = []
+                for k in range(1, args.rounds + 1):
+                    person += args.latency_n + 1
+                    lat_raw.append(raw_round(rawp, f"l{k}", args.latency_n, person, 1, concurrency=1)
+                                   | raw_ask(rawp, {"round_trips": args.latency_n}))
+                    lat_gw.append(asyncio.run(gateway.round(f"l{k}", args.latency_n, person + 1_000_000, 1,
+                                                            concurrency=1)))
     figures = report(gw, raw)
     print_report(args, figures, gw, raw)
+    latency = latency_report(lat_gw, lat_raw)
+    print_latency(args, latency)
+    figures["latency_c1"] = latency
     if args.json:
         print(json.dumps({"figures": figures, "rounds": {"gateway": gw, "baseline": raw}}, indent=2))
 

@@ -38,7 +38,7 @@ from stdnum import luhn  # noqa: E402
 from adapters.epp.client import register_with  # noqa: E402
 from adapters.epp.pool import EppSessionPool  # noqa: E402
 from adapters.epp.tls import ensure_dev_pki  # noqa: E402
-from adapters.epp.types import Endpoint  # noqa: E402
+from adapters.epp.types import DomainCheck, Endpoint  # noqa: E402
 from gateway.errors import DeliveryError  # noqa: E402
 from gateway.models import RegistrationRequest  # noqa: E402
 from gateway.outbox.epp import RegistrarContact, build_commands  # noqa: E402
@@ -108,9 +108,21 @@ class Registrar:
         if code is not None:
             self.sent[command] += 1
 
-    async def round(self, tag: str, n: int, first_person: int, per_person: int) -> dict[str, Any]:
+    async def round_trips(self, n: int) -> dict[str, Any]:
+        """``n`` domain:check commands one after another on a pooled, logged-in session: the time of one
+        EPP round trip, the floor under any registration's latency."""
+        lat: list[float] = []
+        for i in range(n):
+            t = time.perf_counter()
+            async with self.pool.acquire() as client:
+                await client.send(DomainCheck(names=(f"rtt-{i}.se",)))
+            lat.append(time.perf_counter() - t)
+        return {"rtt_p50_ms": pct(lat, 50) * 1e3, "rtt_p99_ms": pct(lat, 99) * 1e3}
+
+    async def round(self, tag: str, n: int, first_person: int, per_person: int,
+                    concurrency: int | None = None) -> dict[str, Any]:
         sent_before = Counter(self.sent)
-        sem = asyncio.Semaphore(self.concurrency)
+        sem = asyncio.Semaphore(concurrency or self.concurrency)
         lat: list[float] = []
         failed: dict[str, int] = {}
 
@@ -169,8 +181,11 @@ async def serve(args: argparse.Namespace) -> None:
     async with registrar.pool:
         while line := await loop.run_in_executor(None, sys.stdin.readline):
             ask = json.loads(line)
+            if "round_trips" in ask:
+                print(json.dumps(await registrar.round_trips(int(ask["round_trips"]))), flush=True)
+                continue
             result = await registrar.round(str(ask["tag"]), int(ask["n"]), int(ask["first_person"]),
-                                           int(ask["per_person"]))
+                                           int(ask["per_person"]), ask.get("concurrency"))
             print(json.dumps(result), flush=True)
 
 
