@@ -12,7 +12,15 @@ from gateway.errors import NoRecipientPolicy, ValidationFailed
 from gateway.models import Registrant
 from gateway.policy.loader import PolicySet, load_policies
 from gateway.policy.restrictions import restriction_refusal
-from gateway.rights.deadlines import add_months, days_left, deadline_for, extended_deadline, extension_refusal
+from gateway.rights.deadlines import (
+    add_months,
+    day_off,
+    days_left,
+    deadline_for,
+    extended_deadline,
+    extension_refusal,
+    near_deadline,
+)
 from gateway.rights.service import RightsService, national_id_forms
 from tests.conftest import ROOT, VALID_BODY
 
@@ -27,15 +35,35 @@ def policies() -> PolicySet:
 # -- deadlines -----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("opened", "due"), [
-    (D(2025, 1, 31), D(2025, 2, 28)),
-    (D(2028, 1, 31), D(2028, 2, 29)),  # leap year
-    (D(2026, 1, 15), D(2026, 2, 15)),
+    (D(2025, 1, 31), D(2025, 2, 28)),  # a Friday
+    (D(2028, 1, 31), D(2028, 2, 29)),  # leap year, a Tuesday
+    (D(2026, 1, 15), D(2026, 2, 16)),  # 15 February 2026 is a Sunday: the Monday
     (D(2026, 3, 31), D(2026, 4, 30)),
-    (D(2026, 12, 31), D(2027, 1, 31)),
-    (D(2026, 2, 28), D(2026, 3, 28)),
+    (D(2026, 12, 31), D(2027, 2, 1)),  # 31 January 2027 is a Sunday
+    (D(2026, 2, 28), D(2026, 3, 30)),  # 28 March 2026 is a Saturday
 ])
-def test_deadline_is_same_day_next_month_clamped(opened: dt.date, due: dt.date) -> None:
+def test_deadline_is_same_day_next_month_clamped_then_a_working_day(opened: dt.date, due: dt.date) -> None:
     assert deadline_for(opened) == due
+
+
+@pytest.mark.parametrize(("opened", "due", "why"), [
+    (D(2026, 11, 24), D(2026, 12, 28), "Julafton"),  # 24 Dec eve, 25-26 holidays, 27 Sunday
+    (D(2026, 5, 19), D(2026, 6, 22), "Midsommarafton"),  # Fri 19 June eve, Sat 20 Midsommardagen, Sun 21
+    (D(2026, 3, 6), D(2026, 4, 7), "Annandag påsk"),  # Mon 6 April 2026
+    (D(2026, 11, 30), D(2026, 12, 30), None),  # an ordinary Wednesday
+    (D(2026, 12, 1), D(2027, 1, 4), "Nyårsdagen"),  # 1 Jan 2027 a Friday, then the weekend
+])
+def test_deadline_moves_off_swedish_holidays(opened: dt.date, due: dt.date, why: str | None) -> None:
+    assert deadline_for(opened) == due
+    raw = add_months(opened, 1)
+    assert day_off(raw) == (why if why is not None else None) or raw.weekday() >= 5
+    assert day_off(due) is None
+
+
+def test_near_deadline_reminders() -> None:
+    assert near_deadline(D(2026, 12, 7), D(2026, 11, 30))
+    assert not near_deadline(D(2026, 12, 8), D(2026, 11, 30))
+    assert near_deadline(D(2026, 11, 1), D(2026, 11, 30))  # overdue stays on the list
 
 
 def test_add_months_across_years_and_negative() -> None:
