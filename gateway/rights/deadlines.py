@@ -34,7 +34,7 @@ def add_months(day: dt.date, months: int) -> dt.date:
 
 @functools.cache
 def _swedish_days_off(year: int) -> dict[dt.date, str]:
-    days: dict[dt.date, str] = dict(holidays.Sweden(years=year, include_sundays=False, language="sv"))
+    days: dict[dt.date, str] = dict(holidays.country_holidays("SE", years=year, include_sundays=False, language="sv"))
     midsummer = next(d for d, name in days.items() if d.month == 6 and "midsommar" in name.lower())
     days[midsummer - dt.timedelta(days=1)] = "Midsommarafton"
     days[dt.date(year, 12, 24)] = "Julafton"
