@@ -25,7 +25,8 @@ tree reads as a table; codes are part of the API and never change.
     │   ├── NotFound                   404
     │   │   ├── RequestNotFound        404 no such data-subject request
     │   │   ├── RestrictionNotFound    404 no such active restriction
-    │   │   └── OutboxRowNotFound      404 no such outbox row (staff retry/cancel of a parked delivery)
+    │   │   ├── OutboxRowNotFound      404 no such outbox row (staff retry/cancel of a parked delivery)
+    │   │   └── AccountNotFound        404 no such staff account
     │   ├── MethodNotAllowed           405
     │   ├── IdempotencyConflict        409
     │   ├── RequestClosed              409 the data-subject request is closed
@@ -35,10 +36,16 @@ tree reads as a table; codes are part of the API and never change.
     │   ├── NotParked                  409 retry/cancel of an outbox row that is not parked
     │   ├── RegistrationNotActive      409 renew/delete/transfer out of a domain not delivered to its registry
     │   ├── RegistrationEnded          409 renew/delete/transfer out after our role ended
+    │   ├── ControllerNotConfigured    409 an Art. 15 letter while the controller's details are placeholders
     │   ├── HeaderTooLarge             431 a header field beyond the limit
     │   ├── RequestLineTooLong         414 a request line (method, target) beyond the limit
     │   ├── Unauthenticated            401
-    │   └── Forbidden                  403
+    │   │   └── LoginFailed            401 a staff log-in with a wrong user name or password
+    │   ├── Forbidden                  403
+    │   ├── LoginThrottled             429 too many failed staff log-ins for this name or address
+    │   ├── AccountConflict            409 a staff account name or OpenID Connect identity is taken
+    │   ├── LastAdmin                  409 the last active admin cannot be disabled or demoted
+    │   └── WeakPassword               422 a staff password too short (or too long)
     ├── PolicyRefusal                  422 a recipient must not get the data (fail closed)
     │   ├── TransferBlocked            no valid Chapter V basis
     │   ├── NoRecipientPolicy          TLD without a configured policy
@@ -47,10 +54,13 @@ tree reads as a table; codes are part of the API and never change.
     │   ├── NotEligible                the registry's own rules refuse this registrant (at acceptance)
     │   └── ProtocolNotSupported       the registry's protocol has no adapter (at acceptance)
     ├── SubjectErased                  410 the subject's data key was destroyed (Art. 17)
+    │   └── SubjectRaced               409 another request made this holder's subject first: find it again
     ├── ConfigError                    500 a policy/settings file is wrong; stops start-up
     │   ├── RightsConfigError          500 the rights configuration (controller, retention)
+    │   ├── LetterNotRenderable        500 an Art. 15 letter would carry an internal note
     │   └── RecipientUnrouted          500 a policy queues for a recipient with no endpoint, partner or agent
     ├── SandboxUnavailable             500 ``gateway run``: the registry sandbox process did not start
+    ├── WorkerUnavailable              500 ``gateway worker`` stalled, or ``gateway run``'s did not start
     ├── LedgerInconsistent             409 an auditor's checkpoint is not in this ledger (rollback, fork)
     ├── LedgerCorrupt                  500 the disclosure ledger failed verification
     │   └── ProofUnavailable           500 the stored tree cannot produce the proof asked for
@@ -272,6 +282,40 @@ class RegistrationEnded(InputError, code="registration_ended", status=409,
     second deletion or transfer out, or a renewal after the end, changes nothing and is refused."""
 
 
+class ControllerNotConfigured(InputError, code="controller_not_configured", status=409,
+                              title="The controller's details are not configured; no letter can be made"):
+    """An Art. 15 letter (HTML or PDF) names the controller; while ``controller.yaml`` still holds the
+    shipped placeholders (``placeholder: true``, bracketed values, ``.invalid`` addresses) the letter is
+    refused whole, the detail naming the settings to set.  The JSON extract is not a letter and is made."""
+
+
+class LoginFailed(Unauthenticated, code="login_failed", title="The user name or password is not right"):
+    """A staff log-in that failed: unknown name, wrong password or a disabled account alike, so the answer
+    never tells whether an account exists."""
+
+
+class LoginThrottled(InputError, code="login_throttled", status=429, title="Too many failed log-ins"):
+    """Too many failed log-ins for this user name or from this address within the window; nothing is
+    checked until failures age out of it (the answer is the same whether the account exists)."""
+
+
+class AccountConflict(InputError, code="account_conflict", status=409, title="That account already exists"):
+    """A staff account's name, or the OpenID Connect identity linked to it, belongs to another account."""
+
+
+class AccountNotFound(NotFound, code="account_not_found", title="No such staff account"):
+    """The staff account named does not exist."""
+
+
+class LastAdmin(InputError, code="last_admin", status=409, title="The last admin cannot be removed"):
+    """Disabling or demoting the last active admin account would leave nobody to manage accounts (the CLI's
+    ``gateway accounts create-admin --force`` is the way back in)."""
+
+
+class WeakPassword(InputError, code="weak_password", status=422, title="The password is not acceptable"):
+    """A staff password must be at least 12 characters (and at most 1024)."""
+
+
 # -- policy: fail closed ------------------------------------------------------------------------------
 
 
@@ -319,12 +363,25 @@ class SubjectErased(GatewayError, code="subject_erased", status=410,
     """Crypto-shredding is final: the values are gone, the entries remain."""
 
 
+class SubjectRaced(SubjectErased, code="subject_raced", status=409,
+                   title="Another request created this holder's subject first; try again"):
+    """Raised by ``accept`` (writing nothing) when the new subject's strong identifier already names a live
+    subject: a concurrent first registration of the same holder committed in between.  A subclass of
+    ``SubjectErased`` so the registration service's retry loop finds that holder and files under it."""
+
+
 class ConfigError(GatewayError, code="config_invalid", title="Configuration is invalid"):
     """Stops start-up with ``file:line: key.path: reason``."""
 
 
 class RightsConfigError(ConfigError, code="rights_config_invalid", title="The rights configuration is invalid"):
     """The controller or retention file."""
+
+
+class LetterNotRenderable(ConfigError, code="letter_not_renderable",
+                          title="The letter would carry an internal note and was not made"):
+    """A last check on a rendered Art. 15 letter: a staff note from configuration ("UNCONFIRMED", a file
+    name) must never reach a data subject; the staff extract page lists what to fix."""
 
 
 class RecipientUnrouted(ConfigError, code="recipient_unrouted", title="A recipient has nowhere to be delivered"):
@@ -334,6 +391,11 @@ class RecipientUnrouted(ConfigError, code="recipient_unrouted", title="A recipie
 
 class SandboxUnavailable(GatewayError, code="sandbox_unavailable", title="The local registry sandbox did not start"):
     """``gateway run``: the sandbox process exited or did not listen in time (its log says why)."""
+
+
+class WorkerUnavailable(GatewayError, code="worker_unavailable", title="The delivery worker stopped or did not start"):
+    """``gateway worker``: its delivery loop crashed or stalled (exit 1, so a supervisor starts a fresh
+    one); ``gateway run``: its first worker process did not say it was delivering in time."""
 
 
 class LedgerCorrupt(GatewayError, code="ledger_corrupt", title="The disclosure ledger failed verification"):

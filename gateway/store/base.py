@@ -151,6 +151,23 @@ class Accepted:
     subject_links: tuple[tuple[str, str], ...] = ()  # extra (kind, digest) for an existing subject
 
 
+@dataclass(frozen=True)
+class AcceptContext:
+    """Everything the accept path reads, in one store call on a read connection (never behind the writer).
+
+    Read before the request is judged, so it may be stale by the write: ``accept`` re-checks what matters
+    inside its transaction (the idempotency key, a named subject still live, a new subject's strong
+    identifier still free, raising ``SubjectRaced``)."""
+
+    #: exactly what ``idempotent_response(client, key)`` returns
+    prior: tuple[str, int, dict[str, Any]] | None
+    #: the live subject (wrapped key not NULL) that ``("strong_id", strong_digest)`` names, picked as
+    #: ``claim_subject`` picks (oldest by ``created_at``, then id); None without a digest or a live holder
+    holder: SubjectKey | None
+    #: exactly ``restrictions(holder.subject_id)`` (active only); () without a holder
+    restrictions: tuple[dict[str, Any], ...] = ()
+
+
 THIRD_COUNTRY_CATEGORIES = ("adequacy", "safeguard", "derogation", "blocked")
 
 
@@ -200,10 +217,21 @@ class OutboxStore(Protocol):
     """
 
     async def idempotent_response(self, client: str, key: str) -> tuple[str, int, dict[str, Any]] | None: ...
+    async def accept_context(self, client: str, key: str, strong_digest: str | None) -> AcceptContext:
+        """The idempotency key's earlier answer, the live holder of the strong identifier and its active
+        restrictions, in one read (see ``AcceptContext``)."""
+        ...
+
     async def accept(self, a: Accepted, now: str) -> tuple[str, int, dict[str, Any]] | None:
         """Raises ``SubjectErased`` (writing nothing) if the registration names an existing subject whose
         key is gone by the time the transaction runs: an erasure in another process won the race, and the
-        caller must find (or make) the holder again rather than file new data under a destroyed key."""
+        caller must find (or make) the holder again rather than file new data under a destroyed key.
+
+        With ``a.subject`` a ``NewSubject`` whose ``merge_on`` is set, raises ``SubjectRaced`` (a
+        ``SubjectErased``; writing nothing) if a live subject already holds ``("strong_id", merge_on)``: a
+        concurrent first registration of the holder won, and the caller's retry finds it through
+        ``accept_context``.  Otherwise the subject is inserted with all its links (``rows.subject_links``)
+        as ``claim_subject`` inserts one."""
         ...
 
     async def registration(self, reg_id: str) -> dict[str, Any] | None: ...

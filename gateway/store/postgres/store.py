@@ -1,15 +1,19 @@
-"""The shared store: PostgreSQL through an asyncpg pool, one transaction per write method.
+"""The shared store: PostgreSQL through an asyncpg pool, and group commit for the hot writes.
 
 Semantics mirror ``sqlite.SqliteStore`` exactly; what SQLite gets from its single writer lock
 (``BEGIN IMMEDIATE``), PostgreSQL gets from row locks, so several gateway processes can share one
 database:
 
-* every append locks the tree's head row (``SELECT … FOR UPDATE``) before reading the frontier, so
-  appends from any number of processes serialise: no forked tree, no gap in the leaf indexes, and the
-  leaf, its new nodes and the new head commit together with whatever else the transaction writes;
+* ``accept``, ``finish``, ``record_step`` and ``append`` go through group commit (``group_commit``): the
+  jobs that arrive while a commit is in flight share the next transaction, each in its own savepoint,
+  each caller answered after that COMMIT.  A group locks the tree's head row (``SELECT … FOR UPDATE``)
+  first, so appends from any number of processes serialise: no forked tree, no gap in the leaf indexes,
+  and the leaves, their nodes and the new head commit together with whatever else the group writes;
+* every other write is one transaction of its own on a pooled connection (``_write``);
 * ``claim_due`` claims outbox rows with ``FOR UPDATE SKIP LOCKED``: two workers never claim one row;
-* ``accept`` takes a transaction-scoped advisory lock on (client, Idempotency-Key), so a racing second
-  request waits for the first to commit and then returns its answer, as SQLite's does.
+* ``accept`` inserts its idempotency row with ``ON CONFLICT DO NOTHING``, which waits for a racing
+  request with the same key to commit; it then rolls its own writes back and returns that request's
+  answer, as SQLite's does (``accepting``).
 
 Transactions run at READ COMMITTED whatever the server's default is: a writer that waited for the
 head row then reads the head its predecessor committed.  A transaction the server aborts to break a
@@ -25,7 +29,7 @@ from typing import Any, TypeVar
 
 import asyncpg  # type: ignore[import-untyped]
 
-from gateway.errors import OutboxRowNotFound, SubjectErased
+from gateway.errors import OutboxRowNotFound, SubjectErased, SubjectRaced
 from gateway.ledger.entry import DisclosureEntry
 from gateway.ledger.merkle import Frontier
 from gateway.store import parked_rows as P
@@ -33,6 +37,7 @@ from gateway.store import rows as R
 from gateway.store import webhook_rows as W
 from gateway.store.base import (
     OUTBOX_STATS_SQL,
+    AcceptContext,
     Accepted,
     DisclosureFilter,
     DisclosureReads,
@@ -47,15 +52,18 @@ from gateway.store.base import (
     outbox_stats_from,
 )
 from gateway.store.paging import keyset_pages
+from gateway.store.postgres import accepting as A
+from gateway.store.postgres.accounts import PostgresAccounts
+from gateway.store.postgres.group_commit import GroupCommit, GroupTree, Undo
 from gateway.store.postgres.migrations import migrate
+from gateway.store.postgres.requests_extra import PostgresRequestsExtra
+from gateway.store.postgres.workbench import PostgresWorkbench
 from gateway.webhooks.events import EventType, status_event
 
 T = TypeVar("T")
 
 _INSERT = R.Inserts.using(R.dollar)
 
-#: First key of the two-key advisory lock taken per (client, Idempotency-Key) in ``accept``.
-_IDEMPOTENCY_LOCK = 0x52475749
 #: How often a transaction aborted by deadlock detection or a serialisation failure is retried.
 _ATTEMPTS = 5
 _RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
@@ -95,11 +103,32 @@ async def _require_live(c: Any, subject_id: str) -> None:
         raise SubjectErased()
 
 
-class PostgresStore(DisclosureReads):
-    def __init__(self, pool: Any, schema_version: int) -> None:
-        """Use :meth:`open`: it creates the pool and migrates the database first."""
+class PostgresStore(PostgresAccounts, PostgresWorkbench, PostgresRequestsExtra, DisclosureReads):
+    """Every store role on PostgreSQL.
+
+    Two ways to the database, for this class and for the mixins that add tables to it (accounts, ...):
+
+    * ``self._pool``: the asyncpg pool.  ``_fetch(sql, *args)`` reads on any pooled connection (never
+      behind the writer); ``_write(fn)`` runs ``fn(conn)`` in one READ COMMITTED transaction of its own,
+      retried whole if the server aborts it (deadlock, serialisation failure): for every write that is
+      not on the hot path (staff actions, requests, webhooks, claims, accounts);
+    * ``self._group``: group commit (``group_commit.GroupCommit``) on one dedicated connection, for the
+      writes that come by the hundred per second (``accept``, ``finish``, ``record_step``, ``append``):
+      ``await self._group.run(job)`` with ``job(conn, tree)`` running inside the group's transaction in its
+      own savepoint, answered after the group's COMMIT.  Anything that extends the ledger goes this way
+      (``tree.append``): the group holds the head row's lock from its first statement.
+    """
+
+    def __init__(self, pool: Any, schema_version: int, dsn: str) -> None:
+        """Use :meth:`open`: it creates the pool and migrates the database first.  The group writer gets a
+        connection of its own to ``dsn``, outside the pool (a busy pool never starves it, nor it the pool)."""
         self._pool = pool
         self.schema_version = schema_version
+
+        async def connect() -> Any:
+            return await asyncpg.connect(dsn, server_settings={"application_name": "registrant-gateway-writer"})
+
+        self._group = GroupCommit(connect)
 
     @classmethod
     async def open(cls, dsn: str, *, min_size: int = 1, max_size: int = 10) -> PostgresStore:
@@ -114,9 +143,10 @@ class PostgresStore(DisclosureReads):
         except BaseException:
             await pool.close()
             raise
-        return cls(pool, version)
+        return cls(pool, version, dsn)
 
     async def close(self) -> None:
+        await self._group.close()
         await self._pool.close()
 
     async def _write(self, fn: Callable[[Any], Awaitable[T]]) -> T:
@@ -147,30 +177,15 @@ class PostgresStore(DisclosureReads):
 
     # -- the tree ------------------------------------------------------------------------------------
 
-    @staticmethod
-    async def _append_in(c: Any, entries: list[DisclosureEntry]) -> None:
-        if not entries:
-            return
-        # The row lock serialises every append (in every process) until this transaction ends.
-        blob = await c.fetchval("SELECT frontier FROM ledger_head WHERE id=1 FOR UPDATE")
-        if blob is None:
-            raise RuntimeError("ledger_head row is missing")
-        frontier = Frontier.from_bytes(bytes(blob))
-        tree = R.tree_rows(frontier, entries)
-        await c.executemany(_INSERT.leaf, tree.leaves)
-        if tree.values:
-            await c.executemany(_INSERT.values, tree.values)
-        await c.executemany(_INSERT.node, tree.nodes)
-        await c.execute("UPDATE ledger_head SET size=$1, frontier=$2 WHERE id=1", frontier.size, frontier.to_bytes())
-
     async def append(self, entries: list[DisclosureEntry]) -> None:
+        """In the next group, like every write that extends the tree (the group holds the head's lock)."""
         if not entries:
             return
 
-        async def run(c: Any) -> None:
-            await self._append_in(c, entries)
+        async def job(c: Any, tree: GroupTree) -> None:
+            await tree.append(c, entries)
 
-        await self._write(run)
+        await self._group.run(job)
 
     async def head(self) -> Frontier:
         blob = await self._pool.fetchval("SELECT frontier FROM ledger_head WHERE id=1")
@@ -180,9 +195,9 @@ class PostgresStore(DisclosureReads):
         if not coords:
             return {}
         rows = await self._fetch(
-            "SELECT n.level, n.idx, n.hash FROM unnest($1::int[], $2::bigint[]) AS q(level, idx) "
-            "JOIN ledger_nodes n ON n.level = q.level AND n.idx = q.idx",
-            [lv for lv, _ in coords], [ix for _, ix in coords],
+            "SELECT n.level, n.idx, n.hash FROM unnest($1::int[], $2::bigint[], $3::bigint[]) AS q(level, idx, born) "
+            "JOIN ledger_nodes n ON n.born = q.born AND n.level = q.level AND n.idx = q.idx",
+            [lv for lv, _ in coords], [ix for _, ix in coords], [R.node_key(lv, ix)[0] for lv, ix in coords],
         )
         return {(int(r["level"]), int(r["idx"])): bytes(r["hash"]) for r in rows}
 
@@ -221,58 +236,35 @@ class PostgresStore(DisclosureReads):
         )
         return R.idempotent_answer(rows[0]) if rows else None
 
-    async def accept(self, a: Accepted, now: str) -> tuple[str, int, dict[str, Any]] | None:
-        """Write the whole acceptance atomically; returns the earlier answer if the key raced us."""
-        client, key, request_hash = a.idempotency
-        reg = a.registration
+    async def accept_context(self, client: str, key: str, strong_digest: str | None) -> AcceptContext:
+        """The accept path's one read: one statement on a pooled connection (``accepting.ACCEPT_CONTEXT_SQL``),
+        never queued behind the group writer."""
+        row = await self._pool.fetchrow(A.ACCEPT_CONTEXT_SQL, client, key, strong_digest)
+        return A.accept_context_from(row)
 
-        async def run(c: Any) -> tuple[str, int, dict[str, Any]] | None:
-            # A racing request with the same key waits here until we commit, then sees our row below.
-            await c.execute(
-                "SELECT pg_advisory_xact_lock($1::int, hashtext($2::text || E'\\n' || $3::text))",
-                _IDEMPOTENCY_LOCK, client, key,
-            )
-            prior = await c.fetchrow(
-                "SELECT request_hash, status, response_json FROM idempotency WHERE client=$1 AND key=$2",
-                client, key,
-            )
-            if prior is not None:
-                return R.idempotent_answer(prior)
-            if a.subject is not None:
-                await c.execute(
-                    "INSERT INTO subjects(id, kid, wrapped, created_at, basis) VALUES ($1, $2, $3, $4, $5)",
-                    a.subject.id, a.subject.kid, a.subject.wrapped, now, a.subject.basis,
-                )
-            subject_id = reg.get("subject_id")
-            if a.subject is None and subject_id is not None:
-                await _require_live(c, subject_id)
-            if subject_id is not None:
-                links = (a.subject.index if a.subject else ()) + a.subject_links
-                if links:
-                    await c.executemany(
-                        "INSERT INTO subject_index(kind, digest, subject_id) VALUES ($1, $2, $3) "
-                        "ON CONFLICT DO NOTHING",
-                        [(k, d, subject_id) for k, d in links],
-                    )
-            await c.execute(
-                "INSERT INTO registrations(id, client, order_ref, domain, tld, subject_id, status, plan_json, "
-                "created_at, updated_at, kind, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-                reg["id"], client, reg["order_ref"], reg["domain"], reg["tld"], subject_id, reg["status"],
-                json.dumps(reg["plan"]), now, now, reg.get("kind", "registration"), reg.get("expires_at"),
-            )
-            await c.execute(
-                "INSERT INTO idempotency(client, key, request_hash, registration_id, status, response_json, "
-                "created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                client, key, request_hash, reg["id"], a.status, json.dumps(a.response), now,
-            )
-            if a.outbox:
-                await _insert_outbox(c, reg["id"], subject_id, a.outbox, now)
-            await self._append_in(c, a.entries)
+    async def accept(self, a: Accepted, now: str) -> tuple[str, int, dict[str, Any]] | None:
+        """Write the whole acceptance atomically, in the next group; returns the earlier answer if the key
+        raced us.  One statement writes it all (``accepting.accept_statement``); a new subject with a strong
+        identifier first takes ``claim_subject``'s advisory lock on it."""
+        client, key, _ = a.idempotency
+        reg = a.registration
+        sql, args = A.accept_statement(a, now)
+        merge_on = a.subject.merge_on if a.subject is not None else None
+
+        async def job(c: Any, tree: GroupTree) -> tuple[str, int, dict[str, Any]] | None:
+            if merge_on is not None:
+                await c.execute(A.MERGE_LOCK_SQL, merge_on)
+            row = await c.fetchrow(sql, *args)
+            if not row["stored"]:  # the key is taken (and committed, or ours earlier in this group)
+                raise Undo(R.idempotent_answer(await c.fetchrow(A.PRIOR_SQL, client, key)))
+            if not row["subject_ok"]:
+                raise SubjectRaced() if a.subject is not None else SubjectErased()
+            await tree.append(c, a.entries)
             if reg["status"] == "blocked":
                 await _emit(c, reg["id"], "registration.blocked", code=R.problem_code(a.response), now=now)
             return None
 
-        return await self._write(run)
+        return await self._group.run(job)
 
     # -- registrations ---------------------------------------------------------------------------
 
@@ -383,20 +375,20 @@ class PostgresStore(DisclosureReads):
         self, item: OutboxItem, entries: Sequence[DisclosureEntry], *, progress: dict[str, Any], now: str,
         events: Sequence[dict[str, Any]] = (),
     ) -> bool:
-        """One step of a row, its entries and the row's progress, in one transaction; nothing at all when
-        the claim no longer owns the row (False)."""
+        """One step of a row, its entries and the row's progress, in one transaction (the next group's);
+        nothing at all when the claim no longer owns the row (False)."""
 
-        async def run(c: Any) -> bool:
+        async def job(c: Any, tree: GroupTree) -> bool:
             owned = _count(await c.execute(
                 "UPDATE outbox SET progress_json=$1, updated_at=$2 WHERE id=$3 AND claim_token=$4 "
                 "AND state='in_flight'", json.dumps(progress, sort_keys=True), now, item.id, item.token))
             if not owned:
                 return False
-            await self._append_in(c, list(entries))
+            await tree.append(c, list(entries))
             await self._events_in(c, item.registration_id, events)
             return True
 
-        return await self._write(run)
+        return await self._group.run(job)
 
     async def finish(
         self, item: OutboxItem, entries: DisclosureEntry | Sequence[DisclosureEntry], *, state: str,
@@ -411,28 +403,30 @@ class PostgresStore(DisclosureReads):
         if last_code is None:
             last_code = next((e.result_code for e in reversed(batch) if e.result_code is not None), None)
 
-        async def run(c: Any) -> bool:
+        async def job(c: Any, tree: GroupTree) -> bool:
             # the registration row is locked first: concurrent finishes of one registration see each
             # other's status, so each status change is reported once
             before = await c.fetchval("SELECT status FROM registrations WHERE id=$1 FOR UPDATE",
                                       item.registration_id)
-            owned = _count(await c.execute(
-                "UPDATE outbox SET state=$1, last_code=COALESCE($2, last_code), "
+            # the fenced update and the states of the rows that count for the registration's status (not
+            # marketing, not escrow) in one statement: the scan sees the row as it was, so its new state
+            # is taken from the update's RETURNING
+            done = await c.fetchrow(
+                "WITH u AS (UPDATE outbox SET state=$1, last_code=COALESCE($2, last_code), "
                 "next_attempt_at=COALESCE($3, next_attempt_at), updated_at=$4, claim_token=NULL, lease_until=NULL, "
                 "parked_reason=$6, deadline_at=COALESCE($7, deadline_at), progress_json=COALESCE($8, progress_json) "
-                "WHERE id=$5 AND state='in_flight' AND (claim_token=$9 OR (claim_token IS NULL AND $9=''))",
+                "WHERE id=$5 AND state='in_flight' AND (claim_token=$9 OR (claim_token IS NULL AND $9='')) "
+                "RETURNING id, state) "
+                "SELECT (SELECT count(*) FROM u) AS owned, ARRAY(SELECT COALESCE(u.state, o.state) FROM outbox o "
+                "LEFT JOIN u ON u.id = o.id WHERE o.registration_id=$10 AND o.required=1) AS states",
                 state, last_code, next_attempt_at, now, item.id, parked_reason, deadline_at,
-                None if progress is None else json.dumps(progress, sort_keys=True), item.token,
-            ))
-            if not owned:
+                None if progress is None else json.dumps(progress, sort_keys=True), item.token, item.registration_id,
+            )
+            if not done["owned"]:
                 return False
-            await self._append_in(c, batch)
+            await tree.append(c, batch)
             await self._events_in(c, item.registration_id, events)
-            # the registration's status follows the rows that count for it (not marketing, not escrow)
-            states = {r["state"] for r in await c.fetch(
-                "SELECT state FROM outbox WHERE registration_id=$1 AND required=1", item.registration_id
-            )}
-            status = R.registration_status(states)
+            status = R.registration_status(set(done["states"]))
             await c.execute("UPDATE registrations SET status=$1, updated_at=$2 WHERE id=$3",
                             status, now, item.registration_id)
             event = status_event(before, status, refused=any(e.outcome == "blocked" for e in batch))
@@ -440,7 +434,7 @@ class PostgresStore(DisclosureReads):
                 await _emit(c, item.registration_id, event, code=last_code, now=now)
             return True
 
-        return await self._write(run)
+        return await self._group.run(job)
 
     # -- webhooks ------------------------------------------------------------------------------------
 
@@ -640,7 +634,8 @@ class PostgresStore(DisclosureReads):
             return 0
 
         async def run(c: Any) -> int:
-            return _count(await c.execute("DELETE FROM entry_values WHERE entry_id = ANY($1::text[])", entry_ids))
+            return _count(await c.execute("DELETE FROM entry_values WHERE leaf_index IN (SELECT leaf_index FROM "
+                                          "disclosures WHERE id = ANY($1::text[]))", entry_ids))
 
         return await self._write(run)
 

@@ -1,9 +1,11 @@
-"""The embedded store: SQLite in WAL mode, one writer connection, explicit transactions.
+"""The embedded store: SQLite in WAL mode, one group-committing writer, separate read connections.
 
 The accepted request, its outbox rows and any "blocked" disclosure entries are written in one
-``BEGIN IMMEDIATE`` transaction, and so is each delivery outcome with its disclosure entry and the
-Merkle tree's new nodes: after a crash at any instant the store holds either all of it or none.
-Calls are short and synchronous underneath; the async contract runs them in a worker thread.
+transaction, and so is each delivery outcome with its disclosure entry and the Merkle tree's new nodes:
+after a crash at any instant the store holds either all of it or none.  Writes are jobs of the writer
+thread (``writer.GroupWriter``): concurrent ones share one ``BEGIN IMMEDIATE`` transaction and one
+fsync, each in its own savepoint, and each caller is answered only after that commit.  Reads run in
+worker threads on connections of their own, so they never queue behind the writer's fsync.
 ``BEGIN IMMEDIATE`` takes SQLite's write lock first, so several processes on one file serialise
 their appends instead of forking the tree.
 """
@@ -16,13 +18,14 @@ import json
 import os
 import sqlite3
 import threading
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from gateway.errors import OutboxRowNotFound, SubjectErased
+from gateway.errors import OutboxRowNotFound, SubjectErased, SubjectRaced
 from gateway.ledger.entry import DisclosureEntry
 from gateway.ledger.merkle import Frontier
 from gateway.store import parked_rows as P
@@ -30,6 +33,7 @@ from gateway.store import rows as R
 from gateway.store import webhook_rows as W
 from gateway.store.base import (
     OUTBOX_STATS_SQL,
+    AcceptContext,
     Accepted,
     DisclosureFilter,
     DisclosureReads,
@@ -44,7 +48,11 @@ from gateway.store.base import (
     outbox_stats_from,
 )
 from gateway.store.paging import keyset_pages
+from gateway.store.sqlite.accounts import SqliteAccounts
 from gateway.store.sqlite.migrations import migrate
+from gateway.store.sqlite.requests_extra import SqliteRequestsExtra
+from gateway.store.sqlite.workbench import SqliteWorkbench
+from gateway.store.sqlite.writer import GroupWriter
 from gateway.webhooks.events import EventType, status_event
 
 T = TypeVar("T")
@@ -65,18 +73,45 @@ def _owner_only(path: str) -> None:
             continue
 
 
-class SqliteStore(DisclosureReads):
+class SqliteStore(SqliteAccounts, SqliteWorkbench, SqliteRequestsExtra, DisclosureReads):
+    """The store on one SQLite file: a group-committing writer and WAL readers of its own.
+
+    How the methods (and mixins such as ``SqliteWorkbench``) reach the database:
+
+    - ``await self._write(fn)`` for a write: ``fn()`` runs on the writer thread as one job of a group
+      (``writer.GroupWriter``); inside it ``with self._tx() as c:`` gives the write connection in the
+      group's ``BEGIN IMMEDIATE`` transaction (as a savepoint: an exception rolls back this job's work
+      only, and reaches the caller).  The caller is answered after the group's ``COMMIT``, so its rows
+      are durable and visible to its next read.  Many concurrent writes share one commit and one fsync.
+    - ``await self._run(fn)`` for a read: ``fn()`` runs in a worker thread, where ``self._read(sql,
+      params)`` and ``self._reading(fn)`` use a read connection from a small pool, so a read never waits
+      for the writer's lock or fsync (WAL).  An in-memory database (``":memory:"``) has one connection,
+      which reads share under the writer's lock.
+    - ``with self._tx() as c:`` outside the writer (inside ``_run``) still works: its own ``BEGIN
+      IMMEDIATE ... COMMIT`` on the write connection between two groups, one commit of its own.
+
+    ``commits`` and ``committed_jobs`` count the groups committed so far and the writes in them."""
+
     def __init__(self, path: Path | str, *, synchronous: str = "FULL") -> None:
         self.path = str(path)
-        if self.path != ":memory:":
+        self._memory = self.path == ":memory:"
+        if not self._memory:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             _owner_only(self.path)
         if synchronous not in ("FULL", "NORMAL", "EXTRA"):
             raise ValueError("synchronous must be FULL, NORMAL or EXTRA")
         self._synchronous = synchronous
         self._conn = self._connect()
-        self._lock = threading.Lock()
+        # held by the writer for each whole group, and by anyone else using the write connection
+        self._lock = threading.RLock()
+        self._in_tx = threading.local()  # a thread inside ``_tx`` outside the writer
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._all_readers: list[sqlite3.Connection] = []
         self.schema_version = migrate(self._conn)
+        self._writer = GroupWriter(self._conn, self._lock)
+        # a store dropped without ``close`` must not leave its writer thread waiting forever
+        weakref.finalize(self, self._writer.request_stop)
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=60)
@@ -86,28 +121,108 @@ class SqliteStore(DisclosureReads):
         conn.execute("PRAGMA foreign_keys=ON")
         return conn
 
+    @property
+    def commits(self) -> int:
+        """Groups committed by this store's writer (each one transaction, one fsync)."""
+        return self._writer.commits
+
+    @property
+    def committed_jobs(self) -> int:
+        """Writes committed by this store's writer, over all groups."""
+        return self._writer.jobs
+
     async def close(self) -> None:
+        """Commit what is queued, stop the writer, close every connection."""
+        await asyncio.to_thread(self._writer.stop)
+        with self._readers_lock:
+            readers, self._readers, self._all_readers = self._all_readers, [], []
+        for conn in readers:
+            conn.close()
         with self._lock:
             self._conn.close()
 
     async def _run(self, fn: Callable[[], T]) -> T:
         return await asyncio.to_thread(fn)
 
+    async def _write(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` as one job of the writer's next group; answered once that group has committed."""
+        return await asyncio.wrap_future(self._writer.submit(lambda _c: fn()))
+
+    def _on_write_connection(self) -> bool:
+        return threading.get_ident() == self._writer.ident or getattr(self._in_tx, "depth", 0) > 0
+
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
+        """The write connection inside a transaction: a savepoint of the group's transaction on the
+        writer thread (or nested in another ``_tx``), else a ``BEGIN IMMEDIATE`` transaction of its own."""
+        c = self._conn
+        if self._on_write_connection():
+            c.execute("SAVEPOINT tx")
             try:
-                yield self._conn
+                yield c
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                if c.in_transaction:
+                    c.execute("ROLLBACK TO tx")
+                    c.execute("RELEASE tx")
                 raise
             else:
-                self._conn.execute("COMMIT")
+                c.execute("RELEASE tx")
+            return
+        with self._lock:
+            self._in_tx.depth = 1
+            try:
+                c.execute("BEGIN IMMEDIATE")
+                try:
+                    yield c
+                except BaseException:
+                    if c.in_transaction:
+                        c.execute("ROLLBACK")
+                    raise
+                else:
+                    c.execute("COMMIT")
+            finally:
+                self._in_tx.depth = 0
 
     def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
-        with self._lock:
-            return list(self._conn.execute(sql, params).fetchall())
+        return self._reading(lambda c: list(c.execute(sql, params).fetchall()), snapshot=False)
+
+    def _reading(self, fn: Callable[[sqlite3.Connection], T], *, snapshot: bool = True) -> T:
+        """``fn`` on a read connection, in one read transaction (one snapshot) unless ``snapshot`` is off.
+
+        On the write connection itself when called from a write (it sees the write's own rows) and for an
+        in-memory database (which has no other connection)."""
+        if self._memory or self._on_write_connection():
+            with self._lock:
+                return fn(self._conn)
+        conn = self._borrow()
+        try:
+            if not snapshot:
+                return fn(conn)
+            conn.execute("BEGIN")
+            try:
+                return fn(conn)
+            finally:
+                conn.execute("COMMIT")  # a read transaction: ends the snapshot, writes nothing
+        finally:
+            self._give_back(conn)
+
+    def _borrow(self) -> sqlite3.Connection:
+        with self._readers_lock:
+            if self._readers:
+                return self._readers.pop()
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=60)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA query_only=ON")
+        with self._readers_lock:
+            self._all_readers.append(conn)
+        return conn
+
+    def _give_back(self, conn: sqlite3.Connection) -> None:
+        with self._readers_lock:
+            if conn in self._all_readers:
+                self._readers.append(conn)
+                return
+        conn.close()  # the store was closed meanwhile
 
     # -- the tree ------------------------------------------------------------------------------------
 
@@ -128,32 +243,31 @@ class SqliteStore(DisclosureReads):
             with self._tx() as c:
                 self._append_in(c, entries)
 
-        await self._run(run)
+        await self._write(run)
 
     async def head(self) -> Frontier:
         rows = await self._run(lambda: self._read("SELECT frontier FROM ledger_head WHERE id=1"))
         return Frontier.from_bytes(bytes(rows[0][0]))
 
     async def nodes(self, coords: list[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
-        def run() -> dict[tuple[int, int], bytes]:
+        def run(c: sqlite3.Connection) -> dict[tuple[int, int], bytes]:
             out: dict[tuple[int, int], bytes] = {}
-            with self._lock:
-                for level, idx in coords:
-                    r = self._conn.execute(
-                        "SELECT hash FROM ledger_nodes WHERE level=? AND idx=?", (level, idx)
-                    ).fetchone()
-                    if r is not None:
-                        out[(level, idx)] = bytes(r[0])
+            for level, idx in coords:
+                r = c.execute(
+                    "SELECT hash FROM ledger_nodes WHERE born=? AND level=? AND idx=?", (*R.node_key(level, idx), idx)
+                ).fetchone()
+                if r is not None:
+                    out[(level, idx)] = bytes(r[0])
             return out
 
-        return await self._run(run)
+        return await self._run(lambda: self._reading(run))
 
     async def add_checkpoint(self, cp: StoredCheckpoint) -> None:
         def run() -> None:
             with self._tx() as c:
                 c.execute(_INSERT.checkpoint.replace("INSERT", "INSERT OR IGNORE", 1), R.checkpoint_values(cp))
 
-        await self._run(run)
+        await self._write(run)
 
     async def checkpoints(self) -> list[StoredCheckpoint]:
         rows = await self._run(lambda: self._read(f"{R.SELECT_CHECKPOINTS} ORDER BY size"))
@@ -205,6 +319,38 @@ class SqliteStore(DisclosureReads):
         ))
         return R.idempotent_answer(rows[0]) if rows else None
 
+    @staticmethod
+    def _holder_in(c: sqlite3.Connection, strong_digest: str) -> sqlite3.Row | None:
+        """The live subject ``("strong_id", strong_digest)`` names, oldest first (``claim_subject``'s pick)."""
+        row: sqlite3.Row | None = c.execute(
+            f"SELECT {R.SUBJECT_KEY_COLUMNS} FROM subjects WHERE wrapped IS NOT NULL AND id IN "  # noqa: S608
+            "(SELECT subject_id FROM subject_index WHERE kind='strong_id' AND digest=?) "
+            "ORDER BY created_at, id LIMIT 1",
+            (strong_digest,),
+        ).fetchone()
+        return row
+
+    async def accept_context(self, client: str, key: str, strong_digest: str | None) -> AcceptContext:
+        """The accept path's one read (``AcceptContext``), on a read connection."""
+
+        def run(c: sqlite3.Connection) -> AcceptContext:
+            prior = c.execute(
+                "SELECT request_hash, status, response_json FROM idempotency WHERE client=? AND key=?", (client, key)
+            ).fetchone()
+            holder = self._holder_in(c, strong_digest) if strong_digest is not None else None
+            restrictions: tuple[dict[str, Any], ...] = ()
+            if holder is not None:
+                restrictions = tuple(dict(r) for r in c.execute(
+                    "SELECT * FROM restrictions WHERE subject_id=? AND lifted_at IS NULL ORDER BY since",
+                    (holder["id"],)))
+            return AcceptContext(
+                prior=R.idempotent_answer(prior) if prior is not None else None,
+                holder=R.subject_key_from_row(holder) if holder is not None else None,
+                restrictions=restrictions,
+            )
+
+        return await self._run(lambda: self._reading(run))
+
     async def accept(self, a: Accepted, now: str) -> tuple[str, int, dict[str, Any]] | None:
         """Write the whole acceptance atomically; returns the earlier answer if the key raced us."""
 
@@ -219,6 +365,8 @@ class SqliteStore(DisclosureReads):
                 if prior is not None:
                     return R.idempotent_answer(prior)
                 if a.subject is not None:
+                    if a.subject.merge_on is not None and self._holder_in(c, a.subject.merge_on) is not None:
+                        raise SubjectRaced()
                     c.execute(
                         "INSERT INTO subjects(id, kid, wrapped, created_at, basis) VALUES (?,?,?,?,?)",
                         (a.subject.id, a.subject.kid, a.subject.wrapped, now, a.subject.basis),
@@ -227,7 +375,7 @@ class SqliteStore(DisclosureReads):
                 if a.subject is None and subject_id is not None:
                     self._require_live(c, subject_id)
                 if subject_id is not None:
-                    links = (a.subject.index if a.subject else ()) + a.subject_links
+                    links = (tuple(R.subject_links(a.subject)) if a.subject else ()) + a.subject_links
                     c.executemany(
                         "INSERT OR IGNORE INTO subject_index(kind, digest, subject_id) VALUES (?,?,?)",
                         [(k, d, subject_id) for k, d in links],
@@ -249,7 +397,7 @@ class SqliteStore(DisclosureReads):
                     self._emit(c, reg["id"], "registration.blocked", code=R.problem_code(a.response), now=now)
             return None
 
-        return await self._run(run)
+        return await self._write(run)
 
     @staticmethod
     def _insert_outbox(
@@ -275,7 +423,7 @@ class SqliteStore(DisclosureReads):
                 if items:
                     self._emit(c, registration_id, "registration.changed", code=None, now=now)
 
-        await self._run(run)
+        await self._write(run)
 
     # -- registrations ---------------------------------------------------------------------------
 
@@ -315,7 +463,7 @@ class SqliteStore(DisclosureReads):
                     (now, now, now, cutoff),
                 ).rowcount
 
-        return await self._run(run)
+        return await self._write(run)
 
     async def claim_due(
         self, now: str, limit: int, *, batch_recipient: str | None = None, recipient: str | None = None,
@@ -346,7 +494,7 @@ class SqliteStore(DisclosureReads):
                     items.append(replace(R.outbox_item(row, attempts=row["attempts"] + 1), token=token))
                 return items
 
-        return await self._run(run)
+        return await self._write(run)
 
     async def due_recipients(self, now: str) -> list[str]:
         def run() -> list[str]:
@@ -367,7 +515,7 @@ class SqliteStore(DisclosureReads):
                     "UPDATE outbox SET lease_until=? WHERE claim_token=? AND state='in_flight'", (lease_until, t)
                 ).rowcount for t in tokens)
 
-        return await self._run(run)
+        return await self._write(run)
 
     async def release_claims(self, tokens: Sequence[str], now: str) -> int:
         """Give rows back at shutdown: due again at once, for this or another instance."""
@@ -381,7 +529,7 @@ class SqliteStore(DisclosureReads):
                     "lease_until=NULL WHERE claim_token=? AND state='in_flight'", (now, now, t)
                 ).rowcount for t in tokens)
 
-        return await self._run(run)
+        return await self._write(run)
 
     async def record_step(
         self, item: OutboxItem, entries: Sequence[DisclosureEntry], *, progress: dict[str, Any], now: str,
@@ -403,7 +551,7 @@ class SqliteStore(DisclosureReads):
                 self._events_in(c, item.registration_id, events)
                 return True
 
-        return await self._run(run)
+        return await self._write(run)
 
     async def finish(
         self, item: OutboxItem, entries: DisclosureEntry | Sequence[DisclosureEntry], *, state: str,
@@ -450,7 +598,7 @@ class SqliteStore(DisclosureReads):
                     self._emit(c, item.registration_id, event, code=last_code, now=now)
                 return True
 
-        return await self._run(run)
+        return await self._write(run)
 
     # -- webhooks ------------------------------------------------------------------------------------
 
@@ -472,22 +620,21 @@ class SqliteStore(DisclosureReads):
                 c.execute("INSERT INTO webhooks(id, client, url, events_json, secret, created_at) "
                           "VALUES (?,?,?,?,?,?)", W.webhook_values(hook, now))
 
-        await self._run(run)
+        await self._write(run)
 
     async def webhooks(self, client: str) -> list[dict[str, Any]]:
-        def run() -> list[dict[str, Any]]:
-            with self._lock:
-                hooks = self._conn.execute(
-                    "SELECT id, url, events_json, created_at FROM webhooks WHERE client=? AND deleted_at IS NULL "
-                    "ORDER BY created_at, id", (client,)).fetchall()
-                out = []
-                for h in hooks:
-                    counts = {r[0]: r[1] for r in self._conn.execute(
-                        "SELECT state, COUNT(*) FROM webhook_events WHERE webhook_id=? GROUP BY state", (h["id"],))}
-                    out.append(W.hook_view(h, counts))
-                return out
+        def run(c: sqlite3.Connection) -> list[dict[str, Any]]:
+            hooks = c.execute(
+                "SELECT id, url, events_json, created_at FROM webhooks WHERE client=? AND deleted_at IS NULL "
+                "ORDER BY created_at, id", (client,)).fetchall()
+            out = []
+            for h in hooks:
+                counts = {r[0]: r[1] for r in c.execute(
+                    "SELECT state, COUNT(*) FROM webhook_events WHERE webhook_id=? GROUP BY state", (h["id"],))}
+                out.append(W.hook_view(h, counts))
+            return out
 
-        return await self._run(run)
+        return await self._run(lambda: self._reading(run))
 
     async def delete_webhook(self, client: str, webhook_id: str, now: str) -> bool:
         def run() -> bool:
@@ -499,7 +646,7 @@ class SqliteStore(DisclosureReads):
                               "WHERE webhook_id=? AND state='pending'", (now, webhook_id))
                 return n > 0
 
-        return await self._run(run)
+        return await self._write(run)
 
     async def webhook_events(self, webhook_id: str, limit: int = 50) -> list[dict[str, Any]]:
         rows = await self._run(lambda: self._read(
@@ -521,7 +668,7 @@ class SqliteStore(DisclosureReads):
                     out.append(W.delivery({**dict(r), "attempts": r["attempts"] + 1}))
                 return out
 
-        return await self._run(run)
+        return await self._write(run)
 
     async def webhook_event_result(
         self, row_id: int, *, state: str, next_attempt_at: str | None, last_status: str, now: str
@@ -534,7 +681,7 @@ class SqliteStore(DisclosureReads):
                           "last_status=?, updated_at=? WHERE id=? AND state='pending'",
                           (state, next_attempt_at, last_status, now, row_id))
 
-        await self._run(run)
+        await self._write(run)
 
     async def pending_count(self) -> int:
         rows = await self._run(lambda: self._read(
@@ -567,7 +714,7 @@ class SqliteStore(DisclosureReads):
                 c.execute("INSERT INTO access_log(at, actor, action, object_id, subject_id) VALUES (?,?,?,?,?)",
                           (at, actor, action, object_id, subject_id))
 
-        await self._run(run)
+        await self._write(run)
 
     async def access_log(self, subject_id: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         sql = "SELECT at, actor, action, object_id, subject_id FROM access_log"
@@ -587,7 +734,7 @@ class SqliteStore(DisclosureReads):
             with self._tx() as c:
                 c.execute(_INSERT.request, values)
 
-        await self._run(run)
+        await self._write(run)
 
     async def request(self, request_id: str) -> dict[str, Any] | None:
         rows = await self._run(lambda: self._read("SELECT * FROM requests WHERE id=?", (request_id,)))
@@ -609,7 +756,7 @@ class SqliteStore(DisclosureReads):
                 c.execute(f"UPDATE requests SET {', '.join(s + '=?' for s in sets)} WHERE id=?",  # noqa: S608
                           (*values, request_id))
 
-        await self._run(run)
+        await self._write(run)
 
     async def add_request_event(
         self, request_id: str, at: str, actor: str, action: str, detail: dict[str, Any]
@@ -619,7 +766,7 @@ class SqliteStore(DisclosureReads):
                 c.execute("INSERT INTO request_events(request_id, at, actor, action, detail_json) VALUES (?,?,?,?,?)",
                           (request_id, at, actor, action, json.dumps(detail, sort_keys=True)))
 
-        await self._run(run)
+        await self._write(run)
 
     async def request_events(self, request_id: str) -> list[dict[str, Any]]:
         rows = await self._run(lambda: self._read(
@@ -633,7 +780,7 @@ class SqliteStore(DisclosureReads):
                           "VALUES (?,?,?,?,?,?)",
                           (r["id"], r["subject_id"], r["kind"], r["scope"], r["since"], r.get("request_id")))
 
-        await self._run(run)
+        await self._write(run)
 
     async def lift_restriction(self, restriction_id: str, at: str) -> bool:
         def run() -> bool:
@@ -641,7 +788,7 @@ class SqliteStore(DisclosureReads):
                 return c.execute("UPDATE restrictions SET lifted_at=? WHERE id=? AND lifted_at IS NULL",
                                  (at, restriction_id)).rowcount == 1
 
-        return await self._run(run)
+        return await self._write(run)
 
     async def restrictions(self, subject_id: str, *, active_only: bool = True) -> list[dict[str, Any]]:
         only_active = " AND lifted_at IS NULL" if active_only else ""
@@ -660,9 +807,10 @@ class SqliteStore(DisclosureReads):
 
         def run() -> int:
             with self._tx() as c:
-                return sum(c.execute("DELETE FROM entry_values WHERE entry_id=?", (e,)).rowcount for e in entry_ids)
+                sql = "DELETE FROM entry_values WHERE leaf_index=(SELECT leaf_index FROM disclosures WHERE id=?)"
+                return sum(c.execute(sql, (e,)).rowcount for e in entry_ids)
 
-        return await self._run(run)
+        return await self._write(run)
 
     # -- subjects and keys -----------------------------------------------------------------------------
 
@@ -704,7 +852,7 @@ class SqliteStore(DisclosureReads):
                               [(k, d, new.id) for k, d in R.subject_links(new)])
                 return new.id
 
-        return await self._run(run)
+        return await self._write(run)
 
     async def subject_key(self, subject_id: str) -> SubjectKey | None:
         rows = await self._run(lambda: self._read(
@@ -730,7 +878,7 @@ class SqliteStore(DisclosureReads):
                 c.execute("UPDATE subjects SET kid=?, wrapped=? WHERE id=? AND wrapped IS NOT NULL",
                           (kid, wrapped, subject_id))
 
-        await self._run(run)
+        await self._write(run)
 
     async def shred_subject(self, subject_id: str, now: str) -> bool:
         """Destroy the subject's data key: every value sealed under it becomes unreadable."""
@@ -742,7 +890,7 @@ class SqliteStore(DisclosureReads):
                     (now, subject_id),
                 ).rowcount == 1
 
-        return await self._run(run)
+        return await self._write(run)
 
     async def wrapped_key_counts(self) -> dict[str, int]:
         """How many live data keys are wrapped under each KEK id: what retiring a KEK must find at zero."""
@@ -793,10 +941,10 @@ class SqliteStore(DisclosureReads):
             return True
 
     async def retry_parked(self, row_id: int, now: str, *, actor: str) -> bool:
-        return await self._run(lambda: self._staff_action(row_id, now, actor, "retry"))
+        return await self._write(lambda: self._staff_action(row_id, now, actor, "retry"))
 
     async def cancel_parked(self, row_id: int, now: str, *, actor: str) -> bool:
-        return await self._run(lambda: self._staff_action(row_id, now, actor, "cancel"))
+        return await self._write(lambda: self._staff_action(row_id, now, actor, "cancel"))
 
     async def parked_actions(self, limit: int = 100) -> list[dict[str, Any]]:
         def run() -> list[dict[str, Any]]:
@@ -838,7 +986,7 @@ class SqliteStore(DisclosureReads):
                 self._event_in(c, reg_id, at=at, kind=kind, source=source, detail=detail, end_reason=end_reason,
                                expires_at=expires_at)
 
-        await self._run(run)
+        await self._write(run)
 
     async def registration_events(self, reg_id: str) -> list[dict[str, Any]]:
         def run() -> list[dict[str, Any]]:
@@ -870,7 +1018,7 @@ class SqliteStore(DisclosureReads):
                         self._insert_outbox(c, registration_id, None, outbox, at)
                 return True
 
-        return await self._run(run)
+        return await self._write(run)
 
     async def registration_for_domain(self, domain: str) -> dict[str, Any] | None:
         def run() -> dict[str, Any] | None:
@@ -910,7 +1058,7 @@ class SqliteStore(DisclosureReads):
                     self._event_in(c, registration_id, at=now, kind=event["kind"], source=event["source"],
                                    detail=event["detail"], end_reason=end_reason, expires_at=None)
 
-        await self._run(run)
+        await self._write(run)
 
 
     async def stream_leaf_rows(self, batch: int = 5000) -> AsyncIterator[list[tuple[Any, ...]]]:
