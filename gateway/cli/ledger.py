@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import datetime as dt
 import json
 import os
 import sys
@@ -29,6 +28,7 @@ from gateway.ledger.checkpoint import SignedCheckpoint, load_or_create_signing_k
 from gateway.ledger.keys import KeyRing, ring_lock
 from gateway.rights.config import load_retention
 from gateway.services.ledger import Ledger, RetentionRule, verify_store
+from gateway.services.verify import PurposeRule, Source
 from gateway.settings import Settings
 
 #: Exit codes of ``gateway ledger audit``.
@@ -41,6 +41,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     verify = lsub.add_parser("verify", help="recompute every hash and checkpoint; name the first bad entry")
     verify.add_argument("--public-key", type=Path, help="checkpoint public key (PEM); default: from the signing key")
     verify.add_argument("--quiet", action="store_true", help="no progress bar")
+    verify.add_argument("--jobs", type=int, default=os.cpu_count() or 1, metavar="N",
+                        help="processes hashing the leaves, each a range of them (default: the CPU count, "
+                        f"{os.cpu_count() or 1} here); 1: all in this process")
     verify.add_argument("--config-dir", type=Path,
                         help="where retention.yaml is (default: GATEWAY_CONFIG_DIR); values missing before their "
                         "purpose's retention period ran out are reported")
@@ -106,6 +109,8 @@ async def _verify(settings: Settings, args: argparse.Namespace) -> int:
     else:  # e.g. an auditor's copy of the database without the configuration
         print(f"warning: no retention.yaml in {config_dir}: values missing from entries are taken for retention "
               "purges, not checked against their periods", file=sys.stderr)
+    source = (Source("postgres", settings.database_url) if settings.database_url
+              else Source("sqlite", str(settings.resolved_db())))
     store = await open_store(settings)
     try:
         head = await store.head()
@@ -113,7 +118,8 @@ async def _verify(settings: Settings, args: argparse.Namespace) -> int:
             task = progress.add_task("leaves", total=head.size)
             report = await verify_store(store, public_key,
                                         lambda done, total: progress.update(task, completed=done, total=total),
-                                        retention=retention)
+                                        retention=retention, jobs=max(1, args.jobs), source=source,
+                                        preload=RETENTION_MODULES)
     finally:
         await store.close()
     if report.ok:
@@ -126,15 +132,17 @@ async def _verify(settings: Settings, args: argparse.Namespace) -> int:
     return 1
 
 
+#: What a verifying process imports to unpickle :func:`retention_rule`'s rule (once, before it forks).
+RETENTION_MODULES = ("gateway.rights.config",)
+
+
 def retention_rule(config_dir: Path) -> RetentionRule:
-    """The retention job's rule from ``retention.yaml``: when an entry's values may first be purged."""
+    """The retention job's rule from ``retention.yaml``: when an entry's values may first be purged.
+
+    A table of the configured purposes' own ``expires`` (the retention job's arithmetic, not a copy),
+    which pickles, so ``verify --jobs`` can hand it to each process."""
     config = load_retention(config_dir)
-
-    def rule(purpose: str, recorded_at: dt.datetime) -> dt.datetime | None:
-        cfg = config.purposes.get(purpose)
-        return None if cfg is None else cfg.expires(recorded_at)
-
-    return rule
+    return PurposeRule({purpose: cfg.expires for purpose, cfg in config.purposes.items()})
 
 
 # -- the rollback check -------------------------------------------------------------------------------

@@ -198,6 +198,19 @@ class DisclosureEntry:
             "command": self.command,
         }
 
+    def stored_row(self, leaf_index: int) -> tuple[Any, ...]:
+        """:meth:`row`'s values in ``STORED_COLUMNS`` order, without the dict: what an append stores and
+        hashes (``stored_leaf_bytes``), built once per entry on the append path."""
+        digest = self.stored_values_digest if self.leaf_hash is not None else self.values_digest
+        return (
+            leaf_index, self.id, self.registration_id, self.subject_id, self.recipient, self.recipient_name,
+            self.recipient_country, self.category, self.article, self.instrument, self.purpose, self.outcome,
+            int(self.retryable), json.dumps(list(self.fields)), json.dumps(list(self.withheld)),
+            self.payload_digest, self.result_code, self.sv_trid, self.cl_trid,
+            json.dumps(self.objects, sort_keys=True), self.reason, self.attempted_at, self.recorded_at, digest,
+            self.command,
+        )
+
     @classmethod
     def from_row(cls, r: Any) -> DisclosureEntry:
         """From a stored row joined with ``entry_values``; ``values_purged`` when the digest has no

@@ -176,6 +176,31 @@ class Frontier:
         self._size = position + 1
         return created
 
+    def append_subtree(self, level: int, subtree: bytes) -> list[Node]:
+        """Add a complete subtree of ``2**level`` leaves, given by its hash; return every complete aligned
+        subtree this completed: the added one first, then each parent it completed, bottom-up.
+
+        The same as appending its leaves one by one, for a caller that hashed those leaves elsewhere (a
+        verifier splitting the leaves over processes by aligned range): the size must be a multiple of
+        ``2**level``, so the subtree is aligned and the carries above it are the ones the leaves would
+        have made.  ``append_subtree(0, h)`` is ``append(h)``."""
+        _check_hash(subtree, "subtree hash")
+        if level < 0 or self._size & ((1 << level) - 1):
+            raise ValueError("a subtree must start at a multiple of its width")
+        position = self._size
+        width = 1 << level
+        created = [Node(level, position >> level, subtree)]
+        stack = list(self._hashes)
+        acc = subtree
+        while (position >> level) & 1:
+            acc = node_hash(stack.pop(), acc)
+            level += 1
+            created.append(Node(level, position >> level, acc))
+        stack.append(acc)
+        self._hashes = tuple(stack)
+        self._size = position + width
+        return created
+
     def root(self) -> bytes:
         """MTH of the whole tree (RFC 9162 §2.1.1)."""
         return _fold(self._hashes)

@@ -15,8 +15,8 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from gateway.ledger.entry import STORED_COLUMNS, DisclosureEntry
-from gateway.ledger.merkle import Frontier
+from gateway.ledger.entry import STORED_COLUMNS, DisclosureEntry, stored_leaf_bytes
+from gateway.ledger.merkle import Frontier, leaf_hash
 from gateway.store.base import (
     BASIS_RECORD,
     BASIS_STRONG_ID,
@@ -27,7 +27,6 @@ from gateway.store.base import (
     OutboxItem,
     StoredCheckpoint,
     SubjectKey,
-    extend_tree,
     node_born,
 )
 
@@ -78,10 +77,37 @@ DISCLOSURE_COLUMNS: tuple[str, ...] = (*STORED_COLUMNS, "leaf_hash")
 #: Every stored column of an entry plus its sealed values (NULL once purged), as ``from_row`` reads them.
 SELECT_DISCLOSURES = (
     f"SELECT {', '.join('d.' + c for c in DISCLOSURE_COLUMNS)}, v.values_ct FROM disclosures d "  # noqa: S608
-    "LEFT JOIN entry_values v ON v.entry_id = d.id"
+    "LEFT JOIN entry_values v ON v.leaf_index = d.leaf_index"
 )
-ENTRY_VALUES_COLUMNS = ("entry_id", "values_ct")
+#: Sealed values by leaf index (schema 7: keyed in append order, not by the random entry id).
+ENTRY_VALUES_COLUMNS = ("leaf_index", "values_ct")
+#: Tree nodes; the key is ``(born, level)`` (schema 7), the order appends write them in.
 NODE_COLUMNS = ("level", "idx", "born", "hash")
+
+
+def node_key(level: int, idx: int) -> tuple[int, int]:
+    """The stored key ``(born, level)`` of node ``(level, idx)``: what a lookup binds (schema 7)."""
+    return node_born(level, idx), level
+
+
+def leaf_range_sql(mark: Mark, *, lower: bool, upper: bool) -> str:
+    """Leaf rows as ``stream_leaf_rows`` gives them (``DISCLOSURE_COLUMNS`` then ``values_ct``) with
+    ``lo <= leaf_index < hi``, in order; bound: ``lo`` if ``lower``, then ``hi`` if ``upper``.
+
+    A side without a bound takes every row beyond it: the first range of a verifier sees any stray index
+    below 0 and the last any row beyond the head, so together the ranges see every row there is."""
+    bounds = [*(["d.leaf_index >= " + mark(1)] if lower else []),
+              *([f"d.leaf_index < {mark(1 + lower)}"] if upper else [])]
+    where = f" WHERE {' AND '.join(bounds)}" if bounds else ""
+    return f"{SELECT_DISCLOSURES}{where} ORDER BY d.leaf_index"
+
+
+def node_range_sql(mark: Mark, *, lower: bool, upper: bool) -> str:
+    """Tree nodes ``(level, idx, born, hash)`` with ``lo <= born < hi`` in key order, bound as
+    :func:`leaf_range_sql` (and open the same way): the nodes the appends of those leaves wrote."""
+    bounds = [*(["born >= " + mark(1)] if lower else []), *([f"born < {mark(1 + lower)}"] if upper else [])]
+    where = f" WHERE {' AND '.join(bounds)}" if bounds else ""
+    return f"SELECT level, idx, born, hash FROM ledger_nodes{where} ORDER BY born, level"  # noqa: S608
 
 
 @dataclass(frozen=True)
@@ -89,7 +115,7 @@ class TreeRows:
     """The rows one append writes, each list in its table's column order."""
 
     leaves: list[tuple[Any, ...]]  # DISCLOSURE_COLUMNS
-    values: list[tuple[str, bytes]]  # ENTRY_VALUES_COLUMNS
+    values: list[tuple[int, bytes]]  # ENTRY_VALUES_COLUMNS
     nodes: list[tuple[int, int, int, bytes]]  # NODE_COLUMNS
 
 
@@ -98,10 +124,14 @@ def tree_rows(frontier: Frontier, entries: Iterable[DisclosureEntry]) -> TreeRow
     (advanced in place, so the caller then stores ``frontier`` as the new head)."""
     out = TreeRows([], [], [])
     for entry in entries:
-        row, lh, nodes = extend_tree(frontier, entry)
-        out.leaves.append((*(row[col] for col in STORED_COLUMNS), lh))
+        index = frontier.size
+        stored = entry.stored_row(index)
+        # the orjson encoder of the verifier's fast pass: the same bytes as ``leaf_bytes`` (property-tested)
+        lh = leaf_hash(stored_leaf_bytes(stored))
+        nodes = frontier.append(lh)
+        out.leaves.append((*stored, lh))
         if entry.values_ct is not None:
-            out.values.append((entry.id, entry.values_ct))
+            out.values.append((index, entry.values_ct))
         out.nodes.extend((n.level, n.index, node_born(n.level, n.index), n.hash) for n in nodes)
     return out
 

@@ -378,3 +378,102 @@ def schema_v6(d: Dialect) -> str:
             PRIMARY KEY (registry, msg_id)
         );
         """
+
+
+def schema_v7(d: Dialect, without_rowid: str, rename_keys: str) -> str:
+    """Migration 7 in dialect ``d``: ledger tables keyed in the order rows arrive, so an append writes few pages.
+
+    Issue 9: one append wrote 17 WAL pages in SQLite where the raw row takes 1.7, because three of its
+    B-trees were keyed at random or held twice.  Both tables are rebuilt with their rows as they are
+    (the leaves, and so every leaf hash, root and signed checkpoint, are untouched):
+
+    - ``ledger_nodes`` is keyed by ``(born, level)``, the order appends create nodes in (``born`` is the
+      leaf whose append completed the node, ``gateway.store.base.node_born``), so every append adds its
+      nodes at the right edge of one B-tree.  A node is still looked up by ``(level, idx)``: its ``born``
+      follows from them, so the lookup binds the computed key.  The separate ``ledger_nodes_born`` index
+      is gone (the key is that order now), and SQLite stores the table ``WITHOUT ROWID``: the key is the
+      table, not a rowid table beside a second tree for the key.  ``idx`` stays as a column (a few bytes)
+      so a row still says where it sits without arithmetic.
+    - ``entry_values`` is keyed by ``leaf_index`` instead of the entry's random id: in SQLite it becomes
+      the rowid itself (appended at the end), where the text key meant a rowid table plus an index
+      written at a random page on every insert.
+
+    ``without_rowid`` is the dialect's table option (SQLite's ``WITHOUT ROWID``, empty in PostgreSQL,
+    where the heap plus the primary key is already what it is); ``rename_keys`` renames whatever
+    constraints kept the copies' names (PostgreSQL's; SQLite's automatic indexes follow the table)."""
+    return f"""
+        CREATE TABLE ledger_nodes_v7 (
+            level  INTEGER NOT NULL,
+            idx    {d.bigint} NOT NULL,
+            born   {d.bigint} NOT NULL,
+            hash   {d.blob} NOT NULL,
+            PRIMARY KEY (born, level)
+        ){without_rowid};
+        INSERT INTO ledger_nodes_v7 (level, idx, born, hash)
+            SELECT level, idx, born, hash FROM ledger_nodes ORDER BY born, level;
+        DROP TABLE ledger_nodes;
+        ALTER TABLE ledger_nodes_v7 RENAME TO ledger_nodes;
+        {d.append_only('ledger_nodes', 'ledger nodes are append-only')}
+
+        CREATE TABLE entry_values_v7 (
+            leaf_index {d.bigint} PRIMARY KEY REFERENCES disclosures(leaf_index),
+            values_ct  {d.blob} NOT NULL
+        );
+        INSERT INTO entry_values_v7 (leaf_index, values_ct)
+            SELECT d.leaf_index, v.values_ct FROM entry_values v JOIN disclosures d ON d.id = v.entry_id
+            ORDER BY d.leaf_index;
+        DROP TABLE entry_values;
+        ALTER TABLE entry_values_v7 RENAME TO entry_values;
+        {rename_keys}
+        """  # noqa: S608 - only the dialect's fixed spellings are interpolated
+
+
+STAFF_ROLES = ("privacy", "auditor")
+STAFF_LANGS = ("sv", "en")
+
+
+def schema_v8(d: Dialect) -> str:
+    """Migration 8 in dialect ``d``: named staff accounts and their sessions, kept in the store so that every
+    gateway instance sees the same log-ins and any of them can end one.
+
+    - ``staff_accounts``: one row per person (``name`` is the log-in name, never reused for another person);
+      ``password_hash`` an argon2id hash (NULL: the account logs in through OpenID Connect only);
+      ``oidc_subject`` the identity provider's ``sub`` an admin linked to it; ``disabled_at`` ends its use
+      (and every session of it) without deleting the name the logs attribute actions to.
+    - ``staff_sessions``: ``id`` is the SHA-256 of the random cookie value, so a copy of this table logs no
+      one in; a session ends at ``expires_at``, when it is revoked, or when its account is disabled.
+    - ``login_failures``: failed log-ins by key (hashes of the user name and of the client address) for
+      throttling; pruned as they age out of the window.
+    - ``requests.assignee``: the staff account a data-subject request is assigned to."""
+    roles = ", ".join(f"'{r}'" for r in STAFF_ROLES)
+    langs = ", ".join(f"'{lang}'" for lang in STAFF_LANGS)
+    return f"""
+        CREATE TABLE staff_accounts (
+            name            {d.text} PRIMARY KEY,
+            display_name    {d.text} NOT NULL,
+            password_hash   {d.text},
+            role            {d.text} NOT NULL CHECK (role IN ({roles})),
+            is_admin        INTEGER NOT NULL DEFAULT 0,
+            lang            {d.text} NOT NULL DEFAULT 'sv' CHECK (lang IN ({langs})),
+            created_at      {d.text} NOT NULL,
+            disabled_at     {d.text},
+            oidc_subject    {d.text} UNIQUE
+        );
+        CREATE TABLE staff_sessions (
+            id              {d.text} PRIMARY KEY,
+            account         {d.text} NOT NULL REFERENCES staff_accounts(name),
+            created_at      {d.text} NOT NULL,
+            last_seen_at    {d.text} NOT NULL,
+            expires_at      {d.text} NOT NULL,
+            revoked_at      {d.text},
+            user_agent      {d.text}
+        );
+        CREATE INDEX staff_sessions_account ON staff_sessions(account, revoked_at);
+        CREATE TABLE login_failures (
+            id              {d.serial},
+            key             {d.text} NOT NULL,
+            at              {d.text} NOT NULL
+        );
+        CREATE INDEX login_failures_key ON login_failures(key, at);
+        ALTER TABLE requests ADD COLUMN assignee {d.text};
+        """

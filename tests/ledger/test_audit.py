@@ -79,8 +79,7 @@ def truncated_copy(src: Path, dst: Path, keep: int) -> None:
     try:
         for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type='trigger'").fetchall():
             db.execute(f'DROP TRIGGER "{name}"')
-        db.execute("DELETE FROM entry_values WHERE entry_id IN (SELECT id FROM disclosures WHERE leaf_index >= ?)",
-                   (keep,))
+        db.execute("DELETE FROM entry_values WHERE leaf_index >= ?", (keep,))
         db.execute("DELETE FROM disclosures WHERE leaf_index >= ?", (keep,))
         db.execute("DELETE FROM ledger_nodes WHERE born >= ?", (keep,))
         db.execute("DELETE FROM checkpoints")

@@ -401,3 +401,40 @@ def test_frontier_rejects_malformed_input() -> None:
         f.append(b"short")
     with pytest.raises(ValueError):
         m.Frontier(3, [LEAVES[0]])
+
+
+@pytest.mark.parametrize("level", [0, 1, 2, 3])
+def test_append_subtree_is_appending_its_leaves(level: int) -> None:
+    """A verifier hashing aligned ranges elsewhere joins their subtree hashes: the same nodes, carries and
+    root as appending every leaf, for any number of whole ranges followed by any tail of single leaves."""
+    width = 1 << level
+    for ranges in range(0, 11):
+        for tail in range(0, width):
+            n = ranges * width + tail
+            if n > len(LEAVES):
+                continue
+            one_by_one, joined = m.Frontier.empty(), m.Frontier.empty()
+            leaf_nodes: list[m.Node] = []
+            for h in LEAVES[:n]:
+                leaf_nodes.extend(one_by_one.append(h))
+            upper: list[m.Node] = []
+            for r in range(ranges):
+                piece = LEAVES[r * width:(r + 1) * width]
+                created = joined.append_subtree(level, m.root_of(piece))
+                assert created[0] == m.Node(level, r, m.root_of(piece))
+                upper.extend(created)
+            for h in LEAVES[ranges * width:n]:
+                upper.extend(joined.append(h))
+            assert joined == one_by_one and joined.root() == m.root_of(LEAVES[:n])
+            # every node at or above the subtrees' level, as appending the leaves made them
+            assert [c for c in upper if c.level >= level] == [c for c in leaf_nodes if c.level >= level]
+
+
+def test_append_subtree_refuses_a_misaligned_subtree() -> None:
+    f = m.Frontier.empty()
+    f.append(LEAVES[0])
+    with pytest.raises(ValueError, match="multiple of its width"):
+        f.append_subtree(1, LEAVES[1])
+    with pytest.raises(ValueError, match="32 bytes"):
+        f.append_subtree(0, b"short")
+    assert f.size == 1

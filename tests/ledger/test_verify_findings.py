@@ -91,7 +91,7 @@ async def test_values_vanished_before_their_retention_date(store: Store, raw: Ra
     recorded = dt.datetime(2025, 3, 1, 9, 0, tzinfo=dt.UTC)
     entries = await _fresh_ledger(store, signer, recorded)
     victim = next(i for i, e in enumerate(entries) if e.values_ct is not None)
-    await raw.execute("DELETE FROM entry_values WHERE entry_id=?", entries[victim].id)
+    await raw.execute("DELETE FROM entry_values WHERE leaf_index=?", victim)
 
     # a day later: the 15-month period of domain_registration has not run out, so no purge did this
     report = await verify_store(store, signer.public_key, retention=RULE, now=recorded + dt.timedelta(days=1))
@@ -113,7 +113,7 @@ async def test_values_of_a_purpose_that_is_never_purged(store: Store, raw: RawDB
     entries = await _fresh_ledger(store, signer, recorded, purpose="unlisted_purpose")
     assert (await verify_store(store, signer.public_key, retention=RULE)).ok
     victim = next(i for i, e in enumerate(entries) if e.values_ct is not None)
-    await raw.execute("DELETE FROM entry_values WHERE entry_id=?", entries[victim].id)
+    await raw.execute("DELETE FROM entry_values WHERE leaf_index=?", victim)
     report = await verify_store(store, signer.public_key, retention=RULE)
     assert not report.ok and report.bad_entry_id == entries[victim].id
     assert "never purged" in (report.problem or "")
@@ -146,7 +146,7 @@ async def test_cli_verify_names_the_entry(tmp_path: Path) -> None:
         code, text = await verify()
         assert code == 0, text
         victim = next(i for i, e in enumerate(entries) if e.values_ct is not None)
-        await raw.execute("DELETE FROM entry_values WHERE entry_id=?", entries[victim].id)
+        await raw.execute("DELETE FROM entry_values WHERE leaf_index=?", victim)
         code, text = await verify()
         assert code == 1
         assert "vanished before its retention date" in text

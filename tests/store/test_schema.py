@@ -3,6 +3,7 @@ released migration that never changes underneath a database it has already been 
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import sqlite3
 from pathlib import Path
@@ -12,11 +13,18 @@ import asyncpg
 import pytest
 
 from gateway.errors import ConfigError
+from gateway.ledger.checkpoint import Checkpoint, CheckpointSigner
+from gateway.ledger.entry import DisclosureEntry
+from gateway.ledger.merkle import Frontier, inclusion_proof, verify_inclusion
+from gateway.services.ledger import ORIGIN, verify_store
+from gateway.store import rows as R
+from gateway.store.base import DisclosureFilter
 from gateway.store.postgres import PostgresStore
 from gateway.store.postgres import migrations as pg_migrations
 from gateway.store.schema import refuse_newer
 from gateway.store.sqlite import SqliteStore
 from gateway.store.sqlite import migrations as sqlite_migrations
+from tests.store.conftest import make_entry
 
 #: Migration 1 as first released.  SQLite: the statements run (and kept in ``sqlite_master``); PostgreSQL:
 #: the script.  A change here is a change to databases already migrated: write migration 2 instead.
@@ -40,15 +48,26 @@ RELEASED_V4 = {
     "postgres": "493c49965fdfbe03fb74e473d20a2876ab7442485b8d460d032c6a4988041692",
 }
 
+#: Migration 5 (fenced claims, per-command progress, parking), pinned the same way once released.
+RELEASED_V5 = {
+    "sqlite": "14fa0cb7d20dff466837e88ad761a9b350a3310acb2dcf11e4ed3139c8b18140",
+    "postgres": "a8b3fd70a7b303855163103b363a5a05ef3158382a6708310dc9486a7d30a8d4",
+}
+#: Migration 6 (the domain's lifecycle after registration), pinned the same way once released.
+RELEASED_V6 = {
+    "sqlite": "f4bfd5e22cfb4e32511976af93c3b69c019b46205984d802b35d419182bf9c3a",
+    "postgres": "84b37bf39a625e0bd90f4eadbb4cd07a9f0634ff5262e26ed2a00ebdea519ec2",
+}
+
 #: SQLite type -> the PostgreSQL types that spell it in the shared schema.
 TYPES = {"TEXT": {"text"}, "BLOB": {"bytea"}, "INTEGER": {"integer", "bigint"}}
 
 
 @pytest.mark.parametrize("number, released", [(1, RELEASED_V1), (2, RELEASED_V2), (3, RELEASED_V3),
-                                                      (4, RELEASED_V4)])
+                                                      (4, RELEASED_V4), (5, RELEASED_V5), (6, RELEASED_V6)])
 def test_released_migrations_are_unchanged(number: int, released: dict[str, str]) -> None:
-    versions = [1, 2, 3, 4, 5, 6]
-    assert [v for v, _ in sqlite_migrations.MIGRATIONS] == [v for v, _ in pg_migrations.MIGRATIONS] == versions
+    versions = [v for v, _ in sqlite_migrations.MIGRATIONS]
+    assert versions == [v for v, _ in pg_migrations.MIGRATIONS] == list(range(1, len(versions) + 1))
     version, sql = sqlite_migrations.MIGRATIONS[number - 1]
     statements = sqlite_migrations._split(sql)
     assert version == number
@@ -85,7 +104,7 @@ async def test_a_version_1_database_migrates_to_2_keeping_its_subjects_as_legacy
 
     for store in (SqliteStore(path), await PostgresStore.open(pg_empty_dsn)):
         try:
-            assert store.schema_version == 6
+            assert store.schema_version == sqlite_migrations.MIGRATIONS[-1][0]
             key = await store.subject_key(LEGACY_SUBJECT[0])
             assert key is not None and key.wrapped == LEGACY_SUBJECT[2] and key.basis is None
         finally:
@@ -153,8 +172,126 @@ async def test_both_databases_get_the_same_tables_columns_indexes_and_guards(tmp
     loose = {(t, c[0]) for t, cols in pg["columns"].items() for c in cols if c[1] == "text" and c[3] != "C"}
     assert loose == {("outbox", "change_id")}
 
-    assert lite["indexes"] == pg["indexes"] and len(lite["indexes"]) == 19
+    assert lite["indexes"] == pg["indexes"]
+    assert "ledger_nodes_born" not in lite["indexes"]  # schema 7: the nodes' key is that order
     assert {t for t in pg["triggers"] if not t.endswith("_no_truncate")} == lite["triggers"]
     guarded = {"disclosures", "ledger_nodes", "checkpoints", "access_log", "request_events"}
     assert lite["triggers"] == {f"{t}_no_{op}" for t in guarded for op in ("update", "delete")}
     assert pg["triggers"] - lite["triggers"] == {f"{t}_no_truncate" for t in guarded}
+
+
+# -- schema 7: ledger tables keyed in append order ------------------------------------------------------
+
+def _numbered(sql: str) -> str:
+    parts = sql.split("?")
+    return parts[0] + "".join(f"${i}{p}" for i, p in enumerate(parts[1:], start=1))
+
+
+async def _v6_ledger(
+    kind: str, target: str, n: int, signer: CheckpointSigner, monkeypatch: pytest.MonkeyPatch
+) -> tuple[bytes, list[DisclosureEntry]]:
+    """A database at schema 6 holding a ledger of ``n`` entries and a signed checkpoint, written with raw SQL
+    in the layout of schema 6 (values keyed by entry id, nodes by (level, idx) beside an index on born);
+    returns the tree's root and the entries."""
+    entries = [make_entry(i) for i in range(n)]
+    frontier = Frontier.empty()
+    tree = R.tree_rows(frontier, entries)
+    signed = signer.sign(Checkpoint(ORIGIN, frontier.size, frontier.root(), dt.datetime(2026, 1, 1, tzinfo=dt.UTC)))
+    cp = (signed.checkpoint.size, signed.checkpoint.root, signed.to_json()["timestamp"], ORIGIN, signed.key_id,
+          signed.signature)
+    statements: list[tuple[str, list[tuple[Any, ...]]]] = [
+        (R.insert_sql("disclosures", R.DISCLOSURE_COLUMNS, R.qmark), tree.leaves),
+        ("INSERT INTO entry_values(entry_id, values_ct) VALUES (?, ?)",
+         [(entries[i].id, ct) for i, ct in tree.values]),
+        ("INSERT INTO ledger_nodes(level, idx, born, hash) VALUES (?, ?, ?, ?)", tree.nodes),
+        ("UPDATE ledger_head SET size=?, frontier=? WHERE id=1", [(frontier.size, frontier.to_bytes())]),
+        (R.insert_sql("checkpoints", R.CHECKPOINT_COLUMNS, R.qmark), [cp]),
+    ]
+    if kind == "sqlite":
+        conn = sqlite3.connect(target, isolation_level=None)
+        with monkeypatch.context() as m:
+            m.setattr(sqlite_migrations, "MIGRATIONS", sqlite_migrations.MIGRATIONS[:6])
+            assert sqlite_migrations.migrate(conn) == 6
+        for sql, rows in statements:
+            conn.executemany(sql, rows)
+        conn.close()
+        return frontier.root(), entries
+    pg = await asyncpg.connect(target)
+    try:
+        with monkeypatch.context() as m:
+            m.setattr(pg_migrations, "MIGRATIONS", pg_migrations.MIGRATIONS[:6])
+            m.setattr(pg_migrations, "LATEST", 6)
+            assert await pg_migrations.migrate(pg) == 6
+        for sql, rows in statements:
+            await pg.executemany(_numbered(sql), rows)
+    finally:
+        await pg.close()
+    return frontier.root(), entries
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+async def test_schema_7_rewrites_the_ledger_in_place_and_it_verifies_with_the_same_root(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nodes re-keyed by (born, level), values by leaf index: the same rows, the same root, the same signed
+    checkpoint, every proof node found by its (level, idx), and a purge still deletes the right values."""
+    target = str(tmp_path / "v6.db") if kind == "sqlite" else request.getfixturevalue("pg_empty_dsn")
+    n = 37
+    signer = CheckpointSigner.generate()
+    root, entries = await _v6_ledger(kind, target, n, signer, monkeypatch)
+    store: SqliteStore | PostgresStore = SqliteStore(target) if kind == "sqlite" else await PostgresStore.open(target)
+    try:
+        assert store.schema_version == sqlite_migrations.MIGRATIONS[-1][0]
+        head = await store.head()
+        assert (head.size, head.root()) == (n, root)
+        report = await verify_store(store, signer.public_key, batch=8)
+        assert (report.ok, report.entries, report.checkpoints) == (True, n, 1), report
+        stored = await store.disclosures(DisclosureFilter(limit=100))
+        assert [e.values_ct for e in stored] == [e.values_ct for e in entries]
+        for index in (0, 5, n - 1):
+            wanted: list[tuple[int, int]] = []
+
+            def record(level: int, idx: int) -> bytes:
+                wanted.append((level, idx))
+                return b"\0" * 32
+
+            inclusion_proof(record, index, n)
+            found = await store.nodes(wanted)
+            assert set(found) == set(wanted)
+            proof = inclusion_proof(lambda lv, ix: found[(lv, ix)], index, n)
+            assert verify_inclusion(stored[index].leaf_hash or b"", index, n, proof, root)
+        assert await store.purge_values([entries[5].id, "no-such-entry"]) == 1
+        purged = await store.disclosure(entries[5].id)
+        assert purged is not None and purged.values_purged
+        assert (await verify_store(store, signer.public_key, batch=8)).ok
+        await store.append([make_entry(n, tag="new")])  # appends go on in the new layout
+        assert (await verify_store(store, signer.public_key, batch=8)).entries == n + 1
+    finally:
+        await store.close()
+
+
+async def test_schema_7_keys_the_ledger_in_append_order(tmp_path: Path, pg_dsn: str) -> None:
+    """SQLite stores the nodes WITHOUT ROWID; both key nodes by (born, level) and values by leaf index."""
+    await (SqliteStore(tmp_path / "a.db")).close()
+    conn = sqlite3.connect(tmp_path / "a.db")
+    try:
+        (ddl,) = conn.execute("SELECT sql FROM sqlite_master WHERE name='ledger_nodes'").fetchone()
+        assert ddl.rstrip().endswith("WITHOUT ROWID")
+        lite = {t: [r[1] for r in sorted(conn.execute(f"PRAGMA table_info({t})"), key=lambda r: r[5]) if r[5]]
+                for t in ("ledger_nodes", "entry_values")}
+    finally:
+        conn.close()
+    pg = await asyncpg.connect(pg_dsn)
+    try:
+        keys = {r["table"]: list(r["columns"]) for r in await pg.fetch(
+            "SELECT c.conrelid::regclass::text AS table, array_agg(a.attname ORDER BY k.n) AS columns "
+            "FROM pg_constraint c CROSS JOIN unnest(c.conkey) WITH ORDINALITY AS k(attnum, n) "
+            "JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum "
+            "WHERE c.contype = 'p' AND c.conrelid::regclass::text IN ('ledger_nodes', 'entry_values') "
+            "GROUP BY c.conrelid, c.conname")}
+        names = {r["conname"] for r in await pg.fetch(
+            "SELECT conname FROM pg_constraint WHERE conrelid::regclass::text IN ('ledger_nodes', 'entry_values')")}
+    finally:
+        await pg.close()
+    assert lite == keys == {"ledger_nodes": ["born", "level"], "entry_values": ["leaf_index"]}
+    assert names == {"ledger_nodes_pkey", "entry_values_pkey", "entry_values_leaf_index_fkey"}

@@ -262,16 +262,16 @@ async def test_values_digest_after_purge(fresh: Built) -> None:
 
 
 async def test_values_ciphertext(built: Built) -> None:
-    rows = await built.raw.fetch("SELECT * FROM entry_values ORDER BY entry_id")
+    rows = await built.raw.fetch("SELECT * FROM entry_values ORDER BY leaf_index")
     assert len(rows) == sum(e.values_ct is not None for e in built.entries)
-    index = {e.id: i for i, e in enumerate(built.entries)}
 
     def check(report: VerifyReport, row: dict[str, Any], new: Any) -> None:
-        assert (report.bad_leaf_index, report.bad_entry_id) == (index[row["entry_id"]], row["entry_id"]), report
+        i = row["leaf_index"]
+        assert (report.bad_leaf_index, report.bad_entry_id) == (i, built.entries[i].id), report
 
     done = 0
     for at in (0, 17, -1):
-        done += await each_row(built, "entry_values", "entry_id", "values_ct",
+        done += await each_row(built, "entry_values", "leaf_index", "values_ct",
                                lambda old, row, at=at: flip_bytes(old, at), check, rows)
     assert done == 3 * len(rows)
 
@@ -280,10 +280,10 @@ async def test_values_added_to_an_entry_that_sent_none(built: Built) -> None:
     for i, e in enumerate(built.entries):
         if e.values_ct is not None:
             continue
-        await built.raw.execute("INSERT INTO entry_values(entry_id, values_ct) VALUES (?, ?)", e.id, b"forged")
+        await built.raw.execute("INSERT INTO entry_values(leaf_index, values_ct) VALUES (?, ?)", i, b"forged")
         report = await built.detected()
         assert (report.bad_leaf_index, report.bad_entry_id) == (i, e.id), report
-        await built.raw.execute("DELETE FROM entry_values WHERE entry_id=?", e.id)
+        await built.raw.execute("DELETE FROM entry_values WHERE leaf_index=?", i)
     assert (await built.verify()).ok
 
 
@@ -303,10 +303,10 @@ async def test_leaf_index(built: Built) -> None:
 
 async def test_rows_deleted(built: Built) -> None:
     rows = await built.raw.fetch("SELECT * FROM disclosures ORDER BY leaf_index")
-    values = {r["entry_id"]: r["values_ct"] for r in await built.raw.fetch("SELECT * FROM entry_values")}
+    values = {r["leaf_index"]: r["values_ct"] for r in await built.raw.fetch("SELECT * FROM entry_values")}
     cols = list(rows[0])
     for row in rows:
-        await built.raw.execute("DELETE FROM entry_values WHERE entry_id=?", row["id"])
+        await built.raw.execute("DELETE FROM entry_values WHERE leaf_index=?", row["leaf_index"])
         await built.raw.tamper("disclosures", "DELETE FROM disclosures WHERE leaf_index=?", row["leaf_index"])
         report = await built.detected()
         if row["leaf_index"] < N - 1:
@@ -317,9 +317,9 @@ async def test_rows_deleted(built: Built) -> None:
         await built.raw.execute(
             f"INSERT INTO disclosures({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
             *(row[c] for c in cols))
-        if row["id"] in values:
-            await built.raw.execute("INSERT INTO entry_values(entry_id, values_ct) VALUES (?, ?)", row["id"],
-                                    values[row["id"]])
+        if row["leaf_index"] in values:
+            await built.raw.execute("INSERT INTO entry_values(leaf_index, values_ct) VALUES (?, ?)",
+                                    row["leaf_index"], values[row["leaf_index"]])
     assert (await built.verify()).ok
 
 
@@ -329,7 +329,7 @@ NODE_CHANGES: dict[str, Callable[[Any, dict[str, Any]], Any]] = {
     "hash": lambda old, row: flip_bytes(old, row["idx"]),
     "level": lambda old, row: old + 40,  # no such level in a 13-leaf tree: cannot collide
     "idx": lambda old, row: old + 4096,
-    "born": lambda old, row: old + 1,
+    "born": lambda old, row: old + 4096,  # schema 7 keys nodes by (born, level): old + 1 would collide
 }
 
 

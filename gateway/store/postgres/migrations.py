@@ -27,6 +27,8 @@ from gateway.store.schema import (
     schema_v4,
     schema_v5,
     schema_v6,
+    schema_v7,
+    schema_v8,
 )
 
 #: Key of the session-level advisory lock held while migrating (one-key space, "RGWMIGR1").
@@ -58,6 +60,13 @@ POSTGRES = Dialect(
     append_only=_append_only,
 )
 
+#: Migration 7 rebuilds two tables as copies: their keys take the names the originals had.
+_V7_KEY_NAMES = """
+        ALTER TABLE ledger_nodes RENAME CONSTRAINT ledger_nodes_v7_pkey TO ledger_nodes_pkey;
+        ALTER TABLE entry_values RENAME CONSTRAINT entry_values_v7_pkey TO entry_values_pkey;
+        ALTER TABLE entry_values RENAME CONSTRAINT entry_values_v7_leaf_index_fkey TO entry_values_leaf_index_fkey;
+"""
+
 MIGRATIONS: tuple[tuple[int, str], ...] = (
     (1, schema_v1(POSTGRES)),
     (2, schema_v2(POSTGRES)),
@@ -66,6 +75,8 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
     (5, schema_v5(POSTGRES, "ALTER TABLE outbox DROP CONSTRAINT outbox_state_check; ALTER TABLE outbox ADD CONSTRAINT "
                             f"outbox_state_check CHECK (state IN ({', '.join(repr(s) for s in OUTBOX_STATES)}));")),
     (6, schema_v6(POSTGRES)),
+    (7, schema_v7(POSTGRES, "", _V7_KEY_NAMES)),
+    (8, schema_v8(POSTGRES)),
 )
 LATEST = MIGRATIONS[-1][0]
 

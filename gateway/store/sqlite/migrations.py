@@ -19,6 +19,8 @@ from gateway.store.schema import (
     schema_v4,
     schema_v5,
     schema_v6,
+    schema_v7,
+    schema_v8,
 )
 
 
@@ -88,6 +90,8 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
     (4, schema_v4(SQLITE)),
     (5, schema_v5(SQLITE, _OUTBOX_REBUILD)),
     (6, schema_v6(SQLITE)),
+    (7, schema_v7(SQLITE, " WITHOUT ROWID", "")),
+    (8, schema_v8(SQLITE)),
 )
 
 
