@@ -26,7 +26,6 @@ import asyncio
 import datetime as dt
 import json
 import random
-import uuid
 import weakref
 from collections import ChainMap
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
@@ -62,22 +61,26 @@ from gateway.errors import (
     DeliveryError,
     PermanentDeliveryError,
     RegistryUnreachable,
+    RequiredFieldMissing,
     SubjectErased,
     TransientDeliveryError,
 )
 from gateway.ledger.entry import DisclosureEntry
+from gateway.ledger.ids import sortable_id
 from gateway.logs import DeliveryMetrics, delivery_metrics
-from gateway.outbox.epp import nexus_on_registrant
+from gateway.outbox.epp import RegistrarContact, commands_for, nexus_on_registrant
 from gateway.outbox.payloads import (
     UNSEALED_PROTOCOLS,
     DomainRecord,
     EppContactUpdate,
+    EppOrder,
     EppRegistration,
     EppRelease,
     EppRenew,
     EppTransferIn,
     HttpsPost,
     OutboxContent,
+    Sendable,
     outbox_aad,
 )
 from gateway.policy.classify import TransferDecision, classify_at_send
@@ -183,6 +186,8 @@ class DeliveryWorker:
     transfer_wait_s: float = 3600.0
     #: deliveries by outcome and EPP latency; the process's (``gateway.logs``) unless given
     metrics: DeliveryMetrics = field(default_factory=delivery_metrics)
+    #: the registrar's own contact (company data) that registrations' commands are built with when sent
+    registrar: RegistrarContact = field(default_factory=RegistrarContact)
     #: set to deliver now rather than at the next poll (a new registration was accepted)
     wakeup: asyncio.Event = field(init=False, default_factory=asyncio.Event)
 
@@ -265,7 +270,7 @@ class DeliveryWorker:
         try:
             content = await self._deliverable(item, attempt)
             attempt.values = content.values
-            match content.payload:
+            match self._sendable(item, content, attempt):
                 case EppRegistration(commands=commands):
                     result = await self._register(item, attempt, commands)
                 case HttpsPost() as post:
@@ -292,8 +297,8 @@ class DeliveryWorker:
                 case DomainRecord(protocol=protocol):  # escrow rows are the escrow job's; RRI has no adapter
                     raise PermanentDeliveryError(f"protocol '{protocol}' has no adapter; nothing was sent",
                                                  refusal="protocol_not_supported")
-                case _:  # a new payload type must get a case here (mypy checks)
-                    assert_never(content.payload)
+                case _ as other:  # a new payload type must get a case here (mypy checks)
+                    assert_never(other)
         except LostClaim:
             raise
         except DeliveryError as exc:
@@ -302,6 +307,27 @@ class DeliveryWorker:
             log.error("delivery.adapter_bug", recipient=item.recipient, error_type=type(exc).__name__)
             result = TransientDeliveryError("unexpected adapter error", frame_written=True)
         return await self._finish(item, attempt, result)
+
+    def _sendable(self, item: OutboxItem, content: OutboxContent, attempt: _Attempt) -> Sendable:
+        """What goes: the row's payload, or for a registration's order (``EppOrder``) the commands built now,
+        from the order, the values sealed beside it, the registry's current policy and our registrar contact.
+        The entries then quote the digest of those commands, which is what the registry is sent.  A row
+        queued before orders carries its commands built already, and goes as stored, under its own digest."""
+        payload = content.payload
+        if not isinstance(payload, EppOrder):
+            return payload
+        policy = self.policies.recipients.get(item.recipient)  # present: ``_deliverable`` checked it
+        if policy is None or policy.epp is None:
+            raise PermanentDeliveryError("the recipient's policy no longer speaks EPP; nothing was sent",
+                                         refusal="protocol_not_supported")
+        try:
+            commands = commands_for(payload.order, content.values, policy, self.registrar)
+        except RequiredFieldMissing:
+            raise PermanentDeliveryError("the registry's policy now needs a contact this row's released values "
+                                         "cannot make; nothing was sent", refusal="contact_unbuildable") from None
+        built = payload.sendable(commands)
+        attempt.payload_digest = built.digest()
+        return built
 
     async def _register(self, item: OutboxItem, attempt: _Attempt, commands: RegistrationCommands) -> Delivered:
         """A registration, step by step; a permanent refusal after contacts were created undoes them."""
@@ -767,7 +793,7 @@ class _Attempt:
         item, worker = self.item, self.worker
         policy = worker.policies.recipients.get(item.recipient)
         transfer: Mapping[str, Any] = self.decision.as_dict() if self.decision is not None else item.transfer
-        entry_id = uuid.uuid4().hex
+        entry_id = sortable_id()
         dek = await worker.ledger.dek(item.subject_id) if item.subject_id and values else None  # sealed rows only
         values_ct = worker.ledger.seal_json(dek, values, f"entry:{entry_id}") if values and dek is not None else None
         return DisclosureEntry(

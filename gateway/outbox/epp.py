@@ -9,6 +9,11 @@ handing the domain's code to a transfer does not also hand over the holder's con
 
 The registrar's own role contact (company data) rides along in ``RegistrationCommands.contacts``
 with its id in ``registrar_contacts``: the client creates it once per registry, not per order.
+
+A registration is built in two steps: at acceptance its ``RegistrationOrder`` (ids, auth codes, what
+the commands will be built from) and the fields its contact will carry (``carried_by_order``, without
+building it); in the delivery worker, when it is sent, its commands (``commands_for``).  Nothing is
+built or encoded at acceptance that only the sending needs.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import base64
 import dataclasses
 import hashlib
 import hmac
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal, cast
 
 from adapters.epp.extensions import (
@@ -43,7 +48,7 @@ from adapters.epp.types import (
     RegistrationCommands,
 )
 from gateway.errors import RequiredFieldMissing
-from gateway.models import RegistrationRequest, UsNexus, epp_phone
+from gateway.models import RegistrationRequest, epp_phone
 from gateway.policy.minimise import Minimised
 from gateway.policy.schema import ContactSource, RecipientPolicy
 
@@ -96,13 +101,11 @@ def _s(values: dict[str, Any], key: str) -> str | None:
 
 
 def _extensions(
-    policy: RecipientPolicy, m: Minimised, kind: str, nexus: UsNexus | None
+    registry_extensions: Sequence[str], v: dict[str, Any], kind: str, nexus: NeulevelContactExt | None
 ) -> tuple[ContactExtension, ...]:
     """The registrant contact's registry extensions, from released values (and the .us nexus)."""
-    assert policy.epp is not None
-    v = m.values
     out: list[ContactExtension] = []
-    for ext in policy.epp.extensions:
+    for ext in registry_extensions:
         if ext == "iis":
             out.append(IisContactExt(orgno=_s(v, "national_id"), vatno=_s(v, "vat_number")))
         elif ext == "eurid":
@@ -126,7 +129,7 @@ def _extensions(
             out.append(ficora_contact(v, kind))
         elif ext == "neulevel" and nexus is not None:
             # the nexus is the holder's, so it rides on the registrant contact (Net::DRI US/Contact.pm)
-            out.append(NeulevelContactExt(nexus.app_purpose, nexus.nexus_category, nexus.nexus_country))
+            out.append(nexus)
     return tuple(out)
 
 
@@ -198,10 +201,19 @@ def carried_fields(contact: ContactCreate, released: set[str]) -> set[str]:
     number at .dk, the person/organisation kind at most registries): that field does not leave, and
     the disclosure log must say so rather than list it as sent."""
     pi = contact.postal_info
+    postal = (("organisation", pi.org), ("street", pi.street), ("state", pi.sp), ("postal_code", pi.pc),
+              ("phone", contact.voice), ("fax", contact.fax))
+    return _carried(postal, contact.extensions, released)
+
+
+def _carried(
+    postal: Iterable[tuple[str, object]], extensions: Iterable[ContactExtension], released: set[str]
+) -> set[str]:
+    """The fields a contact carries: the RFC 5733 minimum, each optional member that is set (``postal``:
+    field name and the member's value) and what its registry extensions say."""
     out = {"name", "city", "country", "email"}
-    out |= {f for f, v in (("organisation", pi.org), ("street", pi.street), ("state", pi.sp),
-                           ("postal_code", pi.pc), ("phone", contact.voice), ("fax", contact.fax)) if v}
-    for ext in contact.extensions:
+    out |= {f for f, v in postal if v}
+    for ext in extensions:
         if isinstance(ext, IisContactExt):
             out |= {f for f, v in (("national_id", ext.orgno), ("vat_number", ext.vatno)) if v}
         elif isinstance(ext, EuridContactExt):
@@ -221,35 +233,116 @@ def carried_fields(contact: ContactCreate, released: set[str]) -> set[str]:
     return out & released
 
 
-def build_commands(
+@dataclasses.dataclass(frozen=True)
+class RegistrationOrder:
+    """What a registration's EPP commands are built from when they are sent (``commands_for``), besides
+    the released values sealed beside it.
+
+    Accepting a registration decides what must not move between its attempts: the subject contact's id
+    and each object's auth code (derived from the registration id and the gateway's secret, so a retried
+    or crash-recovered registration addresses the same objects, and the delivery worker needs no secret),
+    the registrar contact's id, the holder's disclose preference.  The registry's policy (its contact
+    roles and extensions) and the registrar's company data are applied when the commands are built: the
+    commands themselves are never built at acceptance, where nothing sends them.
+    """
+
+    domain: str
+    period_years: int
+    nameservers: tuple[str, ...]
+    kind: str  # the holder's kind (person | organisation), which some registry extensions state
+    contact_id: str  # the subject contact's id, used where the registry's policy wants one
+    contact_auth: str
+    domain_auth: str
+    registrar_id: str
+    registrar_auth: str
+    #: the policy's disclose preference for the holder, narrowed to the registry's schema when built
+    disclose: DiscloseSpec | None = None
+    #: the .us nexus, which rides on the registrant contact
+    nexus: NeulevelContactExt | None = None
+
+    def needs_subject(self, policy: RecipientPolicy) -> bool:
+        """Does this registry's policy want a contact made of the subject's data?"""
+        assert policy.epp is not None
+        return ContactSource.SUBJECT in policy.epp.contacts.values()
+
+
+def registration_order(
     req: RegistrationRequest,
     reg_id: str,
     m: Minimised,
     policy: RecipientPolicy,
     registrar: RegistrarContact,
     secret: bytes,
+) -> RegistrationOrder:
+    """Pure: the order a registration's commands are built from at send time.  ``RequiredFieldMissing``
+    when the registry wants a subject contact and the policy does not release the RFC 5733 minimum."""
+    assert policy.epp is not None
+    epp = policy.epp
+    if ContactSource.SUBJECT in epp.contacts.values():
+        _require_minimum(m.values, policy)
+    contact_id = _object_id(epp.contact_id_prefix, reg_id, "subject")
+    n = req.us_nexus
+    return RegistrationOrder(
+        domain=req.domain,
+        period_years=req.period_years,
+        nameservers=tuple(req.nameservers),
+        kind=req.registrant.kind,
+        contact_id=contact_id,
+        contact_auth=auth_code(secret, reg_id, f"contact:{contact_id}"),
+        domain_auth=auth_code(secret, reg_id, f"domain:{req.domain}"),
+        registrar_id=registrar.id,
+        registrar_auth=auth_code(secret, "registrar"),
+        disclose=DiscloseSpec(flag=m.disclose.flag, elements=tuple(m.disclose.elements)) if m.disclose else None,
+        nexus=NeulevelContactExt(n.app_purpose, n.nexus_category, n.nexus_country) if n is not None else None,
+    )
+
+
+def _require_minimum(values: Mapping[str, Any], policy: RecipientPolicy) -> None:
+    missing = [f for f in CONTACT_MINIMUM if f not in values]
+    if missing:
+        raise RequiredFieldMissing(
+            f"policy for {policy.recipient} does not release {', '.join(missing)}, needed for a contact"
+        )
+
+
+def _street(v: Mapping[str, Any]) -> tuple[str, ...]:
+    """The street lines: a tuple as minimised, a list once they came back from stored JSON."""
+    street = v.get("street", ())
+    return tuple(street) if isinstance(street, tuple | list) else (street,)
+
+
+def carried_by_order(order: RegistrationOrder, values: Mapping[str, Any], policy: RecipientPolicy) -> set[str]:
+    """Pure: exactly ``carried_fields`` of the subject contact ``commands_for`` builds from ``values``,
+    without building it (no phone parsing, no auth codes, no command objects): acceptance narrows the
+    released fields to these.  Empty when the registry takes no subject contact."""
+    assert policy.epp is not None
+    if not order.needs_subject(policy):
+        return set()
+    v = dict(values)
+    postal = (("organisation", _s(v, "organisation")), ("street", _street(v)), ("state", _s(v, "state")),
+              ("postal_code", _s(v, "postal_code")), ("phone", _s(v, "phone")), ("fax", _s(v, "fax")))
+    return _carried(postal, _extensions(policy.epp.extensions, v, order.kind, order.nexus), set(values))
+
+
+def commands_for(
+    order: RegistrationOrder, values: Mapping[str, Any], policy: RecipientPolicy, registrar: RegistrarContact
 ) -> RegistrationCommands:
+    """Pure: the commands of a registration, built when it is sent from its order, the released values
+    (as sealed: street lines may be a list) and the registry's policy; ``registrar`` gives the company
+    data of the registrar's own contact, whose id and auth code the order fixed."""
     assert policy.epp is not None
     epp = policy.epp
     contacts: list[ContactCreate] = []
     roles: dict[str, str] = {}
-    needs_subject = ContactSource.SUBJECT in epp.contacts.values()
-    if needs_subject:
-        missing = [f for f in CONTACT_MINIMUM if f not in m.values]
-        if missing:
-            raise RequiredFieldMissing(
-                f"policy for {policy.recipient} does not release {', '.join(missing)}, needed for a contact"
-            )
-        v = m.values
+    if order.needs_subject(policy):
+        _require_minimum(values, policy)
+        v = dict(values)
         name = cast(str, v["name"])
-        street = v.get("street", ())
-        street_t = street if isinstance(street, tuple) else (street,)
+        street_t = _street(v)
         texts = [name, cast(str, v["city"]), *street_t, _s(v, "organisation") or ""]
         ptype: Literal["int", "loc"] = "int" if all(t.isascii() for t in texts) else "loc"
-        disclose = _disclose(m, epp.extensions)
-        subject_id = _object_id(epp.contact_id_prefix, reg_id, "subject")
-        subject = ContactCreate(
-            id=subject_id,
+        contacts.append(ContactCreate(
+            id=order.contact_id,
             postal_info=PostalInfo(
                 name=name,
                 org=_s(v, "organisation"),
@@ -261,35 +354,34 @@ def build_commands(
                 type=ptype,
             ),
             email=cast(str, v["email"]),
-            auth_pw=auth_code(secret, reg_id, f"contact:{subject_id}"),
+            auth_pw=order.contact_auth,
             voice=epp_phone(p) if (p := _s(v, "phone")) else None,
             fax=epp_phone(f) if (f := _s(v, "fax")) else None,
-            disclose=disclose,
-            extensions=_extensions(policy, m, req.registrant.kind, req.us_nexus),
-        )
-        contacts.append(subject)
+            disclose=_disclose(order.disclose, epp.extensions),
+            extensions=_extensions(epp.extensions, v, order.kind, order.nexus),
+        ))
     needs_registrar = ContactSource.REGISTRAR in epp.contacts.values()
     if needs_registrar:
         contacts.append(
             ContactCreate(
-                id=registrar.id,
+                id=order.registrar_id,
                 postal_info=PostalInfo(
                     name=registrar.name, org=registrar.org, street=registrar.street, city=registrar.city,
                     pc=registrar.pc, cc=registrar.cc, type="int",
                 ),
                 email=registrar.email,
-                auth_pw=auth_code(secret, "registrar"),
+                auth_pw=order.registrar_auth,
                 voice=registrar.voice,
                 extensions=registrar_extensions(registrar, epp.extensions),
             )
         )
     for role, source in epp.contacts.items():
-        roles[role] = contacts[0].id if source is ContactSource.SUBJECT else registrar.id
+        roles[role] = contacts[0].id if source is ContactSource.SUBJECT else order.registrar_id
     domain = DomainCreate(
-        name=req.domain,
-        period_years=req.period_years,
-        auth_pw=auth_code(secret, reg_id, f"domain:{req.domain}"),
-        nameservers=tuple(req.nameservers),
+        name=order.domain,
+        period_years=order.period_years,
+        auth_pw=order.domain_auth,
+        nameservers=order.nameservers,
         registrant=roles.get("registrant"),
         contacts=tuple(
             (cast(Literal["admin", "tech", "billing"], r), cid) for r, cid in roles.items() if r != "registrant"
@@ -298,27 +390,41 @@ def build_commands(
     return RegistrationCommands(
         contacts=tuple(contacts),
         domain=domain,
-        registrar_contacts=frozenset({registrar.id}) if needs_registrar else frozenset(),
+        registrar_contacts=frozenset({order.registrar_id}) if needs_registrar else frozenset(),
     )
+
+
+def build_commands(
+    req: RegistrationRequest,
+    reg_id: str,
+    m: Minimised,
+    policy: RecipientPolicy,
+    registrar: RegistrarContact,
+    secret: bytes,
+) -> RegistrationCommands:
+    """Pure: a registration's commands in one step (its order, then the commands), for callers that send
+    at once (the raw-client benchmark); the gateway builds the order at acceptance and the commands in
+    the delivery worker."""
+    return commands_for(registration_order(req, reg_id, m, policy, registrar, secret), m.values, policy, registrar)
 
 
 #: Traficom's <contact:disclose> holds only these (traficom-contact1.xsd), in this order.
 _FI_DISCLOSE = ("voice", "email", "addr")
 
 
-def _disclose(m: Minimised, registry_extensions: Sequence[str]) -> DiscloseSpec | None:
+def _disclose(preference: DiscloseSpec | None, registry_extensions: Sequence[str]) -> DiscloseSpec | None:
     """The policy's disclose preference, narrowed to what the registry's schema can carry.
 
     At .fi only voice, email and addr can be flagged; name, org and fax have no element there, so
     they are left out (Traficom decides their publication by its own rules)."""
-    if not m.disclose:
+    if not preference:
         return None
-    elements = tuple(m.disclose.elements)
+    elements = preference.elements
     if "ficora" in registry_extensions:
         elements = tuple(e for e in elements if e in _FI_DISCLOSE)
         if not elements:
             return None
-    return DiscloseSpec(flag=m.disclose.flag, elements=elements)
+    return DiscloseSpec(flag=preference.flag, elements=elements)
 
 
 def registrar_extensions(registrar: RegistrarContact, registry_extensions: Sequence[str]) -> tuple[
@@ -451,6 +557,33 @@ def commands_from_json(data: dict[str, Any]) -> RegistrationCommands:
     )
     return RegistrationCommands(
         contacts=tuple(contacts), domain=domain, registrar_contacts=frozenset(data.get("registrar_contacts", ())),
+    )
+
+
+def order_to_json(order: RegistrationOrder) -> dict[str, Any]:
+    """The stored form of a registration's order: plain members, written out (no ``asdict``)."""
+    out: dict[str, Any] = {
+        "domain": order.domain, "period_years": order.period_years, "nameservers": list(order.nameservers),
+        "kind": order.kind, "contact_id": order.contact_id, "contact_auth": order.contact_auth,
+        "domain_auth": order.domain_auth, "registrar_id": order.registrar_id, "registrar_auth": order.registrar_auth,
+    }
+    if order.disclose is not None:
+        out["disclose"] = {"flag": order.disclose.flag, "elements": list(order.disclose.elements)}
+    if order.nexus is not None:
+        n = order.nexus
+        out["nexus"] = {"app_purpose": n.app_purpose, "nexus_category": n.nexus_category,
+                        "nexus_country": n.nexus_country}
+    return out
+
+
+def order_from_json(d: Mapping[str, Any]) -> RegistrationOrder:
+    n = d.get("nexus")
+    return RegistrationOrder(
+        domain=d["domain"], period_years=int(d["period_years"]), nameservers=tuple(d["nameservers"]),
+        kind=d["kind"], contact_id=d["contact_id"], contact_auth=d["contact_auth"], domain_auth=d["domain_auth"],
+        registrar_id=d["registrar_id"], registrar_auth=d["registrar_auth"],
+        disclose=_disclose_from_json(d.get("disclose")),
+        nexus=NeulevelContactExt(n["app_purpose"], n["nexus_category"], n.get("nexus_country")) if n else None,
     )
 
 

@@ -4,7 +4,10 @@ An outbox row holds its payload sealed under the subject's data key, as JSON, an
 of every attempt quotes the payload's digest.  The JSON form of each type is therefore a stored format:
 it stays exactly what earlier versions wrote (the ``protocol`` key included), so that rows queued
 before an upgrade still decode and a payload's digest never changes.  ``decode`` is the one way back
-from that JSON; the delivery worker then dispatches on the type, never on a protocol string.
+from that JSON; the delivery worker then dispatches on the type, never on a protocol string.  A
+registration's EPP row is an ``EppOrder``, which the worker first builds into the ``EppRegistration``
+or ``EppTransferIn`` that is sent (and digested into the entries); rows of those two types queued by
+earlier versions are sent as stored.
 
 Pure: building, encoding and digesting a payload does no I/O; sealing and sending happen elsewhere.
 """
@@ -12,20 +15,36 @@ Pure: building, encoding and digesting a payload does no I/O; sealing and sendin
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, TypeAlias
 
+import orjson
+
 from adapters.epp.types import ContactUpdate, RegistrationCommands
-from gateway.outbox.epp import commands_from_json, commands_to_json, contact_update_from_json, contact_update_to_json
+from gateway.outbox.epp import (
+    RegistrationOrder,
+    commands_from_json,
+    commands_to_json,
+    contact_update_from_json,
+    contact_update_to_json,
+    order_from_json,
+    order_to_json,
+)
+
+
+def canonical_json(data: Any) -> bytes:
+    """Canonical JSON bytes: sorted keys, no whitespace, UTF-8 unescaped.  The same bytes as
+    ``json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()`` for what
+    payloads hold (text, integers, booleans, null, lists and objects with text keys; the stored digests
+    in ``tests/outbox`` hold it to that), from a C encoder."""
+    return orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
 
 
 def json_digest(data: Mapping[str, Any]) -> str:
     """SHA-256 over canonical JSON (sorted keys, no whitespace, UTF-8): equal content gives an equal
     digest however the mapping was built, so a digest computed at queueing time still matches later."""
-    canon = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return "sha256:" + hashlib.sha256(canon.encode()).hexdigest()
+    return "sha256:" + hashlib.sha256(canonical_json(data)).hexdigest()
 
 
 def plain(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -63,6 +82,34 @@ class EppRegistration(_Digested):
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> EppRegistration:
         return cls(commands_from_json(data["commands"]))
+
+
+@dataclass(frozen=True)
+class EppOrder(_Digested):
+    """A registration (or, with ``auth_pw``, a transfer in) at an EPP registry, as accepted: the order its
+    commands are built from by the delivery worker when it sends them (``gateway.outbox.epp.commands_for``),
+    with the released values sealed beside it.  What is sent, and digested into the disclosure entries, is
+    the ``EppRegistration`` or ``EppTransferIn`` built then (``sendable``); this row's own digest is its
+    order's.  Rows queued before orders (those two types, commands built) still decode and go as stored."""
+
+    protocol: ClassVar[Literal["epp-order"]] = "epp-order"
+    order: RegistrationOrder
+    #: a transfer in: the holder's auth code for ``domain:transfer`` (a secret: sealed, never logged)
+    auth_pw: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        transfer = {} if self.auth_pw is None else {"auth_pw": self.auth_pw}
+        return {"protocol": self.protocol, "order": order_to_json(self.order), **transfer}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> EppOrder:
+        return cls(order_from_json(data["order"]), auth_pw=data.get("auth_pw"))
+
+    def sendable(self, commands: RegistrationCommands) -> EppRegistration | EppTransferIn:
+        """The payload that goes, once its commands are built."""
+        if self.auth_pw is None:
+            return EppRegistration(commands)
+        return EppTransferIn(auth_pw=self.auth_pw, years=self.order.period_years, commands=commands)
 
 
 @dataclass(frozen=True)
@@ -198,9 +245,11 @@ class EppRelease(_Digested):
 #: logged, after the holder's data key was destroyed (a domain can be deleted after its holder's erasure).
 UNSEALED_PROTOCOLS = frozenset({EppRenew.protocol, EppRelease.protocol})
 
-OutboxPayload: TypeAlias = (
+#: What the delivery worker dispatches on: every payload but an order, which it first builds into one of these.
+Sendable: TypeAlias = (
     EppRegistration | EppContactUpdate | HttpsPost | DomainRecord | EppTransferIn | EppRenew | EppRelease
 )
+OutboxPayload: TypeAlias = Sendable | EppOrder
 
 _DECODERS: dict[str, Callable[[Mapping[str, Any]], OutboxPayload]] = {
     EppRegistration.protocol: EppRegistration.from_json,
@@ -209,6 +258,7 @@ _DECODERS: dict[str, Callable[[Mapping[str, Any]], OutboxPayload]] = {
     EppTransferIn.protocol: EppTransferIn.from_json,
     EppRenew.protocol: EppRenew.from_json,
     EppRelease.protocol: EppRelease.from_json,
+    EppOrder.protocol: EppOrder.from_json,
 }
 
 
@@ -233,3 +283,11 @@ class OutboxContent:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> OutboxContent:
         return cls(decode(data["payload"]), data["values"])
+
+    def encoded(self) -> tuple[bytes, str]:
+        """The JSON form as bytes (what is sealed), and the payload's digest, with the payload encoded
+        once for both: the digest is over the payload's canonical bytes, which are spliced into the
+        content's (the same bytes as ``canonical_json(self.to_json())``: keys sorted, "payload" first)."""
+        payload = canonical_json(self.payload.to_json())
+        digest = "sha256:" + hashlib.sha256(payload).hexdigest()
+        return b'{"payload":' + payload + b',"values":' + canonical_json(self.values) + b"}", digest

@@ -21,12 +21,12 @@ import asyncio
 import base64
 import datetime as dt
 import hashlib
-import json
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+
+import orjson
 
 from gateway.errors import (
     DecryptionFailed,
@@ -39,6 +39,7 @@ from gateway.errors import (
 from gateway.identity import identity_keys, strong_identifier
 from gateway.ledger.checkpoint import Checkpoint, CheckpointSigner, SignedCheckpoint, verify_checkpoint
 from gateway.ledger.entry import STORED_COLUMNS, DisclosureEntry, EntryUnreadable, leaf_bytes, stored_leaf_bytes
+from gateway.ledger.ids import sortable_id
 from gateway.ledger.keys import (
     BlindIndexer,
     KeyRing,
@@ -60,7 +61,16 @@ from gateway.ledger.merkle import (
     verify_consistency,
 )
 from gateway.models import Registrant
-from gateway.store.base import AccessLogStore, LedgerStore, NewSubject, StoredCheckpoint, SubjectStore, node_born
+from gateway.services.verify import Source, shippable, verify_parallel
+from gateway.store.base import (
+    AccessLogStore,
+    LedgerStore,
+    NewSubject,
+    StoredCheckpoint,
+    SubjectKey,
+    SubjectStore,
+    node_born,
+)
 
 ORIGIN = "registrant-gateway/disclosure-ledger"
 
@@ -180,11 +190,41 @@ class Ledger:
             # ... and it was erased in between: claim again (a live one, or ours)
         raise SubjectErased()
 
+    def identity_of(self, reg: Registrant) -> tuple[tuple[tuple[str, str], ...], str | None]:
+        """Pure: a registrant's blind-index links and the digest of its strong identifier (what a holder
+        is found by, ``merge_on``), or None without one: the accept path reads the holder with it."""
+        links = tuple(self.identity_links(reg))
+        strong = strong_identifier(reg)
+        return links, None if strong is None else self.indexer.index("strong_id", strong[1])
+
+    async def subject_from(
+        self, holder: SubjectKey | None, links: tuple[tuple[str, str], ...], merge_on: str | None
+    ) -> SubjectRef:
+        """The holder a registration is filed under, from what the accept path read in its one store call
+        (``AcceptContext.holder``, found by ``merge_on``): the same answer as :meth:`subject_for`, with no
+        further read in the usual case.
+
+        The holder's data key is unwrapped from the wrapped key read with it.  If the ring lacks its kid (a
+        rotation re-wrapped the row and retired that kid after the read), :meth:`dek` reads it again.  A
+        holder erased in between, or none, gives a new subject (``SubjectRef.new``) carrying ``merge_on``:
+        ``Store.accept`` then refuses it with ``SubjectRaced`` if a concurrent request made a live holder
+        of the same identifier first, and the caller reads again and files under that one."""
+        if merge_on is not None and holder is not None and holder.wrapped is not None and holder.kid is not None:
+            ring = self._ring_for(holder.kid)
+            if holder.kid in ring.keys:
+                return SubjectRef(holder.subject_id,
+                                  unwrap(ring, WrappedKey(holder.kid, holder.wrapped), holder.subject_id), links)
+            live = await self.dek(holder.subject_id)
+            if live is not None:
+                return SubjectRef(holder.subject_id, live, links)
+        sid, dek, wrapped = self._new_key()
+        return SubjectRef(sid, dek, (), NewSubject(sid, wrapped.kid, wrapped.blob, links, merge_on=merge_on))
+
     def _new_key(self) -> tuple[str, bytes, WrappedKey]:
         """A fresh subject id and data key, wrapped under the active KEK of the ring file as it is now
         (fails closed with ``KeyRingUnavailable``): never under a key a rotation may have retired."""
         ring = self.ring_file.for_wrap() if self.ring_file is not None else self._ring
-        sid = uuid.uuid4().hex
+        sid = sortable_id()
         dek = new_data_key()
         return sid, dek, wrap(ring, dek, sid)
 
@@ -210,7 +250,13 @@ class Ledger:
 
     @staticmethod
     def seal_json(dek: bytes, data: Any, aad: str) -> bytes:
-        return seal(dek, json.dumps(data, sort_keys=True, ensure_ascii=False).encode(), aad.encode())
+        """``data`` as JSON (keys sorted, UTF-8), sealed under ``dek`` and bound to ``aad``."""
+        return seal(dek, orjson.dumps(data, option=orjson.OPT_SORT_KEYS), aad.encode())
+
+    @staticmethod
+    def seal_bytes(dek: bytes, data: bytes, aad: str) -> bytes:
+        """Already encoded JSON, sealed as :meth:`seal_json` seals (``OutboxContent.encoded``: encoded once)."""
+        return seal(dek, data, aad.encode())
 
     async def open_json(self, subject_id: str | None, blob: bytes, aad: str) -> Any:
         if subject_id is None:
@@ -218,7 +264,7 @@ class Ledger:
         dek = await self.dek(subject_id)
         if dek is None:
             raise SubjectErased()
-        return json.loads(open_sealed(dek, blob, aad.encode()))
+        return orjson.loads(open_sealed(dek, blob, aad.encode()))
 
     async def entry_values(self, entry: DisclosureEntry) -> dict[str, Any] | None:
         """The values an entry sent, or None if it sent none; raises SubjectErased after erasure."""
@@ -473,21 +519,38 @@ RetentionRule = Callable[[str, dt.datetime], dt.datetime | None]
 
 async def verify_store(
     store: LedgerStore, public_key: Any, progress: Callable[[int, int], None] | None = None, batch: int = 2000,
-    *, retention: RetentionRule | None = None, now: dt.datetime | None = None,
+    *, retention: RetentionRule | None = None, now: dt.datetime | None = None, jobs: int = 1,
+    source: Source | None = None, preload: Sequence[str] = (),
 ) -> VerifyReport:
     """Verify everything the store holds; see :func:`_verify_store`.
 
     With ``retention``, an entry whose sealed values are gone although its purpose's period had not run
     out by ``now`` (default: the current time) is a finding: the retention job cannot have deleted them,
     so someone else did.  Without it, a missing ciphertext is taken for a purge (all that can be said
-    without knowing the periods)."""
+    without knowing the periods).
+
+    A fast pass answers first when all is well: with ``jobs`` > 1, that many processes each hash a range
+    of the leaves read from ``source`` (default: where the store says it is; ``preload``: modules they
+    need to unpickle ``retention``), see :mod:`gateway.services.verify`; else, or without a source or
+    with a rule that cannot be sent to another process, one process (:func:`_verify_fast`).  At the first
+    doubt the exact pass runs, so findings read the same whichever fast pass ran."""
     now = now or dt.datetime.now(dt.UTC)
-    try:
-        fast = await _verify_fast(store, public_key, progress, batch, retention, now)
-    except (ValueError, TypeError, KeyError, IndexError):
-        fast = None
-    if fast is not None:
-        return fast
+    where = source or Source.of(store)
+    if jobs > 1 and where is not None and shippable(retention):
+        try:
+            counts = await verify_parallel(store, where, _checkpoint_check(public_key), jobs=jobs, progress=progress,
+                                           retention=retention, now=now, preload=preload)
+        except (OSError, RuntimeError, ValueError, TypeError, KeyError, IndexError):  # e.g. a broken pool
+            counts = None
+        if counts is not None:
+            return VerifyReport(True, *counts)
+    else:
+        try:
+            fast = await _verify_fast(store, public_key, progress, batch, retention, now)
+        except (ValueError, TypeError, KeyError, IndexError):
+            fast = None
+        if fast is not None:
+            return fast
     try:
         return await _verify_store(store, public_key, progress, batch, retention, now)
     except EntryUnreadable as exc:  # raised before the row reached the loop (e.g. while reading a batch)
@@ -495,6 +558,19 @@ async def verify_store(
                             f"{exc.column})", exc.leaf_index, exc.entry_id)
     except (ValueError, TypeError, KeyError) as exc:  # a row that no longer parses is corruption too
         return VerifyReport(False, -1, 0, f"unreadable ledger data ({type(exc).__name__})")
+
+
+def _checkpoint_check(public_key: Any) -> Callable[[StoredCheckpoint, bytes], bool]:
+    """Whether a stored checkpoint reads, is signed by ``public_key`` and names the given root."""
+
+    def ok(cp: StoredCheckpoint, root: bytes) -> bool:
+        try:
+            signed = Ledger.from_stored(cp)
+        except (ValueError, TypeError):
+            return False
+        return verify_checkpoint(signed, public_key) and signed.checkpoint.root == root
+
+    return ok
 
 
 def _recorded(entry: DisclosureEntry) -> dt.datetime:

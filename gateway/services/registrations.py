@@ -13,7 +13,6 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,15 +31,17 @@ from gateway.errors import (
     TransferBlocked,
 )
 from gateway.ledger.entry import DisclosureEntry
+from gateway.ledger.ids import sortable_id
 from gateway.models import RegistrationRequest, TransferRequest
-from gateway.outbox.epp import RegistrarContact, build_commands, carried_fields
+from gateway.outbox.epp import RegistrarContact, carried_by_order, commands_for, registration_order
 from gateway.outbox.payloads import (
     DomainRecord,
-    EppRegistration,
-    EppTransferIn,
+    EppOrder,
     HttpsPost,
     OutboxContent,
     OutboxPayload,
+    Sendable,
+    canonical_json,
     outbox_aad,
     plain,
 )
@@ -51,7 +52,7 @@ from gateway.policy.minimise import Minimised, minimise
 from gateway.policy.restrictions import restriction_refusal
 from gateway.policy.schema import RecipientPolicy
 from gateway.services.ledger import Ledger
-from gateway.store.base import Accepted, NewOutbox, Store
+from gateway.store.base import AcceptContext, Accepted, NewOutbox, Store
 
 #: How often a registration looks for its holder again after an erasure raced it (see ``Store.accept``).
 _SUBJECT_ATTEMPTS = 3
@@ -130,23 +131,26 @@ def expected_expiry(today: dt.date, years: int) -> str:
         return today.replace(year=today.year + years, day=28).isoformat()
 
 
-def registration_payload(
+def registration_row(
     req: RegistrationRequest, reg_id: str, p: RecipientPlan, registrar: RegistrarContact, secret: bytes,
-    today: dt.date,
+    today: dt.date, *, auth_pw: str | None = None,
 ) -> tuple[OutboxPayload, RecipientPlan]:
-    """Pure: exactly what the adapter will send (its digest goes into the disclosure entry), and the
-    plan narrowed to the fields that payload really carries."""
+    """Pure: what a recipient's outbox row carries, and the plan narrowed to the fields that will really go.
+
+    An EPP registry's row is an order (``EppOrder``; with ``auth_pw``, a transfer in): the delivery worker
+    builds its commands when it sends them, and nothing here builds or encodes a command.  The released
+    fields the registry has no element for are known without them (``carried_by_order``, exactly what the
+    built contact carries), so the plan, the row's fields and the log say what will leave."""
     if p.policy.protocol == "epp":
-        cmds = build_commands(req, reg_id, p.minimised, p.policy, registrar, secret)
+        order = registration_order(req, reg_id, p.minimised, p.policy, registrar, secret)
         released = set(p.minimised.values)
-        subject = [c for c in cmds.contacts if c.id != registrar.id]
-        carried = carried_fields(subject[0], released) if subject else set()
+        carried = carried_by_order(order, p.minimised.values, p.policy)
         if carried != released:
             m = p.minimised
             dropped = {f: "released, but this registry has no element for it: not sent" for f in released - carried}
             p = dataclasses.replace(p, minimised=dataclasses.replace(
                 m, values={k: v for k, v in m.values.items() if k in carried}, withheld={**m.withheld, **dropped}))
-        return EppRegistration(cmds), p
+        return EppOrder(order, auth_pw=auth_pw), p
     values = plain(p.minimised.values)
     if p.policy.protocol == "https" and p.policy.https is not None:
         return HttpsPost(p.policy.https.path, {"registration_id": reg_id, "domain": req.domain, "data": values}), p
@@ -156,7 +160,33 @@ def registration_payload(
                         expires=expected_expiry(today, req.period_years), protocol=p.policy.protocol), p
 
 
-def request_hash(raw: Any) -> str:
+def registration_payload(
+    req: RegistrationRequest, reg_id: str, p: RecipientPlan, registrar: RegistrarContact, secret: bytes,
+    today: dt.date, *, auth_pw: str | None = None,
+) -> tuple[Sendable, RecipientPlan]:
+    """Pure: exactly what the adapter will send for a recipient (its digest goes into the disclosure
+    entries), and the narrowed plan: the row as accepted, with an order's commands built as the delivery
+    worker builds them from the values sealed beside it."""
+    row, p = registration_row(req, reg_id, p, registrar, secret, today, auth_pw=auth_pw)
+    if isinstance(row, EppOrder):
+        return row.sendable(commands_for(row.order, plain(p.minimised.values), p.policy, registrar)), p
+    return row, p
+
+
+def request_hash(body: bytes) -> str:
+    """The idempotency hash of a request: SHA-256 of its body exactly as received (``sha256:``-prefixed,
+    which tells it from the hashes stored before, see ``_legacy_hash``).  The same key with other bytes is
+    another request, even if it parses to the same JSON (keys reordered, whitespace)."""
+    return "sha256:" + hashlib.sha256(body).hexdigest()
+
+
+def _legacy_hash(body: bytes) -> str | None:
+    """The hash stored by versions that hashed the parsed body re-encoded (sorted keys, ASCII), so a retry
+    that straddles an upgrade still replays its answer; None if the body does not parse."""
+    try:
+        raw = json.loads(body)
+    except ValueError:
+        return None
     return hashlib.sha256(json.dumps(raw, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
@@ -172,48 +202,66 @@ class RegistrationService:
     clock: Clock = utcnow
 
     async def submit(
-        self, client: str, key: str, raw: Any, req: RegistrationRequest
+        self, client: str, key: str, body: bytes | Mapping[str, Any], req: RegistrationRequest
     ) -> tuple[int, dict[str, Any]]:
         """Returns (HTTP status, body); replays the stored answer for a repeated key.
 
+        ``body`` is the request body as received, hashed as it is for the idempotency key (``request_hash``);
+        an in-process caller with no body bytes passes the parsed object, hashed in canonical form.
+
+        One store read (``accept_context``: an earlier answer under the key, the holder of the strong
+        identifier with its wrapped key and restrictions) and one store write (``accept``) per request,
+        more only when a race makes ``accept`` refuse (the holder erased, or made first by a concurrent
+        request: ``SubjectErased``), when the attempt is read and judged again.
+
         A ``TransferRequest`` is a transfer in: the same plan, minimisation, Chapter V classification and
         eligibility as a registration (the registry gets the same contacts, once the transfer is approved),
-        with the registry's row an ``EppTransferIn`` carrying the auth code instead of a domain:create, and
-        the registration filed as ``kind`` 'transfer'.  Partners (escrow, e-mail) are sent as for a
+        with the registry's row an order carrying the auth code instead of a domain:create, and the
+        registration filed as ``kind`` 'transfer'.  Partners (escrow, e-mail) are sent as for a
         registration: the domain is ours to sponsor either way."""
-        rhash = request_hash(raw)
-        prior = await self.store.idempotent_response(client, key)
-        if prior is not None:
-            return self._replay(prior, rhash)
-
-        # refused before anything is stored: an unknown TLD, a registry protocol without an adapter, a
-        # registrant the registry's own rules turn away (nothing queued, logged or kept under the key)
-        refused = acceptance_refusal(req, recipients_for(req.tld, self.policies), self.policies.jurisdictions)
-        if refused is not None:
-            raise refused
+        data = body if isinstance(body, bytes) else canonical_json(body)
+        rhash = request_hash(data)
+        links, merge_on = self.ledger.identity_of(req.registrant)
+        judged = False
         for attempt in range(1, _SUBJECT_ATTEMPTS + 1):
+            ctx = await self.store.accept_context(client, key, merge_on)
+            if ctx.prior is not None:
+                return self._replay(ctx.prior, data, rhash)
+            if not judged:
+                # refused before anything is stored: an unknown TLD, a registry protocol without an adapter, a
+                # registrant the registry's own rules turn away (nothing queued, logged or kept under the key)
+                refused = acceptance_refusal(req, recipients_for(req.tld, self.policies),
+                                             self.policies.jurisdictions)
+                if refused is not None:
+                    raise refused
+                judged = True
             try:
-                return await self._submit(client, key, rhash, req)
+                return await self._submit(client, key, data, rhash, req, ctx, links, merge_on)
             except SubjectErased:
-                # the holder was erased (by any process) between finding it and filing under it: the
-                # store wrote nothing; the next attempt finds no live subject and starts a fresh one
+                # the holder was erased (by any process) between reading it and filing under it, or another
+                # request made the holder first (``SubjectRaced``): the store wrote nothing; the next attempt
+                # reads again and finds the live holder, or none and starts a fresh one
                 if attempt == _SUBJECT_ATTEMPTS:
                     raise
         raise AssertionError("unreachable")
 
-    async def _submit(self, client: str, key: str, rhash: str, req: RegistrationRequest) -> tuple[int, dict[str, Any]]:
-        """One attempt: find the holder, plan, seal under the holder's key and write it all at once."""
+    async def _submit(
+        self, client: str, key: str, data: bytes, rhash: str, req: RegistrationRequest, ctx: AcceptContext,
+        links: tuple[tuple[str, str], ...], merge_on: str | None,
+    ) -> tuple[int, dict[str, Any]]:
+        """One attempt: the holder from what was read, plan, seal under the holder's key, write it all at once."""
         now = self.clock()
-        reg_id = uuid.uuid4().hex
+        reg_id = sortable_id()
         # the API request queuing the rows (bound by the HTTP middleware), for the delivery's log lines
         request_id = structlog.contextvars.get_contextvars().get("request_id")
-        subject = await self.ledger.subject_for(req.registrant)
-        restrictions = await self.store.restrictions(subject.id)
+        subject = await self.ledger.subject_from(ctx.holder, links, merge_on)
+        # a new subject (none was found, or the one read was erased since) has no restrictions yet
+        restrictions = ctx.restrictions if subject.new is None else ()
         plans = plan_registration(req, self.policies, now, restrictions)
         auth_code = req.auth_code if isinstance(req, TransferRequest) else None
         refused = [p for p in plans if p.refusal is not None]
         blocking = [p for p in refused if p.policy.required]
-        outbox: list[NewOutbox] = []
+        rows: list[tuple[int, OutboxPayload]] = []
         contact_links: list[tuple[str, str]] = []
         # every refusal is logged; a required recipient's refusal stops the whole registration
         entries = [self._blocked_entry(reg_id, subject.id, p, now) for p in refused]
@@ -221,34 +269,35 @@ class RegistrationService:
             status_text = "blocked"
         else:
             status_text = "accepted"
-            today = self.clock().date()
             for i, p in enumerate(plans):
                 if p.refusal is not None:
                     continue
-                payload, p = registration_payload(req, reg_id, p, self.registrar, self.secret, today)
-                plans[i] = p
-                if auth_code is not None and isinstance(payload, EppRegistration):
-                    # the same contacts and roles, reached by a transfer request instead of a domain:create
-                    payload = EppTransferIn(auth_pw=auth_code, years=req.period_years, commands=payload.commands)
-                # the registry contact ids made of this subject: a person may quote one to be found
-                contacts = payload.commands.contacts if isinstance(payload, EppRegistration | EppTransferIn) else ()
-                contact_links += [("contact_id", self.ledger.indexer.index("contact_id", c.id))
-                                  for c in contacts if c.id != self.registrar.id]
-                sealed = self.ledger.seal_json(subject.dek, OutboxContent(payload, plain(p.minimised.values)).to_json(),
-                                               outbox_aad(reg_id, p.policy.recipient))
-                outbox.append(
-                    NewOutbox(
-                        recipient=p.policy.recipient, payload_ct=sealed, payload_digest=payload.digest(),
-                        transfer=p.decision.as_dict(),
-                        fields={"sent": list(p.minimised.fields_sent), "withheld": sorted(p.minimised.withheld)},
-                        purpose=p.policy.purposes[0],
-                        required=p.policy.required and p.policy.protocol != "escrow",
-                        batch=p.policy.protocol == "escrow",
-                        request_id=request_id,
-                    )
-                )
+                row, plans[i] = registration_row(req, reg_id, p, self.registrar, self.secret, now.date(),
+                                                 auth_pw=auth_code)
+                if isinstance(row, EppOrder) and row.order.needs_subject(p.policy):
+                    # the registry contact id made of this subject: a person may quote it to be found
+                    contact_links.append(("contact_id", self.ledger.indexer.index("contact_id", row.order.contact_id)))
+                rows.append((i, row))
+        # each thing is built once: the plan view goes into the answer, the registration and the rows
         plan_view = [p.as_dict() for p in plans]
-        body: dict[str, Any] = {
+        outbox: list[NewOutbox] = []
+        for i, row in rows:
+            p = plans[i]
+            content, digest = OutboxContent(row, plain(p.minimised.values)).encoded()
+            outbox.append(
+                NewOutbox(
+                    recipient=p.policy.recipient,
+                    payload_ct=self.ledger.seal_bytes(subject.dek, content, outbox_aad(reg_id, p.policy.recipient)),
+                    payload_digest=digest,
+                    transfer=plan_view[i]["transfer"],
+                    fields={"sent": plan_view[i]["fields_sent"], "withheld": sorted(p.minimised.withheld)},
+                    purpose=p.policy.purposes[0],
+                    required=p.policy.required and p.policy.protocol != "escrow",
+                    batch=p.policy.protocol == "escrow",
+                    request_id=request_id,
+                )
+            )
+        answer: dict[str, Any] = {
             "id": reg_id,
             "status": status_text,
             "order_ref": req.order_ref,
@@ -258,12 +307,12 @@ class RegistrationService:
             "links": {"self": f"/v1/registrations/{reg_id}"},
         }
         if auth_code is not None:
-            body["kind"] = "transfer"
+            answer["kind"] = "transfer"
         if blocking:
             first = blocking[0].refusal
             assert first is not None
             http_status = first.status
-            body = first.problem(instance=f"/v1/registrations/{reg_id}") | {
+            answer = first.problem(instance=f"/v1/registrations/{reg_id}") | {
                 "registration_id": reg_id, "transfers": plan_view,
             }
         else:
@@ -276,27 +325,27 @@ class RegistrationService:
         raced = await self.store.accept(
             Accepted(
                 registration=registration, idempotency=(client, key, rhash), status=http_status,
-                response=body, outbox=outbox, entries=entries, subject=subject.new,
+                response=answer, outbox=outbox, entries=entries, subject=subject.new,
                 subject_links=subject.links + tuple(contact_links),
             ),
             iso(now),
         )
         if raced is not None:
-            return self._replay(raced, rhash)
-        return http_status, body
+            return self._replay(raced, data, rhash)
+        return http_status, answer
 
     @staticmethod
-    def _replay(prior: tuple[str, int, dict[str, Any]], rhash: str) -> tuple[int, dict[str, Any]]:
-        prior_hash, status, body = prior
-        if prior_hash != rhash:
+    def _replay(prior: tuple[str, int, dict[str, Any]], data: bytes, rhash: str) -> tuple[int, dict[str, Any]]:
+        prior_hash, status, answer = prior
+        if prior_hash != rhash and (prior_hash.startswith("sha256:") or prior_hash != _legacy_hash(data)):
             raise IdempotencyConflict("this Idempotency-Key was used with a different request body")
-        return status, body
+        return status, answer
 
     @staticmethod
     def _blocked_entry(reg_id: str, subject_id: str, p: RecipientPlan, now: dt.datetime) -> DisclosureEntry:
         assert p.refusal is not None
         return DisclosureEntry(
-            id=uuid.uuid4().hex, registration_id=reg_id, recipient=p.policy.recipient,
+            id=sortable_id(), registration_id=reg_id, recipient=p.policy.recipient,
             recipient_name=p.policy.name, recipient_country=p.policy.country,
             category=p.decision.category.value, article=p.decision.article, instrument=p.decision.instrument,
             purpose=p.policy.purposes[0], outcome="blocked", fields=(), withheld=tuple(

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
+import orjson
 from aiohttp import web
 from pydantic import ValidationError
 
@@ -40,22 +40,21 @@ async def accept_order(request: web.Request, model: type[RegistrationRequest]) -
             "Idempotency-Key must be 8-128 printable ASCII characters",
             errors=[{"loc": ["header", "Idempotency-Key"], "type": "string_pattern_mismatch"}],
         )
-    body, raw = await read_json(request)
+    body, _ = await read_json(request)
     try:
         req = model.model_validate_json(body)
     except ValidationError as exc:
         raise validation_problem(exc) from None
-    status, answer = await svc.registrations.submit(who.name, key, raw, req)
+    # the idempotency key is bound to the body's bytes as received (``request_hash``)
+    status, answer = await svc.registrations.submit(who.name, key, body, req)
     svc.metrics.registrations.labels("accepted" if status == 202 else "refused").inc()
     if status == 202:
         svc.wake()
     headers = {"Location": f"/v1/registrations/{answer.get('id') or answer.get('registration_id')}"}
-    if status >= 400:
-        return web.Response(
-            status=status, body=json.dumps(answer).encode(), content_type="application/problem+json",
-            headers=headers,
-        )
-    return json_response(answer, status=status, headers=headers)
+    return web.Response(
+        status=status, body=orjson.dumps(answer),
+        content_type="application/problem+json" if status >= 400 else "application/json", headers=headers,
+    )
 
 
 @routes.get("/v1/registrations/{reg_id}")
