@@ -11,7 +11,7 @@ import secrets
 import signal
 from collections.abc import AsyncIterator, Callable, Collection, Coroutine
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import structlog
 from aiohttp import web
@@ -27,12 +27,16 @@ from gateway.delivery.epp_pools import EppPools
 from gateway.delivery.escrow_job import EscrowJob
 from gateway.delivery.poll import poll_workers
 from gateway.delivery.scheduler import Scheduler
+from gateway.delivery.wake import WakeListener, wake_sender
 from gateway.delivery.webhooks import WebhookSender
 from gateway.delivery.worker import DeliveryWorker
 from gateway.errors import ConfigError, PermanentDeliveryError, RecipientUnrouted
+from gateway.http.api.system import DELIVERY_MODE
 from gateway.http.api.webhooks import WEBHOOK_SETTINGS, WebhookSettings
 from gateway.http.app import build_app
 from gateway.http.context import CleanupContext, Metrics, Services, periodic
+from gateway.http.pages import oidc
+from gateway.http.pages.core import ACCOUNTS
 from gateway.ledger.checkpoint import load_or_create_signing_key
 from gateway.ledger.keys import BlindIndexer, KeyRing
 from gateway.logs import delivery_metrics
@@ -41,11 +45,13 @@ from gateway.policy.loader import PolicySet, load_model, load_policies
 from gateway.rights.config import load_controller, load_retention
 from gateway.rights.recipients import PartnerEndpoints
 from gateway.rights.service import RightsService
+from gateway.services.accounts import AccountService
 from gateway.services.changes import ChangeService
 from gateway.services.ledger import Ledger
 from gateway.services.lifecycle import LifecycleService
 from gateway.services.registrations import RegistrationService
 from gateway.settings import Settings
+from gateway.store.accounts import AccountStore
 from gateway.store.base import Store
 from gateway.store.sqlite import SqliteStore
 
@@ -151,17 +157,23 @@ def without(policies: PolicySet, recipients: Collection[str]) -> PolicySet:
     )
 
 
-def check_routes(settings: Settings, policies: PolicySet, cfg: EndpointsFile, *, development: bool) -> PolicySet:
+def check_routes(
+    settings: Settings, policies: PolicySet, cfg: EndpointsFile, *, development: bool,
+    delivering: bool | None = None,
+) -> PolicySet:
     """Start-up: what to do with recipients nothing reaches (``unrouted_recipients``).
 
-    With registry endpoints configured (production) and a delivery worker in this process, start-up stops
-    and names each one and what to configure.  With every registry on the local sandbox: ``gateway run``
-    (``development``) leaves them out of this run; other processes keep queuing for them, with a warning
-    (tests and tools that deliver nothing to them)."""
+    With registry endpoints configured (production) and delivery from this process or its workers
+    (``delivering``; default: unless ``GATEWAY_DELIVERY=off``), start-up stops and names each one and what
+    to configure.  With every registry on the local sandbox: ``gateway run`` (``development``) leaves them
+    out of this run; other processes keep queuing for them, with a warning (tests and tools that deliver
+    nothing to them)."""
     unrouted = unrouted_recipients(policies, cfg)
     if not unrouted:
         return without(policies, cfg.disabled)
-    if cfg.endpoints and settings.worker_enabled:
+    if delivering is None:
+        delivering = settings.delivery_mode() != "off"
+    if cfg.endpoints and delivering:
         listed = "; ".join(f"{rid}: configure {what}" for rid, what in unrouted.items())
         raise RecipientUnrouted(f"{settings.endpoints_file}: nowhere to deliver to {listed}; or list the "
                                 "recipient under 'disabled:' to queue nothing for it")
@@ -299,9 +311,10 @@ def webhook_sender(settings: Settings, store: Store) -> WebhookSender:
 def delivery_scheduler(settings: Settings, worker: DeliveryWorker) -> Scheduler:
     """The worker's rows claimed per recipient (bulkheads, circuit breakers, leases with a heartbeat, a
     bounded stop: ``gateway.delivery.scheduler``).  It shares the worker's wake-up event, which
-    ``Services.wake`` sets when a registration is accepted.  A claim is renewed while its row is in
-    flight, so its lease need not cover a whole delivery: ``worker_lease_s`` (how long a dead worker's
-    row may wait) only ever shortens it."""
+    ``Services.wake`` sets when a registration is accepted (in this process, or through the wake pipe
+    from an API process: ``gateway.delivery.wake``).  A claim is renewed while its row is in flight, so
+    its lease need not cover a whole delivery: ``worker_lease_s`` (how long a dead worker's row may wait)
+    only ever shortens it."""
     lease_s = min(settings.worker_claim_lease_s, settings.worker_lease_s)
     return Scheduler(
         worker.store, worker, per_recipient=settings.worker_per_recipient,
@@ -312,74 +325,81 @@ def delivery_scheduler(settings: Settings, worker: DeliveryWorker) -> Scheduler:
     )
 
 
-def background_jobs(
-    settings: Settings, worker: DeliveryWorker | None, ledger: Ledger, rights: RightsService,
-    escrow: EscrowJob | None, escrow_interval_s: float,
-) -> list[CleanupContext]:
-    """What runs beside the app, in start-up order: the delivery scheduler, then the timers whose interval
-    is set."""
+def background_jobs(settings: Settings, ledger: Ledger, rights: RightsService) -> list[CleanupContext]:
+    """What an API process runs beside the app whatever delivers: the timers whose interval is set."""
 
     async def purge() -> None:
         report = await rights.retention(dry_run=False)
         log.info("retention.purged", purged=report.get("purged", 0))
 
-    jobs = [run_loop(delivery_scheduler(settings, worker).run, settings.worker_poll_s)] if worker is not None else []
-    for interval, job, name in (
+    return [periodic(interval, job, name) for interval, job, name in (
         (settings.checkpoint_interval_s, ledger.checkpoint, "ledger.checkpoint"),
-        (escrow_interval_s, escrow.run_once if escrow else None, "escrow.deposit"),
         (settings.retention_interval_s, purge, "retention.purge"),
-    ):
-        if interval > 0 and job is not None:
-            jobs.append(periodic(interval, job, name))
-    return jobs
+    ) if interval > 0]
 
 
 def poll_jobs(
     settings: Settings, store: Store, policies: PolicySet, endpoints: dict[str, Endpoint], pools: EppPools,
-    worker: DeliveryWorker | None,
+    worker: DeliveryWorker,
 ) -> list[CleanupContext]:
     """The registry poll workers (``gateway.delivery.poll``), one per EPP endpoint, on pooled sessions: in a
     process that delivers (the notices wake its rows), unless ``poll_interval_s`` is 0."""
-    if worker is None or settings.poll_interval_s <= 0:
+    if settings.poll_interval_s <= 0:
         return []
     workers = poll_workers(store, policies, endpoints, pools.session, wake=worker.wakeup.set,
                            max_per_round=settings.poll_max_per_round)
     return [run_loop(w.run, settings.poll_interval_s) for w in workers]
 
 
-async def build(settings: Settings, *, dev_tokens: bool = False) -> tuple[web.Application, Store]:
-    policies = load_policies(settings.config_dir)
-    tokens_path = settings.resolved_tokens()
-    if not tokens_path.exists():
-        if not dev_tokens:
-            raise ConfigError(f"{tokens_path}: no tokens file (run 'gateway run' once for development tokens)")
-        write_dev_tokens(tokens_path, settings.var_dir / "dev-tokens")
-    tokens = TokenStore.load(tokens_path)
-    secret = load_secret(settings.resolved_secret())
-    cfg = load_endpoints(settings, policies)
-    policies = check_routes(settings, policies, cfg, development=dev_tokens)
-    endpoints = endpoint_resolver(settings, policies, cfg)
-    where = settings.endpoints_file or Path("endpoints")
-    partners = {rid: p.endpoint(rid, where) for rid, p in cfg.partners.items()}
-    store = await open_store(settings)
-    ledger = open_ledger(settings, store)
+@dataclasses.dataclass(frozen=True)
+class Routing:
+    """Where each recipient is reached: the endpoints file checked against the policies (``check_routes``),
+    each registry's EPP endpoint and each partner's.  The API and ``gateway worker`` build the same one."""
 
-    def endpoint_for(recipient: str) -> Endpoint:
+    policies: PolicySet
+    cfg: EndpointsFile
+    endpoints: dict[str, Endpoint]
+    partners: dict[str, PartnerEndpoint]
+
+    def endpoint_for(self, recipient: str) -> Endpoint:
         try:
-            return endpoints[recipient]
+            return self.endpoints[recipient]
         except KeyError:
             raise PermanentDeliveryError("no endpoint configured for this recipient") from None
 
-    def partner_for(recipient: str) -> PartnerEndpoint:
+    def partner_for(self, recipient: str) -> PartnerEndpoint:
         try:
-            return partners[recipient]
+            return self.partners[recipient]
         except KeyError:
             raise PermanentDeliveryError("no partner endpoint configured for this recipient") from None
 
+
+def routing(settings: Settings, *, development: bool, delivering: bool) -> Routing:
+    policies = load_policies(settings.config_dir)
+    cfg = load_endpoints(settings, policies)
+    policies = check_routes(settings, policies, cfg, development=development, delivering=delivering)
+    where = settings.endpoints_file or Path("endpoints")
+    return Routing(policies, cfg, endpoint_resolver(settings, policies, cfg),
+                   {rid: p.endpoint(rid, where) for rid, p in cfg.partners.items()})
+
+
+@dataclasses.dataclass(frozen=True)
+class Delivery:
+    """Everything that sends: the worker (one row at a time, fenced by its claim), the EPP session pools, the
+    escrow deposit job, and what runs them for a process's lifetime (``jobs``): the scheduler, the escrow
+    timer, the registry poll workers and the webhook sender."""
+
+    worker: DeliveryWorker
+    pools: EppPools
+    escrow: EscrowJob | None
+    jobs: list[CleanupContext]
+
+
+def open_delivery(settings: Settings, store: Store, ledger: Ledger, route: Routing) -> Delivery:
     # EPP latency per registry: labelled by recipient id where one recipient has the endpoint, else by
     # host (a pool, and so its series, is per endpoint; e.g. every recipient shares the dev sandbox)
     holders: dict[tuple[str, int, str], list[str]] = {}
-    for rid, ep in endpoints.items():
+    for rid, ep in route.endpoints.items():
         holders.setdefault((ep.host, ep.port, ep.client_id), []).append(rid)
 
     def registry_label(ep: Endpoint) -> str:
@@ -390,9 +410,9 @@ async def build(settings: Settings, *, dev_tokens: bool = False) -> tuple[web.Ap
                      rate_limit_per_s=settings.epp_rate_limit_per_s, attempts=settings.epp_attempts,
                      metrics=delivery_metrics(), registry_label=registry_label)
     worker = DeliveryWorker(
-        store, ledger, policies, endpoint_for, max_attempts=settings.max_attempts,
+        store, ledger, route.policies, route.endpoint_for, max_attempts=settings.max_attempts,
         backoff_base_s=settings.backoff_base_s, backoff_max_s=settings.backoff_max_s,
-        batch=settings.worker_batch, partner_endpoints=partner_for,
+        batch=settings.worker_batch, partner_endpoints=route.partner_for,
         # the scheduler's bulkheads bound what is in flight; the worker's own limit must not be tighter
         concurrency=max(settings.worker_concurrency, settings.worker_max_in_flight),
         send_epp=pools.register, delete_epp=pools.delete_contacts, update_epp=pools.update_contact,
@@ -401,39 +421,105 @@ async def build(settings: Settings, *, dev_tokens: bool = False) -> tuple[web.Ap
         # the claim lease the scheduler renews; a row that waited for a slot starts it afresh (``deliver``)
         lease_s=min(settings.worker_claim_lease_s, settings.worker_lease_s),
     )
-    escrow = None
+    escrow, cfg, where = None, route.cfg, settings.endpoints_file or Path("endpoints")
+    jobs = [run_loop(delivery_scheduler(settings, worker).run, settings.worker_poll_s)]
     if cfg.escrow is not None:
         key = serialization.load_pem_public_key(cfg.escrow.agent_public_key_file.read_bytes())
         if not isinstance(key, X25519PublicKey):
             raise ConfigError(f"{where}: escrow.agent_public_key_file: not an X25519 public key")
         escrow = EscrowJob(worker, cfg.escrow.recipient, cfg.escrow.endpoint("escrow", where), key,
                            cfg.escrow.registrar_id)
-    delivering = settings.worker_enabled
+        jobs.append(periodic(cfg.escrow.interval_s, escrow.run_once, "escrow.deposit"))
+    jobs += poll_jobs(settings, store, route.policies, route.endpoints, pools, worker)
+    if settings.webhooks_send:  # a process that delivers sends the notifications too
+        jobs.append(run_loop(webhook_sender(settings, store).run, settings.webhook_poll_s))
+    return Delivery(worker, pools, escrow, jobs)
+
+
+def wake_listener(settings: Settings, worker: DeliveryWorker) -> CleanupContext:
+    """``gateway worker``: wake the scheduler when an API process of this host queued rows."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        listener = WakeListener(settings.wake_pipe(), worker.wakeup)
+        listener.start()
+        yield
+        listener.close()
+
+    return ctx
+
+
+async def build(settings: Settings, *, dev_tokens: bool = False) -> tuple[web.Application, Store]:
+    """The API process.  ``GATEWAY_DELIVERY`` (``Settings.delivery_mode``) says whether it delivers too
+    (``inprocess``), wakes ``gateway worker`` processes (``external``) or neither (``off``)."""
+    mode = settings.delivery_mode()
+    route = routing(settings, development=dev_tokens, delivering=mode != "off")  # a bad policy file first
+    tokens_path = settings.resolved_tokens()
+    if not tokens_path.exists():
+        if not dev_tokens:
+            raise ConfigError(f"{tokens_path}: no tokens file (run 'gateway run' once for development tokens)")
+        write_dev_tokens(tokens_path, settings.var_dir / "dev-tokens")
+    tokens = TokenStore.load(tokens_path)
+    secret = load_secret(settings.resolved_secret())
+    policies, cfg, where = route.policies, route.cfg, settings.endpoints_file or Path("endpoints")
+    store = await open_store(settings)
+    ledger = open_ledger(settings, store)
+    delivery = open_delivery(settings, store, ledger, route) if mode == "inprocess" else None
+    wake: Callable[[], None] | None = None
+    if delivery is not None:
+        wake = delivery.worker.wakeup.set
+    elif mode == "external":
+        wake = wake_sender(settings.wake_pipe())
     changes = ChangeService(store, ledger, policies)
-    # Without a worker this process contacts no partner (Art. 19 notices are all left to staff) and
-    # has nobody to wake: RightsService's wake-up is then a no-op, which the API shares.
+    # A process that delivers nothing and wakes nobody contacts no partner either (Art. 19 notices are all
+    # left to staff); RightsService's wake-up is then a no-op, which the API shares.
     rights = open_rights(settings, store, ledger, policies, changes=changes,
-                         partners=partner_for if delivering else None,
-                         wake=worker.wakeup.set if delivering else None)
+                         partners=route.partner_for if mode != "off" else None, wake=wake)
     services = Services(
         store=store, ledger=ledger, tokens=tokens,
         registrations=RegistrationService(store, ledger, policies, RegistrarContact(), secret),
-        changes=changes, lifecycle=LifecycleService(store, policies), rights=rights, wake=rights.wake, escrow=escrow,
+        changes=changes, lifecycle=LifecycleService(store, policies), rights=rights, wake=rights.wake,
+        escrow=delivery.escrow if delivery is not None else None,
         address_lookup=cfg.address_lookup.endpoint("address_lookup", where) if cfg.address_lookup else None,
         max_body_bytes=settings.max_body_bytes, metrics=Metrics.create(),
         metrics_token_sha256=settings.metrics_token_sha256,
     )
-    app = build_app(services, background=[*background_jobs(
-        settings, worker if delivering else None, ledger, rights, escrow, cfg.escrow.interval_s if cfg.escrow else 0.0,
-    ), *poll_jobs(settings, store, policies, endpoints, pools, worker if delivering else None)])
+    app = build_app(services, background=[
+        *(delivery.jobs if delivery is not None else []), *background_jobs(settings, ledger, rights),
+    ])
     app[WEBHOOK_SETTINGS] = WebhookSettings(allow_loopback_http=settings.webhooks_allow_loopback_http)
+    app[DELIVERY_MODE] = mode  # /readyz: whether this process's own worker is part of being ready
+    # staff accounts, sessions and log-in throttling, in the store every instance shares
+    app[ACCOUNTS] = AccountService(cast(AccountStore, store))
+    oidc.setup(app, oidc.OidcProvider.from_settings(oidc.OidcSettings()))  # GATEWAY_OIDC_*: optional
     if ledger.ring_file is not None:
         app.cleanup_ctx.append(key_ring_reloader(ledger, settings.key_ring_watch_s))
-    if delivering and settings.webhooks_send:  # a process that runs the worker sends the notifications too
-        app.cleanup_ctx.append(run_loop(webhook_sender(settings, store).run, settings.webhook_poll_s))
 
     async def close_store(app: web.Application) -> None:
-        await pools.close()
+        if delivery is not None:
+            await delivery.pools.close()
+        await store.close()
+
+    app.on_cleanup.append(close_store)
+    return app, store
+
+
+async def build_worker(settings: Settings, *, development: bool = False) -> tuple[web.Application, Store]:
+    """``gateway worker``: delivery only, on the configured store, as an app (with no routes of its own)
+    whose lifetime runs the scheduler, escrow deposits, registry poll workers and webhook sender
+    (``Delivery.jobs``), follows the key ring and listens on the wake pipe.  ``development``: recipients
+    nothing reaches are left out, as ``gateway run``'s API leaves them out."""
+    route = routing(settings, development=development, delivering=True)
+    store = await open_store(settings)
+    ledger = open_ledger(settings, store)
+    delivery = open_delivery(settings, store, ledger, route)
+    app = web.Application()
+    app.cleanup_ctx.extend(delivery.jobs)
+    app.cleanup_ctx.append(wake_listener(settings, delivery.worker))
+    if ledger.ring_file is not None:
+        app.cleanup_ctx.append(key_ring_reloader(ledger, settings.key_ring_watch_s))
+
+    async def close_store(app: web.Application) -> None:
+        await delivery.pools.close()
         await store.close()
 
     app.on_cleanup.append(close_store)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -70,8 +71,22 @@ class Settings(BaseSettings):
     registrar_password: str = "sandbox-pass-1"  # noqa: S105 - the local sandbox's, not a secret
     pki_dir: Path | None = None
 
+    #: Where outbox rows are delivered from (the scheduler, the registry poll workers, escrow deposits and
+    #: webhook notifications):
+    #: ``inprocess``: this process delivers beside its API (one process; what tests build with ``build``);
+    #: ``external``: ``gateway worker`` processes deliver (``gateway run`` starts one and supervises it) and
+    #: this process only wakes those of its host through the named pipe ``<var_dir>/delivery.wake``;
+    #: ``off``: nothing is delivered from here and nobody is woken.  Unset: ``inprocess``, or ``off`` when
+    #: ``GATEWAY_WORKER_ENABLED=false`` (the older switch).  ``gateway worker`` always delivers.
+    delivery: Literal["inprocess", "external", "off"] | None = None
     worker_enabled: bool = True
+    #: How often an idle delivery loop looks for due rows.  Rows queued on this host wake it at once
+    #: (in-process event, or the wake pipe for ``gateway worker``); the poll serves other hosts (PostgreSQL)
+    #: and rows that become due later (a retry's backoff).
     worker_poll_s: float = Field(default=0.2, gt=0)
+    #: ``gateway worker`` serves ``/healthz`` and ``/metrics`` (the delivery counters) on this port of
+    #: ``host``; unset: no HTTP at all in the worker process.
+    worker_http_port: int | None = Field(default=None, ge=0, le=65535)
     worker_batch: int = Field(default=8, ge=1, le=256)
     worker_concurrency: int = Field(default=4, ge=1, le=64)
     #: Transient failures (connection refused or reset, timeouts, 2400, 2500-range session errors, 2502
@@ -123,6 +138,15 @@ class Settings(BaseSettings):
     webhook_max_age_s: float = Field(default=3 * 86_400.0, gt=0)  # an event older than this is given up
     webhook_backoff_base_s: float = Field(default=5.0, ge=0)
     webhook_backoff_max_s: float = Field(default=3_600.0, ge=0)
+
+    def delivery_mode(self) -> Literal["inprocess", "external", "off"]:
+        if self.delivery is not None:
+            return self.delivery
+        return "inprocess" if self.worker_enabled else "off"
+
+    def wake_pipe(self) -> Path:
+        """The named pipe an API process writes to wake ``gateway worker`` processes of this host."""
+        return self.var_dir / "delivery.wake"
 
     def resolved_db(self) -> Path:
         return self.db_path or self.var_dir / "gateway.sqlite3"

@@ -412,7 +412,10 @@ class EppClient(AsyncClosing):
         self._observe(op, result.code, seconds)
         if result.code in CLOSING_CODES:
             self._broken = True
-        log.info(
+        # a command that succeeded at DEBUG (a line per command cost ~4% of delivery); a refusal stays at INFO,
+        # timeouts and lost connections are WARNING above
+        log.log(
+            logging.DEBUG if result.code < 2000 else logging.INFO,
             "EPP %s %s -> %d (clTRID %s, svTRID %s)",
             op,
             object_id or "-",

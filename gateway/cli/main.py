@@ -1,5 +1,5 @@
-"""``gateway`` command line: serve, run (gateway + local registry sandbox), init, check-config, hash-token,
-and the staff and auditor commands.
+"""``gateway`` command line: serve, worker (delivery as a process of its own), run (gateway + delivery worker
++ local registry sandbox), init, check-config, hash-token, and the staff and auditor commands.
 
 Every failure ends as one line on stderr and a non-zero exit: 2 for configuration and input files (and
 usage), 1 for everything else; never a traceback.
@@ -23,11 +23,13 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from gateway.auth import hash_token
+from gateway.cli import accounts as accounts_cli
 from gateway.cli import init as init_cli
 from gateway.cli import ledger as ledger_cli
 from gateway.cli import outbox as outbox_cli
 from gateway.cli import rights as rights_cli
 from gateway.cli import staff as staff_cli
+from gateway.cli import worker as worker_cli
 from gateway.errors import ConfigError, GatewayError, SandboxUnavailable
 from gateway.logs import configure
 from gateway.policy.loader import load_policies
@@ -142,6 +144,8 @@ async def start_sandbox(settings: Settings) -> SandboxProcess:
 
 
 async def _serve(settings: Settings, *, with_sandbox: bool) -> None:
+    """``gateway serve`` (the API; delivery as ``GATEWAY_DELIVERY`` says) or ``gateway run`` (the sandbox,
+    the API and, unless ``GATEWAY_DELIVERY`` says otherwise, one supervised ``gateway worker``)."""
     from gateway.compose import build, load_endpoints
 
     sandbox = None
@@ -152,6 +156,9 @@ async def _serve(settings: Settings, *, with_sandbox: bool) -> None:
         print(f"registry sandbox: EPP over TLS on {settings.sandbox_host}:{sandbox.port} "
               f"(pid {sandbox.pid}, {how}; state and log in {sandbox.state_dir})", flush=True)
         settings = settings.model_copy(update={"sandbox_port": sandbox.port})  # GATEWAY_SANDBOX_PORT=0: any free
+    supervisor: worker_cli.WorkerSupervisor | None = None
+    if with_sandbox and settings.delivery is None and settings.worker_enabled:
+        settings = settings.model_copy(update={"delivery": "external"})  # ``gateway run``'s default
     try:
         app, _ = await build(settings, dev_tokens=with_sandbox)
         runner = web.AppRunner(app, access_log=None)
@@ -162,12 +169,26 @@ async def _serve(settings: Settings, *, with_sandbox: bool) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        if with_sandbox and settings.delivery_mode() == "external":
+            # after ``build``: the store is migrated and the development keys exist before the worker opens them
+            supervisor = worker_cli.WorkerSupervisor(
+                env={"GATEWAY_SANDBOX_PORT": str(settings.sandbox_port)}, development=True,
+                stop_after_s=settings.worker_shutdown_grace_s + worker_cli.STOP_MARGIN_S,
+            )
+            await supervisor.start()
         print(f"gateway: http://{settings.host}:{settings.port} (openapi: /openapi.json)", flush=True)
         if with_sandbox:
             print(f"development tokens: {settings.var_dir / 'dev-tokens'}/<role>", flush=True)
+        if supervisor is not None:
+            print(f"{supervisor.ready_line} (restarted if it ends)", flush=True)
         await stop.wait()
-        await runner.cleanup()
+        stopping = [runner.cleanup()]
+        if supervisor is not None:
+            stopping.append(supervisor.stop())
+        await asyncio.gather(*stopping)
     finally:
+        if supervisor is not None:
+            await supervisor.stop()  # a failed start-up leaves no worker behind
         if sandbox is not None:
             await sandbox.stop()
 
@@ -189,7 +210,9 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("serve", help="run the gateway (settings from GATEWAY_* environment)")
-    sub.add_parser("run", help="development: the gateway plus a local registry sandbox, with dev tokens")
+    sub.add_parser("run", help="development: the gateway, a delivery worker process and a local registry "
+                               "sandbox, with dev tokens")
+    worker_cli.add_parser(sub)
     init_cli.add_parser(sub)
     check = sub.add_parser("check-config", help="load and validate the policy files")
     check.add_argument("--config-dir", type=Path)
@@ -198,6 +221,7 @@ def parser() -> argparse.ArgumentParser:
     staff_cli.add_parsers(sub)
     rights_cli.add_parsers(sub)
     outbox_cli.add_parsers(sub)
+    accounts_cli.add_parsers(sub)
     return parser
 
 
@@ -223,6 +247,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return staff_cli.run(settings, args)
     if args.cmd in outbox_cli.COMMANDS:
         return outbox_cli.run(settings, args)
+    if args.cmd in accounts_cli.COMMANDS:
+        return accounts_cli.run(settings, args)
+    if args.cmd in worker_cli.COMMANDS:
+        return worker_cli.run(settings, args)
     asyncio.run(_serve(settings, with_sandbox=args.cmd == "run"))
     return 0
 

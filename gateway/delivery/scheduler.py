@@ -5,6 +5,10 @@ held every other TLD's rows behind its timeouts.  Here each recipient is a **bul
 ``per_recipient`` of its rows are in flight, in *lanes*.  A lane delivers one row, then at once claims the
 next row of the same recipient, so a fast registry is never held back by a slow one; the loop only opens
 lanes for recipients with due rows and free slots (on a wake-up, when a lane ends, or every ``poll_s``).
+Claiming is therefore continuous, never batch by batch: a slot that frees claims its next row at once.
+A wake-up is set by the accepting process itself (delivery in process) or, for ``gateway worker``
+processes, by a byte on the wake pipe (``gateway.delivery.wake``); ``poll_s`` only bounds how long rows
+queued elsewhere (another host, a retry's backoff ending) wait to be seen.
 ``max_in_flight`` caps all lanes together; when it is reached and another recipient waits, lanes hand
 their slot back after each row, recipients without a lane first.
 

@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from gateway.clock import iso, utcnow
 from gateway.delivery.scheduler import Scheduler
+from gateway.delivery.wake import WakeListener, wake_sender
 from gateway.logs import DeliveryMetrics
 from gateway.store.base import OutboxItem, Store
 from gateway.store.sqlite import SqliteStore
@@ -256,6 +257,44 @@ async def test_a_wakeup_picks_new_rows_up_before_the_next_poll(store: SqliteStor
     took = await until(lambda: d.delivered["iis"] == 3, limit_s=3.0)
     assert took < 1.0
     assert await run.halt() < 1.0
+
+
+async def test_the_wake_pipe_wakes_a_scheduler_before_its_next_look(store: SqliteStore, tmp_path: Path) -> None:
+    """``gateway worker`` processes are woken by the API through a named pipe (``gateway.delivery.wake``)."""
+    pipe = tmp_path / "delivery.wake"
+    wake = wake_sender(pipe)
+    wake()  # nobody listens yet: nothing happens, nothing raises
+    d = Deliverer(store)
+    sched = scheduler(store, d, recover_every_s=30.0)  # looks on its own every 10 s at most (heartbeat)
+    listener = WakeListener(pipe, sched.wakeup)
+    assert listener.start()
+    try:
+        run = await start(sched, poll_s=30.0)
+        await asyncio.sleep(0.2)
+        await add_rows(store, "iis", 3)
+        wake()
+        took = await until(lambda: d.delivered["iis"] == 3, limit_s=5.0)
+        assert took < 1.0
+        assert await run.halt() < 1.0
+    finally:
+        listener.close()
+
+
+async def test_a_wake_listener_without_any_writer_stays_quiet(tmp_path: Path) -> None:
+    """With no API process holding the pipe open, a reader would see end-of-file over and over; the listener
+    holds a write end itself, so it waits for a byte."""
+    event = asyncio.Event()
+    listener = WakeListener(tmp_path / "delivery.wake", event)
+    assert listener.start()
+    try:
+        await asyncio.sleep(0.3)
+        assert not event.is_set()
+        wake_sender(tmp_path / "delivery.wake")()
+        await until(event.is_set, limit_s=2.0)
+    finally:
+        listener.close()
+    (tmp_path / "not-a-pipe").write_text("")
+    assert not WakeListener(tmp_path / "not-a-pipe", event).start()  # polling alone, no crash
 
 
 async def test_a_deliverer_bug_does_not_stop_the_scheduler(store: SqliteStore, raw: SqliteRaw) -> None:

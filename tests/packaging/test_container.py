@@ -146,8 +146,9 @@ def test_compose_builds_the_dockerfile_and_its_services_agree() -> None:
     assert "postgres" in db["image"]
     url = gw["environment"]["GATEWAY_DATABASE_URL"]
     assert url.startswith("postgresql://") and "@db:" in url and url == worker["environment"]["GATEWAY_DATABASE_URL"]
-    assert gw["environment"]["GATEWAY_WORKER_ENABLED"] == "false"
-    assert worker["environment"]["GATEWAY_WORKER_ENABLED"] == "true"
+    assert gw["environment"]["GATEWAY_DELIVERY"] == "external"
+    assert worker["command"] == ["gateway", "worker"]
+    assert worker["environment"]["GATEWAY_WORKER_HTTP_PORT"] == "8080"  # the image's HEALTHCHECK port
     assert gw["ports"] and gw["ports"][0].endswith(":8080")
     assert "ports" not in worker and "ports" not in db
     for svc in (gw, worker):  # one set of keys and tokens for every instance, created once by `gateway init`

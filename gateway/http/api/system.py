@@ -28,6 +28,9 @@ log = structlog.get_logger("gateway.api")
 
 routes = web.RouteTableDef()
 
+#: How this process delivers (``Settings.delivery_mode``: inprocess, external, off), set by ``gateway.compose``.
+DELIVERY_MODE = web.AppKey("delivery_mode", str)
+
 
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
@@ -59,8 +62,10 @@ def _keys_usable(ledger: Ledger) -> bool:
 async def readyz(request: web.Request) -> web.Response:
     """Ready when the store answers with the schema this code knows, the keys are loaded and usable, the
     configuration this process runs on is whole, and the delivery loop (if this process runs one) is
-    alive; ``/healthz`` stays a liveness check of the process itself.  A refusal names the failed check
-    in ``check`` and the state of each in ``checks``; never a path, DSN or key."""
+    alive; with delivery in ``gateway worker`` processes ``checks.worker`` is ``external`` (``off``: nothing
+    delivers) and ``outbox_oldest_pending_s`` says how long the oldest row has waited.  ``/healthz`` stays a
+    liveness check of the process itself.  A refusal names the failed check in ``check`` and the state of
+    each in ``checks``; never a path, DSN or key."""
     svc = services(request)
     checks: dict[str, str] = {}
 
@@ -89,10 +94,22 @@ async def readyz(request: web.Request) -> web.Response:
     if not policies.recipients or not policies.by_tld:
         return not_ready("config", "no recipient policies are loaded")
     checks["config"] = "ok"
-    if not svc.metrics.delivery.workers_alive():
-        return not_ready("worker", "the delivery worker loop is not running")
-    checks["worker"] = "ok"
-    return json_response({"status": "ready", "schema_version": version, "checks": checks})
+    mode = request.config_dict.get(DELIVERY_MODE, "inprocess")
+    extra: dict[str, object] = {}
+    if mode == "inprocess":
+        if not svc.metrics.delivery.workers_alive():
+            return not_ready("worker", "the delivery worker loop is not running")
+        checks["worker"] = "ok"
+    else:
+        # ``gateway worker`` processes deliver (each has its own /healthz), or nothing does: this process
+        # cannot vouch for them, and accepting is still right while they are down (rows wait).  What it
+        # can say cheaply is how long the oldest row has waited (escrow rows wait for the deposit by design).
+        checks["worker"] = mode
+        batched = {rid for rid, p in svc.registrations.policies.recipients.items() if p.protocol == "escrow"}
+        ages = [s.oldest_pending_s for s in await svc.store.outbox_stats(utcnow())
+                if s.recipient not in batched and s.oldest_pending_s is not None]
+        extra["outbox_oldest_pending_s"] = round(max(ages, default=0.0), 3)
+    return json_response({"status": "ready", "schema_version": version, "checks": checks, **extra})
 
 
 @routes.get("/openapi.json")
