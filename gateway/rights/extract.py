@@ -18,7 +18,15 @@ from typing import Any
 from gateway.ledger.checkpoint import SignedCheckpoint, verify_checkpoint
 from gateway.ledger.entry import LEAF_COLUMNS, OPTIONAL_LEAF_COLUMNS, DisclosureEntry, leaf_bytes
 from gateway.ledger.merkle import leaf_hash, verify_inclusion
-from gateway.rights.texts import OUTCOMES, VALUE_NOTES, Lang, country_name, safeguard_text, transfer_text
+from gateway.rights.texts import (
+    Lang,
+    country_name,
+    outcome_text,
+    recipient_name,
+    safeguard_text,
+    transfer_text,
+    value_note_text,
+)
 
 FORMAT = "registrant-gateway/art15-extract"
 FORMAT_VERSION = 1
@@ -56,17 +64,21 @@ def present_entry(
     lang: Lang,
     purpose_text: str,
     lawful_basis: str | None,
+    domain: str | None = None,
 ) -> dict[str, Any]:
-    """One disclosure as the data subject sees it, with what lets them check it."""
+    """One disclosure as the data subject sees it, with what lets them check it; ``domain`` is the name
+    the disclosure was for (from the registration: the leaf does not carry it, so it is not checked)."""
     assert entry.leaf_hash is not None
     return {
         "id": entry.id,
         "registration_id": entry.registration_id,
+        "domain": domain,
         "date": entry.attempted_at,
         "recorded_at": entry.recorded_at,
         "recipient": {
             "id": entry.recipient, "name": entry.recipient_name, "country": entry.recipient_country,
             "country_name": country_name(entry.recipient_country, lang),
+            "name_text": recipient_name(entry.recipient_name, lang),
         },
         "purpose": entry.purpose,
         "purpose_text": purpose_text,
@@ -82,9 +94,9 @@ def present_entry(
         "withheld": list(entry.withheld),
         "values": values,
         "values_note": note,
-        "values_note_text": VALUE_NOTES[lang][note] if note else None,
+        "values_note_text": value_note_text(note, lang) if note else None,
         "outcome": entry.outcome,
-        "outcome_text": OUTCOMES[lang].get(entry.outcome, entry.outcome),
+        "outcome_text": outcome_text(entry.outcome, lang),
         "leaf": leaf_row(entry),
         "leaf_hash": _b64(entry.leaf_hash),
         "proof": [_b64(p) for p in proof],

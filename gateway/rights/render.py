@@ -1,184 +1,231 @@
-"""Printable letters for an Art. 15 extract: HTML (jinja2, autoescaped) and PDF (fpdf2).
+"""The Art. 15 letter: one jinja2 template (``templates/extract.html.j2``) for the HTML letter, the staff
+page and the PDF (:mod:`gateway.rights.pdf` prints the same HTML with WeasyPrint).
 
-The PDF embeds DejaVu Sans when the system has it, so Swedish letters (å, ä, ö) and the en dash
-render; without it, the core Helvetica font is used and text is reduced to Latin-1.
+:func:`letter_view` turns an extract (the verifiable JSON) into what the letter says, in the letter's
+language: field names as words, recipients, bases and outcomes through the ``letters`` catalogue,
+times in Stockholm time with the zone named.  It refuses, before anything is rendered, a controller
+whose details are still placeholders (``ControllerNotConfigured``, 409): a letter naming "[Registrar
+AB]" must never leave the building, nor half a letter.  A last check refuses a letter that would carry
+a staff note ("UNCONFIRMED", a configuration file's name).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import jinja2
-from fpdf import FPDF
-from fpdf.enums import XPos, YPos
 
-from gateway.rights.texts import HOLDINGS, LABELS
+from gateway.errors import ControllerNotConfigured, LetterNotRenderable, ValidationFailed
+from gateway.i18n import Lang, gettext_for
+from gateway.rights import texts
+from gateway.rights.texts import DASH, LANGS, tr
 
 TEMPLATES = Path(__file__).parent / "templates"
-DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
-DASH = "\u2013"  # en dash, for empty cells
-DEJAVU_BOLD = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")
 
+#: The letter's own look; print rules give A4 pages.  The staff page drops it (its CSP allows no inline
+#: style) and shows the letter with ui.css.
+BASE_CSS = """
+body { font-family: "DejaVu Sans", Arial, sans-serif; font-size: 10pt; line-height: 1.35;
+       color: #111; margin: 2cm; }
+h1 { font-size: 17pt; margin: 0.6em 0 0; }
+h2 { font-size: 12.5pt; margin-top: 1.3em; border-bottom: 1px solid #777; }
+h3 { font-size: 10.5pt; margin: 0.9em 0 0.2em; }
+table { border-collapse: collapse; width: 100%; margin: 0.3em 0 0.8em; }
+th, td { text-align: left; vertical-align: top; padding: 3px 6px; border: 1px solid #bbb; }
+th { background: #f0f0f0; }
+table:not(.purposes) th[scope=row] { width: 30%; }
+.meta { color: #333; }
+.note { font-style: italic; color: #333; }
+.code { font-size: 8pt; word-break: break-all; }
+.letterhead .sender { font-size: 8.5pt; color: #333; }
+.addressee { font-style: normal; margin: 1.2em 0 1em; font-size: 10.5pt; }
+.dateline { text-align: right; }
+@media print {
+  body { margin: 0; }
+  section.disclosure, section.holding, tr { page-break-inside: avoid; }
+  h2, h3 { page-break-after: avoid; }
+}
+"""
 
-def when(timestamp: str) -> str:
-    """``2026-11-25T16:53:18.504337Z`` → ``2026-11-25 16:53 UTC`` (the extract keeps the exact value)."""
-    if len(timestamp) >= 16 and timestamp[10] == "T" and timestamp.endswith("Z"):
-        return f"{timestamp[:10]} {timestamp[11:16]} UTC"
-    return timestamp
+_PLACEHOLDER = re.compile(r"\[[^\]]*\]|\.invalid\b|\bexample\.(?:com|org|net)\b", re.I)
+#: Staff notes that must never reach a data subject (checked on the rendered letter).
+_INTERNAL = re.compile(r"\bUNCONFIRMED\b|\.ya?ml\b|\bconfig/|confirmed: ?false")
 
 
 @cache
 def _env() -> jinja2.Environment:
-    env = jinja2.Environment(
+    return jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, undefined=jinja2.StrictUndefined,
         trim_blocks=True, lstrip_blocks=True,
     )
-    env.filters["when"] = when
-    return env
 
 
-def _labels(extract: dict[str, Any]) -> dict[str, str]:
+def letter_lang(extract: dict[str, Any]) -> Lang:
     lang = extract.get("lang")
-    if lang not in LABELS:
-        raise ValueError("extract lang must be 'sv' or 'en'")
-    return LABELS[lang]
+    if lang not in LANGS:
+        raise ValidationFailed("lang must be 'sv' or 'en'", errors=[{"loc": ["lang"], "type": "literal_error"}])
+    return "sv" if lang == "sv" else "en"
+
+
+def controller_placeholders(controller: dict[str, Any]) -> list[str]:
+    """The controller settings still holding placeholders ("placeholder" itself when it is true)."""
+    found = ["placeholder"] if controller.get("placeholder") else []
+    for key in ("name", "organisation_number", "address", "email", "phone"):
+        value = controller.get(key)
+        if isinstance(value, str) and _PLACEHOLDER.search(value):
+            found.append(f"controller.{key}")
+    return found
+
+
+def require_configured(extract: dict[str, Any]) -> None:
+    """Refuse (409) a letter whose controller is still the shipped placeholder, naming the settings."""
+    missing = controller_placeholders(extract.get("controller") or {})
+    dpo = extract.get("dpo") or {}
+    missing += [f"dpo.{k}" for k in ("name", "email") if isinstance(dpo.get(k), str) and _PLACEHOLDER.search(dpo[k])]
+    if missing:
+        settings = [m for m in missing if m != "placeholder"]
+        raise ControllerNotConfigured(
+            "the controller's details are not configured"
+            + (f" (still placeholders: {', '.join(settings)})" if settings else "")
+            + ": set them in controller.yaml" + (" and set placeholder: false" if "placeholder" in missing else "")
+            + " before a letter can be made"
+        )
+
+
+def _addressee(extract: dict[str, Any], lang: Lang) -> list[str]:
+    """The name and postal address the subject's latest disclosure carried (an empty list if none did)."""
+    for d in reversed(extract.get("disclosures") or []):
+        v = d.get("values") or {}
+        if not v.get("name"):
+            continue
+        street = v.get("street")
+        lines = [str(v["name"])]
+        if v.get("organisation"):
+            lines.append(str(v["organisation"]))
+        lines += [str(s) for s in street] if isinstance(street, list) else [str(street)] if street else []
+        town = " ".join(str(p) for p in (v.get("postal_code"), v.get("city")) if p)
+        if town:
+            lines.append(town)
+        if v.get("country"):
+            lines.append(texts.country_name(str(v["country"]), lang))
+        return lines
+    return []
+
+
+def _purpose(p: dict[str, Any], lang: Lang) -> dict[str, str]:
+    return {"description": p.get("description") or p["purpose"],
+            "lawful_basis": texts.config_text(p.get("lawful_basis"), lang),
+            "retention": p.get("retention") or DASH}
+
+
+def _disclosure(d: dict[str, Any], lang: Lang) -> dict[str, Any]:
+    basis = d["legal_basis"]
+    values = d.get("values") or {}
+    r = d["recipient"]
+    return {
+        "recipient": texts.recipient_name(r["name"], lang),
+        "domain": d.get("domain") or DASH,
+        "country": f"{texts.country_name(r['country'], lang)} ({r['country']})",
+        "date": texts.when(d["date"], lang),
+        "purpose": d.get("purpose_text") or d["purpose"],
+        "lawful_basis": texts.config_text(basis.get("processing"), lang) if basis.get("processing") else "",
+        "transfer": texts.transfer_text(basis["transfer_category"], basis.get("article"), basis.get("instrument"),
+                                        lang),
+        "outcome": texts.outcome_text(d["outcome"], lang),
+        "fields": texts.field_names(d.get("fields") or [], lang),
+        "values": [(texts.field_name(k, lang), texts.value_text(k, values[k], lang))
+                   for k in sorted(values, key=texts.field_order)],
+        "values_note": texts.value_note_text(d["values_note"], lang) if d.get("values_note") else DASH,
+        "withheld": texts.field_names(d.get("withheld") or [], lang) if d.get("withheld") else "",
+    }
+
+
+def _planned(q: dict[str, Any], lang: Lang) -> dict[str, Any]:
+    t = q.get("transfer") or {}
+    return {
+        "recipient": texts.recipient_name(q["recipient"]["name"], lang),
+        "domain": q.get("domain") or DASH,
+        "country": f"{texts.country_name(q['recipient']['country'], lang)} ({q['recipient']['country']})",
+        "purpose": q.get("purpose_text") or q.get("purpose") or DASH,
+        "lawful_basis": texts.config_text(q.get("lawful_basis"), lang) if q.get("lawful_basis") else "",
+        "transfer": texts.transfer_text(t.get("category", ""), t.get("article"), t.get("instrument"), lang),
+        "fields": texts.field_names(q.get("fields") or [], lang),
+    }
+
+
+_ISO_DAY = re.compile(r"\b(\d{4}-\d{2}-\d{2})\b")
+
+
+def _days_in_words(text: str, lang: Lang) -> str:
+    """``purged on 2028-02-29`` → ``gallras den 29 februari 2028``: holdings' dates as the letter writes them."""
+    return _ISO_DAY.sub(lambda m: texts.day(m.group(1), lang), text)
+
+
+def _holdings(h: dict[str, Any] | None, lang: Lang) -> dict[str, Any] | None:
+    if h is None:  # extracts made before holdings existed have no such section
+        return None
+    words = texts.HOLDINGS[lang]
+    return {
+        "recipients": [{
+            "name": texts.recipient_name(r["name"], lang),
+            "country": f"{texts.country_name(r['country'], lang)}, {r['country']}",
+            "objects": [{"kind": words.get(o["kind"], o["kind"]), "id": o["id"], "since": texts.when(o["since"], lang),
+                         "fields": texts.field_names(o.get("fields") or [], lang),
+                         "ends": _days_in_words(o["ends"], lang)}
+                        for o in r["objects"]],
+        } for r in h["recipients"]],
+        "own": [{"purpose": c.get("purpose_text") or c["purpose"], "domain": c.get("domain") or c["registration_id"],
+                 "entries": c["entries"], "ends": _days_in_words(c["ends"], lang)} for c in h["own"]],
+    }
+
+
+def letter_view(extract: dict[str, Any], css: str = BASE_CSS) -> dict[str, Any]:
+    """What the letter says, in its language (pure; raises ``ControllerNotConfigured`` first)."""
+    require_configured(extract)
+    lang = letter_lang(extract)
+    x = extract
+    cp = x["checkpoint"]
+    matched = bool(x.get("subject_ids") or x.get("subject_id"))
+    rights = texts.rights(lang)
+    if not matched:  # nothing of theirs is processed: only the complaint right applies
+        rights = [r for r in rights if r["right"] == "complaint"]
+    generated = texts.when(x["generated_at"], lang)
+    return {
+        "lang": lang,
+        "title": f"{tr(lang, 'Register extract')} {DASH} {x['controller']['name']}",
+        "css": css,
+        "matched": matched,
+        "generated": generated,
+        "generated_iso": x["generated_at"],
+        "request_id": x["request_id"],
+        "controller": x["controller"],
+        "dpo": x.get("dpo"),
+        "authority": x["supervisory_authority"],
+        "addressee": _addressee(x, lang),
+        "source": tr(lang, texts.SOURCE),
+        "automated": tr(lang, texts.AUTOMATED),
+        "verification": tr(lang, texts.VERIFY),
+        "purposes": [_purpose(p, lang) for p in (x.get("purposes") or x.get("retention") or [])],
+        "disclosures": [_disclosure(d, lang) for d in x["disclosures"]],
+        "planned": [_planned(q, lang) for q in x.get("planned") or []],
+        "holdings": _holdings(x.get("holdings"), lang),
+        "rights": [r["text"] for r in rights],
+        "checkpoint": {"size": cp["size"], "when": texts.when(cp.get("timestamp"), lang),
+                       "key_id": cp.get("key_id", DASH), "root": cp.get("root", "")},
+    }
+
+
+def render_view(view: dict[str, Any]) -> str:
+    lang: Lang = view["lang"]
+    html = _env().get_template("extract.html.j2").render(v=view, _=gettext_for(lang, "letters").gettext)
+    if _INTERNAL.search(html):
+        raise LetterNotRenderable("the letter would carry an internal note; see the staff extract page's warnings")
+    return html
 
 
 def render_html(extract: dict[str, Any]) -> str:
-    return _env().get_template("extract.html.j2").render(x=extract, L=_labels(extract), HL=HOLDINGS[extract["lang"]])
-
-
-def _value_text(value: Any) -> str:
-    if isinstance(value, (list, tuple)):
-        return ", ".join(str(v) for v in value)
-    return str(value)
-
-
-class _Letter:
-    def __init__(self, unicode_font: Path | None, bold_font: Path | None) -> None:
-        self.pdf = FPDF(format="A4")
-        self.pdf.set_auto_page_break(auto=True, margin=15)
-        self.pdf.set_margins(18, 16, 18)
-        if unicode_font is not None:
-            self.pdf.add_font("DejaVu", "", str(unicode_font))
-            self.pdf.add_font("DejaVu", "B", str(bold_font or unicode_font))
-            self.family, self.latin1 = "DejaVu", False
-        else:
-            self.family, self.latin1 = "helvetica", True
-        self.pdf.add_page()
-
-    def _t(self, text: str) -> str:
-        if self.latin1:
-            text = text.replace("\u2013", "-").replace("\u2014", "-").replace("\u2019", "'").replace("\u2022", "-")
-            return text.encode("latin-1", "replace").decode("latin-1")
-        return text
-
-    def line(self, text: str, size: float = 10, bold: bool = False, gap: float = 0.0) -> None:
-        self.pdf.set_font(self.family, "B" if bold else "", size)
-        self.pdf.multi_cell(0, size * 0.5, self._t(text), align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
-        if gap:
-            self.pdf.ln(gap)
-
-    def heading(self, text: str) -> None:
-        self.pdf.ln(3)
-        self.line(text, 12.5, bold=True, gap=1)
-
-    def pairs(self, rows: Iterable[tuple[str, str]]) -> None:
-        for label, value in rows:
-            self.pdf.set_font(self.family, "B", 9.5)
-            self.pdf.cell(56, 5, self._t(label))
-            self.pdf.set_font(self.family, "", 9.5)
-            self.pdf.multi_cell(0, 5, self._t(value or DASH), align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
-
-    def output(self) -> bytes:
-        return bytes(self.pdf.output())
-
-
-def render_pdf(extract: dict[str, Any]) -> bytes:
-    L = _labels(extract)
-    font = DEJAVU if DEJAVU.exists() else None
-    doc = _Letter(font, DEJAVU_BOLD if font and DEJAVU_BOLD.exists() else None)
-    x = extract
-    c = x["controller"]
-    doc.line(L["title"], 18, bold=True)
-    doc.line(L["subtitle"], 10, gap=3)
-    org = f" ({c['organisation_number']})" if c.get("organisation_number") else ""
-    sa = x["supervisory_authority"]
-    rows = [(L["controller"], f"{c['name']}{org}, {c['address']}, {c['email']}")]
-    if x.get("dpo"):
-        rows.append((L["dpo"], f"{x['dpo']['name']}, {x['dpo']['email']}"))
-    rows += [
-        (L["authority"], f"{sa['name']} ({sa['short_name']}), {sa['url']}"),
-        (L["generated_at"], when(x["generated_at"])),
-        (L["request"], x["request_id"]),
-        (L["subject"], ", ".join(x.get("subject_ids") or []) or x.get("subject_id") or DASH),
-    ]
-    doc.pairs(rows)
-    doc.pdf.ln(2)
-    doc.line(L["intro"])
-    doc.heading(L["source"])
-    doc.line(x["source"])
-    doc.heading(L["purposes"])
-    for p in x["purposes"] or x["retention"]:
-        doc.pairs([(L["purpose"], p["description"]), (L["lawful_basis"], p["lawful_basis"] or DASH),
-                   (L["retention"], p["retention"] or DASH)])
-        doc.pdf.ln(1.5)
-    doc.heading(f"{L['disclosures']} ({len(x['disclosures'])})")
-    if not x["disclosures"]:
-        doc.line(L["none"])
-    for i, d in enumerate(x["disclosures"], 1):
-        doc.line(f"{i}. {d['recipient']['name']}", 10.5, bold=True, gap=0.5)
-        values = d.get("values")
-        shown = ("; ".join(f"{k}: {_value_text(v)}" for k, v in sorted(values.items())) if values
-                 else d.get("values_note_text") or DASH)
-        rows = [
-            (L["country"], f"{d['recipient']['country_name']} ({d['recipient']['country']})"),
-            (L["date"], when(d["date"])),
-            (L["purpose"], d["purpose_text"] + (f" {DASH} {d['legal_basis']['processing']}"
-                                                if d["legal_basis"].get("processing") else "")),
-            (L["transfer"], d["legal_basis"]["text"]),
-            (L["outcome"], d["outcome_text"]),
-            (L["fields"], ", ".join(d["fields"]) or DASH),
-            (L["values"], shown),
-        ]
-        if d.get("withheld"):
-            rows.append((L["withheld"], ", ".join(d["withheld"])))
-        doc.pairs(rows)
-        doc.pdf.ln(2)
-    if "holdings" in x:  # extracts made before holdings existed have no such section
-        _holdings_pdf(doc, x)
-    doc.heading(L["rights"])
-    for r in x["rights"]:
-        doc.line(f"• {r['text']}", gap=1)
-    doc.heading(L["automated"])
-    doc.line(x["automated_decisions"])
-    doc.heading(L["verification"])
-    doc.line(x["verification"]["text"], gap=1)
-    cp = x["checkpoint"]
-    doc.line(f"{L['checkpoint']}: {cp['size']} {L['entries']}, {cp['timestamp']}, key {cp['key_id']}", 8.5)
-    doc.line(f"root {cp['root']}", 8.5)
-    return doc.output()
-
-
-def _holdings_pdf(doc: _Letter, x: dict[str, Any]) -> None:
-    """The "who holds your data now" section: per recipient its objects, then our own copy."""
-    H, HL, L = x["holdings"], HOLDINGS[x["lang"]], _labels(x)
-    doc.heading(H["heading"])
-    doc.line(H["intro"], gap=1)
-    if not H["recipients"]:
-        doc.line(HL["none"])
-    for r in H["recipients"]:
-        doc.line(f"{r['name']} ({r['country_name']}, {r['country']})", 10.5, bold=True, gap=0.5)
-        for o in r["objects"]:
-            doc.pairs([(HL["object"], f"{o['kind_text']}: {o['id']}"), (HL["since"], when(o["since"])),
-                       (HL["fields"], ", ".join(o["fields"]) or DASH), (HL["ends"], o["ends"])])
-            doc.pdf.ln(1)
-    if H["own"]:
-        doc.line(HL["own"], 10.5, bold=True, gap=0.5)
-        for c in H["own"]:
-            doc.pairs([(L["purpose"], c["purpose_text"]), (HL["object"], c["domain"] or c["registration_id"]),
-                       (HL["ends"], f"{c['ends']} ({c['entries']} {L['entries']})")])
-            doc.pdf.ln(1)
+    """The letter as one HTML document (autoescaped), in the extract's language."""
+    return render_view(letter_view(extract))

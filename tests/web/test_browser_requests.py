@@ -23,8 +23,8 @@ from tests.web.conftest import register_scenario
 
 pytestmark = pytest.mark.integration
 
-ANNA_RECIPIENTS = ("Internetstiftelsen (.se registry)", "Public Interest Registry (.org registry)",
-                   "VeriSign, Inc. (.com registry)")
+ANNA_RECIPIENTS = ("Internetstiftelsen (registret för .se)", "Public Interest Registry (registret för .org)",
+                   "VeriSign, Inc. (registret för .com)")
 OTHERS = ("exempel.jp", "exempel.cn", "Japan Registry Services", "China Internet Network", "Kenji", "Wei Zhang",
           "example.jp", "example.cn")
 
@@ -121,7 +121,7 @@ async def test_access_request_and_extract_in_chromium(gateway: Gateway, tmp_path
 
     assert seen.extract_title.startswith("Registerutdrag")
     letter = seen.letter
-    assert letter.startswith("Registerutdrag") and "Integritetsskyddsmyndigheten" in letter
+    assert "Registerutdrag" in letter and "Integritetsskyddsmyndigheten" in letter
     for name in ANNA_RECIPIENTS:
         assert name in letter, name
     # one entry per command: contact:create and domain:create at .se and .org, domain:create at thin .com
