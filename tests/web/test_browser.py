@@ -130,11 +130,12 @@ async def test_staff_pages_in_chromium(gateway: Gateway, tmp_path: Path) -> None
     assert seen.login_title.startswith("Log in")
     # one row per command: a contact:create and a domain:create at the thick registries (.se, .org, .jp),
     # a domain:create at thin .com, the one blocked entry for .cn
+    # newest first
     assert seen.all_rows == ["iis-se", "iis-se", "pir-org", "pir-org", "verisign-com", "jprs-jp", "jprs-jp",
-                             "cnnic-cn"]
-    assert seen.third_rows == ["pir-org", "pir-org", "jprs-jp", "jprs-jp", "cnnic-cn"]
+                             "cnnic-cn"][::-1]
+    assert seen.third_rows == ["pir-org", "pir-org", "jprs-jp", "jprs-jp", "cnnic-cn"][::-1]
     assert seen.recipient_rows == ["jprs-jp", "jprs-jp"]
-    assert seen.subject_rows == ["iis-se", "iis-se", "pir-org", "pir-org", "verisign-com"]
+    assert seen.subject_rows == ["iis-se", "iis-se", "pir-org", "pir-org", "verisign-com"][::-1]
     assert "anna" not in seen.subject_url.lower()  # the identifier never went into a URL
 
     assert "Anna Andersson" in seen.detail_values and "Storgatan 1" in seen.detail_values
@@ -146,7 +147,7 @@ async def test_staff_pages_in_chromium(gateway: Gateway, tmp_path: Path) -> None
 
     assert re.fullmatch(r"disclosures-\d{8}T\d{6}Z\.csv", seen.csv_name)
     exported = list(csv.DictReader(io.StringIO(seen.csv_text)))
-    assert [r["recipient"] for r in exported] == seen.all_rows
+    assert [r["recipient"] for r in exported] == seen.all_rows[::-1]  # the export is in ledger order
     assert {r["outcome"] for r in exported} == {"delivered", "blocked"}
     assert [r["category"] for r in exported] == ["eea", "eea", "safeguard", "safeguard", "no_personal_data",
                                                  "adequacy", "adequacy", "blocked"]
@@ -158,9 +159,9 @@ async def test_staff_pages_in_chromium(gateway: Gateway, tmp_path: Path) -> None
     counts: dict[str, Any] = {r: (v["basis"], v["delivered"], v["blocked"], v["failed"])
                               for r, v in seen.overview.items()}
     assert counts == {  # entries, one per command: the contact:create and the domain:create of each registration
-        "cnnic-cn": ("blocked", "0", "1", "0"),
-        "jprs-jp": ("adequacy", "2", "0", "0"),
-        "pir-org": ("safeguard", "2", "0", "0"),
+        "cnnic-cn": ("Blocked: no basis", "0", "1", "0"),
+        "jprs-jp": ("Adequacy decision (Art. 45)", "2", "0", "0"),
+        "pir-org": ("Appropriate safeguards (Art. 46)", "2", "0", "0"),
     }
     assert "2019/419" in seen.overview["jprs-jp"]["instrument"]
     assert "2021/914, module 1" in seen.expiring and "pir-org" in seen.expiring
