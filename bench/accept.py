@@ -6,8 +6,8 @@ Rows (each the median of ``--rounds`` interleaved rounds, with min..max, the bas
 run, and the ratio):
 
 * accept at concurrency 16, delivery on: the gateway delivering to the TLS sandbox while it accepts
-  (``gateway serve`` with its delivery worker; a separate ``gateway worker`` process when ``gateway run``
-  starts one) vs the durable-insert handler;
+  (``gateway serve`` and a ``gateway worker`` process, as ``gateway run`` starts them; ``--delivery
+  inprocess`` for the API delivering itself) vs the durable-insert handler;
 * accept at concurrency 16, delivery off: a second gateway on its own store with no delivery;
 * overhead p50 at concurrency 1, delivery on: the gateway's accept latency minus the p50 of a handler
   that parses the same body and answers without a database (``/nodb``), goal <= 2 ms.
@@ -82,6 +82,8 @@ def main() -> None:
     ap.add_argument("--n1", type=int, default=300, help="orders a round at concurrency 1 (<= 5000)")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (>= 3 for a median; <= 9)")
     ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--delivery", choices=("external", "inprocess"), default="external",
+                    help="delivery on: a 'gateway worker' process beside the API (as 'gateway run'), or in the API")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     n, n1, rounds = max(10, min(args.n, 20_000)), max(10, min(args.n1, 5000)), max(1, min(args.rounds, 9))
@@ -104,7 +106,7 @@ def main() -> None:
                 env = {**base_env, "GATEWAY_PORT": str(gw_port), "GATEWAY_VAR_DIR": str(tmp / name),
                        "GATEWAY_PKI_DIR": str(pki.directory), "GATEWAY_SANDBOX_PORT": str(port),
                        "GATEWAY_REGISTRAR_CLIENT_ID": CLIENT_ID, "GATEWAY_REGISTRAR_PASSWORD": PASSWORD,
-                       "GATEWAY_TOKENS_FILE": str(tokens), "GATEWAY_WORKER_ENABLED": "true" if delivery else "false",
+                       "GATEWAY_TOKENS_FILE": str(tokens), "GATEWAY_DELIVERY": args.delivery if delivery else "off",
                        "GATEWAY_WORKER_POLL_S": "0.02"}
                 return env, gw_port
 
@@ -113,7 +115,10 @@ def main() -> None:
             base_port = free_port()
             base_argv = [sys.executable, str(ROOT / "bench" / "baseline_http.py"), "--port", str(base_port),
                          "--db", str(tmp / "baseline.sqlite3")]
+            worker_argv = ([sys.executable, "-m", "gateway", "worker"] if args.delivery == "external"
+                           else [sys.executable, "-c", "import time; time.sleep(3600)"])
             with (child([sys.executable, "-m", "gateway", "serve"], env=on_env, log=tmp / "gw-on.log") as on,
+                  child(worker_argv, env=on_env, log=tmp / "worker.log"),
                   child([sys.executable, "-m", "gateway", "serve"], env=off_env, log=tmp / "gw-off.log") as off,
                   child(base_argv, log=tmp / "baseline.log") as bp):
                 on_url, off_url = f"http://127.0.0.1:{on_port}", f"http://127.0.0.1:{off_port}"

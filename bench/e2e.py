@@ -2,7 +2,8 @@
 sending to the same TLS EPP sandbox, in interleaved rounds.
 
 Three processes besides this one, so no side shares an interpreter (or its CPU) with another: the sandbox
-registry (``python -m adapters.epp.sandbox``), the gateway (``gateway serve``, delivery worker on) and the
+registry (``python -m adapters.epp.sandbox``), the gateway (``gateway serve`` with a ``gateway worker`` process
+delivering, as ``gateway run`` starts them; ``--delivery inprocess`` for one process) and the
 baseline (``bench/raw_epp.py``: the raw EPP client on a pool of logged-in sessions, ``max_sessions`` as the
 gateway's ``epp_max_sessions``, kept open across rounds).  Both sides register the same orders: ``--n``
 ``.se`` domains a round, each person (``--per-person`` consecutive orders share one) with one contact.  The
@@ -291,6 +292,9 @@ def main() -> None:
                     help="the sandbox writes its objects to disk after each change (slower registry)")
     ap.add_argument("--latency-n", type=int, default=30,
                     help="orders a round at concurrency 1 (latency rounds, interleaved like the others)")
+    ap.add_argument("--delivery", choices=("external", "inprocess"), default="external",
+                    help="external: the API plus a 'gateway worker' process, as 'gateway run' starts them; "
+                         "inprocess: the API delivers itself")
     ap.add_argument("--json", action="store_true", help="also print every round's figures as JSON")
     args = ap.parse_args()
     args.latency_n = max(3, min(args.latency_n, 500))
@@ -320,11 +324,14 @@ def main() -> None:
                    "GATEWAY_REGISTRAR_CLIENT_ID": CLIENT_ID, "GATEWAY_REGISTRAR_PASSWORD": PASSWORD,
                    "GATEWAY_TOKENS_FILE": str(tokens), "GATEWAY_WORKER_POLL_S": "0.02",
                    "GATEWAY_WORKER_BATCH": "32", "GATEWAY_WORKER_CONCURRENCY": str(args.concurrency),
-                   "GATEWAY_EPP_MAX_SESSIONS": str(args.max_sessions)}
+                   "GATEWAY_EPP_MAX_SESSIONS": str(args.max_sessions), "GATEWAY_DELIVERY": args.delivery}
             raw_argv = [sys.executable, str(ROOT / "bench" / "raw_epp.py"), "--port", str(port), "--pki-dir",
                         str(pki.directory), "--max-sessions", str(args.max_sessions),
                         "--concurrency", str(args.concurrency)]
+            worker_argv = ([sys.executable, "-m", "gateway", "worker"] if args.delivery == "external"
+                           else [sys.executable, "-c", "import time; time.sleep(3600)"])
             with (child([sys.executable, "-m", "gateway", "serve"], env=env, log=tmp / "gateway.log") as gwp,
+                  child(worker_argv, env=env, log=tmp / "worker.log"),
                   child(raw_argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, log=tmp / "raw.log") as rawp):
                 url = f"http://127.0.0.1:{gw_port}"
                 wait_healthy(url, gwp)
