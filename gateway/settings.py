@@ -114,9 +114,11 @@ class Settings(BaseSettings):
     worker_lease_s: float = Field(default=120.0, gt=0)
     #: Delivery scheduling (``gateway.delivery.scheduler``): each recipient is a bulkhead with at most this
     #: many rows in flight, so a registry that hangs holds only its own slots ...
-    worker_per_recipient: int = Field(default=4, ge=1, le=64)  # as many as the registry's EPP sessions
+    #: More rows than the registry has EPP sessions: each command borrows a session on its own
+    #: (``SessionPerCommand``), so while some rows commit a step or their finish, others use the sessions.
+    worker_per_recipient: int = Field(default=16, ge=1, le=64)
     #: ... and all recipients together at most this many.
-    worker_max_in_flight: int = Field(default=16, ge=1, le=256)
+    worker_max_in_flight: int = Field(default=48, ge=1, le=256)
     #: A claim lasts this long and is renewed every third of it while its row is in flight; a dead
     #: process's rows are taken over once it passes (``worker_recover_s`` later at most).
     worker_claim_lease_s: float = Field(default=30.0, gt=0)

@@ -22,7 +22,7 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any, Final, TypeVar, cast
+from typing import Any, Final, Protocol, TypeVar, cast
 
 from adapters._closing import AsyncClosing
 from adapters.epp import extensions
@@ -140,6 +140,18 @@ def command_cl_trid(prefix: str, verb: str, cmd: object) -> str:
         shape = repr(cmd)
     digest = hashlib.sha256(f"{verb}|{shape}".encode()).hexdigest()[:10]
     return make_cl_trid(prefix, f"{verb}-{digest}")
+
+
+class CommandSender(Protocol):
+    """What a registration needs of a session: send a command, know the endpoint (our client id).
+
+    An ``EppClient`` is one; so is ``adapters.epp.pooled.SessionPerCommand``, which borrows a pooled
+    session for each command alone, so no session sits idle while its caller records a step."""
+
+    @property
+    def endpoint(self) -> Endpoint: ...
+
+    async def send(self, command: Command[_R], cl_trid: str | None = None) -> _R: ...
 
 
 class EppClient(AsyncClosing):
@@ -484,7 +496,7 @@ async def _report(on_step: StepObserver | None, step: StepOutcome | None) -> Non
 
 
 async def _ensure_contact(
-    client: EppClient, contact: ContactCreate, cl_trid_prefix: str
+    client: CommandSender, contact: ContactCreate, cl_trid_prefix: str
 ) -> tuple[EppResult, str, bool]:
     """Create a contact, or accept an existing one with the same id if we sponsor it.
 
@@ -520,7 +532,7 @@ async def _ensure_contact(
 
 
 async def _ensure_contacts(
-    client: EppClient,
+    client: CommandSender,
     commands: RegistrationCommands,
     cl_trid_prefix: str,
     *,
@@ -567,7 +579,7 @@ async def _ensure_contacts(
 
 
 async def register_with(
-    client: EppClient,
+    client: CommandSender,
     commands: RegistrationCommands,
     cl_trid_prefix: str,
     *,
@@ -609,7 +621,7 @@ def _subject_links(domain: DomainCreate, commands: RegistrationCommands, id_map:
 
 
 async def _create_domain(
-    client: EppClient, domain: DomainCreate, contact_results: dict[str, EppResult], cl_trid_prefix: str
+    client: CommandSender, domain: DomainCreate, contact_results: dict[str, EppResult], cl_trid_prefix: str
 ) -> RegistrationOutcome:
     try:
         domain_result = await client.send(domain, make_cl_trid(cl_trid_prefix, "domain"))

@@ -26,13 +26,22 @@ from adapters.epp.client import (
 from adapters.epp.outcomes import with_retries
 from adapters.epp.pool import EppSessionPool
 from adapters.epp.steps import StepObserver, StepOutcome
-from adapters.epp.types import ContactUpdate, DomainUpdate, RegistrationCommands, RegistrationOutcome, UpdateOutcome
+from adapters.epp.types import (
+    Command,
+    ContactUpdate,
+    DomainUpdate,
+    Endpoint,
+    RegistrationCommands,
+    RegistrationOutcome,
+    UpdateOutcome,
+)
 from gateway.errors import DeliveryError
 
 __all__ = [
     "OnRetry",
     "RetryOptions",
     "RetryPolicy",
+    "SessionPerCommand",
     "delete_contacts_pooled",
     "register_pooled",
     "run_pooled",
@@ -116,6 +125,27 @@ async def run_pooled(
     return await _policy(policy, options).run(attempt)
 
 
+class SessionPerCommand:
+    """A ``CommandSender`` that borrows a pooled session for each command alone.
+
+    Why: between a registration's commands the worker records each step durably (the entry and the row's
+    progress, before the next command goes out).  Holding the session through that commit left it idle
+    for the length of an fsync; borrowed per command, the session serves another row's command meanwhile,
+    so a registry's few sessions stay busy while many rows are in flight.  EPP objects do not belong to a
+    session, so the contact created on one session is there for the domain:create on another."""
+
+    def __init__(self, pool: EppSessionPool) -> None:
+        self._pool = pool
+
+    @property
+    def endpoint(self) -> Endpoint:
+        return self._pool.endpoint
+
+    async def send(self, command: Command[_T], cl_trid: str | None = None) -> _T:
+        async with self._pool.acquire() as client:
+            return await client.send(command, cl_trid)
+
+
 async def register_pooled(
     pool: EppSessionPool,
     commands: RegistrationCommands,
@@ -135,12 +165,13 @@ async def register_pooled(
     it) are not sent again.
     """
 
-    async def op(client: EppClient, _after_failure: bool) -> RegistrationOutcome:
+    async def attempt() -> RegistrationOutcome:
+        # each command on whichever session is free (a broken one is dropped when it is handed back)
         return await register_with(
-            client, commands, cl_trid_prefix, on_step=on_step, held=held, provisioned=provisioned
+            SessionPerCommand(pool), commands, cl_trid_prefix, on_step=on_step, held=held, provisioned=provisioned
         )
 
-    return await run_pooled(pool, op, policy=policy, **options)
+    return await _policy(policy, options).run(attempt)
 
 
 async def delete_contacts_pooled(
