@@ -250,15 +250,18 @@ class KeyRingFile:
     subject's data is lost at the next restart), and could not open the data keys the rotation
     re-wrapped under the new KEK.  Hence three ways in, from strictest to cheapest:
 
-    - :meth:`for_wrap`, before every new data key: the file is read and compared byte for byte each
-      time, so the file's active KEK is used at once and a retired one never; a file that cannot be read
-      or parsed fails closed (:class:`KeyRingUnavailable`) instead of falling back on memory.
+    - :meth:`for_wrap`, before every new data key: the file is checked each time (its device, inode,
+      size, modification and change times: a rotation replaces the file, a ``chmod`` moves its change
+      time) and read again whenever any of them moved, so the file's active KEK is used at once and a
+      retired one never; a file that cannot be found, read or parsed fails closed
+      (:class:`KeyRingUnavailable`) instead of falling back on memory.  The check is one ``stat``: the
+      accept path makes a data key for every new holder, and reading the file each time cost more
+      than the rest of the key handling.
     - :meth:`for_unwrap`: re-reads when a wrapped key names a kid this ring lacks (re-wrapped meanwhile);
       an unreadable file then keeps the last good ring, since opening never creates a wrap.
     - :meth:`refresh`: a ``stat`` when nothing changed, for a periodic watcher; :meth:`reload` forces a
       read (SIGHUP).
 
-    Reading ~200 bytes beside a database transaction costs nothing worth caching away.
     """
 
     def __init__(self, path: Path, ring: KeyRing | None = None) -> None:
@@ -323,9 +326,9 @@ class KeyRingFile:
         return self.reload()
 
     def for_wrap(self) -> KeyRing:
-        """The ring to wrap a new data key with: the file's, read now, or :class:`KeyRingUnavailable`."""
+        """The ring to wrap a new data key with: the file's as it is now, or :class:`KeyRingUnavailable`."""
         try:
-            self.reload()
+            self.refresh()
         except ConfigError:
             raise KeyRingUnavailable("the key ring file cannot be read; no data key was wrapped") from None
         return self._ring
