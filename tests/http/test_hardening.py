@@ -9,19 +9,19 @@ import os
 import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from aiohttp import ClientPayloadError
 
 from adapters.epp.sandbox.server import SandboxThread
 from adapters.epp.tls import DevPki
-from gateway.auth import Principal, Role, hash_token
+from gateway.auth import hash_token
 from gateway.errors import LedgerCorrupt
-from gateway.http.context import SERVICES
 from gateway.http.pages import disclosures as log_pages
-from gateway.http.pages.session import encode_session, new_session, session_key
 from gateway.ledger.entry import DisclosureEntry
+from gateway.services.accounts import AccountService
+from gateway.store.accounts import AccountStore
 from gateway.store.sqlite import SqliteStore
 from tests.conftest import VALID_BODY, Gateway, Tokens, running_gateway
 
@@ -86,11 +86,11 @@ async def test_no_header_value_reaches_the_log(gateway: Gateway, caplog: pytest.
 
 # -- a CSV export that fails after it started ---------------------------------------------------------
 
-def _staff_cookie(gateway: Gateway) -> str:
-    app = gateway.client.app
-    assert app is not None
-    key = session_key(app[SERVICES].registrations.secret)
-    return encode_session(key, new_session(Principal("audit", Role.AUDITOR)))
+async def _staff_cookie(gateway: Gateway) -> str:
+    """A live auditor session (an account and a session in the gateway's store), as its cookie value."""
+    accounts = AccountService(cast(AccountStore, gateway.store))
+    value, _ = await accounts.start_session(await accounts.add("audit", role="auditor", password="audit password 1"))
+    return value
 
 
 @pytest.mark.parametrize("failure", [RuntimeError("disk I/O error"), LedgerCorrupt("entry 7 does not decode")])
@@ -108,7 +108,7 @@ async def test_csv_export_failing_half_way_ends_the_stream_without_a_second_stat
         raise failure
 
     monkeypatch.setattr(log_pages, "scan", failing_scan)
-    cookie = _staff_cookie(gateway)
+    cookie = await _staff_cookie(gateway)
     # what goes over the wire: one status line, the rows so far, and no final chunk
     reader, writer = await asyncio.open_connection(gateway.client.host, gateway.client.port)
     writer.write(f"GET /ui/disclosures.csv HTTP/1.1\r\nHost: x\r\nCookie: rg_session={cookie}\r\n\r\n".encode())
@@ -135,7 +135,7 @@ async def test_csv_export_failing_before_it_started_is_an_error_page(
         yield  # pragma: no cover - makes this an async generator
 
     monkeypatch.setattr(log_pages, "scan", failing_scan)
-    r = await gateway.client.get("/ui/disclosures.csv", cookies={"rg_session": _staff_cookie(gateway)})
+    r = await gateway.client.get("/ui/disclosures.csv", cookies={"rg_session": await _staff_cookie(gateway)})
     assert r.status == 500 and r.content_type == "text/html"
 
 

@@ -34,3 +34,13 @@ def chromium_page(errors: list[str]) -> Iterator[Any]:
             yield page
         finally:
             browser.close()
+
+
+def fill_login(page: Any, who: str, password: str | None = None) -> None:
+    """Fill in and send the log-in form on ``page`` (which shows it): ``who`` is an account name, a role or
+    one of the fixture's bearer tokens (see ``tests.web.conftest.staff_name``)."""
+    from tests.web.conftest import STAFF_PASSWORD, staff_name
+
+    page.fill("#name", staff_name(who))
+    page.fill("#password", password or STAFF_PASSWORD)
+    page.click("form.login button[type=submit]")

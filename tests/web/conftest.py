@@ -1,6 +1,11 @@
 """The `gateway` fixture for the staff pages: the real gateway (TLS EPP sandbox behind it), whose app
 mounts the /ui pages itself, over a copy of config/ in which the .org registry's SCCs end in 30 days and an
-older, ended SCC is listed (so the third-country overview has something to warn about)."""
+older, ended SCC is listed (so the third-country overview has something to warn about).
+
+Staff log in with named accounts: every `gateway` has ``staff`` (privacy role) and ``audit`` (auditor), in
+English for the pages' English assertions, with ``STAFF_PASSWORD``.  ``login`` (aiohttp client) and
+``tests.web.chromium.fill_login`` (a browser) take an account name, a role, or one of the fixture's bearer
+tokens (the account of that token's role, so tests written for token log-in read the same)."""
 
 from __future__ import annotations
 
@@ -10,12 +15,15 @@ import re
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
+from aiohttp.test_utils import TestClient
 
 from adapters.epp.sandbox.server import SandboxThread
 from adapters.epp.tls import DevPki
+from gateway.services.accounts import AccountService
+from gateway.store.accounts import AccountStore, StaffAccount
 from tests.conftest import ROOT, VALID_BODY, Gateway, Tokens, running_gateway
 
 EXPIRING_IN_DAYS = 30
@@ -49,11 +57,51 @@ def web_config(tmp_path: Path) -> Path:
     return target
 
 
+STAFF_PASSWORD = "staff password 1"
+#: The accounts every ``gateway`` fixture has, by role: the names the bearer tokens of those roles carry.
+STAFF = {"privacy": "staff", "auditor": "audit"}
+_CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+def accounts_of(gateway: Gateway) -> AccountService:
+    """An account service on the gateway's own store (the app's checks the same rows)."""
+    return AccountService(cast(AccountStore, gateway.store))
+
+
+async def add_staff(gateway: Gateway, name: str, role: str, *, lang: str = "en", admin: bool = False,
+                    password: str = STAFF_PASSWORD) -> StaffAccount:
+    return await accounts_of(gateway).add(name, role=role, password=password, lang=lang, is_admin=admin)
+
+
+#: The fixture's bearer tokens of the staff roles -> the account of that role (filled by ``gateway``).
+_TOKEN_ACCOUNTS: dict[str, str] = {}
+
+
+def staff_name(who: str) -> str:
+    """``who`` as an account name: a role, a bearer token of a ``gateway`` fixture (its role's account) or a name."""
+    return STAFF.get(who) or _TOKEN_ACCOUNTS.get(who) or who
+
+
+async def login(client: TestClient[Any, Any], who: str, *, password: str = STAFF_PASSWORD, follow: bool = False,
+                next_path: str = "/ui/disclosures") -> Any:
+    """Log in through the form (its CSRF nonce first); the response (a 303 on success unless ``follow``)."""
+    english = {"Accept-Language": "en"}  # the log-in page's own language (the account's applies after it)
+    page = await client.get("/ui/login", headers=english)
+    assert page.status == 200 and page.url.path == "/ui/login", "already logged in: clear the cookie jar first"
+    m = _CSRF.search(await page.text())
+    assert m, "no log-in form"
+    return await client.post("/ui/login", data={"name": staff_name(who), "password": password, "csrf": m.group(1),
+                                                "next": next_path}, headers=english, allow_redirects=follow)
+
+
 @pytest.fixture
 async def gateway(
     tmp_path: Path, pki: DevPki, sandbox: SandboxThread, tokens: Tokens
 ) -> AsyncIterator[Gateway]:
     async with running_gateway(tmp_path, pki, sandbox, tokens, config_dir=web_config(tmp_path)) as gw:
+        for role, name in STAFF.items():
+            await add_staff(gw, name, role)
+        _TOKEN_ACCOUNTS.update({tokens.privacy: STAFF["privacy"], tokens.auditor: STAFF["auditor"]})
         yield gw
 
 

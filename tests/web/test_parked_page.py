@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import Gateway
 from tests.http.test_parked import db_of, refused_registration
-from tests.web.chromium import chromium_page, needs_chromium
+from tests.web.chromium import chromium_page, fill_login, needs_chromium
 
 pytestmark = pytest.mark.integration
 
@@ -37,8 +37,7 @@ class Seen:
 def login(page: Any, base: str, token: str) -> None:
     """Through the login form, from the page itself (the form sends the browser back to it)."""
     page.goto(f"{base}/ui/outbox")
-    page.fill("#token", token)
-    page.click("form.login button[type=submit]")
+    fill_login(page, token)
     page.wait_for_url(re.compile(r"/ui/outbox$"))
 
 

@@ -11,7 +11,7 @@ import functools
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 import jinja2
@@ -24,13 +24,13 @@ from gateway.errors import Forbidden, GatewayError
 from gateway.http.context import services
 from gateway.http.pages.session import (
     SESSION_COOKIE,
-    Revocations,
     Session,
-    decode_session,
     session_key,
 )
-from gateway.http.problems import abandon, response_started
+from gateway.http.problems import ResponseAbandoned, abandon, response_started
 from gateway.i18n import SUPPORTED, Lang, from_accept_language, gettext_for, normalise
+from gateway.services.accounts import AccountService
+from gateway.store.accounts import AccountStore
 
 log = structlog.get_logger("gateway.http.pages")
 
@@ -59,10 +59,14 @@ class NavItem:
 @dataclass
 class UiState:
     nav: list[NavItem]
-    revocations: Revocations
+    #: the account service made from the app's store when the composition root set none (``ACCOUNTS``)
+    accounts: AccountService | None = None
 
 
 UI_STATE = web.AppKey("ui_state", UiState)
+#: The staff account service, set on the main app by the composition root (``gateway.compose``).
+ACCOUNTS = web.AppKey("accounts", AccountService)
+_SESSION = web.RequestKey("ui_session", object)
 
 #: The cookie that remembers a visitor's language before (and without) an account preference.
 LANG_COOKIE = "rg_lang"
@@ -113,11 +117,29 @@ def ui_key(request: web.Request) -> bytes:
     return session_key(services(request).registrations.secret)
 
 
-def current_session(request: web.Request) -> Session | None:
-    s = decode_session(ui_key(request), request.cookies.get(SESSION_COOKIE))
-    if s is None or request.config_dict[UI_STATE].revocations.revoked(s):
-        return None
-    return s
+def accounts(request: web.Request) -> AccountService:
+    """The staff account service: the composition root's, else one over the app's store (made once)."""
+    found = request.config_dict.get(ACCOUNTS)
+    if found is not None:
+        return found
+    state = request.config_dict[UI_STATE]
+    if state.accounts is None:
+        state.accounts = AccountService(cast(AccountStore, services(request).store))
+    return state.accounts
+
+
+async def current_session(request: web.Request) -> Session | None:
+    """The person logged in on this request (looked up in the store once per request), or None."""
+    if _SESSION in request:
+        return cast(Session | None, request[_SESSION])
+    found = await accounts(request).session(request.cookies.get(SESSION_COOKIE))
+    session = None
+    if found is not None:
+        stored, account = found
+        session = Session(name=account.name, role=Role(account.role), sid=stored.id, lang=normalise(account.lang),
+                          is_admin=account.is_admin, display_name=account.display_name)
+    request[_SESSION] = session
+    return session
 
 
 def render(
@@ -131,8 +153,55 @@ def render(
     return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
 
 
-def error_page(request: web.Request, session: Session | None, status: int, title: str, detail: str) -> web.Response:
-    return render(request, "error.html", session, status=status, title=title, detail=detail)
+def N_(message: str) -> str:
+    """Mark ``message`` for the catalogues without translating it (``_`` at render time does): for text
+    made before any request has a language, such as the navigation's labels."""
+    return message
+
+
+#: The heading of an error page per status, in the page's language; other statuses get the 4xx/5xx one.
+ERROR_HEADINGS: Mapping[int, str] = {
+    400: N_("The request could not be used"),
+    403: N_("Not allowed"),
+    404: N_("Page not found"),
+    405: N_("Not possible on this page"),
+    409: N_("Someone changed this first"),
+    413: N_("Too much data"),
+    422: N_("The request could not be used"),
+    429: N_("Too many attempts"),
+    503: N_("Temporarily unavailable"),
+}
+#: What to do next, per status: every error page says it, in the page's language.
+ERROR_HINTS: Mapping[int, str] = {
+    403: N_("Your account's role may not use this page, or the form was too old. Reload the page and try again, "
+            "or ask an administrator for the right role."),
+    404: N_("The address may be mistyped, or what it pointed to no longer exists."),
+    405: N_("This address cannot be used that way. Go back and use the page's own links and buttons."),
+    429: N_("Wait a few minutes and try again."),
+}
+
+
+def error_heading(status: int) -> str:
+    found = ERROR_HEADINGS.get(status)
+    if found is not None:
+        return found
+    return N_("Something went wrong on our side") if status >= 500 else N_("The request could not be carried out")
+
+
+def error_page(request: web.Request, session: Session | None, status: int, title: str, detail: str,
+               headers: Mapping[str, str] | None = None) -> web.Response:
+    """An error as an HTML page in the page's language, with a way back: a heading per status, what to do
+    next, and the error's own detail (translated when the catalogue knows it, else marked as English so a
+    screen reader reads it as such).  ``title`` is the error's English title, kept as the page's code line."""
+    gettext = gettext_for(ui_lang(request, session), "ui").gettext
+    said = gettext(detail) if detail else ""
+    hint = ERROR_HINTS.get(status)
+    resp = render(request, "error.html", session, status=status, title=gettext(error_heading(status)),
+                  detail=said, detail_lang="" if said != detail else "en", hint=gettext(hint) if hint else "",
+                  code=title, error_status=status)
+    for k, v in (headers or {}).items():
+        resp.headers[k] = v
+    return resp
 
 
 def secure_headers(resp: web.StreamResponse) -> web.StreamResponse:
@@ -170,8 +239,8 @@ def public(handler: Handler) -> Handler:
         except web.HTTPException as exc:
             secure_headers(exc)
             raise
-        except GatewayError as err:
-            return secure_headers(error_page(request, None, err.status, err.title, err.detail))
+        except GatewayError as err:  # with the visitor's session, if any: the way back fits who they are
+            return await _error_response(request, err.status, err.title, err.detail, {})
 
     return wrapped
 
@@ -182,7 +251,7 @@ def page(*roles: Role) -> Callable[[PageHandler], Handler]:
     def deco(handler: PageHandler) -> Handler:
         @functools.wraps(handler)
         async def wrapped(request: web.Request) -> web.StreamResponse:
-            session = current_session(request)
+            session = await current_session(request)
             try:
                 if session is None:
                     raise login_redirect(request)
@@ -202,6 +271,45 @@ def page(*roles: Role) -> Callable[[PageHandler], Handler]:
         return wrapped
 
     return deco
+
+
+@web.middleware
+async def html_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error under the pages' mount point as an HTML page, never the API's problem+json: an unknown
+    path (404), a method a page does not take (405, with ``Allow``), an error raised outside ``page``/
+    ``public`` and an unexpected exception (500, logged by type only: messages can quote input)."""
+    try:
+        return await handler(request)
+    except ResponseAbandoned:
+        raise
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {"Allow": ", ".join(sorted(exc.allowed_methods))} if isinstance(exc, web.HTTPMethodNotAllowed) else {}
+        detail = "" if isinstance(exc, web.HTTPNotFound | web.HTTPMethodNotAllowed) else exc.reason
+        return await _error_response(request, exc.status, exc.reason, detail, headers)
+    except GatewayError as err:
+        if response_started(request):
+            raise abandon(request, "ui.failed_after_start", err) from None
+        if err.status >= 500:
+            log.error("ui.failed", code=err.code, path=request.path)
+        return await _error_response(request, err.status, err.title, err.detail, {})
+    except Exception as exc:  # never leak internals or input
+        if response_started(request):
+            raise abandon(request, "ui.crashed_after_start", exc) from None
+        log.error("ui.crashed", error_type=type(exc).__name__, path=request.path)
+        return await _error_response(request, 500, "Internal error", "", {})
+
+
+async def _error_response(request: web.Request, status: int, title: str, detail: str,
+                          headers: Mapping[str, str]) -> web.Response:
+    """The error page, with the visitor's session when it can be had (a failing store must not turn the
+    error page itself into a crash)."""
+    try:
+        session = await current_session(request)
+    except Exception:
+        session = None
+    return cast(web.Response, secure_headers(error_page(request, session, status, title, detail, headers)))
 
 
 async def checked_form(request: web.Request, session: Session) -> MultiDictProxy[str]:
