@@ -26,7 +26,7 @@ import re
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, cast, get_args
 
 import phonenumbers
 import structlog
@@ -63,7 +63,16 @@ from gateway.policy import eligibility
 from gateway.policy.classify import classify_transfer
 from gateway.policy.loader import PolicySet
 from gateway.policy.schema import RecipientPolicy, TransferCategory
-from gateway.rights import render
+from gateway.rights import pdf, render, texts
+from gateway.rights.casework import (
+    NOTE_LIMIT,
+    REMINDER_DAYS,
+    CurrentValues,
+    DeadlineView,
+    deadline_view,
+    read_current_values,
+    reminders,
+)
 from gateway.rights.config import (
     ControllerConfig,
     RetentionConfig,
@@ -74,14 +83,28 @@ from gateway.rights.config import (
 from gateway.rights.deadlines import days_left, deadline_for, extended_deadline, extension_refusal
 from gateway.rights.extract import FORMAT, FORMAT_VERSION, present_entry, values_note
 from gateway.rights.recipients import REACHED, PartnerEndpoints, art19_notices, push_rectification, request_deletions
-from gateway.rights.texts import AUTOMATED, HOLDINGS, LANGS, RIGHTS, SOURCE, VERIFY, Lang, country_name
+from gateway.rights.texts import (
+    AUTOMATED,
+    BUILTIN_PURPOSES,
+    HOLDINGS,
+    LANGS,
+    SOURCE,
+    VERIFY,
+    Lang,
+    country_name,
+    rights,
+    tr,
+    untranslated,
+)
 from gateway.services.changes import ChangeService
 from gateway.services.holdings import Holdings, RegistrationFacts, registration_facts, subject_holdings
 from gateway.services.holdings import holdings as compute_holdings
 from gateway.services.holdings import load as load_holdings
 from gateway.services.ledger import Ledger
 from gateway.services.registrations import plan_registration
+from gateway.store.accounts import AccountStore, StaffAccount
 from gateway.store.base import DisclosureFilter, Store
+from gateway.store.requests_extra import RequestExtraStore
 
 log = structlog.get_logger("gateway.rights")
 
@@ -99,6 +122,8 @@ MATCH_ORDER: tuple[str, ...] = get_args(MatchBy)
 MAX_CANDIDATES = 50
 _ACTIVE_REGISTRATION = frozenset({"accepted", "delivering", "delivered"})
 _PAGE = 1000
+#: Outbox states of a transfer not made yet: listed in the extract as a planned recipient (Art. 15(1)(c)).
+_WAITING = frozenset({"pending", "in_flight"})
 #: how often (entries scanned) ``retention`` reports progress
 _PROGRESS_EVERY = 1000
 
@@ -219,6 +244,15 @@ def _check_name_address(identifiers: dict[str, str]) -> None:
             raise _identifier_error(needed, "name, street and country are needed together to match a name and "
                                             "postal address", "missing")
     _country(identifiers["country"])
+
+
+def recorded_language(values: builtins.list[dict[str, Any] | None]) -> Lang:
+    """The letter's language from the registrant's recorded one (``Registrant.language``), as the latest
+    disclosed values that carry it say: "en" gives English, anything else (or nothing) Swedish."""
+    for v in reversed(values):
+        if v and isinstance(v.get("language"), str):
+            return "en" if v["language"] == "en" else "sv"
+    return "sv"
 
 
 def _nothing_to_wake() -> None:
@@ -512,6 +546,60 @@ class RightsService:
         await self._event(request_id, actor, "closed", {"outcome": outcome})
         return await self.get(request_id)
 
+    # -- casework: assignee, internal notes, reminders, whom it is about ----------------------------------
+
+    async def assign(self, request_id: str, actor: str, assignee: str | None) -> dict[str, Any]:
+        """Assign the request to a staff account of the privacy role that can log in (``None``: nobody).
+        The account's name is checked against the store, so a typo cannot assign a request to no one."""
+        await self._row(request_id)
+        if assignee is not None:
+            account = await cast(AccountStore, self.store).account(assignee)
+            if account is None or not account.active or account.role != "privacy":
+                raise ValidationFailed("'assignee' must be an active staff account of the privacy role",
+                                       errors=[{"loc": ["assignee"], "type": "not_an_account"}])
+        if not await cast(RequestExtraStore, self.store).assign_request(request_id, assignee, at=iso(self.clock()),
+                                                                        actor=actor):
+            raise RequestNotFound()
+        log.info("rights.assigned", request=request_id)
+        return await self.get(request_id)
+
+    async def assignees(self) -> builtins.list[StaffAccount]:
+        """The accounts a request can be assigned to: active, privacy role, by name."""
+        return sorted((a for a in await cast(AccountStore, self.store).accounts() if a.active and a.role == "privacy"),
+                      key=lambda a: a.name)
+
+    async def add_note(self, request_id: str, actor: str, text: str) -> dict[str, Any]:
+        """An internal note: a request event of kind ``note`` attributed to ``actor``.  Notes are staff's
+        working record; the extract and its letter are built from the log and the policies, never from
+        request events, so a note cannot reach the data subject."""
+        await self._row(request_id)
+        note = _text("note", text, NOTE_LIMIT)
+        await self._event(request_id, actor, "note", {"text": note})
+        return await self.get(request_id)
+
+    async def reminders(self, *, within_days: int = REMINDER_DAYS) -> builtins.list[dict[str, Any]]:
+        """Open requests due within ``within_days`` or overdue, soonest first (Art. 12(3))."""
+        rows = await self.list("open")
+        return [dict(r) for r in reminders(rows, self.clock().date(), within_days=within_days)]
+
+    def deadline_view(self, row: dict[str, Any]) -> DeadlineView:
+        """The request's deadline with its days left and, if it was moved off a day off, from where."""
+        return deadline_view(_parse_time(row["opened_at"]).date(), dt.date.fromisoformat(row["deadline"]),
+                             self.clock().date(), extended=bool(row["data"].get("extension")))
+
+    async def current_values(self, request_id: str, actor: str) -> dict[str, CurrentValues | None]:
+        """Today's values of each confirmed subject of the request (None: erased), each read recorded in
+        the access log (``request.subject_read``, ids only).  Nothing before staff confirmed whose records
+        these are: candidates are not read."""
+        row = await self._row(request_id)
+        out: dict[str, CurrentValues | None] = {}
+        for sid in self._confirmed_ids(row) or []:
+            values = await read_current_values(self.store, self.ledger, self.policies.recipients, sid)
+            if values is not None and values.values:
+                await self.ledger.record_access(actor, "request.subject_read", request_id, sid)
+            out[sid] = values
+        return out
+
     # -- the subject's entries --------------------------------------------------------------------------
 
     async def _entries(self, subject_ids: builtins.list[str]) -> builtins.list[DisclosureEntry]:
@@ -523,16 +611,21 @@ class RightsService:
     def _purpose_text(self, purpose: str, lang: Lang) -> tuple[str, str | None]:
         cfg = self.retention_config.purposes.get(purpose)
         if cfg is None:
-            return purpose, None
+            builtin = BUILTIN_PURPOSES.get(purpose)
+            if builtin is None:
+                return purpose, None
+            return tr(lang, builtin["description"]), builtin["lawful_basis"]
         return cfg.description.get(lang), cfg.lawful_basis
 
     # -- Art. 15 extract --------------------------------------------------------------------------------
 
-    async def extract(self, request_id: str, actor: str, lang: Literal["sv", "en"] = "sv") -> dict[str, Any]:
+    async def extract(self, request_id: str, actor: str, lang: Lang | None = None) -> dict[str, Any]:
         """The Art. 15 extract of exactly the confirmed subjects' disclosures (none if staff confirmed that
         no candidate is the person); 409 before confirmation, so no candidate's data is ever read on
-        the strength of a match alone."""
-        if lang not in LANGS:
+        the strength of a match alone.  Without ``lang`` the letter is in the registrant's recorded
+        language (``Registrant.language``, as the latest disclosed values carry it): English when that
+        is "en", else Swedish."""
+        if lang is not None and lang not in LANGS:
             raise ValidationFailed("lang must be 'sv' or 'en'", errors=[{"loc": ["lang"], "type": "literal_error"}])
         row = await self._row(request_id)
         subject_ids = self._confirmed(row)
@@ -547,7 +640,7 @@ class RightsService:
         assert cp is not None
         entries = [e for e in entries if (e.leaf_index or 0) < cp.checkpoint.size]
         erased = {sid: not await self._live(sid) for sid in subject_ids}
-        items = []
+        read: builtins.list[tuple[DisclosureEntry, dict[str, Any] | None, str | None]] = []
         for e in entries:
             values: dict[str, Any] | None = None
             note = values_note(e, erased=erased.get(e.subject_id or "", False))
@@ -556,12 +649,21 @@ class RightsService:
                     values = await self.ledger.entry_values(e)
                 except SubjectErased:
                     note = "erased"
+            read.append((e, values, note))
+        if lang is None:
+            lang = recorded_language([v for _e, v, _n in read])
+        registrations = await self._subject_registrations(subject_ids)
+        domains = {rid: str(r["domain"]) for rid, r in registrations.items()}
+        items = []
+        for e, values, note in read:
             purpose_text, basis = self._purpose_text(e.purpose, lang)
             proof = await self.ledger.inclusion(e, cp.checkpoint.size)
-            items.append(present_entry(e, values, note, proof, lang, purpose_text, basis))
+            items.append(present_entry(e, values, note, proof, lang, purpose_text, basis,
+                                       domain=domains.get(e.registration_id or "")))
         purposes = sorted({e.purpose for e in entries})
         held = await subject_holdings(self.store, subject_ids, self.policies.recipients,
                                                self.retention_config)
+        planned = await self._planned(registrations, entries, lang)
         c = self.controller
         extract: dict[str, Any] = {
             "format": FORMAT,
@@ -573,16 +675,20 @@ class RightsService:
             "lang": lang,
             "controller": c.controller.model_dump() | {"placeholder": c.placeholder},
             "dpo": c.dpo.model_dump() if c.dpo else None,
-            "supervisory_authority": c.supervisory_authority.model_dump(exclude={"source", "confirmed"}),
-            "source": SOURCE[lang],
-            "automated_decisions": AUTOMATED[lang],
-            "purposes": [self._purpose_view(p, lang) for p in purposes],
+            "supervisory_authority": c.supervisory_authority.model_dump(exclude={"source", "confirmed",
+                                                                                 "former_name"}),
+            "source": tr(lang, SOURCE),
+            "automated_decisions": tr(lang, AUTOMATED),
+            "purposes": [self._purpose_view(p, lang) for p in sorted(set(purposes) | {q["purpose"] for q in planned})],
             "retention": [self._purpose_view(p, lang) for p in sorted(self.retention_config.purposes)],
-            "rights": [{"right": r, "article": a, "text": t} for r, a, t in RIGHTS[lang]],
+            # nothing of theirs is processed when no record is theirs: only the complaint right applies (as the
+            # letter says)
+            "rights": [r for r in rights(lang) if subject_ids or r["right"] == "complaint"],
             "checkpoint": cp.to_json(),
-            "verification": {"text": VERIFY[lang], "key_id": cp.key_id,
+            "verification": {"text": tr(lang, VERIFY), "key_id": cp.key_id,
                              "public_key": "GET /v1/ledger/public-key"},
             "disclosures": items,
+            "planned": planned,
             "holdings": self._holdings_view(held, lang),
         }
         await self._event(request_id, actor, "extract", {
@@ -593,6 +699,98 @@ class RightsService:
         for sid in readers:
             await self.ledger.record_access(actor, "rights.extract", request_id, sid)
         return extract
+
+    async def _subject_registrations(self, subject_ids: builtins.list[str]) -> dict[str, dict[str, Any]]:
+        regs: dict[str, dict[str, Any]] = {}
+        for sid in subject_ids:
+            for reg in await self.store.subject_registrations(sid):
+                regs[str(reg["id"])] = reg
+        return regs
+
+    async def _planned(
+        self, registrations: Mapping[str, dict[str, Any]], entries: builtins.list[DisclosureEntry], lang: Lang,
+    ) -> builtins.list[dict[str, Any]]:
+        """Art. 15(1)(c) "recipients to whom the data will be disclosed": outbox rows not yet sent (pending or
+        in flight, e.g. an escrow deposit waiting for its batch) to a recipient that has no entry of that
+        registration yet, with the fields and transfer basis its plan decided.  Metadata only."""
+        sent = {(e.registration_id, e.recipient) for e in entries}
+        out: builtins.list[dict[str, Any]] = []
+        for rid, reg in registrations.items():
+            full = await self.store.registration(rid)
+            if full is None:
+                continue
+            plan = {str(p.get("recipient")): p for p in full.get("plan") or [] if isinstance(p, dict)}
+            waiting = {str(d["recipient"]) for d in full.get("deliveries", []) if d["state"] in _WAITING}
+            for recipient in sorted(waiting):
+                p = plan.get(recipient)
+                if (rid, recipient) in sent or p is None or p.get("refused") or not p.get("fields_sent"):
+                    continue
+                policy = self.policies.recipients.get(recipient)
+                purpose = policy.purposes[0] if policy is not None else "domain_registration"
+                purpose_text, basis = self._purpose_text(purpose, lang)
+                country = str(p.get("country") or (policy.country if policy else ""))
+                transfer = p.get("transfer") or {}
+                out.append({
+                    "registration_id": rid, "domain": reg.get("domain"),
+                    "recipient": {"id": recipient, "name": str(p.get("recipient_name") or recipient),
+                                  "country": country, "country_name": country_name(country, lang)},
+                    "purpose": purpose, "purpose_text": purpose_text, "lawful_basis": basis,
+                    "fields": list(p.get("fields_sent") or []),
+                    "transfer": {k: transfer.get(k) for k in ("category", "article", "instrument")},
+                })
+        return out
+
+    def check_letter_ready(self) -> None:
+        """Raise ``ControllerNotConfigured`` (409) while the controller's details are placeholders, so a
+        letter is refused before any extract is made (the letter itself checks again)."""
+        c = self.controller
+        render.require_configured({"controller": c.controller.model_dump() | {"placeholder": c.placeholder},
+                                   "dpo": c.dpo.model_dump() if c.dpo else None})
+
+    def letter_warnings(self, extract: dict[str, Any]) -> builtins.list[str]:
+        """What staff should check before sending the letter (shown on the extract page, never in the
+        letter): facts the letter states that configuration marks unconfirmed, purposes whose retention is
+        not configured, configuration texts without a translation, and controller placeholders."""
+        lang: Lang = "en" if extract.get("lang") == "en" else "sv"
+        warnings: builtins.list[str] = []
+        c = self.controller
+        if c.placeholder:
+            warnings.append("The controller's details are placeholders (controller.yaml, placeholder: true): "
+                            "letters are refused until they are set.")
+        if not c.supervisory_authority.confirmed:
+            warnings.append("The supervisory authority's details are not confirmed (controller.yaml).")
+        shown_purposes = {p["purpose"] for p in extract.get("purposes") or []}
+        for purpose in sorted(shown_purposes):
+            cfg = self.retention_config.purposes.get(purpose)
+            if cfg is None:
+                follows = BUILTIN_PURPOSES.get(purpose, {}).get("as")
+                warnings.append(f"Purpose '{purpose}' has no retention period in retention.yaml: the letter states "
+                                + (f"the retention of '{follows}', which the retention job does not apply to these "
+                                   "entries until the purpose is added." if follows else "none."))
+            elif not cfg.confirmed:
+                warnings.append(f"The retention period of purpose '{purpose}' is not confirmed (retention.yaml, "
+                                "confirmed: false); the letter states it as configured.")
+        recipients = {d["recipient"]["id"] for d in extract.get("disclosures") or []}
+        recipients |= {q["recipient"]["id"] for q in extract.get("planned") or []}
+        recipients |= {r["recipient"] for r in (extract.get("holdings") or {}).get("recipients", [])}
+        facts: builtins.list[str] = []
+        for rid in sorted(recipients):
+            policy = self.policies.recipients.get(rid)
+            if policy is None:
+                continue
+            if not policy.confirmed or "UNCONFIRMED" in policy.name:
+                warnings.append(f"Recipient '{rid}': its policy file marks facts as unconfirmed (confirmed: false or "
+                                "a note in its name); check what the letter says about it (the note is left out).")
+            if texts.recipient_name(policy.name, lang) == texts.letter_safe(policy.name):
+                facts.append(policy.name)  # not translated, not even as "X (.tld registry)"
+            if policy.retention:
+                facts.append(policy.retention)
+        facts += [str(p.get("lawful_basis") or "") for p in extract.get("purposes") or []]
+        if lang != "en":
+            for text in untranslated([f for f in facts if f], lang):
+                warnings.append(f"No {lang} translation in the letters catalogue for the configured text "
+                                f"{text!r}; the letter shows it as written.")
+        return warnings
 
     async def holdings(self, subject_id: str, lang: Lang = "en") -> dict[str, Any]:
         """Who holds the subject's data now (metadata only: nothing is decrypted), the reasons in ``lang``;
@@ -621,18 +819,25 @@ class RightsService:
     def _purpose_view(self, purpose: str, lang: Lang) -> dict[str, Any]:
         cfg = self.retention_config.purposes.get(purpose)
         if cfg is None:
-            return {"purpose": purpose, "description": purpose, "lawful_basis": None, "retention": None,
-                    "period_months": None}
+            builtin = BUILTIN_PURPOSES.get(purpose)
+            follows = self.retention_config.purposes.get(builtin["as"]) if builtin else None
+            if builtin is None or follows is None:
+                return {"purpose": purpose, "description": purpose, "lawful_basis": None, "retention": None,
+                        "period_months": None}
+            return {"purpose": purpose, "description": tr(lang, builtin["description"]),
+                    "lawful_basis": builtin["lawful_basis"], "retention": follows.criteria.get(lang),
+                    "period_months": follows.period_months}
         return {"purpose": purpose, "description": cfg.description.get(lang), "lawful_basis": cfg.lawful_basis,
                 "retention": cfg.criteria.get(lang), "period_months": cfg.period_months}
 
     def render_html(self, extract: dict[str, Any]) -> str:
-        """The printable letter (HTML, autoescaped), in the extract's language."""
+        """The printable letter (HTML, autoescaped), in the extract's language; 409 while the controller's
+        details are placeholders."""
         return render.render_html(extract)
 
     def render_pdf(self, extract: dict[str, Any]) -> bytes:
-        """The same letter as a PDF (DejaVu Sans if installed, so å, ä and ö render)."""
-        return render.render_pdf(extract)
+        """The same letter as a tagged PDF/UA document, fonts shipped with the package and embedded."""
+        return pdf.render(extract)
 
     # -- Art. 18 / 21 -----------------------------------------------------------------------------------
 

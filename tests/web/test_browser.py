@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Gateway
-from tests.web.chromium import chromium_page, needs_chromium
+from tests.web.chromium import chromium_page, fill_login, needs_chromium
 from tests.web.conftest import OLD_SCC, register_scenario
 
 pytestmark = pytest.mark.integration
@@ -59,8 +59,7 @@ def drive(base: str, token: str, download_dir: Path) -> Seen:
         resp = page.goto(f"{base}/ui/disclosures")
         assert resp is not None
         seen.login_title = page.title()
-        page.fill("#token", token)
-        page.click("form.login button[type=submit]")
+        fill_login(page, token)
         page.wait_for_url(re.compile(r"/ui/disclosures$"))
         seen.all_rows = rows()
         final = page.goto(f"{base}/ui/disclosures")

@@ -18,7 +18,7 @@ import pytest
 from pypdf import PdfReader
 
 from tests.conftest import Gateway
-from tests.web.chromium import chromium_page, needs_chromium
+from tests.web.chromium import chromium_page, fill_login, needs_chromium
 from tests.web.conftest import register_scenario
 
 pytestmark = pytest.mark.integration
@@ -54,8 +54,7 @@ def drive(base: str, token: str, download_dir: Path) -> Seen:
 
         # log in on the way to the requests page, reached through the navigation
         page.goto(f"{base}/ui/requests")
-        page.fill("#token", token)
-        page.click("form.login button[type=submit]")
+        fill_login(page, token)
         page.wait_for_url(re.compile(r"/ui/requests$"))
         page.click("#new-request")
         page.wait_for_url(re.compile(r"/ui/requests/new$"))

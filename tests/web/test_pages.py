@@ -7,8 +7,8 @@ import csv
 import datetime as dt
 import io
 import re
+import secrets
 import ssl
-import time
 from dataclasses import replace
 from typing import Any
 
@@ -18,19 +18,16 @@ from aiohttp.test_utils import TestClient, TestServer
 from yarl import URL
 
 from adapters.epp.tls import DevPki
-from gateway.auth import Principal, Role
+from gateway.auth import Role
+from gateway.errors import BadInput
 from gateway.http.context import SERVICES, Services
 from gateway.http.pages import MOUNT, pages_app
 from gateway.http.pages.disclosures import LogQuery
-from gateway.http.pages.session import (
-    decode_session,
-    encode_session,
-    new_session,
-    session_key,
-)
+from gateway.http.pages.session import Session, session_key
 from gateway.http.problems import problem_middleware
 from tests.conftest import VALID_BODY, Gateway
-from tests.web.conftest import OLD_SCC, register_scenario
+from tests.web.conftest import OLD_SCC, STAFF_PASSWORD, accounts_of, register_scenario
+from tests.web.conftest import login as staff_login
 
 pytestmark = pytest.mark.integration
 
@@ -45,10 +42,8 @@ def csrf_of(html: str) -> str:
 
 
 async def login(client: TestClient[Any, Any], token: str, *, follow: bool = False) -> Any:
-    page = await client.get("/ui/login")
-    assert page.status == 200
-    return await client.post("/ui/login", data={"token": token, "csrf": csrf_of(await page.text()),
-                                                "next": "/ui/disclosures"}, allow_redirects=follow)
+    """Log in as the staff account of the bearer token's role (``tests.web.conftest.login``)."""
+    return await staff_login(client, token, follow=follow)
 
 
 def services(gateway: Gateway) -> Services:
@@ -82,9 +77,9 @@ async def test_login_sets_a_strict_httponly_session_cookie(gateway: Gateway) -> 
     assert "SameSite=Strict" in cookie and "Path=/ui" in cookie
     assert "secure" not in attrs  # plain http here; see the TLS test
     value = cookie.split(";")[0].split("=", 1)[1]
-    s = decode_session(key_of(gateway), value)
-    assert s is not None and s.name == "staff" and s.role is Role.PRIVACY
-    assert gateway.tokens.privacy not in cookie  # the token is never put in the cookie
+    found = await accounts_of(gateway).session(value)
+    assert found is not None and found[1].name == "staff" and found[1].role == Role.PRIVACY.value
+    assert "staff" not in value and STAFF_PASSWORD not in cookie  # a random value, nothing else
     page = await gateway.client.get("/ui/disclosures")
     assert page.status == 200
     assert "staff" in await page.text()
@@ -107,7 +102,7 @@ async def test_secure_cookie_over_https(gateway: Gateway, pki: DevPki) -> None:
             async with http.get(url) as page:
                 token = csrf_of(await page.text())
                 assert "Secure" in page.headers["Set-Cookie"]
-            async with http.post(url, data={"token": gateway.tokens.auditor, "csrf": token},
+            async with http.post(url, data={"name": "audit", "password": STAFF_PASSWORD, "csrf": token},
                                  allow_redirects=False) as r:
                 assert r.status == 303
                 [cookie] = [c for c in r.headers.getall("Set-Cookie") if c.startswith("rg_session=")]
@@ -116,19 +111,19 @@ async def test_secure_cookie_over_https(gateway: Gateway, pki: DevPki) -> None:
         await server.close()
 
 
-async def test_bad_token_and_missing_login_csrf_are_refused(gateway: Gateway) -> None:
-    r = await login(gateway.client, "not-a-token")
+async def test_bad_password_and_missing_login_csrf_are_refused(gateway: Gateway) -> None:
+    r = await staff_login(gateway.client, "staff", password="not-the-password")
     assert r.status == 401
-    assert "not valid" in await r.text()
-    # a login POST without the form's token (or with another one) never reaches the token check
+    assert "not right" in await r.text()
+    # a login POST without the form's token (or with another one) never reaches the password check
     page = await gateway.client.get("/ui/login")
-    r = await gateway.client.post("/ui/login", data={"token": gateway.tokens.privacy, "csrf": "forged"},
-                                  allow_redirects=False)
+    good = {"name": "staff", "password": STAFF_PASSWORD}
+    r = await gateway.client.post("/ui/login", data=good | {"csrf": "forged"}, allow_redirects=False)
     assert r.status == 403
     assert not [c for c in r.headers.getall("Set-Cookie", []) if c.startswith("rg_session=")]
     gateway.client.session.cookie_jar.clear()
-    r = await gateway.client.post("/ui/login", data={"token": gateway.tokens.privacy,
-                                                     "csrf": csrf_of(await page.text())}, allow_redirects=False)
+    r = await gateway.client.post("/ui/login", data=good | {"csrf": csrf_of(await page.text())},
+                                  allow_redirects=False)
     assert r.status == 403  # the login cookie that token belongs to is gone
 
 
@@ -137,11 +132,11 @@ async def test_pages_need_a_valid_session(gateway: Gateway) -> None:
     assert r.status == 303
     target = URL(r.headers["Location"])
     assert target.path == "/ui/login" and target.query["next"] == "/ui/disclosures?outcome=blocked&country=CN"
-    key = key_of(gateway)
-    forged = encode_session(b"\x00" * 32, new_session(Principal("staff", Role.PRIVACY)))
-    expired = encode_session(key, new_session(Principal("staff", Role.PRIVACY), now=time.time() - 10, ttl_s=5))
-    tampered = encode_session(key, new_session(Principal("audit", Role.AUDITOR))).replace(".", "x.", 1)
-    for value in (forged, expired, tampered, "garbage"):
+    accounts = accounts_of(gateway)
+    ended, stored = await accounts.start_session(await accounts.get("staff"))
+    await accounts.logout(stored.id)
+    live, _ = await accounts.start_session(await accounts.get("audit"))
+    for value in (secrets.token_urlsafe(32), ended, live[:-1], live + "x", "garbage"):
         r = await gateway.client.get("/ui/disclosures", cookies={"rg_session": value}, allow_redirects=False)
         assert r.status == 303, value
 
@@ -162,7 +157,7 @@ async def test_logout_needs_csrf_and_ends_the_session(gateway: Gateway) -> None:
 
 async def test_csrf_token_is_bound_to_the_session(gateway: Gateway) -> None:
     key = key_of(gateway)
-    other = new_session(Principal("staff", Role.PRIVACY)).csrf_token(key)
+    other = Session("staff", Role.PRIVACY, "0" * 64).csrf_token(key)  # another session of the same account
     await login(gateway.client, gateway.tokens.privacy)
     r = await gateway.client.post("/ui/disclosures", data={"csrf": other, "subject": "anna@example.se"},
                                   allow_redirects=False)
@@ -176,17 +171,13 @@ async def test_csrf_token_is_bound_to_the_session(gateway: Gateway) -> None:
 
 # -- roles --------------------------------------------------------------------------------------------
 
-async def test_ordering_role_gets_403(gateway: Gateway) -> None:
-    r = await login(gateway.client, gateway.tokens.ordering)
-    assert r.status == 403
+async def test_ordering_role_gets_no_staff_session(gateway: Gateway) -> None:
+    # the ordering system's bearer token is no password, and no staff account can have its role
+    r = await staff_login(gateway.client, "shop", password=gateway.tokens.ordering)
+    assert r.status == 401
     assert not [c for c in r.headers.getall("Set-Cookie", []) if c.startswith("rg_session=")]
-    # and a session for that role (were one ever made) opens no page
-    ordering = encode_session(key_of(gateway), new_session(Principal("shop", Role.ORDERING)))
-    for path in ("/ui/disclosures", "/ui/third-countries", "/ui/disclosures.csv",
-                 "/ui/disclosures/" + "0" * 32):
-        r = await gateway.client.get(path, cookies={"rg_session": ordering}, allow_redirects=False)
-        assert r.status == 403, path
-        assert r.content_type == "text/html"
+    with pytest.raises(BadInput):
+        await accounts_of(gateway).add("shop", role="ordering", password=STAFF_PASSWORD)
 
 
 async def test_auditor_sees_metadata_but_never_values(gateway: Gateway) -> None:

@@ -21,6 +21,7 @@ from gateway.errors import ValidationFailed
 from gateway.http.context import principal, read_json, services, validation_problem
 from gateway.http.problems import json_response
 from gateway.models import Registrant, UsNexus
+from gateway.rights.casework import NOTE_LIMIT, REMINDER_DAYS
 from gateway.rights.service import MAX_CANDIDATES, RightsService
 
 routes = web.RouteTableDef()
@@ -102,6 +103,14 @@ class CloseBody(_Body):
     outcome: Short
 
 
+class AssignBody(_Body):
+    assignee: Annotated[str, Field(min_length=1, max_length=80)] | None
+
+
+class NoteBody(_Body):
+    text: Annotated[str, Field(min_length=1, max_length=NOTE_LIMIT)]
+
+
 class RectifyBody(_Body):
     registrant: Registrant
 
@@ -181,6 +190,17 @@ async def list_requests(request: web.Request) -> web.Response:
         raise ValidationFailed("unknown query parameter",
                                errors=[{"loc": ["query", sorted(unknown)[0][:64]], "type": "extra_forbidden"}])
     return json_response({"items": await _rights(request).list(request.query.get("state"))})
+
+
+@routes.get("/v1/requests/reminders")
+async def request_reminders(request: web.Request) -> web.Response:
+    """Open requests due within ``within_days`` (default 7, at most 92) or overdue, soonest first."""
+    _staff(request)
+    raw = request.query.get("within_days", str(REMINDER_DAYS))
+    if not raw.isdigit() or int(raw) > 92 or set(request.query) - {"within_days"}:
+        raise ValidationFailed("'within_days' must be a whole number of days up to 92",
+                               errors=[{"loc": ["query", "within_days"], "type": "int_parsing"}])
+    return json_response({"items": await _rights(request).reminders(within_days=int(raw))})
 
 
 @routes.get(_RID)
@@ -265,6 +285,20 @@ async def rectify(request: web.Request) -> web.Response:
 async def close(request: web.Request) -> web.Response:
     rights, request_id, actor, b = await _action(request, CloseBody)
     return json_response(await rights.close(request_id, actor, b.outcome))
+
+
+@routes.post(f"{_RID}/assign")
+async def assign(request: web.Request) -> web.Response:
+    """Assign the request to a privacy staff account (``null``: unassign)."""
+    rights, request_id, actor, b = await _action(request, AssignBody)
+    return json_response(await rights.assign(request_id, actor, b.assignee))
+
+
+@routes.post(f"{_RID}/notes")
+async def add_note(request: web.Request) -> web.Response:
+    """An internal note on the request, attributed to the caller; it never reaches a letter."""
+    rights, request_id, actor, b = await _action(request, NoteBody)
+    return json_response(await rights.add_note(request_id, actor, b.text), status=201)
 
 
 @routes.get("/v1/art30")

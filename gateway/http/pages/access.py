@@ -30,6 +30,7 @@ from gateway.store.workbench import AccessSearch
 ACTION_WORDS: Mapping[str, str] = {
     "disclosure.values_read": "Values of a disclosure decrypted",
     "subject.name_read": "Name of a data subject decrypted",
+    "request.subject_read": "A request's data subject read",
     "disclosures.exported": "Disclosure log exported",
     "rights.extract": "Art. 15 extract made",
     "outbox.retry": "Parked delivery retried",
@@ -49,6 +50,8 @@ def object_link(action: str, object_id: str) -> str | None:
     """Where the object of an access is shown, if it has a page."""
     if action == "disclosure.values_read" and _HEX32.match(object_id):
         return f"/ui/disclosures/{object_id}"
+    if action == "request.subject_read" and _HEX32.match(object_id):
+        return f"/ui/requests/{object_id}"
     if action == "rights.extract" and _HEX32.match(object_id):
         return f"/ui/requests/{object_id}"
     return None

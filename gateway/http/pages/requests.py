@@ -10,28 +10,53 @@ are POSTed, never put in a URL, and only used for the blind-index lookup (never 
 The identifiers only list candidates; staff tick the records that are the person's (a lone candidate
 matched by a strong identifier comes pre-ticked) and confirm, and only then are the actions on the
 person's data offered.  The service refuses them before confirmation whatever the page shows.
+
+Once confirmed, the page says whom the request is about (name, e-mail, domains: decrypted for the privacy
+role, each read in the access log; a pseudonym for auditors) and offers the action that fits the request's
+kind (``gateway.rights.casework.KIND_ACTIONS``), plus extending and closing.  The rectification form starts
+from the person's current values and, when a field is invalid, comes back with what was typed and the
+message next to that field.  Requests have an assignee (a privacy staff account) and internal notes
+(request events of kind ``note``, which no letter reads); the list starts with the requests due within a
+week or overdue, each deadline with its weekday and the Swedish day off it was moved from.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import functools
+import gettext
 import re
 from typing import Any, Literal, cast
 from urllib.parse import urlencode
 
 from aiohttp import web
+from babel.dates import format_date
 from markupsafe import Markup
 from multidict import MultiDictProxy
 
 from gateway.auth import Role
 from gateway.errors import BadInput, ConfirmationMissing, GatewayError, InputError
 from gateway.http.context import services
-from gateway.http.pages.core import STAFF_ROLES, Handler, checked_form, page, render
+from gateway.http.pages.core import STAFF_ROLES, Handler, checked_form, page, render, ui_gettext, ui_lang
 from gateway.http.pages.rights import registrant_from_form
 from gateway.http.pages.session import Session
 from gateway.http.problems import json_response
+from gateway.i18n import gettext_for
 from gateway.models import IdScheme
+from gateway.rights.casework import (
+    FORM_FIELDS,
+    NOTE_LIMIT,
+    REMINDER_DAYS,
+    CurrentValues,
+    actions_for,
+    error_message,
+    field_of,
+    form_values,
+)
+from gateway.rights.deadlines import extension_refusal
 from gateway.rights.service import REQUEST_KINDS, RequestKind
+from gateway.services.workbench import labels
 
 CHANNELS = ("email", "letter", "web_form", "phone", "in_person")
 #: The identifiers the form takes, in the service's names (``street`` one line per line of the address).
@@ -40,6 +65,8 @@ IDENTIFIER_FIELDS = ("email", "national_id", "national_id_scheme", "phone", "nam
 STATES = ("open", "closed", "all")
 ERASE_WORD = "ERASE"
 DUE_SOON_DAYS = 7
+#: The message ids as they are (English): the texts' language when no page language is given.
+_ENGLISH = gettext.NullTranslations()
 IDENTITY_CHECKS = ("BankID signature", "Reply from the e-mail address on record", "ID document checked in person",
                    "Signed letter with a copy of an ID document")
 
@@ -56,14 +83,15 @@ def _request_id(request: web.Request) -> str:
     return request.match_info["request_id"]
 
 
-def due_text(days_left: int | None) -> str:
+def due_text(days_left: int | None, tr: gettext.NullTranslations = _ENGLISH) -> str:
+    """Days to the deadline in words, in ``tr``'s language."""
     if days_left is None:
         return "—"
     if days_left < 0:
-        return f"{-days_left} day{'s' if days_left != -1 else ''} overdue"
+        return tr.ngettext("%(num)d day overdue", "%(num)d days overdue", -days_left) % {"num": -days_left}
     if days_left == 0:
-        return "due today"
-    return f"{days_left} day{'s' if days_left != 1 else ''} left"
+        return tr.gettext("due today")
+    return tr.ngettext("%(num)d day left", "%(num)d days left", days_left) % {"num": days_left}
 
 
 def due_class(row: dict[str, Any]) -> str:
@@ -97,13 +125,21 @@ def detail_pairs(detail: Any) -> list[tuple[str, Any]]:
     return out
 
 
-def subject_state(row: dict[str, Any]) -> str:
+def subject_state(row: dict[str, Any], tr: gettext.NullTranslations = _ENGLISH) -> str:
     """Where a request stands on who it is about, for the list."""
     confirmed = row.get("confirmed_subject_ids")
     if confirmed is not None:
-        return f"confirmed ({len(confirmed)})" if confirmed else "confirmed: none"
+        return tr.gettext("confirmed (%(num)d)") % {"num": len(confirmed)} if confirmed else tr.gettext(
+            "confirmed: none")
     n = int(row.get("candidate_count") or 0)
-    return f"{n} candidate{'s' if n != 1 else ''} to confirm" if n else "no candidate found"
+    return (tr.ngettext("%(num)d candidate to confirm", "%(num)d candidates to confirm", n) % {"num": n} if n
+            else tr.gettext("no candidate found"))
+
+
+def _texts(request: web.Request, session: Session) -> dict[str, Any]:
+    """``due_text`` and ``subject_state`` in the page's language, for the templates."""
+    tr = gettext_for(ui_lang(request, session), "ui")
+    return {"due_text": functools.partial(due_text, tr=tr), "subject_state": functools.partial(subject_state, tr=tr)}
 
 
 # -- list --------------------------------------------------------------------------------------------------
@@ -114,11 +150,17 @@ async def list_page(request: web.Request, session: Session) -> web.StreamRespons
     state = request.query.get("state", "open") or "open"
     if state not in STATES:
         return render(request, "requests.html", session, status=400, rows=[], state="open",
-                      error="'state' must be open, closed or all", states=STATES, due_text=due_text,
-                      due_class=due_class, subject_state=subject_state)
+                      error=ui_gettext(request, session)("'state' must be open, closed or all"), states=STATES,
+                      due_class=due_class, reminders=[], deadlines={}, day=str, reminder_days=REMINDER_DAYS,
+                      mine=[], **_texts(request, session))
     rows = await rights.list(None if state == "all" else state)
+    lang = ui_lang(request, session)
+    soon = await rights.reminders()
+    views = {r["id"]: rights.deadline_view(r) for r in [*rows, *soon] if r["state"] == "open"}
     return render(request, "requests.html", session, rows=rows, state=state, error=None, states=STATES,
-                  due_text=due_text, due_class=due_class, subject_state=subject_state)
+                  due_class=due_class, **_texts(request, session), reminders=soon,
+                  deadlines=views, day=lambda d: long_date(d, lang), reminder_days=REMINDER_DAYS,
+                  mine=[r for r in soon if r.get("assignee") == session.name])
 
 
 # -- open ------------------------------------------------------------------------------------------------
@@ -162,11 +204,16 @@ async def new_post(request: web.Request, session: Session) -> web.StreamResponse
 # -- one request ------------------------------------------------------------------------------------------
 
 async def _detail(request: web.Request, session: Session, *, status: int = 200, error: str | None = None,
-                  notice: str | None = None) -> web.Response:
+                  notice: str | None = None, typed: dict[str, str] | None = None,
+                  field_errors: dict[str, str] | None = None) -> web.Response:
     rights = services(request).rights
     req = await rights.get(_request_id(request))
     data = req.get("data") or {}
     confirmed = req.get("confirmed_subject_ids")
+    whom = await _whom(request, session, req)
+    prefill: dict[str, str] = typed if typed is not None else next(
+        (form_values(w["values"]) for w in whom if w.get("values")), {})
+    lang = ui_lang(request, session)
     restrictions: list[dict[str, Any]] = []
     for sid in confirmed or []:
         restrictions += await rights.store.restrictions(sid)
@@ -176,10 +223,38 @@ async def _detail(request: web.Request, session: Session, *, status: int = 200, 
         request, "request.html", session, status=status, req=req, data=data, error=error, notice=notice,
         restrictions=restrictions, recipients=sorted((rid, p.name) for rid, p in pols.items()),
         marketing=sorted(rid for rid, p in pols.items() if "marketing" in p.purposes),
-        can_act=session.role is Role.PRIVACY, erase_word=ERASE_WORD, due_text=due_text, due_class=due_class(req),
+        can_act=session.role is Role.PRIVACY, erase_word=ERASE_WORD, due_text=_texts(request, session)["due_text"],
+        due_class=due_class(req),
         pairs=detail_pairs, confirmed=confirmed, subject_ids=confirmed or [], candidates=req["candidates"],
-        log_query=log_query, f={}, schemes=[s.value for s in IdScheme],
+        log_query=log_query, f=prefill, schemes=[s.value for s in IdScheme], whom=whom,
+        fits=actions_for(str(req["kind"])), field_errors=field_errors or {},
+        assignees=[a.name for a in await rights.assignees()], deadline=rights.deadline_view(req),
+        day=lambda d: long_date(d, lang), notes=[e for e in req["events"] if e["action"] == "note"],
+        note_limit=NOTE_LIMIT, can_extend=extension_refusal(
+            dt.datetime.fromisoformat(str(req["opened_at"])).date(), rights.clock().date(),
+            already_extended=bool(data.get("extension"))) is None,
     )
+
+
+async def _whom(request: web.Request, session: Session, req: dict[str, Any]) -> list[dict[str, Any]]:
+    """Whom the request is about, per confirmed record: name, e-mail and domains, decrypted for the privacy
+    role (each read recorded in the access log); a pseudonymous label and the domains for auditors."""
+    confirmed = req.get("confirmed_subject_ids") or []
+    domains = {c["subject_id"]: c["domains"] for c in req["candidates"]}
+    svc = services(request)
+    names = labels(svc.registrations.secret, confirmed)
+    values: dict[str, CurrentValues | None] = {}
+    if session.role is Role.PRIVACY:
+        values = await svc.rights.current_values(str(req["id"]), session.name)
+    out = []
+    for sid in confirmed:
+        current = values.get(sid)
+        v = current.values if current is not None else {}
+        out.append({"subject_id": sid, "label": names[sid].code, "values": v,
+                    "transformed_only": current.transformed_only if current is not None else [],
+                     "name": v.get("name"), "email": v.get("email"), "organisation": v.get("organisation"),
+                     "domains": domains.get(sid, []), "erased": sid in values and values[sid] is None})
+    return out
 
 
 NOTICES = {
@@ -195,13 +270,16 @@ NOTICES = {
     "erased": "Erased: the subject's data keys are destroyed. Partners with an API were asked to delete (see the "
               "log); follow up the other deletion requests listed below.",
     "closed": "The request is closed.",
+    "assigned": "The assignee was changed.",
+    "noted": "The note was added to the request's log. Notes are internal: they never reach a letter.",
 }
 
 
 @page(*STAFF_ROLES)
 async def detail_page(request: web.Request, session: Session) -> web.StreamResponse:
     done = request.query.get("done")
-    return await _detail(request, session, notice=NOTICES.get(done) if done else None)
+    notice = NOTICES.get(done) if done else None
+    return await _detail(request, session, notice=ui_gettext(request, session)(notice) if notice else None)
 
 
 async def _act(request: web.Request, session: Session, action: str, form: MultiDictProxy[str]) -> None:
@@ -239,6 +317,11 @@ async def _act(request: web.Request, session: Session, action: str, form: MultiD
         await rights.rectify(rid, who, registrant_from_form(form))
     elif action == "close":
         await rights.close(rid, who, form.get("outcome", ""))
+    elif action == "assign":
+        assignee = session.name if form.get("me", "") == "yes" else form.get("assignee", "").strip()
+        await rights.assign(rid, who, assignee or None)
+    elif action == "note":
+        await rights.add_note(rid, who, form.get("text", ""))
     else:  # pragma: no cover - routes name the actions
         raise BadInput("unknown action")
 
@@ -251,8 +334,15 @@ def action_handler(action: str, done: str) -> Handler:
         try:
             await _act(request, session, action, form)
         except InputError as err:
-            return await _detail(request, session, status=err.status, error=f"{err.title}: {err.detail}"
-                                 if err.detail != err.title else err.title)
+            _ = ui_gettext(request, session)
+            if action == "rectify":  # what was typed stays, each problem next to its field
+                typed = {k: form.get(k, "") for k in FORM_FIELDS}
+                problems = field_errors(err)
+                return await _detail(request, session, status=err.status, typed=typed, field_errors=problems,
+                                     error=_("The correction was not sent: check the fields marked below.")
+                                     if problems else _(err.detail))
+            return await _detail(request, session, status=err.status, error=f"{_(err.title)}: {_(err.detail)}"
+                                 if err.detail != err.title else _(err.title))
         raise web.HTTPSeeOther(f"/ui/requests/{_request_id(request)}?done={done}")
 
     handler.__name__ = f"{action}_post"
@@ -260,7 +350,23 @@ def action_handler(action: str, done: str) -> Handler:
 
 
 ACTIONS = {"subjects": "confirmed", "extend": "extended", "restrict": "restricted", "object": "objected",
-           "lift": "lifted", "erase": "erased", "rectify": "rectified", "close": "closed"}
+           "lift": "lifted", "erase": "erased", "rectify": "rectified", "close": "closed", "assign": "assigned",
+           "note": "noted"}
+
+
+def field_errors(err: InputError) -> dict[str, str]:
+    """A validation problem's errors by rectification form field (the first message per field)."""
+    out: dict[str, str] = {}
+    for e in err.extra.get("errors", []) if isinstance(err.extra.get("errors"), list) else []:
+        name = field_of(e.get("loc", []))
+        if name and name not in out:
+            out[name] = error_message(str(e.get("msg", "")))
+    return out
+
+
+def long_date(day: dt.date, lang: str) -> str:
+    """A date with its weekday, in the page's language ("måndag 4 januari 2027")."""
+    return format_date(day, format="full", locale=lang)
 
 
 # -- the Art. 15 extract ------------------------------------------------------------------------------------
@@ -277,34 +383,46 @@ def letter_body(html: str) -> Markup:
     return Markup(m.group(1))  # noqa: S704 - produced by the rights service's autoescaping template
 
 
+def _letter_lang(value: str | None) -> Literal["sv", "en"] | None:
+    """The letter's language from the form or query: none (or "auto") means the registrant's recorded one."""
+    return None if value in (None, "", "auto") else _lang(value)
+
+
 @page(Role.PRIVACY)
 async def extract_post(request: web.Request, session: Session) -> web.StreamResponse:
     form = await checked_form(request, session)
     rights = services(request).rights
     rid = _request_id(request)
     try:
-        lang = _lang(form.get("lang"))
+        lang = _letter_lang(form.get("lang"))
+        rights.check_letter_ready()  # before anything is read: no extract is made for a letter that cannot be
         extract = await rights.extract(rid, session.name, lang)
+        letter = letter_body(rights.render_html(extract))
     except InputError as err:
         return await _detail(request, session, status=err.status, error=err.detail)
     registrations: dict[str, dict[str, Any]] = {}
     for sid in extract["subject_ids"]:
         for reg in await rights.store.subject_registrations(sid):
             registrations[reg["id"]] = reg
-    return render(request, "extract.html", session, x=extract, letter=letter_body(rights.render_html(extract)),
-                  lang=lang, rid=rid, registrations=sorted(registrations.values(), key=lambda r: r["created_at"]))
+    return render(request, "extract.html", session, x=extract, letter=letter, lang=extract["lang"], rid=rid,
+                  warnings=rights.letter_warnings(extract),
+                  registrations=sorted(registrations.values(), key=lambda r: r["created_at"]))
 
 
 @page(Role.PRIVACY)
 async def extract_download(request: web.Request, session: Session) -> web.StreamResponse:
     rights = services(request).rights
     rid = _request_id(request)
-    lang = _lang(request.query.get("lang"))
+    lang = _letter_lang(request.query.get("lang"))
     fmt = request.match_info["fmt"]
+    if fmt != "json":
+        rights.check_letter_ready()
     extract = await rights.extract(rid, session.name, lang)
     stamp = rights.clock().astimezone(dt.UTC).strftime("%Y%m%d")
-    name = f"extract-{rid}-{lang}-{stamp}.{fmt}"
+    name = f"extract-{rid}-{extract['lang']}-{stamp}.{fmt}"
     headers = {"Content-Disposition": f'attachment; filename="{name}"'}
     if fmt == "json":
         return json_response(extract, headers=headers)
-    return web.Response(body=rights.render_pdf(extract), content_type="application/pdf", headers=headers)
+    # printing takes a second or more of CPU: off the event loop, so other requests are not held up
+    body = await asyncio.to_thread(rights.render_pdf, extract)
+    return web.Response(body=body, content_type="application/pdf", headers=headers)
