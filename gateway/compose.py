@@ -37,6 +37,7 @@ from gateway.http.app import build_app
 from gateway.http.context import CleanupContext, Metrics, Services, periodic
 from gateway.http.pages import oidc
 from gateway.http.pages.core import ACCOUNTS
+from gateway.http.pages.login import TRUSTED_PROXIES, ProxySettings
 from gateway.ledger.checkpoint import load_or_create_signing_key
 from gateway.ledger.keys import BlindIndexer, KeyRing
 from gateway.logs import delivery_metrics
@@ -491,6 +492,7 @@ async def build(settings: Settings, *, dev_tokens: bool = False) -> tuple[web.Ap
     # staff accounts, sessions and log-in throttling, in the store every instance shares
     app[ACCOUNTS] = AccountService(cast(AccountStore, store))
     oidc.setup(app, oidc.OidcProvider.from_settings(oidc.OidcSettings()))  # GATEWAY_OIDC_*: optional
+    app[TRUSTED_PROXIES] = ProxySettings().networks()  # GATEWAY_TRUSTED_PROXIES: whose X-Forwarded-For counts
     if ledger.ring_file is not None:
         app.cleanup_ctx.append(key_ring_reloader(ledger, settings.key_ring_watch_s))
 

@@ -18,9 +18,9 @@ from aiohttp import web
 
 from gateway.auth import Role
 from gateway.errors import NotFound
-from gateway.http.pages import disclosures, holdings, login, outbox, overview, requests, rights
-from gateway.http.pages.core import STAFF_ROLES, UI_STATE, NavItem, UiState, add_nav, public
-from gateway.http.pages.session import COOKIE_PATH, Revocations, session_key
+from gateway.http.pages import access, accounts, disclosures, holdings, login, oidc, outbox, overview, requests, rights
+from gateway.http.pages.core import N_, STAFF_ROLES, UI_STATE, NavItem, UiState, add_nav, html_errors, public
+from gateway.http.pages.session import COOKIE_PATH, session_key
 
 __all__ = ["MOUNT", "NavItem", "add_nav", "pages_app", "session_key"]
 
@@ -45,15 +45,16 @@ async def static(request: web.Request) -> web.StreamResponse:
 
 def pages_app() -> web.Application:
     """The staff pages, to mount at ``MOUNT`` (paths below are relative to it)."""
-    app = web.Application()
+    app = web.Application(middlewares=[html_errors])  # no problem+json under /ui: errors are pages
     staff = frozenset(STAFF_ROLES)
-    app[UI_STATE] = UiState(nav=[], revocations=Revocations())
-    add_nav(app, NavItem("/ui/disclosures", "Disclosure log", staff))
-    add_nav(app, NavItem("/ui/third-countries", "Third countries", staff))
-    add_nav(app, NavItem("/ui/requests", "Requests", staff))
-    add_nav(app, NavItem("/ui/art30", "Art. 30 record", staff))
-    add_nav(app, NavItem("/ui/explain", "Explainer", frozenset({Role.PRIVACY})))
-    add_nav(app, NavItem("/ui/outbox", "Parked deliveries", staff))
+    app[UI_STATE] = UiState(nav=[])
+    add_nav(app, NavItem("/ui/disclosures", N_("Disclosure log"), staff))
+    add_nav(app, NavItem("/ui/third-countries", N_("Third countries"), staff))
+    add_nav(app, NavItem("/ui/access", N_("Who read what"), staff))
+    add_nav(app, NavItem("/ui/requests", N_("Requests"), staff))
+    add_nav(app, NavItem("/ui/art30", N_("Art. 30 record"), staff))
+    add_nav(app, NavItem("/ui/explain", N_("Explainer"), frozenset({Role.PRIVACY})))
+    add_nav(app, NavItem("/ui/outbox", N_("Parked deliveries"), staff))
 
     r = app.router
     r.add_get("", login.ui_root)
@@ -61,12 +62,15 @@ def pages_app() -> web.Application:
     r.add_get("/login", login.login_get)
     r.add_post("/login", login.login_post)
     r.add_post("/logout", login.logout_post)
+    r.add_post("/language", login.language_post)
     r.add_get("/static/{name}", static)
     r.add_get("/disclosures", disclosures.log_page)
     r.add_post("/disclosures", disclosures.log_search)
     r.add_get("/disclosures.csv", disclosures.export_csv)
+    r.add_get("/disclosures.xlsx", disclosures.export_xlsx)
     r.add_get("/disclosures/{entry_id}", disclosures.detail_page)
     r.add_get("/third-countries", overview.third_countries)
+    r.add_get("/access", access.access_page)
     r.add_get("/requests", requests.list_page)
     r.add_get("/requests/new", requests.new_get)  # before "/requests/{request_id}", which "new" also matches
     r.add_post("/requests/new", requests.new_post)
@@ -82,4 +86,6 @@ def pages_app() -> web.Application:
     r.add_post("/explain", rights.explain_post)
     outbox.add_routes(r)
     holdings.add_routes(r)
+    accounts.add_routes(r)
+    oidc.add_routes(r)
     return app

@@ -317,5 +317,5 @@ async def checked_form(request: web.Request, session: Session) -> MultiDictProxy
     form = await request.post()
     token = form.get("csrf")
     if not session.csrf_ok(ui_key(request), token if isinstance(token, str) else None):
-        raise Forbidden("the form's CSRF token is missing or does not belong to your session; reload the page")
+        raise Forbidden(N_("the form's CSRF token is missing or does not belong to your session; reload the page"))
     return MultiDictProxy(MultiDict((k, v) for k, v in form.items() if isinstance(v, str)))

@@ -21,7 +21,7 @@ from gateway.clock import iso, utcnow
 from gateway.errors import InputError
 from gateway.http.api.outbox import row_id_of
 from gateway.http.context import services
-from gateway.http.pages.core import STAFF_ROLES, Handler, checked_form, page, render
+from gateway.http.pages.core import N_, STAFF_ROLES, Handler, checked_form, page, render, ui_gettext
 from gateway.http.pages.session import Session
 from gateway.http.query import QueryModel, RecipientId, parse_query
 from gateway.services.parked import PARKED_ACTIONS, ParkedAction, act_on_parked
@@ -29,9 +29,11 @@ from gateway.services.parked import PARKED_ACTIONS, ParkedAction, act_on_parked
 #: Staff actions shown under the rows.
 HISTORY = 50
 NOTICES = {
-    "retried": "Queued again: the delivery worker sends it now. If it fails for good again it comes back here.",
-    "cancelled": "Cancelled: it will not be sent. The registration's status says what the ordering system sees.",
+    "retried": N_("Queued again: the delivery worker sends it now. If it fails for good again it comes back here."),
+    "cancelled": N_("Cancelled: it will not be sent. The registration's status says what the ordering system sees."),
 }
+#: The titles of the errors an action can meet (``gateway.errors``), shown translated: listed for the catalogue.
+ACTION_ERRORS = (N_("No such outbox row"), N_("The outbox row is not parked (waiting for staff)"))
 _DONE: dict[ParkedAction, str] = {"retry": "retried", "cancel": "cancelled"}
 
 
@@ -61,7 +63,8 @@ async def _page(request: web.Request, session: Session, recipient: str | None, *
 @page(*STAFF_ROLES)
 async def parked_page(request: web.Request, session: Session) -> web.StreamResponse:
     q = parse_query(ParkedPageQuery, request.query)
-    return await _page(request, session, q.recipient, notice=NOTICES[q.done] if q.done else None)
+    _ = ui_gettext(request, session)
+    return await _page(request, session, q.recipient, notice=_(NOTICES[q.done]) if q.done else None)
 
 
 def action_handler(action: ParkedAction) -> Handler:
@@ -80,7 +83,7 @@ def action_handler(action: ParkedAction) -> Handler:
             await act_on_parked(svc.store, row_id_of(request.match_info["row_id"]), action, actor=session.name,
                                 now=iso(utcnow()))
         except InputError as err:
-            return await _page(request, session, back, status=err.status, error=err.title)
+            return await _page(request, session, back, status=err.status, error=ui_gettext(request, session)(err.title))
         if action == "retry":
             svc.wake()
         query = urlencode([("done", _DONE[action]), *([("recipient", back)] if back else [])])

@@ -404,7 +404,7 @@ async def extract_post(request: web.Request, session: Session) -> web.StreamResp
     for sid in extract["subject_ids"]:
         for reg in await rights.store.subject_registrations(sid):
             registrations[reg["id"]] = reg
-    return render(request, "extract.html", session, x=extract, letter=letter, lang=extract["lang"], rid=rid,
+    return render(request, "extract.html", session, x=extract, letter=letter, letter_lang=extract["lang"], rid=rid,
                   warnings=rights.letter_warnings(extract),
                   registrations=sorted(registrations.values(), key=lambda r: r["created_at"]))
 

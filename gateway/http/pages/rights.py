@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from gateway.auth import Role
 from gateway.errors import ExplainInvalid, InputError, PolicyRefusal
 from gateway.http.context import services
-from gateway.http.pages.core import STAFF_ROLES, checked_form, page, render
+from gateway.http.pages.core import N_, STAFF_ROLES, checked_form, page, render, ui_gettext
 from gateway.http.pages.session import Session
 from gateway.http.problems import json_response
 from gateway.models import IdScheme, Registrant
@@ -62,7 +62,7 @@ def registrant_from_form(form: Mapping[str, str]) -> Registrant:
             target[name] = value
     scheme, value = _opt(form, "id_scheme"), _opt(form, "id_value")
     if (scheme is None) != (value is None):
-        raise ExplainInvalid("give both the national ID scheme and its value, or neither",
+        raise ExplainInvalid(N_("give both the national ID scheme and its value, or neither"),
                              errors=[{"loc": ["national_id"], "msg": "scheme and value go together"}])
     if scheme is not None:
         data["national_id"] = {"scheme": scheme, "value": value}
@@ -70,7 +70,7 @@ def registrant_from_form(form: Mapping[str, str]) -> Registrant:
         return Registrant.model_validate_json(json.dumps(data))
     except ValidationError as exc:
         errors = [{"loc": [str(p) for p in e["loc"]], "msg": e["msg"]} for e in exc.errors(include_input=False)]
-        raise ExplainInvalid("some fields are not valid (see below)", errors=errors) from None
+        raise ExplainInvalid(N_("some fields are not valid (see below)"), errors=errors) from None
 
 
 def _explain_context(policies: PolicySet) -> dict[str, Any]:
@@ -93,7 +93,8 @@ async def explain_post(request: web.Request, session: Session) -> web.StreamResp
         plan = rights.explain(registrant_from_form(form), form.get("tld", ""))
     except (InputError, PolicyRefusal) as err:
         errors = err.extra.get("errors", []) if isinstance(err, ExplainInvalid) else []
-        return render(request, "explain.html", session, status=err.status, f=values, plan=None, error=err.detail,
+        said = ui_gettext(request, session)(err.detail)  # the page's language where the catalogue has it
+        return render(request, "explain.html", session, status=err.status, f=values, plan=None, error=said,
                       errors=errors, **_explain_context(rights.policies))
     return render(request, "explain.html", session, f=values, plan=plan, error=None, errors=[],
                   **_explain_context(rights.policies))
