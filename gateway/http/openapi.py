@@ -317,6 +317,12 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "Data-subject requests, by state", _STAFF, problems=(422,), errors=(e.ValidationFailed,),
         parameters=(_query("state", {"type": "string", "enum": ["open", "closed"]}, "open or closed"),),
     ),
+    ("GET", "/v1/requests/reminders"): Operation(
+        "Open requests due within a number of days or overdue, soonest first (Art. 12(3) deadlines, moved off "
+        "Swedish weekends and public holidays)", _STAFF, problems=(422,), errors=(e.ValidationFailed,),
+        parameters=(_query("within_days", {"type": "integer", "minimum": 0, "maximum": 92},
+                           "days ahead (default 7, at most 92)"),),
+    ),
     ("GET", "/v1/requests/{request_id}"): Operation(
         "One request: its deadline, events and candidate records", _STAFF, problems=(404,),
         parameters=(_REQUEST_ID,), errors=(e.RequestNotFound,),
@@ -365,6 +371,14 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("POST", "/v1/requests/{request_id}/close"): Operation(
         "Close the request with its outcome", _PRIVACY, problems=_ACTION, body=rights.CloseBody,
         parameters=(_REQUEST_ID,), errors=_REQUEST_ERRORS,
+    ),
+    ("POST", "/v1/requests/{request_id}/assign"): Operation(
+        "Assign the request to a privacy staff account (null: unassign)", _PRIVACY, problems=_ACTION,
+        body=rights.AssignBody, parameters=(_REQUEST_ID,), errors=_REQUEST_ERRORS,
+    ),
+    ("POST", "/v1/requests/{request_id}/notes"): Operation(
+        "An internal note on the request, attributed to the caller (never in a letter)", _PRIVACY, ok=201,
+        problems=_ACTION, body=rights.NoteBody, parameters=(_REQUEST_ID,), errors=_REQUEST_ERRORS,
     ),
     ("GET", "/v1/art30"): Operation("The record of processing activities (Art. 30)", _STAFF),
     ("GET", "/v1/subjects/{subject_id}/holdings"): Operation(

@@ -224,11 +224,14 @@ async def test_a_dead_workers_rows_are_taken_over_within_the_lease(store: Sqlite
 async def test_the_heartbeat_keeps_a_long_delivery_its_rows(store: SqliteStore) -> None:
     await add_rows(store, "iis", 2)
     d = Deliverer(store, iis="slow")
-    d.slow_s = 1.5  # three leases long
-    a = await start(scheduler(store, d, lease_s=0.5, recover_every_s=0.1))
+    d.slow_s = 3.0  # three leases long
+    # a lease of 1 s (renewed every third of it): short enough that a delivery outlives three of them, long
+    # enough that a group commit's fsync on a loaded machine does not eat the margin
+    a = await start(scheduler(store, d, lease_s=1.0, recover_every_s=0.1))
+    await until(lambda: d.calls["iis"] == 2)  # ``a`` holds both rows (reads run in parallel: no race for them)
     # another instance recovering lapsed claims all the while must not take live rows
-    other = await start(scheduler(store, Deliverer(store), lease_s=0.5, recover_every_s=0.1))
-    await until(lambda: d.delivered["iis"] == 2, limit_s=5.0)
+    other = await start(scheduler(store, Deliverer(store), lease_s=1.0, recover_every_s=0.1))
+    await until(lambda: d.delivered["iis"] == 2, limit_s=9.0)
     assert d.lost == 0 and d.calls["iis"] == 2
     await other.halt()
     await a.halt()

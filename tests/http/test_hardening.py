@@ -19,7 +19,6 @@ from adapters.epp.tls import DevPki
 from gateway.auth import hash_token
 from gateway.errors import LedgerCorrupt
 from gateway.http.pages import disclosures as log_pages
-from gateway.ledger.entry import DisclosureEntry
 from gateway.services.accounts import AccountService
 from gateway.store.accounts import AccountStore
 from gateway.store.sqlite import SqliteStore
@@ -99,15 +98,15 @@ async def test_csv_export_failing_half_way_ends_the_stream_without_a_second_stat
 ) -> None:
     r = await gateway.post(VALID_BODY)
     await gateway.wait_status((await r.json())["id"], {"delivered"})
-    real_scan = log_pages.scan
+    real_rows = log_pages.export_rows
 
-    async def failing_scan(store: Any, q: Any) -> AsyncIterator[DisclosureEntry]:
-        async for e in real_scan(store, q):
+    async def failing_rows(svc: Any, session: Any, q: Any, *, names: bool) -> AsyncIterator[list[str]]:
+        async for row in real_rows(svc, session, q, names=names):
             for _ in range(600):  # more than one write's worth, so the failure comes after bytes went out
-                yield e
+                yield row
         raise failure
 
-    monkeypatch.setattr(log_pages, "scan", failing_scan)
+    monkeypatch.setattr(log_pages, "export_rows", failing_rows)
     cookie = await _staff_cookie(gateway)
     # what goes over the wire: one status line, the rows so far, and no final chunk
     reader, writer = await asyncio.open_connection(gateway.client.host, gateway.client.port)
@@ -130,11 +129,11 @@ async def test_csv_export_failing_half_way_ends_the_stream_without_a_second_stat
 async def test_csv_export_failing_before_it_started_is_an_error_page(
     gateway: Gateway, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def failing_scan(store: Any, q: Any) -> AsyncIterator[DisclosureEntry]:
+    async def failing_rows(svc: Any, session: Any, q: Any, *, names: bool) -> AsyncIterator[list[str]]:
         raise LedgerCorrupt("entry 1 does not decode")
         yield  # pragma: no cover - makes this an async generator
 
-    monkeypatch.setattr(log_pages, "scan", failing_scan)
+    monkeypatch.setattr(log_pages, "export_rows", failing_rows)
     r = await gateway.client.get("/ui/disclosures.csv", cookies={"rg_session": await _staff_cookie(gateway)})
     assert r.status == 500 and r.content_type == "text/html"
 

@@ -54,6 +54,13 @@ def web_config(tmp_path: Path) -> Path:
     )
     assert n1 == 1 and n2 == 1, "config/recipients/org.yaml changed shape; update tests/web/conftest.py"
     org.write_text(text, encoding="utf-8")
+    # a configured controller: letters refuse to render with the shipped placeholders
+    (target / "controller.yaml").write_text(
+        "placeholder: false\ncontroller:\n  name: Domänbolaget AB\n  organisation_number: 556677-8899\n"
+        "  address: Sveavägen 1, 111 57 Stockholm\n  email: dataskydd@domanbolaget.se\n"
+        "supervisory_authority:\n  name: Integritetsskyddsmyndigheten\n  short_name: IMY\n"
+        "  url: https://www.imy.se\n  country: SE\n  source: test fixture\n  confirmed: true\n",
+        encoding="utf-8")
     return target
 
 

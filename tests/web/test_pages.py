@@ -228,19 +228,21 @@ async def test_unknown_disclosure_is_a_404_page(gateway: Gateway) -> None:
 
 
 async def test_the_mounted_pages_keep_the_apps_urls_and_middlewares(gateway: Gateway) -> None:
-    """The pages are a sub-application under /ui: the same absolute URLs, problems for what no page
-    answers, and every page counted by the request metrics like the API."""
+    """The pages are a sub-application under /ui: the same absolute URLs, HTML error pages under /ui (a
+    problem document only outside it), and every page counted by the request metrics like the API."""
     r = await gateway.client.get("/ui", allow_redirects=False)
     assert r.status == 303 and r.headers["Location"] == "/ui/login"
     assert (await gateway.client.get("/ui/login")).status == 200
     r = await gateway.client.get("/ui/static/ui.css")
     assert r.status == 200 and r.content_type == "text/css"
-    for path in ("/ui/no-such-page", "/uix"):
-        r = await gateway.client.get(path)
-        assert r.status == 404 and r.content_type == "application/problem+json"
-        assert (await r.json())["instance"] == path
+    r = await gateway.client.get("/ui/no-such-page")
+    assert r.status == 404 and r.content_type == "text/html"
+    assert "<h1" in await r.text() and 'href="/ui/login"' in await r.text()  # a page with a way back
+    r = await gateway.client.get("/uix")
+    assert r.status == 404 and r.content_type == "application/problem+json"
+    assert (await r.json())["instance"] == "/uix"
     r = await gateway.client.delete("/ui/login")
-    assert r.status == 405 and r.content_type == "application/problem+json"
+    assert r.status == 405 and r.content_type == "text/html" and "POST" in r.headers["Allow"]
     metrics = await (await gateway.client.get("/metrics", headers=gateway.tokens.h("auditor"))).text()
     assert 'gateway_http_requests_total{route="/ui/login",status="200"} 1.0' in metrics
     assert 'gateway_http_requests_total{route="unmatched",status="404"} 2.0' in metrics

@@ -135,8 +135,10 @@ class SqliteStore(SqliteAccounts, SqliteWorkbench, SqliteRequestsExtra, Disclosu
         """Commit what is queued, stop the writer, close every connection."""
         await asyncio.to_thread(self._writer.stop)
         with self._readers_lock:
-            readers, self._readers, self._all_readers = self._all_readers, [], []
-        for conn in readers:
+            # only the idle ones: a connection another thread is reading on is closed when it is handed
+            # back (``_give_back``); closing it under a running query can crash the interpreter
+            idle, self._readers, self._all_readers = self._readers, [], []
+        for conn in idle:
             conn.close()
         with self._lock:
             self._conn.close()
