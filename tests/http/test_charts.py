@@ -56,3 +56,19 @@ def test_empty_chart_is_still_valid() -> None:
     assert bars(root) == []
     root = parse(horizontal_bars("Nothing", "no data", []))
     assert bars(root) == []
+
+
+def test_a_year_of_months_keeps_labels_apart_and_legend_names_whole() -> None:
+    """Twelve month labels on a 640-wide chart would overlap: every n-th is labelled, never two closer
+    than a label's width; the legend sits under the plot with each basis name in full."""
+    months = [f"2026-{m:02d}" for m in range(1, 13)]
+    long_name = "Beslut om adekvat skyddsnivå (art. 45)"
+    root = parse(stacked_bars("Per month", "by basis", months, [Series(long_name, tuple(range(12)))]))
+    labels = [t for t in root.iter(f"{SVG}text") if t.get("class") == "label"]
+    xs = [float(t.get("x") or 0) for t in labels]
+    assert 1 < len(labels) < 12
+    assert all(b - a >= len("2026-01") * 7 for a, b in zip(xs, xs[1:], strict=False))
+    [legend] = [t for t in root.iter(f"{SVG}text") if t.get("class") == "legend"]
+    assert legend.text == long_name
+    plot_bottom = max(float(r.get("y") or 0) + float(r.get("height") or 0) for r in bars(root))
+    assert float(legend.get("y") or 0) > plot_bottom  # under the plot, not squeezed beside it

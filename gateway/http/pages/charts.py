@@ -70,9 +70,12 @@ def stacked_bars(
 ) -> str:
     """Vertical bars, one per category, each stacked from ``series`` (in order, bottom up)."""
     colours = [s.colour or PALETTE[i % len(PALETTE)] for i, s in enumerate(series)]
-    legend_w = 170
-    left, right, top, bottom = 40, legend_w + 10, 10, 40
+    # the legend goes under the plot, one entry a line, so long basis names ("Beslut om adekvat
+    # skyddsnivå (art. 45)") are never cut off
+    legend_h = 18 * len(series) + 8
+    left, right, top, bottom = 40, 10, 10, 40
     plot_w, plot_h = width - left - right, height - top - bottom
+    height += legend_h
     totals = [sum(s.values[i] for s in series) for i in range(len(categories))]
     top_value = nice_max(max(totals, default=0))
     head, tail = _head(width, height, title, desc, "stacked")
@@ -85,6 +88,9 @@ def stacked_bars(
                      f'{_fmt(top_value * frac)}</text>')
     slot = plot_w / max(1, len(categories))
     bar_w = max(2.0, min(48.0, slot * 0.7))
+    # every n-th category is labelled, so labels (about 7 px a character at 11 px) never overlap
+    widest = max((len(c) for c in categories), default=1) * 7 + 8
+    label_every = max(1, -(-widest // max(1, int(slot))))
     for i, cat in enumerate(categories):
         x = left + i * slot + (slot - bar_w) / 2
         base = float(top + plot_h)
@@ -99,10 +105,10 @@ def stacked_bars(
                          f'fill="{colour}" data-series={quoteattr(s.name)} data-value="{v}">'
                          f'<title>{escape(f"{cat}, {s.name}: {v}")}</title></rect>')
         parts.append("</g>")
-        if len(categories) <= 16 or i % 2 == 0:
+        if i % label_every == 0:
             parts.append(f'<text x="{_fmt(x + bar_w / 2)}" y="{top + plot_h + 16}" text-anchor="middle" '
                          f'class="label">{escape(cat)}</text>')
-    parts.append(_legend(series, colours, width - legend_w, top))
+    parts.append(_legend(series, colours, left, top + plot_h + bottom))
     parts.append(tail)
     return "".join(parts)
 
