@@ -12,7 +12,9 @@ run, and the ratio):
 * overhead p50 at concurrency 1, delivery on: the gateway's accept latency minus the p50 of a handler
   that parses the same body and answers without a database (``/nodb``), goal <= 2 ms.
 
-Loopback only; bounded in count (``--n`` <= 20000, ``--rounds`` <= 9) and time (300 s a round).
+After every run the bench waits until the delivering gateway has sent everything it accepted, so its
+worker and the sandbox never take CPU from the next measurement.  Loopback only; bounded in count
+(``--n`` <= 20000, ``--rounds`` <= 9) and time (300 s a round).
 
     .venv/bin/python bench/accept.py [--n 2000] [--n1 300] [--rounds 3] [--concurrency 16]
 """
@@ -32,6 +34,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+import httpx
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -136,6 +139,16 @@ def main() -> None:
                     nonlocal person
                     runs[key].append(asyncio.run(drive(url, headers, tag, count, c, person, want)))
                     person += count + 1
+                    drained(on_url)
+
+                def drained(url: str) -> None:
+                    """Wait (bounded) until the delivering gateway has sent what it accepted, so its worker
+                    and the sandbox do not take CPU from the next measurement of another side."""
+                    deadline = time.monotonic() + ROUND_TIMEOUT_S
+                    while time.monotonic() < deadline:
+                        if httpx.get(f"{url}/healthz", timeout=5).json()["outbox_pending"] == 0:
+                            return
+                        time.sleep(0.2)
 
                 # warm-up, untimed
                 run("base16", f"{base_url}/durable", {}, "w", 200, args.concurrency, 202)

@@ -24,7 +24,7 @@ import builtins
 import datetime as dt
 import re
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, cast, get_args
 
@@ -253,6 +253,17 @@ def recorded_language(values: builtins.list[dict[str, Any] | None]) -> Lang:
         if v and isinstance(v.get("language"), str):
             return "en" if v["language"] == "en" else "sv"
     return "sv"
+
+
+def ordered_language(registrations: Iterable[Mapping[str, Any]]) -> Lang | None:
+    """The letter's language from the language the person last ordered in (``registrations.language``,
+    schema 9): "en" gives English, any other recorded language Swedish; None when no registration recorded
+    one (made before schema 9), so the disclosed values decide."""
+    recorded = [r for r in registrations if r.get("language")]
+    if not recorded:
+        return None
+    latest = max(recorded, key=lambda r: (str(r.get("created_at") or ""), str(r.get("id") or "")))
+    return "en" if latest["language"] == "en" else "sv"
 
 
 def _nothing_to_wake() -> None:
@@ -623,8 +634,8 @@ class RightsService:
         """The Art. 15 extract of exactly the confirmed subjects' disclosures (none if staff confirmed that
         no candidate is the person); 409 before confirmation, so no candidate's data is ever read on
         the strength of a match alone.  Without ``lang`` the letter is in the registrant's recorded
-        language (``Registrant.language``, as the latest disclosed values carry it): English when that
-        is "en", else Swedish."""
+        language (``Registrant.language`` of their latest registration, or for registrations made before
+        it was kept, as the latest disclosed values carry it): English when that is "en", else Swedish."""
         if lang is not None and lang not in LANGS:
             raise ValidationFailed("lang must be 'sv' or 'en'", errors=[{"loc": ["lang"], "type": "literal_error"}])
         row = await self._row(request_id)
@@ -650,9 +661,9 @@ class RightsService:
                 except SubjectErased:
                     note = "erased"
             read.append((e, values, note))
-        if lang is None:
-            lang = recorded_language([v for _e, v, _n in read])
         registrations = await self._subject_registrations(subject_ids)
+        if lang is None:
+            lang = ordered_language(registrations.values()) or recorded_language([v for _e, v, _n in read])
         domains = {rid: str(r["domain"]) for rid, r in registrations.items()}
         items = []
         for e, values, note in read:

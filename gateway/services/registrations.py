@@ -321,6 +321,8 @@ class RegistrationService:
             "id": reg_id, "order_ref": req.order_ref, "domain": req.domain, "tld": req.tld,
             "status": status_text, "plan": plan_view, "subject_id": subject.id,
             "kind": "registration" if auth_code is None else "transfer",
+            # the language the person ordered in: the Art. 15 letter's default
+            "language": req.registrant.language,
         }
         raced = await self.store.accept(
             Accepted(

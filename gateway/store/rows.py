@@ -294,7 +294,7 @@ SUBJECT_KEY_COLUMNS = "id, kid, wrapped, shredded_at, basis"
 #: Subject keys read per page while streaming them all (KEK rotation).
 SUBJECT_KEY_PAGE = 500
 #: A subject's registrations as ``subject_registrations`` returns them.
-SUBJECT_REGISTRATION_COLUMNS = "id, domain, tld, status, created_at"
+SUBJECT_REGISTRATION_COLUMNS = "id, domain, tld, status, created_at, language"
 
 
 def subject_links(new: NewSubject) -> list[tuple[str, str]]:

@@ -477,3 +477,12 @@ def schema_v8(d: Dialect) -> str:
         CREATE INDEX login_failures_key ON login_failures(key, at);
         ALTER TABLE requests ADD COLUMN assignee {d.text};
         """
+
+
+def schema_v9(d: Dialect) -> str:
+    """Migration 9 in dialect ``d``: the registrant's recorded language (``Registrant.language``, ISO 639-1)
+    on each registration, so an Art. 15 letter defaults to the language the person ordered in.  NULL for
+    registrations made before it (the letter then falls back on what the disclosed values say)."""
+    return f"""
+        ALTER TABLE registrations ADD COLUMN language {d.text};
+    """

@@ -196,6 +196,21 @@ async def test_letter_defaults_to_the_registrants_recorded_language(gateway: Gat
     assert (await rights.extract(req_sv["id"], "staff"))["lang"] == "sv"
 
 
+async def test_the_language_ordered_in_is_kept_even_where_no_recipient_receives_it(gateway: Gateway) -> None:
+    """A .se registrant who ordered in English: no recipient is sent a language, yet the registration keeps
+    the one recorded in the order (schema 9), and the letter follows it."""
+    configure(gateway)
+    rights = gateway.client.app[SERVICES].rights
+    b = anna(domain="english-reader.se")
+    b["registrant"].update(language="en", email="reader.in.english@example.se",
+                           national_id={"scheme": "passport", "value": "Y7654321"})
+    await register(gateway, b)
+    req = await open_confirmed(gateway, email="reader.in.english@example.se")
+    x = await rights.extract(req["id"], "staff")
+    assert all("language" not in (d.get("values") or {}) for d in x["disclosures"])  # no one got it
+    assert x["lang"] == "en"
+
+
 async def test_unconfirmed_facts_warn_staff_and_stay_out_of_the_letter(gateway: Gateway) -> None:
     """The shipped retention periods are ``confirmed: false``: the staff extract page lists that; the letter
     states the configured period without a word about it.  A purpose the gateway defines itself

@@ -60,7 +60,7 @@ async def all_nodes(store: Store, batch: int = 1000) -> list[tuple[int, int, int
 
 async def test_schema_version(store: Store) -> None:
     # both stores are at the last migration, and both have the same list of them
-    assert store.schema_version == SQLITE_MIGRATIONS[-1][0] == PG_MIGRATIONS[-1][0] == 8
+    assert store.schema_version == SQLITE_MIGRATIONS[-1][0] == PG_MIGRATIONS[-1][0] == 9
 
 
 async def test_reopen_keeps_data_and_refuses_a_newer_schema(store_spec: StoreSpec, store: Store, raw: RawDB) -> None:
@@ -710,7 +710,8 @@ async def test_subject_registrations_of_one_client(store: Store) -> None:
         "reg-acc-0050", "reg-acc-0052"]
     assert [r["id"] for r in await store.subject_registrations(s.id, client="othershop")] == ["reg-acc-0051"]
     assert await store.subject_registrations(s.id, client="nobody") == []
-    assert set((await store.subject_registrations(s.id))[0]) == {"id", "domain", "tld", "status", "created_at"}
+    assert set((await store.subject_registrations(s.id))[0]) == {
+        "id", "domain", "tld", "status", "created_at", "language"}
 
 
 # -- webhooks -----------------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from gateway.store.schema import (
     schema_v6,
     schema_v7,
     schema_v8,
+    schema_v9,
 )
 
 #: Key of the session-level advisory lock held while migrating (one-key space, "RGWMIGR1").
@@ -77,6 +78,7 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
     (6, schema_v6(POSTGRES)),
     (7, schema_v7(POSTGRES, "", _V7_KEY_NAMES)),
     (8, schema_v8(POSTGRES)),
+    (9, schema_v9(POSTGRES)),
 )
 LATEST = MIGRATIONS[-1][0]
 

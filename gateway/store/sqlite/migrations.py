@@ -21,6 +21,7 @@ from gateway.store.schema import (
     schema_v6,
     schema_v7,
     schema_v8,
+    schema_v9,
 )
 
 
@@ -92,6 +93,7 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
     (6, schema_v6(SQLITE)),
     (7, schema_v7(SQLITE, " WITHOUT ROWID", "")),
     (8, schema_v8(SQLITE)),
+    (9, schema_v9(SQLITE)),
 )
 
 

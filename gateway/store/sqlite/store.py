@@ -384,9 +384,10 @@ class SqliteStore(SqliteAccounts, SqliteWorkbench, SqliteRequestsExtra, Disclosu
                     )
                 c.execute(
                     "INSERT INTO registrations(id, client, order_ref, domain, tld, subject_id, status, plan_json, "
-                    "created_at, updated_at, kind, expires_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    "created_at, updated_at, kind, expires_at, language) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (reg["id"], client, reg["order_ref"], reg["domain"], reg["tld"], subject_id, reg["status"],
-                     json.dumps(reg["plan"]), now, now, reg.get("kind", "registration"), reg.get("expires_at")),
+                     json.dumps(reg["plan"]), now, now, reg.get("kind", "registration"), reg.get("expires_at"),
+                     reg.get("language")),
                 )
                 c.execute(
                     "INSERT INTO idempotency(client, key, request_hash, registration_id, status, response_json, "
