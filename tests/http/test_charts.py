@@ -3,6 +3,7 @@ bars whose size is proportional to their value."""
 
 from __future__ import annotations
 
+import itertools
 from xml.etree import ElementTree
 
 from gateway.http.pages.charts import Series, horizontal_bars, nice_max, stacked_bars
@@ -67,7 +68,7 @@ def test_a_year_of_months_keeps_labels_apart_and_legend_names_whole() -> None:
     labels = [t for t in root.iter(f"{SVG}text") if t.get("class") == "label"]
     xs = [float(t.get("x") or 0) for t in labels]
     assert 1 < len(labels) < 12
-    assert all(b - a >= len("2026-01") * 7 for a, b in zip(xs, xs[1:], strict=False))
+    assert all(b - a >= len("2026-01") * 7 for a, b in itertools.pairwise(xs))
     [legend] = [t for t in root.iter(f"{SVG}text") if t.get("class") == "legend"]
     assert legend.text == long_name
     plot_bottom = max(float(r.get("y") or 0) + float(r.get("height") or 0) for r in bars(root))
