@@ -9,6 +9,7 @@ import asyncio
 import gc
 import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -291,3 +292,41 @@ async def test_a_store_dropped_without_close_ends_its_writer(tmp_path: Path) -> 
     gc.collect()
     thread.join(5)
     assert not thread.is_alive()
+
+
+def test_another_processs_write_lock_is_waited_for_in_short_steps(tmp_path: Path) -> None:
+    """Another connection (as another process would) holds the file's write lock: the writer's group waits
+    and begins the moment it is released, not a busy-handler sleep of milliseconds later; with the lock
+    never released, the group fails after ``busy_s`` and the writer carries on."""
+    path = tmp_path / "w.db"
+    conn = _writer_db(path)
+    other = sqlite3.connect(path, isolation_level=None, timeout=0, check_same_thread=False)
+    writer = GroupWriter(conn, threading.RLock(), busy_s=0.5)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        released_at: list[float] = []
+
+        def release() -> None:
+            # 35 ms: SQLite's own handler would next look at 53 ms (after sleeping 1, 2, 5, 10, 15, 20 ms)
+            time.sleep(0.035)
+            other.execute("COMMIT")
+            released_at.append(time.monotonic())
+
+        t = threading.Thread(target=release)
+        t.start()
+        done = writer.submit(lambda c: c.execute("INSERT INTO parent(id) VALUES (500)").rowcount)
+        assert done.result(10) == 1
+        began_after = time.monotonic() - released_at[0]
+        t.join()
+        assert began_after < 0.015  # within a step or two (0.1 to 4 ms) of the release
+        other.execute("BEGIN IMMEDIATE")  # held for good this time
+        stuck = writer.submit(lambda c: c.execute("INSERT INTO parent(id) VALUES (501)").rowcount)
+        with pytest.raises(sqlite3.OperationalError):
+            stuck.result(10)
+        other.execute("ROLLBACK")
+        assert writer.submit(lambda c: c.execute("INSERT INTO parent(id) VALUES (502)").rowcount).result(10) == 1
+        assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 500  # restored for everyone else
+    finally:
+        writer.stop()
+        other.close()
+        conn.close()
