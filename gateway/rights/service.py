@@ -758,29 +758,37 @@ class RightsService:
         render.require_configured({"controller": c.controller.model_dump() | {"placeholder": c.placeholder},
                                    "dpo": c.dpo.model_dump() if c.dpo else None})
 
-    def letter_warnings(self, extract: dict[str, Any]) -> builtins.list[str]:
+    def letter_warnings(
+        self, extract: dict[str, Any], _: Callable[[str], str] = lambda text: text
+    ) -> builtins.list[str]:
         """What staff should check before sending the letter (shown on the extract page, never in the
         letter): facts the letter states that configuration marks unconfirmed, purposes whose retention is
-        not configured, configuration texts without a translation, and controller placeholders."""
+        not configured, configuration texts without a translation, and controller placeholders.  ``_``
+        translates them into the staff page's language (the UI catalogue; English without it)."""
         lang: Lang = "en" if extract.get("lang") == "en" else "sv"
         warnings: builtins.list[str] = []
         c = self.controller
         if c.placeholder:
-            warnings.append("The controller's details are placeholders (controller.yaml, placeholder: true): "
-                            "letters are refused until they are set.")
+            warnings.append(_("The controller's details are placeholders (controller.yaml, placeholder: true): "
+                              "letters are refused until they are set."))
         if not c.supervisory_authority.confirmed:
-            warnings.append("The supervisory authority's details are not confirmed (controller.yaml).")
+            warnings.append(_("The supervisory authority's details are not confirmed (controller.yaml)."))
         shown_purposes = {p["purpose"] for p in extract.get("purposes") or []}
         for purpose in sorted(shown_purposes):
             cfg = self.retention_config.purposes.get(purpose)
             if cfg is None:
                 follows = BUILTIN_PURPOSES.get(purpose, {}).get("as")
-                warnings.append(f"Purpose '{purpose}' has no retention period in retention.yaml: the letter states "
-                                + (f"the retention of '{follows}', which the retention job does not apply to these "
-                                   "entries until the purpose is added." if follows else "none."))
+                if follows:
+                    warnings.append(_("Purpose '%(purpose)s' has no retention period in retention.yaml: the letter "
+                                      "states the retention of '%(follows)s', which the retention job does not "
+                                      "apply to these entries until the purpose is added.")
+                                    % {"purpose": purpose, "follows": follows})
+                else:
+                    warnings.append(_("Purpose '%(purpose)s' has no retention period in retention.yaml: the letter "
+                                      "states none.") % {"purpose": purpose})
             elif not cfg.confirmed:
-                warnings.append(f"The retention period of purpose '{purpose}' is not confirmed (retention.yaml, "
-                                "confirmed: false); the letter states it as configured.")
+                warnings.append(_("The retention period of purpose '%(purpose)s' is not confirmed (retention.yaml, "
+                                  "confirmed: false); the letter states it as configured.") % {"purpose": purpose})
         recipients = {d["recipient"]["id"] for d in extract.get("disclosures") or []}
         recipients |= {q["recipient"]["id"] for q in extract.get("planned") or []}
         recipients |= {r["recipient"] for r in (extract.get("holdings") or {}).get("recipients", [])}
@@ -790,8 +798,9 @@ class RightsService:
             if policy is None:
                 continue
             if not policy.confirmed or "UNCONFIRMED" in policy.name:
-                warnings.append(f"Recipient '{rid}': its policy file marks facts as unconfirmed (confirmed: false or "
-                                "a note in its name); check what the letter says about it (the note is left out).")
+                warnings.append(_("Recipient '%(recipient)s': its policy file marks facts as unconfirmed (confirmed: "
+                                  "false or a note in its name); check what the letter says about it (the note is "
+                                  "left out).") % {"recipient": rid})
             if texts.recipient_name(policy.name, lang) == texts.letter_safe(policy.name):
                 facts.append(policy.name)  # not translated, not even as "X (.tld registry)"
             if policy.retention:
@@ -799,8 +808,8 @@ class RightsService:
         facts += [str(p.get("lawful_basis") or "") for p in extract.get("purposes") or []]
         if lang != "en":
             for text in untranslated([f for f in facts if f], lang):
-                warnings.append(f"No {lang} translation in the letters catalogue for the configured text "
-                                f"{text!r}; the letter shows it as written.")
+                warnings.append(_("No %(lang)s translation in the letters catalogue for the configured text "
+                                  "%(text)s; the letter shows it as written.") % {"lang": lang, "text": repr(text)})
         return warnings
 
     async def holdings(self, subject_id: str, lang: Lang = "en") -> dict[str, Any]:

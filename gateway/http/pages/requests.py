@@ -38,7 +38,7 @@ from multidict import MultiDictProxy
 from gateway.auth import Role
 from gateway.errors import BadInput, ConfirmationMissing, GatewayError, InputError
 from gateway.http.context import services
-from gateway.http.pages.core import STAFF_ROLES, Handler, checked_form, page, render, ui_gettext, ui_lang
+from gateway.http.pages.core import N_, STAFF_ROLES, Handler, checked_form, page, render, ui_gettext, ui_lang
 from gateway.http.pages.rights import registrant_from_form
 from gateway.http.pages.session import Session
 from gateway.http.problems import json_response
@@ -136,6 +136,17 @@ def subject_state(row: dict[str, Any], tr: gettext.NullTranslations = _ENGLISH) 
             else tr.gettext("no candidate found"))
 
 
+#: The steps of a request's event log, in words (the stored action stays the machine's name).
+EVENT_WORDS: dict[str, str] = {
+    "opened": N_("Opened"), "candidates_found": N_("Candidate records found"),
+    "no_candidates": N_("No candidate records"), "subjects_confirmed": N_("Records confirmed"),
+    "extended": N_("Deadline extended"), "extract": N_("Extract made"), "restricted": N_("Processing restricted"),
+    "objected": N_("Objection recorded"), "lifted": N_("Restriction lifted"), "erased": N_("Erased"),
+    "rectified": N_("Rectified"), "closed": N_("Closed"), "note": N_("Note"), "assigned": N_("Assigned"),
+    "deletion_requested": N_("Deletion requested"), "rectification_pushed": N_("Rectification sent"),
+}
+
+
 def _texts(request: web.Request, session: Session) -> dict[str, Any]:
     """``due_text`` and ``subject_state`` in the page's language, for the templates."""
     tr = gettext_for(ui_lang(request, session), "ui")
@@ -224,6 +235,7 @@ async def _detail(request: web.Request, session: Session, *, status: int = 200, 
         restrictions=restrictions, recipients=sorted((rid, p.name) for rid, p in pols.items()),
         marketing=sorted(rid for rid, p in pols.items() if "marketing" in p.purposes),
         can_act=session.role is Role.PRIVACY, erase_word=ERASE_WORD, due_text=_texts(request, session)["due_text"],
+        event_words=EVENT_WORDS,
         due_class=due_class(req),
         pairs=detail_pairs, confirmed=confirmed, subject_ids=confirmed or [], candidates=req["candidates"],
         log_query=log_query, f=prefill, schemes=[s.value for s in IdScheme], whom=whom,
@@ -405,7 +417,7 @@ async def extract_post(request: web.Request, session: Session) -> web.StreamResp
         for reg in await rights.store.subject_registrations(sid):
             registrations[reg["id"]] = reg
     return render(request, "extract.html", session, x=extract, letter=letter, letter_lang=extract["lang"], rid=rid,
-                  warnings=rights.letter_warnings(extract),
+                  warnings=rights.letter_warnings(extract, ui_gettext(request, session)),
                   registrations=sorted(registrations.values(), key=lambda r: r["created_at"]))
 
 
