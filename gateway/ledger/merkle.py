@@ -160,21 +160,7 @@ class Frontier:
         :func:`consistency_proof` will ask for.
         """
         _check_hash(leaf, "leaf hash")
-        position = self._size
-        created = [Node(0, position, leaf)]
-        stack = list(self._hashes)
-        acc = leaf
-        level = 0
-        # Each trailing 1-bit of the old size is a perfect subtree of the same height as acc,
-        # immediately to its left: merge them like binary carry propagation.
-        while (position >> level) & 1:
-            acc = node_hash(stack.pop(), acc)
-            level += 1
-            created.append(Node(level, position >> level, acc))
-        stack.append(acc)
-        self._hashes = tuple(stack)
-        self._size = position + 1
-        return created
+        return self.append_subtree(0, leaf)
 
     def append_subtree(self, level: int, subtree: bytes) -> list[Node]:
         """Add a complete subtree of ``2**level`` leaves, given by its hash; return every complete aligned
