@@ -263,7 +263,8 @@ async def test_staff_page_refuses_placeholders_before_reading_and_warns_of_uncon
     html = await r.text()
     assert r.status == 200
     warnings, letter = html.split('id="letter-warnings"')[1].split("</section>")[0], html.split('id="letter"')[1]
-    assert "Lagringstiden för ändamålet &#39;domain_registration&#39; är inte bekräftad" in warnings  # eva reads Swedish
+    # eva reads Swedish
+    assert "Lagringstiden för ändamålet &#39;domain_registration&#39; är inte bekräftad" in warnings
     assert "confirmed" not in letter and "UNCONFIRMED" not in letter and "Registerutdrag" in letter
     r = await gateway.client.get(f"{base}/extract.pdf?lang=en")
     assert r.status == 200 and "Page 1 of" in pdf_text(await r.read())
