@@ -587,7 +587,8 @@ async def register_with(
     held: Mapping[str, str] | None = None,
     provisioned: dict[str, str] | None = None,
 ) -> RegistrationOutcome:
-    """``register`` on an already open session (lets callers batch several registrations).
+    """``register`` through ``client``: an open session (lets callers batch several registrations), or a
+    ``SessionPerCommand`` that borrows a pooled session for each command.
 
     ``on_step`` hears each command that carried a data subject's values (each ``contact:create`` of a
     subject contact, and the ``domain:create``) before the next one is sent.  ``held`` maps the subject
