@@ -35,6 +35,7 @@ from gateway.errors import (
     NotFound,
     ProofUnavailable,
     SubjectErased,
+    SubjectRaced,
 )
 from gateway.identity import identity_keys, strong_identifier
 from gateway.ledger.checkpoint import Checkpoint, CheckpointSigner, SignedCheckpoint, verify_checkpoint
@@ -197,26 +198,26 @@ class Ledger:
         strong = strong_identifier(reg)
         return links, None if strong is None else self.indexer.index("strong_id", strong[1])
 
-    async def subject_from(
-        self, holder: SubjectKey | None, links: tuple[tuple[str, str], ...], merge_on: str | None
+    def subject_from_read(
+        self, holder: SubjectKey | None, links: tuple[tuple[str, str], ...], merge_on: str | None, *,
+        last: bool = False,
     ) -> SubjectRef:
-        """The holder a registration is filed under, from what the accept path read in its one store call
+        """The holder a registration is filed under, from what the accept path's one store call read
         (``AcceptContext.holder``, found by ``merge_on``): the same answer as :meth:`subject_for`, with no
-        further read in the usual case.
+        read of its own, because a store may call it inside its write transaction.
 
-        The holder's data key is unwrapped from the wrapped key read with it.  If the ring lacks its kid (a
-        rotation re-wrapped the row and retired that kid after the read), :meth:`dek` reads it again.  A
+        The holder's data key is unwrapped from the wrapped key read with it.  If the ring (re-read) lacks
+        its kid, a rotation re-wrapped the row and retired that kid after the read: ``SubjectRaced`` makes
+        the caller read again (on its ``last`` attempt, ``DecryptionFailed`` as from :meth:`dek`).  A
         holder erased in between, or none, gives a new subject (``SubjectRef.new``) carrying ``merge_on``:
         ``Store.accept`` then refuses it with ``SubjectRaced`` if a concurrent request made a live holder
         of the same identifier first, and the caller reads again and files under that one."""
         if merge_on is not None and holder is not None and holder.wrapped is not None and holder.kid is not None:
             ring = self._ring_for(holder.kid)
-            if holder.kid in ring.keys:
-                return SubjectRef(holder.subject_id,
-                                  unwrap(ring, WrappedKey(holder.kid, holder.wrapped), holder.subject_id), links)
-            live = await self.dek(holder.subject_id)
-            if live is not None:
-                return SubjectRef(holder.subject_id, live, links)
+            if holder.kid not in ring.keys and not last:
+                raise SubjectRaced()
+            return SubjectRef(holder.subject_id,
+                              unwrap(ring, WrappedKey(holder.kid, holder.wrapped), holder.subject_id), links)
         sid, dek, wrapped = self._new_key()
         return SubjectRef(sid, dek, (), NewSubject(sid, wrapped.kid, wrapped.blob, links, merge_on=merge_on))
 

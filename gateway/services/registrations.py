@@ -59,6 +59,33 @@ _SUBJECT_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
+class _Decision:
+    """``Store.accept_request``'s ``decide`` for one attempt: no decision (the store replays the earlier
+    answer) when the key has one, else ``RegistrationService._decide``; the answer it will give is left in
+    ``decided`` for the caller to return once the store says the write is durable."""
+
+    service: RegistrationService
+    client: str
+    key: str
+    rhash: str
+    req: RegistrationRequest
+    links: tuple[tuple[str, str], ...]
+    merge_on: str | None
+    now: dt.datetime
+    request_id: str | None
+    decided: list[tuple[int, dict[str, Any]]]
+    last: bool = False
+
+    def __call__(self, ctx: AcceptContext) -> Accepted | None:
+        if ctx.prior is not None:
+            return None
+        accepted, answer = self.service._decide(ctx, self.client, self.key, self.rhash, self.req, self.links,
+                                                self.merge_on, self.now, self.request_id, last=self.last)
+        self.decided[:] = [answer]
+        return accepted
+
+
+@dataclass(frozen=True)
 class RecipientPlan:
     policy: RecipientPolicy
     decision: TransferDecision
@@ -209,10 +236,11 @@ class RegistrationService:
         ``body`` is the request body as received, hashed as it is for the idempotency key (``request_hash``);
         an in-process caller with no body bytes passes the parsed object, hashed in canonical form.
 
-        One store read (``accept_context``: an earlier answer under the key, the holder of the strong
-        identifier with its wrapped key and restrictions) and one store write (``accept``) per request,
-        more only when a race makes ``accept`` refuse (the holder erased, or made first by a concurrent
-        request: ``SubjectErased``), when the attempt is read and judged again.
+        One store call (``Store.accept_request``): it reads the earlier answer under the key, the holder of
+        the strong identifier with its wrapped key and restrictions, hands them to ``_decide`` (plan, seal,
+        all pure) and writes what it returns.  Another call only when a race makes the write refuse (the
+        holder erased, or made first by a concurrent request: ``SubjectErased``), or the holder's key was
+        re-wrapped under a kid this process's ring lacks: the attempt is read and decided again.
 
         A ``TransferRequest`` is a transfer in: the same plan, minimisation, Chapter V classification and
         eligibility as a registration (the registry gets the same contacts, once the transfer is approved),
@@ -222,39 +250,51 @@ class RegistrationService:
         data = body if isinstance(body, bytes) else canonical_json(body)
         rhash = request_hash(data)
         links, merge_on = self.ledger.identity_of(req.registrant)
-        judged = False
+        # refused before anything is stored: an unknown TLD, a registry protocol without an adapter, a
+        # registrant the registry's own rules turn away (nothing queued, logged or kept under the key); a key
+        # that already has an answer still replays it, as it would have before the policy changed
+        refused: GatewayError | None
+        try:
+            refused = acceptance_refusal(req, recipients_for(req.tld, self.policies), self.policies.jurisdictions)
+        except NoRecipientPolicy as e:
+            refused = e
+        if refused is not None:
+            prior = await self.store.idempotent_response(client, key)
+            if prior is not None:
+                return self._replay(prior, data, rhash)
+            raise refused
+        # the API request queuing the rows (bound by the HTTP middleware), for the delivery's log lines; read
+        # here because ``_decide`` may run on the store's writer thread, outside this task's context
+        request_id = structlog.contextvars.get_contextvars().get("request_id")
         for attempt in range(1, _SUBJECT_ATTEMPTS + 1):
-            ctx = await self.store.accept_context(client, key, merge_on)
-            if ctx.prior is not None:
-                return self._replay(ctx.prior, data, rhash)
-            if not judged:
-                # refused before anything is stored: an unknown TLD, a registry protocol without an adapter, a
-                # registrant the registry's own rules turn away (nothing queued, logged or kept under the key)
-                refused = acceptance_refusal(req, recipients_for(req.tld, self.policies),
-                                             self.policies.jurisdictions)
-                if refused is not None:
-                    raise refused
-                judged = True
+            now = self.clock()
+            decided: list[tuple[int, dict[str, Any]]] = []
+            decide = _Decision(self, client, key, rhash, req, links, merge_on, now, request_id, decided,
+                               last=attempt == _SUBJECT_ATTEMPTS)
             try:
-                return await self._submit(client, key, data, rhash, req, ctx, links, merge_on)
+                prior = await self.store.accept_request(client, key, merge_on, iso(now), decide)
             except SubjectErased:
-                # the holder was erased (by any process) between reading it and filing under it, or another
-                # request made the holder first (``SubjectRaced``): the store wrote nothing; the next attempt
-                # reads again and finds the live holder, or none and starts a fresh one
+                # the holder was erased (by any process) between reading it and filing under it, another
+                # request made the holder first (``SubjectRaced``), or its key moved to a kid we lack: the
+                # store wrote nothing; the next attempt reads again and finds the live holder, or none
                 if attempt == _SUBJECT_ATTEMPTS:
                     raise
+                continue
+            if prior is not None:
+                return self._replay(prior, data, rhash)
+            return decided[0]
         raise AssertionError("unreachable")
 
-    async def _submit(
-        self, client: str, key: str, data: bytes, rhash: str, req: RegistrationRequest, ctx: AcceptContext,
-        links: tuple[tuple[str, str], ...], merge_on: str | None,
-    ) -> tuple[int, dict[str, Any]]:
-        """One attempt: the holder from what was read, plan, seal under the holder's key, write it all at once."""
-        now = self.clock()
+    def _decide(
+        self, ctx: AcceptContext, client: str, key: str, rhash: str, req: RegistrationRequest,
+        links: tuple[tuple[str, str], ...], merge_on: str | None, now: dt.datetime, request_id: str | None, *,
+        last: bool = False,
+    ) -> tuple[Accepted, tuple[int, dict[str, Any]]]:
+        """One attempt, on what the store read: the holder, plan, seal under the holder's key; the
+        acceptance to write and the answer to give once it is durable.  No I/O: the store may call it inside
+        its write transaction."""
         reg_id = sortable_id()
-        # the API request queuing the rows (bound by the HTTP middleware), for the delivery's log lines
-        request_id = structlog.contextvars.get_contextvars().get("request_id")
-        subject = await self.ledger.subject_from(ctx.holder, links, merge_on)
+        subject = self.ledger.subject_from_read(ctx.holder, links, merge_on, last=last)
         # a new subject (none was found, or the one read was erased since) has no restrictions yet
         restrictions = ctx.restrictions if subject.new is None else ()
         plans = plan_registration(req, self.policies, now, restrictions)
@@ -324,17 +364,12 @@ class RegistrationService:
             # the language the person ordered in: the Art. 15 letter's default
             "language": req.registrant.language,
         }
-        raced = await self.store.accept(
-            Accepted(
-                registration=registration, idempotency=(client, key, rhash), status=http_status,
-                response=answer, outbox=outbox, entries=entries, subject=subject.new,
-                subject_links=subject.links + tuple(contact_links),
-            ),
-            iso(now),
+        accepted = Accepted(
+            registration=registration, idempotency=(client, key, rhash), status=http_status,
+            response=answer, outbox=outbox, entries=entries, subject=subject.new,
+            subject_links=subject.links + tuple(contact_links),
         )
-        if raced is not None:
-            return self._replay(raced, data, rhash)
-        return http_status, answer
+        return accepted, (http_status, answer)
 
     @staticmethod
     def _replay(prior: tuple[str, int, dict[str, Any]], data: bytes, rhash: str) -> tuple[int, dict[str, Any]]:

@@ -13,7 +13,7 @@ tree can never disagree with the rows it covers.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Awaitable, Collection, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
@@ -168,6 +168,11 @@ class AcceptContext:
     restrictions: tuple[dict[str, Any], ...] = ()
 
 
+#: The accept path's decision on what ``accept_request`` read: the acceptance to write, or None to write
+#: nothing because the key already has an answer (``AcceptContext.prior``).  Synchronous and free of I/O
+#: (planning, sealing, wrapping a new data key), because a store may call it inside its write transaction.
+Decide = Callable[[AcceptContext], Accepted | None]
+
 THIRD_COUNTRY_CATEGORIES = ("adequacy", "safeguard", "derogation", "blocked")
 
 
@@ -220,6 +225,19 @@ class OutboxStore(Protocol):
     async def accept_context(self, client: str, key: str, strong_digest: str | None) -> AcceptContext:
         """The idempotency key's earlier answer, the live holder of the strong identifier and its active
         restrictions, in one read (see ``AcceptContext``)."""
+        ...
+
+    async def accept_request(
+        self, client: str, key: str, strong_digest: str | None, now: str, decide: Decide
+    ) -> tuple[str, int, dict[str, Any]] | None:
+        """The accept path's one store call: read the ``AcceptContext``, call ``decide`` on it, and write
+        the acceptance it returns as ``accept`` does (same checks, same exceptions).  Returns the key's
+        earlier answer (read, or found taken when writing) and writes nothing then; None once the
+        acceptance is durable.  An exception from ``decide`` propagates and nothing is written.
+
+        SQLite runs it all as one job of the writer's group (the read inside the write transaction sees
+        every committed holder, so ``SubjectRaced`` cannot happen there); PostgreSQL reads on a pooled
+        connection and queues the write into the next group."""
         ...
 
     async def accept(self, a: Accepted, now: str) -> tuple[str, int, dict[str, Any]] | None:

@@ -1,9 +1,12 @@
-"""The accept path reads once and writes once: ``accept_context`` then ``accept``, on both real stores.
+"""The accept path is one store call (``accept_request``: read, decide, write), on both real stores.
 
 The store is the real one, seen through a thin wrapper that records the name of every store call the
-registration service and its ledger make (and can run a step of the test right after one, to interleave
-a concurrent request, an erasure or a key rotation at the one moment that matters).  Races make the
-service read and judge again (``SubjectErased``, ``SubjectRaced``), never file under a stale holder.
+registration service and its ledger make.  On PostgreSQL the read and the write are apart (a pooled
+connection, then the group writer), so a test can run a step between them (a concurrent request, an
+erasure, a key rotation) by wrapping the store's own read; races make the service read and decide again
+(``SubjectErased``, ``SubjectRaced``), never file under a stale holder.  On SQLite the read runs inside
+the write transaction, where no other writer can come between: the same races cannot happen, and the
+tests show that concurrent requests for one new holder share it without a second call.
 
 Idempotency keys are bound to the body's bytes as received: other bytes under the same key are a
 conflict, even when they parse to the same JSON; an answer stored under the hash older versions kept
@@ -12,6 +15,7 @@ conflict, even when they parse to the same JSON; an answer stored under the hash
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import datetime as dt
 import hashlib
@@ -23,7 +27,7 @@ from typing import Any, cast
 
 import pytest
 
-from gateway.errors import IdempotencyConflict
+from gateway.errors import GatewayError, IdempotencyConflict
 from gateway.ledger.checkpoint import CheckpointSigner
 from gateway.ledger.keys import BlindIndexer, KeyRing, WrappedKey, rewrap
 from gateway.models import RegistrationRequest, TransferRequest
@@ -44,7 +48,7 @@ store = store_fixtures.store
 raw = store_fixtures.raw
 
 NOW = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.UTC)
-ONE_READ_ONE_WRITE = ["accept_context", "accept"]
+ONE_CALL = ["accept_request"]
 _POLICIES: list[PolicySet] = []
 
 
@@ -114,33 +118,40 @@ def person(domain: str, **registrant: Any) -> dict[str, Any]:
     return b
 
 
-async def test_every_kind_of_request_makes_one_read_and_one_write(store: Store) -> None:
+async def test_every_kind_of_request_makes_one_store_call(store: Store) -> None:
     svc, counting = service(store)
     # a first registration of a holder (strong identifier): a new subject, written with the registration
     status, first = await submit(svc, person("exempel-a.se"), key="key-first-001")
-    assert status == 202 and counting.take() == ONE_READ_ONE_WRITE
+    assert status == 202 and counting.take() == ONE_CALL
     holder = await subject_of(store, first["id"])
     # the same holder again: found by the one read, with its wrapped key, and filed under it
     status, second = await submit(svc, person("exempel-b.se"))
-    assert status == 202 and counting.take() == ONE_READ_ONE_WRITE
+    assert status == 202 and counting.take() == ONE_CALL
     assert await subject_of(store, second["id"]) == holder
     # a registrant without a strong identifier: a holder record of its own
     no_id = person("exempel-c.com")  # .com asks for none
     del no_id["registrant"]["national_id"]
     status, third = await submit(svc, no_id)
-    assert status == 202 and counting.take() == ONE_READ_ONE_WRITE
+    assert status == 202 and counting.take() == ONE_CALL
     assert await subject_of(store, third["id"]) != holder
     # a transfer in, and a registration refused for a required recipient (nothing sent, all logged)
     status, transfer = await submit(svc, person("exempel-d.se") | {"auth_code": "Abc-123-xyz"}, model=TransferRequest)
-    assert status == 202 and transfer["kind"] == "transfer" and counting.take() == ONE_READ_ONE_WRITE
+    assert status == 202 and transfer["kind"] == "transfer" and counting.take() == ONE_CALL
     status, blocked = await submit(svc, person("exempel.cn"))
-    assert status == 422 and blocked["code"] == "transfer_blocked" and counting.take() == ONE_READ_ONE_WRITE
-    # a replay is the one read alone; so is a conflict
+    assert status == 422 and blocked["code"] == "transfer_blocked" and counting.take() == ONE_CALL
+    # a replay is the same one call, writing nothing; so is a conflict
     assert await submit(svc, person("exempel-a.se"), key="key-first-001") == (202, first)
-    assert counting.take() == ["accept_context"]
+    assert counting.take() == ONE_CALL
     with pytest.raises(IdempotencyConflict):
         await submit(svc, person("exempel-z.se"), key="key-first-001")
-    assert counting.take() == ["accept_context"]
+    assert counting.take() == ONE_CALL
+    assert await store.idempotent_response("shop", "key-first-001") is not None
+    # a request refused before anything is stored (no adapter for the TLD) reads only the key's answer
+    with pytest.raises(GatewayError) as refused:
+        await submit(svc, person("exempel.invalid"))
+    assert refused.value.status < 500 and counting.take() == ["idempotent_response"]
+    with pytest.raises(IdempotencyConflict):  # ... and a used key is still a used key
+        await submit(svc, person("exempel.invalid"), key="key-first-001")
 
 
 async def test_restrictions_come_with_the_one_read(store: Store) -> None:
@@ -152,10 +163,34 @@ async def test_restrictions_come_with_the_one_read(store: Store) -> None:
     counting.take()
     status, answer = await submit(svc, person("exempel-b.se"))
     assert status == 422 and answer["code"] == "subject_restricted"
-    assert counting.take() == ONE_READ_ONE_WRITE
+    assert counting.take() == ONE_CALL
 
 
-async def test_a_holder_made_first_by_a_concurrent_request_is_read_again_and_used(store: Store) -> None:
+def between_read_and_write(inner: Store, monkeypatch: pytest.MonkeyPatch,
+                           step: Callable[[], Awaitable[None]]) -> None:
+    """Run ``step`` once, right after PostgreSQL's ``accept_request`` has read and before it decides and
+    writes (it reads through its own ``accept_context``)."""
+    read = inner.accept_context
+
+    async def read_then_step(*args: Any) -> Any:
+        result = await read(*args)
+        monkeypatch.setattr(inner, "accept_context", read)
+        await step()
+        return result
+
+    monkeypatch.setattr(inner, "accept_context", read_then_step)
+
+
+def strong_digest(svc: RegistrationService) -> str:
+    merge_on = svc.ledger.identity_of(RegistrationRequest.model_validate_json(encoded(person("x.se"))).registrant)[1]
+    assert merge_on is not None
+    return merge_on
+
+
+@pytest.mark.parametrize("store_spec", ["postgres"], indirect=True)
+async def test_a_holder_made_first_by_a_concurrent_request_is_read_again_and_used(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
     a, counting = service(store)
     b, _ = service(store)
     results: list[tuple[int, dict[str, Any]]] = []
@@ -164,18 +199,33 @@ async def test_a_holder_made_first_by_a_concurrent_request_is_read_again_and_use
         results.append(await submit(b, person("exempel-b.se")))
 
     # A reads (no holder yet), then B makes the holder, then A writes: the store refuses A's new subject
-    # (SubjectRaced, nothing written) and A's second attempt finds B's holder in its read
-    counting.after["accept_context"] = b_files_the_same_person_first
+    # (SubjectRaced, nothing written) and A's second call finds B's holder in its read
+    between_read_and_write(store, monkeypatch, b_files_the_same_person_first)
     status, answer = await submit(a, person("exempel-a.se"))
     assert status == 202 and results[0][0] == 202
-    assert counting.take() == ONE_READ_ONE_WRITE * 2
+    assert counting.take() == ONE_CALL * 2
     assert await subject_of(store, answer["id"]) == await subject_of(store, results[0][1]["id"])
-    merge_on = a.ledger.identity_of(RegistrationRequest.model_validate_json(encoded(person("x.se"))).registrant)[1]
-    assert merge_on is not None
-    assert len(await store.find_subjects([("strong_id", merge_on)])) == 1
+    assert len(await store.find_subjects([("strong_id", strong_digest(a))])) == 1
 
 
-async def test_a_holder_erased_after_the_read_is_not_filed_under(store: Store) -> None:
+async def test_concurrent_first_registrations_of_one_holder_share_it(store: Store, store_spec: Any) -> None:
+    """Eight requests for one new holder at once: one subject, every registration filed under it.  On
+    SQLite the read is inside the write transaction, so none of them ever needs a second call."""
+    svc, counting = service(store)
+    answers = await asyncio.gather(*(submit(svc, person(f"exempel-{n}.se")) for n in range(8)))
+    assert [status for status, _ in answers] == [202] * 8
+    assert len({await subject_of(store, answer["id"]) for _, answer in answers}) == 1
+    assert len(await store.find_subjects([("strong_id", strong_digest(svc))])) == 1
+    calls = counting.take()
+    assert set(calls) == {"accept_request"}
+    if store_spec.kind == "sqlite":
+        assert len(calls) == 8
+
+
+@pytest.mark.parametrize("store_spec", ["postgres"], indirect=True)
+async def test_a_holder_erased_after_the_read_is_not_filed_under(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
     svc, counting = service(store)
     _, first = await submit(svc, person("exempel-a.se"))
     holder = await subject_of(store, first["id"])
@@ -184,18 +234,38 @@ async def test_a_holder_erased_after_the_read_is_not_filed_under(store: Store) -
     async def erase() -> None:
         assert await store.shred_subject(holder, NOW.isoformat())
 
-    counting.after["accept_context"] = erase
+    between_read_and_write(store, monkeypatch, erase)
     status, answer = await submit(svc, person("exempel-b.se"))
     assert status == 202
     # the write named the holder, which the store found erased (SubjectErased, nothing written): read again
-    assert counting.take() == ONE_READ_ONE_WRITE * 2
+    assert counting.take() == ONE_CALL * 2
     fresh = await subject_of(store, answer["id"])
     assert fresh != holder
     key = await store.subject_key(fresh)
     assert key is not None and key.wrapped is not None
 
 
-async def test_a_key_rewrapped_after_the_read_is_read_again(store: Store, tmp_path: Path) -> None:
+async def test_an_erased_holder_is_never_filed_under(store: Store) -> None:
+    """An erasure and a registration of the same person at once: the registration is filed under the
+    holder only if it was still live when written, else under a fresh subject; never under a dead key."""
+    svc, _ = service(store)
+    _, first = await submit(svc, person("exempel-a.se"))
+    holder = await subject_of(store, first["id"])
+    (status, answer), shredded = await asyncio.gather(submit(svc, person("exempel-b.se")),
+                                                     store.shred_subject(holder, NOW.isoformat()))
+    assert status == 202 and shredded
+    filed = await subject_of(store, answer["id"])
+    if filed != holder:
+        key = await store.subject_key(filed)
+        assert key is not None and key.wrapped is not None
+    status, later = await submit(svc, person("exempel-c.se"))
+    assert status == 202 and await subject_of(store, later["id"]) not in (holder,)
+
+
+@pytest.mark.parametrize("store_spec", ["postgres"], indirect=True)
+async def test_a_key_rewrapped_after_the_read_is_read_again(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ring_path = tmp_path / "ring.json"
     old = KeyRing("k1", {"k1": b"\x01" * 32})
     old.save(ring_path)
@@ -214,12 +284,12 @@ async def test_a_key_rewrapped_after_the_read_is_read_again(store: Store, tmp_pa
         new.without_key("k1").save(ring_path)
         assert svc.ledger.reload_ring(force=True)  # this process's watcher picks the retirement up
 
-    counting.after["accept_context"] = rotate_and_retire
+    between_read_and_write(store, monkeypatch, rotate_and_retire)
     status, answer = await submit(svc, person("exempel-b.se"))
     assert status == 202
-    # the key read with the holder names a kid the ring no longer has: the ledger reads it again (k2);
-    # the data key is the same, under its new wrapping
-    assert counting.take() == ["accept_context", "subject_key", "accept"]
+    # the key read with the holder names a kid the ring no longer has: the call is made again, and reads
+    # the key under its new wrapping (k2); the data key is the same
+    assert counting.take() == ONE_CALL * 2
     assert await subject_of(store, answer["id"]) == holder
     assert await svc.ledger.dek(holder) is not None
 

@@ -39,6 +39,7 @@ from gateway.store.base import (
     OUTBOX_STATS_SQL,
     AcceptContext,
     Accepted,
+    Decide,
     DisclosureFilter,
     DisclosureReads,
     NewOutbox,
@@ -241,6 +242,18 @@ class PostgresStore(PostgresAccounts, PostgresWorkbench, PostgresRequestsExtra, 
         never queued behind the group writer."""
         row = await self._pool.fetchrow(A.ACCEPT_CONTEXT_SQL, client, key, strong_digest)
         return A.accept_context_from(row)
+
+    async def accept_request(
+        self, client: str, key: str, strong_digest: str | None, now: str, decide: Decide
+    ) -> tuple[str, int, dict[str, Any]] | None:
+        """Read on a pooled connection, decide here, and queue the write into the next group: the read
+        never waits behind a commit, and the group's round trips stay the write's own.  What was read may
+        be stale by the write; ``accept`` re-checks it inside the group (``SubjectRaced``, the key taken)."""
+        ctx = await self.accept_context(client, key, strong_digest)
+        accepted = decide(ctx)
+        if accepted is None:
+            return ctx.prior
+        return await self.accept(accepted, now)
 
     async def accept(self, a: Accepted, now: str) -> tuple[str, int, dict[str, Any]] | None:
         """Write the whole acceptance atomically, in the next group; returns the earlier answer if the key

@@ -35,6 +35,7 @@ from gateway.store.base import (
     OUTBOX_STATS_SQL,
     AcceptContext,
     Accepted,
+    Decide,
     DisclosureFilter,
     DisclosureReads,
     NewOutbox,
@@ -332,75 +333,92 @@ class SqliteStore(SqliteAccounts, SqliteWorkbench, SqliteRequestsExtra, Disclosu
         ).fetchone()
         return row
 
+    @classmethod
+    def _context_in(cls, c: sqlite3.Connection, client: str, key: str, strong_digest: str | None) -> AcceptContext:
+        prior = c.execute(
+            "SELECT request_hash, status, response_json FROM idempotency WHERE client=? AND key=?", (client, key)
+        ).fetchone()
+        holder = cls._holder_in(c, strong_digest) if strong_digest is not None else None
+        restrictions: tuple[dict[str, Any], ...] = ()
+        if holder is not None:
+            restrictions = tuple(dict(r) for r in c.execute(
+                "SELECT * FROM restrictions WHERE subject_id=? AND lifted_at IS NULL ORDER BY since",
+                (holder["id"],)))
+        return AcceptContext(
+            prior=R.idempotent_answer(prior) if prior is not None else None,
+            holder=R.subject_key_from_row(holder) if holder is not None else None,
+            restrictions=restrictions,
+        )
+
     async def accept_context(self, client: str, key: str, strong_digest: str | None) -> AcceptContext:
-        """The accept path's one read (``AcceptContext``), on a read connection."""
+        """The accept path's read (``AcceptContext``), on a read connection."""
+        return await self._run(lambda: self._reading(lambda c: self._context_in(c, client, key, strong_digest)))
 
-        def run(c: sqlite3.Connection) -> AcceptContext:
-            prior = c.execute(
-                "SELECT request_hash, status, response_json FROM idempotency WHERE client=? AND key=?", (client, key)
-            ).fetchone()
-            holder = self._holder_in(c, strong_digest) if strong_digest is not None else None
-            restrictions: tuple[dict[str, Any], ...] = ()
-            if holder is not None:
-                restrictions = tuple(dict(r) for r in c.execute(
-                    "SELECT * FROM restrictions WHERE subject_id=? AND lifted_at IS NULL ORDER BY since",
-                    (holder["id"],)))
-            return AcceptContext(
-                prior=R.idempotent_answer(prior) if prior is not None else None,
-                holder=R.subject_key_from_row(holder) if holder is not None else None,
-                restrictions=restrictions,
-            )
+    async def accept_request(
+        self, client: str, key: str, strong_digest: str | None, now: str, decide: Decide
+    ) -> tuple[str, int, dict[str, Any]] | None:
+        """One job of the writer's group: read, decide and write on the write connection, inside the
+        group's transaction.  One hand-off to another thread per request instead of two (a read connection,
+        then the writer), and what ``decide`` sees cannot change before the write: no other writer of the
+        file runs in between, so a holder made by a concurrent request is always found."""
 
-        return await self._run(lambda: self._reading(run))
+        def run() -> tuple[str, int, dict[str, Any]] | None:
+            ctx = self._reading(lambda c: self._context_in(c, client, key, strong_digest))
+            accepted = decide(ctx)
+            if accepted is None:
+                return ctx.prior
+            return self._accept_in(accepted, now)
+
+        return await self._write(run)
 
     async def accept(self, a: Accepted, now: str) -> tuple[str, int, dict[str, Any]] | None:
         """Write the whole acceptance atomically; returns the earlier answer if the key raced us."""
+        return await self._write(lambda: self._accept_in(a, now))
 
-        def run() -> tuple[str, int, dict[str, Any]] | None:
-            client, key, request_hash = a.idempotency
-            reg = a.registration
-            with self._tx() as c:
-                prior = c.execute(
-                    "SELECT request_hash, status, response_json FROM idempotency WHERE client=? AND key=?",
-                    (client, key),
-                ).fetchone()
-                if prior is not None:
-                    return R.idempotent_answer(prior)
-                if a.subject is not None:
-                    if a.subject.merge_on is not None and self._holder_in(c, a.subject.merge_on) is not None:
-                        raise SubjectRaced()
-                    c.execute(
-                        "INSERT INTO subjects(id, kid, wrapped, created_at, basis) VALUES (?,?,?,?,?)",
-                        (a.subject.id, a.subject.kid, a.subject.wrapped, now, a.subject.basis),
-                    )
-                subject_id = reg.get("subject_id")
-                if a.subject is None and subject_id is not None:
-                    self._require_live(c, subject_id)
-                if subject_id is not None:
-                    links = (tuple(R.subject_links(a.subject)) if a.subject else ()) + a.subject_links
-                    c.executemany(
-                        "INSERT OR IGNORE INTO subject_index(kind, digest, subject_id) VALUES (?,?,?)",
-                        [(k, d, subject_id) for k, d in links],
-                    )
+    def _accept_in(self, a: Accepted, now: str) -> tuple[str, int, dict[str, Any]] | None:
+        """The acceptance's writes, on the write connection (a savepoint of the caller's group)."""
+        client, key, request_hash = a.idempotency
+        reg = a.registration
+        with self._tx() as c:
+            prior = c.execute(
+                "SELECT request_hash, status, response_json FROM idempotency WHERE client=? AND key=?",
+                (client, key),
+            ).fetchone()
+            if prior is not None:
+                return R.idempotent_answer(prior)
+            if a.subject is not None:
+                if a.subject.merge_on is not None and self._holder_in(c, a.subject.merge_on) is not None:
+                    raise SubjectRaced()
                 c.execute(
-                    "INSERT INTO registrations(id, client, order_ref, domain, tld, subject_id, status, plan_json, "
-                    "created_at, updated_at, kind, expires_at, language) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (reg["id"], client, reg["order_ref"], reg["domain"], reg["tld"], subject_id, reg["status"],
-                     json.dumps(reg["plan"]), now, now, reg.get("kind", "registration"), reg.get("expires_at"),
-                     reg.get("language")),
+                    "INSERT INTO subjects(id, kid, wrapped, created_at, basis) VALUES (?,?,?,?,?)",
+                    (a.subject.id, a.subject.kid, a.subject.wrapped, now, a.subject.basis),
                 )
-                c.execute(
-                    "INSERT INTO idempotency(client, key, request_hash, registration_id, status, response_json, "
-                    "created_at) VALUES (?,?,?,?,?,?,?)",
-                    (client, key, request_hash, reg["id"], a.status, json.dumps(a.response), now),
+            subject_id = reg.get("subject_id")
+            if a.subject is None and subject_id is not None:
+                self._require_live(c, subject_id)
+            if subject_id is not None:
+                links = (tuple(R.subject_links(a.subject)) if a.subject else ()) + a.subject_links
+                c.executemany(
+                    "INSERT OR IGNORE INTO subject_index(kind, digest, subject_id) VALUES (?,?,?)",
+                    [(k, d, subject_id) for k, d in links],
                 )
-                self._insert_outbox(c, reg["id"], subject_id, a.outbox, now)
-                self._append_in(c, a.entries)
-                if reg["status"] == "blocked":
-                    self._emit(c, reg["id"], "registration.blocked", code=R.problem_code(a.response), now=now)
-            return None
-
-        return await self._write(run)
+            c.execute(
+                "INSERT INTO registrations(id, client, order_ref, domain, tld, subject_id, status, plan_json, "
+                "created_at, updated_at, kind, expires_at, language) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (reg["id"], client, reg["order_ref"], reg["domain"], reg["tld"], subject_id, reg["status"],
+                 json.dumps(reg["plan"]), now, now, reg.get("kind", "registration"), reg.get("expires_at"),
+                 reg.get("language")),
+            )
+            c.execute(
+                "INSERT INTO idempotency(client, key, request_hash, registration_id, status, response_json, "
+                "created_at) VALUES (?,?,?,?,?,?,?)",
+                (client, key, request_hash, reg["id"], a.status, json.dumps(a.response), now),
+            )
+            self._insert_outbox(c, reg["id"], subject_id, a.outbox, now)
+            self._append_in(c, a.entries)
+            if reg["status"] == "blocked":
+                self._emit(c, reg["id"], "registration.blocked", code=R.problem_code(a.response), now=now)
+        return None
 
     @staticmethod
     def _insert_outbox(
