@@ -1,5 +1,9 @@
 """The accept path's SQL on PostgreSQL: its one read (``accept_context``) and the one statement that writes
-an acceptance.  Pure: SQL text and bound values, no I/O (the store runs them).
+an acceptance on the closure path.  Pure: SQL text and bound values, no I/O (the store runs them).
+
+Plain accepts (no ledger entries, not blocked) do not come here: a group's plain accepts are written by
+one call of a batch function (``accept_batch``), which does per job what this statement does.  This path
+remains for accepts that append to the tree or emit an event, and for values jsonb cannot carry.
 
 The write is one statement of data-modifying CTEs (one round trip): the registration, its idempotency
 row, the new subject and its blind-index links (or the named subject's liveness, ``FOR SHARE``) and the
@@ -26,19 +30,21 @@ from typing import Any
 from gateway.store import rows as R
 from gateway.store.base import AcceptContext, Accepted
 
+#: The advisory lock key of a strong identifier's digest (``{digest}``: where the digest comes from).
+MERGE_LOCK_KEY = "hashtextextended({digest}, 0)"
 #: Serialises first registrations of one holder across processes (the same lock as ``claim_subject``).
-MERGE_LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
+MERGE_LOCK_SQL = f"SELECT pg_advisory_xact_lock({MERGE_LOCK_KEY.format(digest='$1')})"
 
 #: The live subject a strong-identifier digest names, oldest first (``claim_subject``'s pick); ``$`` is
 #: replaced by the digest's placeholder.
-_HOLDER = ("SELECT {cols} FROM subjects WHERE wrapped IS NOT NULL AND id IN "
+HOLDER_SQL = ("SELECT {cols} FROM subjects WHERE wrapped IS NOT NULL AND id IN "
            "(SELECT subject_id FROM subject_index WHERE kind='strong_id' AND digest={digest}) "
            "ORDER BY created_at, id LIMIT 1")
 
 #: The accept path's one read, one statement (one snapshot): the key's earlier answer, the holder of the
 #: strong identifier and the holder's active restrictions (``json_agg`` of the rows, as ``SELECT *`` has them).
 ACCEPT_CONTEXT_SQL = (
-    "WITH h AS (" + _HOLDER.format(cols=R.SUBJECT_KEY_COLUMNS, digest="$3::text") + ") "  # noqa: S608 - fixed names
+    "WITH h AS (" + HOLDER_SQL.format(cols=R.SUBJECT_KEY_COLUMNS, digest="$3::text") + ") "  # noqa: S608 - fixed names
     "SELECT i.request_hash, i.status, i.response_json, h.id, h.kid, h.wrapped, h.shredded_at, h.basis, "
     "(SELECT json_agg(r ORDER BY r.since) FROM restrictions r WHERE r.subject_id = h.id AND r.lifted_at IS NULL) "
     "AS restrictions "
@@ -96,7 +102,7 @@ def accept_statement(a: Accepted, now: str) -> tuple[str, list[Any]]:
         new = a.subject
         free = ""
         if new.merge_on is not None:
-            holder = _HOLDER.format(cols="1", digest=b(new.merge_on, "text"))
+            holder = HOLDER_SQL.format(cols="1", digest=b(new.merge_on, "text"))
             free = f" WHERE NOT EXISTS ({holder})"
         ctes.append(
             "subj AS (INSERT INTO subjects(id, kid, wrapped, created_at, basis) SELECT "

@@ -5,10 +5,12 @@ Semantics mirror ``sqlite.SqliteStore`` exactly; what SQLite gets from its singl
 database:
 
 * ``accept``, ``finish``, ``record_step`` and ``append`` go through group commit (``group_commit``): the
-  jobs that arrive while a commit is in flight share the next transaction, each in its own savepoint,
-  each caller answered after that COMMIT.  A group locks the tree's head row (``SELECT … FOR UPDATE``)
-  first, so appends from any number of processes serialise: no forked tree, no gap in the leaf indexes,
-  and the leaves, their nodes and the new head commit together with whatever else the group writes;
+  jobs that arrive while a commit is in flight share the next transaction, each caller answered after that
+  COMMIT.  Plain accepts (no entries, not blocked) are one call of a batch function (``accept_batch``),
+  its own transaction and one round trip when the group has nothing else; every other job runs in its own
+  savepoint, in a transaction that locks the tree's head row (``SELECT … FOR UPDATE``) first, so appends
+  from any number of processes serialise: no forked tree, no gap in the leaf indexes, and the leaves,
+  their nodes and the new head commit together with whatever else the group writes;
 * every other write is one transaction of its own on a pooled connection (``_write``);
 * ``claim_due`` claims outbox rows with ``FOR UPDATE SKIP LOCKED``: two workers never claim one row;
 * ``accept`` inserts its idempotency row with ``ON CONFLICT DO NOTHING``, which waits for a racing
@@ -53,6 +55,7 @@ from gateway.store.base import (
     outbox_stats_from,
 )
 from gateway.store.paging import keyset_pages
+from gateway.store.postgres import accept_batch
 from gateway.store.postgres import accepting as A
 from gateway.store.postgres.accounts import PostgresAccounts
 from gateway.store.postgres.group_commit import GroupCommit, GroupTree, Undo
@@ -116,8 +119,10 @@ class PostgresStore(PostgresAccounts, PostgresWorkbench, PostgresRequestsExtra, 
     * ``self._group``: group commit (``group_commit.GroupCommit``) on one dedicated connection, for the
       writes that come by the hundred per second (``accept``, ``finish``, ``record_step``, ``append``):
       ``await self._group.run(job)`` with ``job(conn, tree)`` running inside the group's transaction in its
-      own savepoint, answered after the group's COMMIT.  Anything that extends the ledger goes this way
-      (``tree.append``): the group holds the head row's lock from its first statement.
+      own savepoint, answered after the group's COMMIT (a plain accept is a ``Batched`` job instead: one
+      call of ``accept_batch``'s function carries every plain accept of the group).  Anything that extends
+      the ledger goes the closure way (``tree.append``): the group holds the head row's lock from its first
+      statement.
     """
 
     def __init__(self, pool: Any, schema_version: int, dsn: str) -> None:
@@ -257,8 +262,13 @@ class PostgresStore(PostgresAccounts, PostgresWorkbench, PostgresRequestsExtra, 
 
     async def accept(self, a: Accepted, now: str) -> tuple[str, int, dict[str, Any]] | None:
         """Write the whole acceptance atomically, in the next group; returns the earlier answer if the key
-        raced us.  One statement writes it all (``accepting.accept_statement``); a new subject with a strong
-        identifier first takes ``claim_subject``'s advisory lock on it."""
+        raced us.  A plain acceptance (no entries, not blocked) joins the group's one call of the batch
+        function (``accept_batch``: one round trip for all of them); any other is a closure job in the
+        group's transaction, one statement (``accepting.accept_statement``).  Either way a new subject with
+        a strong identifier first takes ``claim_subject``'s advisory lock on it."""
+        plain = accept_batch.batched(a, now)
+        if plain is not None:
+            return await self._group.run(plain)
         client, key, _ = a.idempotency
         reg = a.registration
         sql, args = A.accept_statement(a, now)
@@ -676,7 +686,7 @@ class PostgresStore(PostgresAccounts, PostgresWorkbench, PostgresRequestsExtra, 
 
         async def run(c: Any) -> str:
             if new.merge_on is not None:
-                await c.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", new.merge_on)
+                await c.execute(A.MERGE_LOCK_SQL, new.merge_on)
                 row = await c.fetchrow(
                     "SELECT i.subject_id FROM subject_index i JOIN subjects s ON s.id = i.subject_id "
                     "WHERE i.kind='strong_id' AND i.digest=$1 AND s.wrapped IS NOT NULL "
