@@ -235,9 +235,10 @@ class OutboxStore(Protocol):
         earlier answer (read, or found taken when writing) and writes nothing then; None once the
         acceptance is durable.  An exception from ``decide`` propagates and nothing is written.
 
-        SQLite runs it all as one job of the writer's group (the read inside the write transaction sees
-        every committed holder, so ``SubjectRaced`` cannot happen there); PostgreSQL reads on a pooled
-        connection and queues the write into the next group."""
+        SQLite runs it all as one job of the writer's group: the read and ``decide`` just before the group's
+        transaction, the write inside it, and the read and ``decide`` again inside it if a holder was made
+        or erased in between, so ``SubjectErased`` never reaches the caller there.  PostgreSQL reads on a
+        pooled connection and queues the write into the next group."""
         ...
 
     async def accept(self, a: Accepted, now: str) -> tuple[str, int, dict[str, Any]] | None:

@@ -161,8 +161,9 @@ async def test_erasure_in_one_process_is_seen_at_once_by_another(store_spec: Sto
 class ErasedBeforeAccept:
     """Installed on a PostgreSQL store, whose ``accept_request`` reads on a pooled connection, decides,
     then calls its own ``accept``: another process erases the holder right before the first ``accept``
-    commits, the window between finding the subject and filing under it.  (SQLite has no such window:
-    the read is inside the write transaction; ``tests/services/test_accept_path.py`` shows both.)"""
+    commits, the window between finding the subject and filing under it.  (On SQLite the caller never
+    sees that window: a write that finds the holder changed reads and decides again inside its
+    transaction; ``tests/store/test_group_commit.py`` shows it.)"""
 
     def __init__(self, inner: Any, eraser: World) -> None:
         self._accept = inner.accept

@@ -4,9 +4,10 @@ The store is the real one, seen through a thin wrapper that records the name of 
 registration service and its ledger make.  On PostgreSQL the read and the write are apart (a pooled
 connection, then the group writer), so a test can run a step between them (a concurrent request, an
 erasure, a key rotation) by wrapping the store's own read; races make the service read and decide again
-(``SubjectErased``, ``SubjectRaced``), never file under a stale holder.  On SQLite the read runs inside
-the write transaction, where no other writer can come between: the same races cannot happen, and the
-tests show that concurrent requests for one new holder share it without a second call.
+(``SubjectErased``, ``SubjectRaced``), never file under a stale holder.  On SQLite a write that finds
+the holder changed since its read (made by a request in the same group, or by another process) reads and
+decides again inside its transaction: the tests show that concurrent requests for one new holder share it
+without a second call (``tests/store/test_group_commit.py`` covers another process).
 
 Idempotency keys are bound to the body's bytes as received: other bytes under the same key are a
 conflict, even when they parse to the same JSON; an answer stored under the hash older versions kept
@@ -210,7 +211,8 @@ async def test_a_holder_made_first_by_a_concurrent_request_is_read_again_and_use
 
 async def test_concurrent_first_registrations_of_one_holder_share_it(store: Store, store_spec: Any) -> None:
     """Eight requests for one new holder at once: one subject, every registration filed under it.  On
-    SQLite the read is inside the write transaction, so none of them ever needs a second call."""
+    SQLite none of them ever needs a second call: a write that finds the holder made since its read
+    decides again inside its transaction."""
     svc, counting = service(store)
     answers = await asyncio.gather(*(submit(svc, person(f"exempel-{n}.se")) for n in range(8)))
     assert [status for status, _ in answers] == [202] * 8

@@ -1,4 +1,4 @@
-"""The accept path's one read and one write (issue 9), and the SQLite store's group commit.
+"""The accept path's store calls (issue 9), and the SQLite store's group commit.
 
 ``accept_context`` and the ``merge_on`` rule of ``accept`` are part of the store contract and run against
 both stores; the group-commit tests look inside ``SqliteStore`` (its commit counter, its writer thread)."""
@@ -12,11 +12,12 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from gateway.errors import SubjectErased, SubjectRaced
-from gateway.store.base import AcceptContext, NewSubject, Store
+from gateway.store.base import AcceptContext, Accepted, NewSubject, Store
 from gateway.store.sqlite import SqliteStore
 from gateway.store.sqlite.writer import GroupWriter, WriterClosed
 from tests.store.conftest import make_accepted, ts
@@ -330,3 +331,92 @@ def test_another_processs_write_lock_is_waited_for_in_short_steps(tmp_path: Path
         writer.stop()
         other.close()
         conn.close()
+
+
+def test_a_prepared_job_reads_before_the_lock_and_writes_inside(tmp_path: Path) -> None:
+    """``submit_prepared``: the first half runs outside the group's transaction, so another process can take
+    the file's write lock and commit meanwhile (here it does, from inside the first half: with the lock held
+    that would wait and fail); the second half runs inside the transaction and sees that commit.  A first
+    half that raises fails its job alone, and a group where every job failed so commits nothing."""
+    path = tmp_path / "w.db"
+    conn = _writer_db(path)
+    writer = GroupWriter(conn, threading.RLock())
+    inside, release = threading.Event(), threading.Event()
+
+    def prepare(c: sqlite3.Connection) -> Any:
+        assert not c.in_transaction
+        seen = c.execute("SELECT COUNT(*) FROM parent").fetchone()[0]
+        other = sqlite3.connect(path, isolation_level=None, timeout=0.2)  # another process's connection
+        try:
+            other.execute("BEGIN IMMEDIATE")  # free: nobody holds the write lock during a first half
+            other.execute("INSERT INTO parent(id) VALUES (2)")
+            other.execute("COMMIT")
+        finally:
+            other.close()
+
+        def write(c: sqlite3.Connection) -> tuple[int, int]:
+            assert c.in_transaction
+            c.execute("INSERT INTO child(id, parent) VALUES (1, 2)")
+            return seen, c.execute("SELECT COUNT(*) FROM parent").fetchone()[0]
+
+        return write
+
+    def refuses(c: sqlite3.Connection) -> Any:
+        raise LookupError("decided against it")
+
+    try:
+        writer.submit(lambda c: (inside.set(), release.wait(10)))
+        assert inside.wait(10)
+        prepared = writer.submit_prepared(prepare)
+        refused = writer.submit_prepared(refuses)
+        plain = writer.submit(lambda c: c.execute("INSERT INTO parent(id) VALUES (3)").rowcount)
+        release.set()
+        assert prepared.result(10) == (1, 2)
+        with pytest.raises(LookupError):
+            refused.result(10)
+        assert plain.result(10) == 1
+        assert (writer.commits, writer.jobs) == (2, 4)
+        with pytest.raises(LookupError):  # alone: no transaction at all
+            writer.submit_prepared(refuses).result(10)
+        assert writer.commits == 2
+        assert conn.execute("SELECT COUNT(*) FROM child WHERE parent = 2").fetchone()[0] == 1
+    finally:
+        writer.stop()
+        conn.close()
+
+
+async def test_a_holder_made_between_the_read_and_the_write_is_decided_on_again_inside(
+    lite: SqliteStore, tmp_path: Path
+) -> None:
+    """``accept_request`` on SQLite: another process makes the holder of the same strong identifier while
+    this one decides (outside the write lock).  The write refuses the new subject it decided on, and the
+    read and ``decide`` run again inside the transaction: the registration is filed under the other
+    process's holder, with no second call and no ``SubjectRaced`` for the caller."""
+    await lite.accept(make_accepted(1), ts(0))  # the schema exists, the writer runs
+    seen: list[AcceptContext] = []
+
+    def decide(ctx: AcceptContext) -> Accepted | None:
+        seen.append(ctx)
+        if len(seen) == 1:
+            other = sqlite3.connect(tmp_path / "gc.db", isolation_level=None, timeout=0.2)
+            try:
+                other.execute("BEGIN IMMEDIATE")
+                other.execute("INSERT INTO subjects(id, kid, wrapped, created_at, basis) "
+                              "VALUES ('theirs', 'kid', x'00', ?, 'strong_id')", (ts(0),))
+                other.execute("INSERT INTO subject_index(kind, digest, subject_id) "
+                              "VALUES ('strong_id', 's-1', 'theirs')")
+                other.execute("COMMIT")
+            finally:
+                other.close()
+        if ctx.holder is None:
+            return make_accepted(2, subject=NewSubject("ours", "kid", b"w", (), merge_on="s-1"))
+        return make_accepted(2, subject_id=ctx.holder.subject_id)
+
+    assert await lite.accept_request("shop", "key-2", "s-1", ts(1), decide) is None
+    assert [ctx.holder is None for ctx in seen] == [True, False]
+    reg = await lite.registration("reg-acc-0002")
+    assert reg is not None and reg["subject_id"] == "theirs"
+    assert await lite.subject_key("ours") is None
+    # a key already answered: nothing decided, the earlier answer back
+    assert await lite.accept_request("shop", "key-2", "s-1", ts(2), lambda ctx: None) == (
+        "hash-2", 202, make_accepted(2).response)

@@ -317,10 +317,7 @@ class SqliteStore(SqliteAccounts, SqliteWorkbench, SqliteRequestsExtra, Disclosu
     # -- idempotency and acceptance ------------------------------------------------------------
 
     async def idempotent_response(self, client: str, key: str) -> tuple[str, int, dict[str, Any]] | None:
-        rows = await self._run(lambda: self._read(
-            "SELECT request_hash, status, response_json FROM idempotency WHERE client=? AND key=?", (client, key)
-        ))
-        return R.idempotent_answer(rows[0]) if rows else None
+        return await self._run(lambda: self._reading(lambda c: self._prior_in(c, client, key), snapshot=False))
 
     @staticmethod
     def _holder_in(c: sqlite3.Connection, strong_digest: str) -> sqlite3.Row | None:
@@ -335,9 +332,7 @@ class SqliteStore(SqliteAccounts, SqliteWorkbench, SqliteRequestsExtra, Disclosu
 
     @classmethod
     def _context_in(cls, c: sqlite3.Connection, client: str, key: str, strong_digest: str | None) -> AcceptContext:
-        prior = c.execute(
-            "SELECT request_hash, status, response_json FROM idempotency WHERE client=? AND key=?", (client, key)
-        ).fetchone()
+        prior = cls._prior_in(c, client, key)
         holder = cls._holder_in(c, strong_digest) if strong_digest is not None else None
         restrictions: tuple[dict[str, Any], ...] = ()
         if holder is not None:
@@ -345,7 +340,7 @@ class SqliteStore(SqliteAccounts, SqliteWorkbench, SqliteRequestsExtra, Disclosu
                 "SELECT * FROM restrictions WHERE subject_id=? AND lifted_at IS NULL ORDER BY since",
                 (holder["id"],)))
         return AcceptContext(
-            prior=R.idempotent_answer(prior) if prior is not None else None,
+            prior=prior,
             holder=R.subject_key_from_row(holder) if holder is not None else None,
             restrictions=restrictions,
         )
@@ -357,19 +352,40 @@ class SqliteStore(SqliteAccounts, SqliteWorkbench, SqliteRequestsExtra, Disclosu
     async def accept_request(
         self, client: str, key: str, strong_digest: str | None, now: str, decide: Decide
     ) -> tuple[str, int, dict[str, Any]] | None:
-        """One job of the writer's group: read, decide and write on the write connection, inside the
-        group's transaction.  One hand-off to another thread per request instead of two (a read connection,
-        then the writer), and what ``decide`` sees cannot change before the write: no other writer of the
-        file runs in between, so a holder made by a concurrent request is always found."""
+        """One job of the writer's group, in two halves (``GroupWriter.submit_prepared``): the read and
+        ``decide`` run on the writer thread just before the group's transaction, not holding the file's
+        write lock (which the delivery worker's process wants meanwhile); the write runs inside it and
+        checks again what matters, as ``accept`` does.  If a holder was made or erased in between (by
+        another process: this process's writes all pass through this thread), the write refuses, and the
+        read and ``decide`` run again inside the transaction, where nothing can change: the caller never
+        needs a second call.  One hand-off to another thread per request instead of two (a read
+        connection, then the writer)."""
 
-        def run() -> tuple[str, int, dict[str, Any]] | None:
-            ctx = self._reading(lambda c: self._context_in(c, client, key, strong_digest))
+        def prepare(c: sqlite3.Connection) -> Callable[[sqlite3.Connection], tuple[str, int, dict[str, Any]] | None]:
+            ctx = self._context_in(c, client, key, strong_digest)
             accepted = decide(ctx)
-            if accepted is None:
-                return ctx.prior
-            return self._accept_in(accepted, now)
 
-        return await self._write(run)
+            def write(c: sqlite3.Connection) -> tuple[str, int, dict[str, Any]] | None:
+                if accepted is None:
+                    return ctx.prior
+                try:
+                    return self._accept_in(accepted, now)
+                except SubjectErased:  # SubjectRaced too: the holder changed since the read
+                    again = decide(self._context_in(c, client, key, strong_digest))
+                    return self._accept_in(again, now) if again is not None else self._prior_in(c, client, key)
+
+            return write
+
+        result: tuple[str, int, dict[str, Any]] | None = await asyncio.wrap_future(
+            self._writer.submit_prepared(prepare))
+        return result
+
+    @staticmethod
+    def _prior_in(c: sqlite3.Connection, client: str, key: str) -> tuple[str, int, dict[str, Any]] | None:
+        row = c.execute(
+            "SELECT request_hash, status, response_json FROM idempotency WHERE client=? AND key=?", (client, key)
+        ).fetchone()
+        return R.idempotent_answer(row) if row is not None else None
 
     async def accept(self, a: Accepted, now: str) -> tuple[str, int, dict[str, Any]] | None:
         """Write the whole acceptance atomically; returns the earlier answer if the key raced us."""
@@ -380,12 +396,9 @@ class SqliteStore(SqliteAccounts, SqliteWorkbench, SqliteRequestsExtra, Disclosu
         client, key, request_hash = a.idempotency
         reg = a.registration
         with self._tx() as c:
-            prior = c.execute(
-                "SELECT request_hash, status, response_json FROM idempotency WHERE client=? AND key=?",
-                (client, key),
-            ).fetchone()
+            prior = self._prior_in(c, client, key)
             if prior is not None:
-                return R.idempotent_answer(prior)
+                return prior
             if a.subject is not None:
                 if a.subject.merge_on is not None and self._holder_in(c, a.subject.merge_on) is not None:
                     raise SubjectRaced()

@@ -11,7 +11,9 @@ each caller: nobody hears "done" before their rows are durable.  If the transact
 error, and none of their work is stored.
 
 ``BEGIN IMMEDIATE`` still takes the file's write lock first, so several processes on one file serialise
-their groups exactly as they serialised single transactions.
+their groups exactly as they serialised single transactions.  Because that lock is the one thing the
+processes share, a job may come in two halves (``submit_prepared``): what only reads and computes runs
+before the group's ``BEGIN IMMEDIATE``, and the lock is held for the writes alone.
 """
 
 from __future__ import annotations
@@ -35,9 +37,17 @@ class WriterClosed(RuntimeError):
     """A write submitted after the store was closed."""
 
 
+#: A job in two halves: the first runs on the write connection just before the group's transaction begins
+#: (outside it, so not holding the file's write lock, which another process may want meanwhile) and
+#: returns the second, which runs inside the transaction in the job's savepoint.
+Prepare = Callable[[sqlite3.Connection], Callable[[sqlite3.Connection], Any]]
+
+
 @dataclass
 class _Job:
-    fn: Callable[[sqlite3.Connection], Any]
+    fn: Callable[[sqlite3.Connection], Any] | None
+    prepare: Prepare | None = None
+    failed: Exception | None = None  # what ``prepare`` raised: the job's answer, and it never runs
     done: concurrent.futures.Future[Any] = field(default_factory=concurrent.futures.Future)
 
 
@@ -74,7 +84,15 @@ class GroupWriter:
 
     def submit(self, fn: Callable[[sqlite3.Connection], T]) -> concurrent.futures.Future[T]:
         """Queue ``fn``; the future resolves once the group holding it has committed (or failed)."""
-        job = _Job(fn)
+        return self._submit(_Job(fn))
+
+    def submit_prepared(self, prepare: Prepare) -> concurrent.futures.Future[Any]:
+        """Queue a job in two halves (``Prepare``): the work that only reads (and thinks) is done before the
+        group takes the file's write lock, so the lock is held for the writes alone.  The second half must
+        check again whatever the first half read that another process may have changed since."""
+        return self._submit(_Job(None, prepare))
+
+    def _submit(self, job: _Job) -> concurrent.futures.Future[Any]:
         with self._submit_lock:
             if self._closed:
                 raise WriterClosed("the store is closed")
@@ -128,10 +146,19 @@ class GroupWriter:
         outcomes: list[tuple[bool, Any]] = []
         with self._lock:
             try:
-                self._begin()
                 for job in group:
-                    outcomes.append(self._run_job(job))
-                self._conn.execute("COMMIT")
+                    if job.prepare is not None:
+                        try:
+                            job.fn = job.prepare(self._conn)
+                        except Exception as exc:
+                            job.failed = exc
+                if any(job.failed is None for job in group):
+                    self._begin()
+                    for job in group:
+                        outcomes.append((False, job.failed) if job.failed is not None else self._run_job(job))
+                    self._conn.execute("COMMIT")
+                else:  # every job failed in its first half: nothing to write
+                    outcomes = [(False, job.failed) for job in group]
             except BaseException as exc:
                 if self._conn.in_transaction:
                     try:
@@ -141,8 +168,9 @@ class GroupWriter:
                 for job in group:
                     _answer(job.done, False, exc)
                 return
-        self.commits += 1
-        self.jobs += len(group)
+        if any(job.failed is None for job in group):
+            self.commits += 1
+            self.jobs += len(group)
         for job, (ok, value) in zip(group, outcomes, strict=True):
             _answer(job.done, ok, value)
 
@@ -177,6 +205,7 @@ class GroupWriter:
         transaction (disk full, I/O error) is re-raised: the group's other work is gone with it."""
         c = self._conn
         c.execute("SAVEPOINT job")
+        assert job.fn is not None  # set by ``submit`` or by the job's first half
         try:
             value = job.fn(c)
         except Exception as exc:
