@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -295,3 +296,37 @@ async def test_schema_7_keys_the_ledger_in_append_order(tmp_path: Path, pg_dsn: 
         await pg.close()
     assert lite == keys == {"ledger_nodes": ["born", "level"], "entry_values": ["leaf_index"]}
     assert names == {"ledger_nodes_pkey", "entry_values_pkey", "entry_values_leaf_index_fkey"}
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_processes_opening_a_new_sqlite_file_at_once_migrate_it_once(tmp_path: Path, attempt: int) -> None:
+    """An API and its ``gateway worker`` started together on a new file: each reads version 0, and the one
+    that waited for the write lock must see the other's migrations before applying them again (it used to
+    fail with "duplicate column name" or "table already exists")."""
+    path = tmp_path / f"race-{attempt}.db"
+    start = threading.Barrier(4)
+    versions: list[int] = []
+    errors: list[BaseException] = []
+
+    def open_and_migrate() -> None:
+        conn = sqlite3.connect(path, isolation_level=None, timeout=30)  # each thread: a process of its own
+        try:
+            start.wait(10)
+            versions.append(sqlite_migrations.migrate(conn))
+        except BaseException as e:
+            errors.append(e)
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=open_and_migrate) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == [] and versions == [sqlite_migrations.MIGRATIONS[-1][0]] * 4
+    conn = sqlite3.connect(path)
+    try:
+        applied = [r[0] for r in conn.execute("SELECT version FROM schema_version ORDER BY version")]
+    finally:
+        conn.close()
+    assert applied == [v for v, _ in sqlite_migrations.MIGRATIONS]

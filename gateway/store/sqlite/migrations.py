@@ -109,6 +109,13 @@ def migrate(conn: sqlite3.Connection) -> int:
             continue
         conn.execute("BEGIN IMMEDIATE")
         try:
+            # read again under the write lock: another process opening the same file at the same moment (an
+            # API and its ``gateway worker``) may have applied this version while we waited for the lock
+            done = int(conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0])
+            if done >= version:
+                conn.execute("COMMIT")
+                current = done
+                continue
             for statement in _split(sql):
                 conn.execute(statement)
             conn.execute(
