@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import structlog
 
 from adapters.escrow import is_gtld
@@ -73,7 +74,7 @@ class _Decision:
     merge_on: str | None
     now: dt.datetime
     request_id: str | None
-    decided: list[tuple[int, dict[str, Any]]]
+    decided: list[tuple[int, dict[str, Any], bytes]]
     last: bool = False
 
     def __call__(self, ctx: AcceptContext) -> Accepted | None:
@@ -231,7 +232,15 @@ class RegistrationService:
     async def submit(
         self, client: str, key: str, body: bytes | Mapping[str, Any], req: RegistrationRequest
     ) -> tuple[int, dict[str, Any]]:
-        """Returns (HTTP status, body); replays the stored answer for a repeated key.
+        """Returns (HTTP status, body); see :meth:`submit_encoded`."""
+        status, answer, _ = await self.submit_encoded(client, key, body, req)
+        return status, answer
+
+    async def submit_encoded(
+        self, client: str, key: str, body: bytes | Mapping[str, Any], req: RegistrationRequest
+    ) -> tuple[int, dict[str, Any], bytes]:
+        """Returns (HTTP status, body, the body's JSON bytes); replays the stored answer for a repeated key.
+        The bytes of a new answer are the ones stored under the key: the answer is encoded once.
 
         ``body`` is the request body as received, hashed as it is for the idempotency key (``request_hash``);
         an in-process caller with no body bytes passes the parsed object, hashed in canonical form.
@@ -261,14 +270,14 @@ class RegistrationService:
         if refused is not None:
             prior = await self.store.idempotent_response(client, key)
             if prior is not None:
-                return self._replay(prior, data, rhash)
+                return self._replayed(prior, data, rhash)
             raise refused
         # the API request queuing the rows (bound by the HTTP middleware), for the delivery's log lines; read
         # here because ``_decide`` may run on the store's writer thread, outside this task's context
         request_id = structlog.contextvars.get_contextvars().get("request_id")
         for attempt in range(1, _SUBJECT_ATTEMPTS + 1):
             now = self.clock()
-            decided: list[tuple[int, dict[str, Any]]] = []
+            decided: list[tuple[int, dict[str, Any], bytes]] = []
             decide = _Decision(self, client, key, rhash, req, links, merge_on, now, request_id, decided,
                                last=attempt == _SUBJECT_ATTEMPTS)
             try:
@@ -281,7 +290,7 @@ class RegistrationService:
                     raise
                 continue
             if prior is not None:
-                return self._replay(prior, data, rhash)
+                return self._replayed(prior, data, rhash)
             return decided[0]
         raise AssertionError("unreachable")
 
@@ -289,7 +298,7 @@ class RegistrationService:
         self, ctx: AcceptContext, client: str, key: str, rhash: str, req: RegistrationRequest,
         links: tuple[tuple[str, str], ...], merge_on: str | None, now: dt.datetime, request_id: str | None, *,
         last: bool = False,
-    ) -> tuple[Accepted, tuple[int, dict[str, Any]]]:
+    ) -> tuple[Accepted, tuple[int, dict[str, Any], bytes]]:
         """One attempt, on what the store read: the holder, plan, seal under the holder's key; the
         acceptance to write and the answer to give once it is durable.  No I/O: the store may call it inside
         its write transaction."""
@@ -364,19 +373,24 @@ class RegistrationService:
             # the language the person ordered in: the Art. 15 letter's default
             "language": req.registrant.language,
         }
+        # the plan is encoded once: its bytes are stored as the registration's plan and are the answer's
+        # transfers, and the answer's bytes are both what the key replays and the HTTP body
+        plan_json = orjson.dumps(plan_view)
+        response_json = orjson.dumps({**answer, "transfers": orjson.Fragment(plan_json)})
         accepted = Accepted(
             registration=registration, idempotency=(client, key, rhash), status=http_status,
             response=answer, outbox=outbox, entries=entries, subject=subject.new,
-            subject_links=subject.links + tuple(contact_links),
+            subject_links=subject.links + tuple(contact_links), plan_json=plan_json, response_json=response_json,
         )
-        return accepted, (http_status, answer)
+        return accepted, (http_status, answer, response_json)
 
     @staticmethod
-    def _replay(prior: tuple[str, int, dict[str, Any]], data: bytes, rhash: str) -> tuple[int, dict[str, Any]]:
+    def _replayed(prior: tuple[str, int, dict[str, Any]], data: bytes, rhash: str
+                  ) -> tuple[int, dict[str, Any], bytes]:
         prior_hash, status, answer = prior
         if prior_hash != rhash and (prior_hash.startswith("sha256:") or prior_hash != _legacy_hash(data)):
             raise IdempotencyConflict("this Idempotency-Key was used with a different request body")
-        return status, answer
+        return status, answer, orjson.dumps(answer)
 
     @staticmethod
     def _blocked_entry(reg_id: str, subject_id: str, p: RecipientPlan, now: dt.datetime) -> DisclosureEntry:

@@ -17,6 +17,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iter
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
+import orjson
+
 from gateway.ledger.entry import DisclosureEntry, leaf_bytes
 from gateway.ledger.merkle import Frontier, Node, leaf_hash
 from gateway.store.paging import keyset_pages
@@ -149,6 +151,16 @@ class Accepted:
     entries: list[DisclosureEntry] = field(default_factory=list)
     subject: NewSubject | None = None  # a new subject written with the registration (a holder record)
     subject_links: tuple[tuple[str, str], ...] = ()  # extra (kind, digest) for an existing subject
+    #: the plan and the answer as the service encoded them, once (the answer's ``transfers`` are the plan's
+    #: bytes, and the answer's bytes are the HTTP body); None: encoded by the store from the objects
+    plan_json: bytes | None = None
+    response_json: bytes | None = None
+
+    def plan_text(self) -> str:
+        return (self.plan_json if self.plan_json is not None else orjson.dumps(self.registration["plan"])).decode()
+
+    def response_text(self) -> str:
+        return (self.response_json if self.response_json is not None else orjson.dumps(self.response)).decode()
 
 
 @dataclass(frozen=True)

@@ -332,6 +332,25 @@ async def test_an_answer_stored_under_the_old_hash_still_replays(store: Store, r
         await svc.submit("shop", "key-legacy-001", changed, RegistrationRequest.model_validate_json(changed))
 
 
+async def test_the_plan_and_the_answer_are_encoded_once(store: Store, raw: RawDB) -> None:
+    """The bytes the HTTP layer sends are the answer stored under the key, and the plan stored with the
+    registration is the answer's ``transfers``, byte for byte: each is encoded once.  A replay answers the
+    same object."""
+    svc, _ = service(store)
+    data = person("exempel-a.se")
+    sent = encoded(data)
+    status, answer, body_bytes = await svc.submit_encoded("shop", "key-once-0001", sent,
+                                                          RegistrationRequest.model_validate_json(sent))
+    assert status == 202 and json.loads(body_bytes) == answer
+    [idem] = await raw.fetch("SELECT response_json FROM idempotency WHERE client=? AND key=?", "shop", "key-once-0001")
+    [reg] = await raw.fetch("SELECT plan_json FROM registrations WHERE id=?", answer["id"])
+    assert idem["response_json"] == body_bytes.decode()
+    assert f'"transfers":{reg["plan_json"]}' in idem["response_json"]
+    assert json.loads(reg["plan_json"]) == answer["transfers"]
+    again = await svc.submit_encoded("shop", "key-once-0001", sent, RegistrationRequest.model_validate_json(sent))
+    assert again[:2] == (202, answer) and json.loads(again[2]) == answer
+
+
 def test_the_body_hash_is_of_the_bytes() -> None:
     sent = encoded(VALID_BODY)
     assert request_hash(sent) == "sha256:" + hashlib.sha256(sent).hexdigest()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import orjson
 from aiohttp import web
 from pydantic import ValidationError
 
@@ -46,13 +45,13 @@ async def accept_order(request: web.Request, model: type[RegistrationRequest]) -
     except ValidationError as exc:
         raise validation_problem(exc) from None
     # the idempotency key is bound to the body's bytes as received (``request_hash``)
-    status, answer = await svc.registrations.submit(who.name, key, body, req)
+    status, answer, encoded = await svc.registrations.submit_encoded(who.name, key, body, req)
     svc.metrics.registrations.labels("accepted" if status == 202 else "refused").inc()
     if status == 202:
         svc.wake()
     headers = {"Location": f"/v1/registrations/{answer.get('id') or answer.get('registration_id')}"}
     return web.Response(
-        status=status, body=orjson.dumps(answer),
+        status=status, body=encoded,
         content_type="application/problem+json" if status >= 400 else "application/json", headers=headers,
     )
 

@@ -49,7 +49,6 @@ path, which fails (or not) exactly as it did before.
 from __future__ import annotations
 
 import base64
-import json
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
@@ -205,9 +204,9 @@ def job_doc(a: Accepted, now: str) -> dict[str, Any] | None:
               for row in rows]
     registration: dict[str, Any] = {
         "id": reg["id"], "client": client, "order_ref": reg["order_ref"], "domain": reg["domain"], "tld": reg["tld"],
-        "subject_id": subject_id, "status": reg["status"], "plan_json": json.dumps(reg["plan"]),
+        "subject_id": subject_id, "status": reg["status"], "plan_json": a.plan_text(),
         "kind": reg.get("kind", "registration"), "expires_at": reg.get("expires_at"), "language": reg.get("language")}
-    response_json = json.dumps(a.response)
+    response_json = a.response_text()
     doc = {
         "now": now,
         "reg": registration,

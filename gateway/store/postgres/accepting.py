@@ -87,13 +87,13 @@ def accept_statement(a: Accepted, now: str) -> tuple[str, list[Any]]:
         "reg AS (INSERT INTO registrations(id, client, order_ref, domain, tld, subject_id, status, plan_json, "  # noqa: S608
         "created_at, updated_at, kind, expires_at, language) VALUES ("
         f"{b(reg['id'], 'text')}, {b(client, 'text')}, {b(reg['order_ref'], 'text')}, {b(reg['domain'], 'text')}, "
-        f"{b(reg['tld'], 'text')}, {sid}, {b(reg['status'], 'text')}, {b(json.dumps(reg['plan']), 'text')}, "
+        f"{b(reg['tld'], 'text')}, {sid}, {b(reg['status'], 'text')}, {b(a.plan_text(), 'text')}, "
         f"{at}, {at}, {b(reg.get('kind', 'registration'), 'text')}, {b(reg.get('expires_at'), 'text')}, "
         f"{b(reg.get('language'), 'text')}) "
         "RETURNING id)",
         "idem AS (INSERT INTO idempotency(client, key, request_hash, registration_id, status, response_json, "  # noqa: S608
         f"created_at) SELECT {b(client, 'text')}, {b(key, 'text')}, {b(request_hash, 'text')}, reg.id, "
-        f"{b(a.status, 'int')}, {b(json.dumps(a.response), 'text')}, {at} FROM reg "
+        f"{b(a.status, 'int')}, {b(a.response_text(), 'text')}, {at} FROM reg "
         "ON CONFLICT (client, key) DO NOTHING RETURNING 1)",
     ]
     links: list[tuple[str, str]] = []

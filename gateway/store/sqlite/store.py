@@ -419,13 +419,13 @@ class SqliteStore(SqliteAccounts, SqliteWorkbench, SqliteRequestsExtra, Disclosu
                 "INSERT INTO registrations(id, client, order_ref, domain, tld, subject_id, status, plan_json, "
                 "created_at, updated_at, kind, expires_at, language) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (reg["id"], client, reg["order_ref"], reg["domain"], reg["tld"], subject_id, reg["status"],
-                 json.dumps(reg["plan"]), now, now, reg.get("kind", "registration"), reg.get("expires_at"),
+                 a.plan_text(), now, now, reg.get("kind", "registration"), reg.get("expires_at"),
                  reg.get("language")),
             )
             c.execute(
                 "INSERT INTO idempotency(client, key, request_hash, registration_id, status, response_json, "
                 "created_at) VALUES (?,?,?,?,?,?,?)",
-                (client, key, request_hash, reg["id"], a.status, json.dumps(a.response), now),
+                (client, key, request_hash, reg["id"], a.status, a.response_text(), now),
             )
             self._insert_outbox(c, reg["id"], subject_id, a.outbox, now)
             self._append_in(c, a.entries)
