@@ -94,6 +94,10 @@ async def test_pdf_is_tagged_accessible_with_embedded_fonts_and_the_whole_name(g
     assert str(PdfReader(io.BytesIO(en)).trailer["/Root"]["/Lang"]) == "en"
 
 
+def _no_identifiers(text: str) -> str:
+    return re.sub(r"\S*\d\S*", " ", text)
+
+
 async def test_swedish_letter_has_no_english_and_english_letter_no_swedish(gateway: Gateway) -> None:
     configure(gateway)
     req = await _polish_subject(gateway)
@@ -102,10 +106,12 @@ async def test_swedish_letter_has_no_english_and_english_letter_no_swedish(gatew
                             else "", "Integritetsskyddsmyndigheten IMY www imy se", req["id"]]))
     recipients = {"Internetstiftelsen", "VeriSign", "Inc", "DENIC", "Services", "GmbH", "Co", "KG"}
     allowed = names | words(" ".join(recipients)) | {"se", "us", "de"}  # country codes, as in "USA (US)"
-    sv_text = pdf_text(await _letter(gateway, req["id"], "pdf", lang="sv"))
+    # a token with a digit in it is an identifier, a date or a number, never wording: registry contact ids are
+    # random base32 ("…7UT2…"), whose letter runs are sometimes short words of either language
+    sv_text = _no_identifiers(pdf_text(await _letter(gateway, req["id"], "pdf", lang="sv")))
     stray = (words(sv_text) & english_words()) - allowed
     assert not stray, f"English words in the Swedish letter: {sorted(stray)}"
-    en_text = pdf_text(await _letter(gateway, req["id"], "pdf", lang="en"))
+    en_text = _no_identifiers(pdf_text(await _letter(gateway, req["id"], "pdf", lang="en")))
     stray = (words(en_text) & swedish_words()) - allowed
     assert not stray, f"Swedish words in the English letter: {sorted(stray)}"
     # and the HTML letter is the same letter
