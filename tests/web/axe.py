@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.web.chromium import CHROMIUM, LAUNCH_ARGS
+from tests.web.chromium import chromium_page
 
 ROOT = Path(__file__).resolve().parents[2]
 AXE_JS = ROOT / "node_modules" / "axe-core" / "axe.min.js"
@@ -58,17 +58,5 @@ def blocking(page: Any) -> list[Violation]:
 def axe_page(errors: list[str], *, locale: str | None = None, width: int = 1280) -> Iterator[Any]:
     """A fresh Chromium page whose context bypasses the CSP (for the injected axe-core); console errors
     and 4xx/5xx responses are appended to ``errors``."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS, headless=True)
-        try:
-            context = browser.new_context(bypass_csp=True, accept_downloads=True, locale=locale,
-                                          viewport={"width": width, "height": 900})
-            page = context.new_page()
-            page.set_default_timeout(10_000)
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
-            yield page
-        finally:
-            browser.close()
+    with chromium_page(errors, bypass_csp=True, locale=locale, viewport={"width": width, "height": 900}) as page:
+        yield page

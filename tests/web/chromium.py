@@ -20,14 +20,15 @@ needs_chromium = pytest.mark.skipif(not CHROMIUM.exists() and not os.environ.get
 
 
 @contextmanager
-def chromium_page(errors: list[str]) -> Iterator[Any]:
-    """A fresh page; console errors and 4xx/5xx responses are appended to ``errors``."""
+def chromium_page(errors: list[str], **context: Any) -> Iterator[Any]:
+    """A fresh page; console errors and 4xx/5xx responses are appended to ``errors``.  ``context`` adds
+    options of the browser context (``locale``, ``viewport``, ``bypass_csp`` ...)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS, headless=True)
         try:
-            page = browser.new_context(accept_downloads=True).new_page()
+            page = browser.new_context(accept_downloads=True, **context).new_page()
             page.set_default_timeout(10_000)
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
             page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
